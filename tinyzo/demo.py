@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyzo import reference_models
 from tinyzo.errors import InputError
 
 #: method name -> ZO settings used by the demo (see docs/training_zo.md)
@@ -32,12 +33,16 @@ DEMO_METHODS = {
 
 
 def reference_model_path() -> Path:
-    """Path of the digits reference model (the repository's reference_models/)."""
-    p = Path(__file__).resolve().parents[1] / "reference_models" / "digits_cnn.tflite"
-    if not p.exists():
-        raise InputError(f"the digits reference model is not at {p}; run from a tinyzo checkout "
-                         "(python reference_models/make_reference_models.py regenerates it)")
-    return p
+    """Path of the digits reference model, shipped with tinyzo as package data.
+
+    It is the repository's ``reference_models/digits_cnn.tflite``, installed as the package
+    ``tinyzo.reference_models`` (editable or not), so the demo runs from any folder.
+    """
+    try:
+        return reference_models.path("digits_cnn")
+    except FileNotFoundError:
+        raise InputError("the digits reference model is missing from this tinyzo installation; reinstall tinyzo "
+                         "(python reference_models/make_reference_models.py regenerates it in a checkout)") from None
 
 
 def make_trainer(model, name: str, *, total_steps: int, seed: int = 0):

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from tinyzo.errors import TinyzoError
+from tinyzo.progress import step_bar
 
 
 class TrainingError(TinyzoError):
@@ -184,11 +185,7 @@ def fit(stepper, model, x_train, y_train, x_val=None, y_val=None, *, epochs: int
         t0 = time.perf_counter()
         order = np.random.default_rng(seed + epoch).permutation(len(x_train))
         batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
-        it = batches
-        if progress:
-            from tqdm import tqdm
-
-            it = tqdm(batches, desc=f"epoch {epoch + 1}/{epochs}", leave=False)
+        it = step_bar(batches, desc=f"epoch {epoch + 1}/{epochs}", enabled=progress)
         step_losses = []
         info = {}
         for idx in it:
@@ -196,7 +193,7 @@ def fit(stepper, model, x_train, y_train, x_val=None, y_val=None, *, epochs: int
             if not np.isfinite(info["loss"]):
                 raise TrainingError(f"loss became {info['loss']} in epoch {epoch + 1}; the last good checkpoint is kept")
             step_losses.append(info["loss"])
-            if progress:
+            if progress and not it.disable:
                 it.set_postfix(loss=f"{np.mean(step_losses[-20:]):.4f}")
         _, train_acc = measure(x_train, y_train)
         rec = {"epoch": epoch + 1, "train_loss": float(np.mean(step_losses)), "train_acc": train_acc,

@@ -65,6 +65,7 @@ from pathlib import Path
 import numpy as np
 
 from tinyzo.errors import TinyzoError
+from tinyzo.progress import outer_bar
 
 __all__ = ["CONTRIB_FORMAT", "DEFAULT_OPTIMIZER", "DEFAULT_RATIOS", "ContribError", "Contributions",
            "contribution_analysis"]
@@ -536,9 +537,7 @@ def contribution_analysis(model, train, val, *, ratios=DEFAULT_RATIOS, k_values=
              for i in layers for r in ratios if (i, r) not in res.weight]
     bar = None
     if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=res.n_measurements(), initial=res.n_measurements() - len(todo), desc="contribution analysis")
+        bar = outer_bar(total=res.n_measurements(), initial=res.n_measurements() - len(todo), desc="contribution analysis")
     try:
         for key, scheme in todo:
             label = scheme.label

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from tinyzo.errors import TinyzoError
 from tinyzo.fp.forward import (
@@ -36,6 +37,7 @@ from tinyzo.fp.forward import (
     update_bn_stats,
 )
 from tinyzo.kernels import float_nn as K
+from tinyzo.progress import step_bar
 
 SCHEDULES = ("cosine", "linear", "constant")
 CHECKPOINT_FORMAT = "tinyzo-fp-checkpoint-1"
@@ -235,8 +237,6 @@ def train(net, params: dict, x_train, y_train, x_val=None, y_val=None, *, epochs
             file still holds the last completed epoch.
         FloatNetError, CheckpointError, TinyzoError: bad inputs, an unreadable or foreign checkpoint.
     """
-    from tqdm.auto import tqdm
-
     x_train = _check_input(net, x_train).astype(np.float32, copy=False)  # float32 training, whatever came in
     _check_params(net, params)
     if len(net.output_shape) != 1:
@@ -290,7 +290,7 @@ def train(net, params: dict, x_train, y_train, x_val=None, y_val=None, *, epochs
         perm = rng.permutation(n)
         loss_sum, correct, seen = 0.0, 0, 0
         lr_t = lr
-        bar = tqdm(slices, desc=f"epoch {e + 1}/{epochs}", disable=not progress, leave=False)
+        bar = step_bar(slices, desc=f"epoch {e + 1}/{epochs}", enabled=progress)
         for b, sl in enumerate(bar):
             idx = perm[sl]
             xb, yb = x_train[idx], y_train[idx]
