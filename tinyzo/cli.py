@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
 
 from tinyzo.errors import TinyzoError
+
+DEFAULT_REPORT_METRICS = ("after", "recovered", "forward_passes", "seconds", "sram_lean_bytes")
 
 
 def _parse_shape(text: str) -> tuple:
@@ -222,9 +225,9 @@ def _bp_trainer(args, model, layers, total_steps):
     return BPTrainer(model, scheme=scheme, optimizer=opt, seed=args.seed)
 
 
-def _check_training_memory(args, trainer) -> None:
+def _check_training_memory(args, trainer) -> int:
     """Print the device peak SRAM of ``tinyzo train``'s trainer (batch 1, memory planner) and, with
-    ``--budget-kb N``, refuse a run that does not fit N kB, before any training."""
+    ``--budget-kb N``, refuse a run that does not fit N kB, before any training. Returns the peak."""
     from tinyzo.errors import InputError
     from tinyzo.memory import trainer_memory_report
 
@@ -238,15 +241,26 @@ def _check_training_memory(args, trainer) -> None:
             hint += " or update per step (--update per_step: no float32 shadow copy)"
         raise InputError(f"the run needs {peak:,} bytes of SRAM to train on the device (batch 1, memory planner), "
                          f"over the {args.budget_kb:g} kB budget; train {hint}")
+    return peak
 
 
-def _cmd_train(args) -> int:
+def train_run(args) -> dict:
+    """Run ``tinyzo train`` from its parsed arguments and return the results (``tinyzo sweep`` runs this).
+
+    Returns ``before``, ``after``, ``clean`` (test accuracy before and after training on the
+    (corrupted) test split, and of the starting model on the uncorrupted test split; None without a
+    test split), ``recovered`` ((after - before) / (clean - before), None without a corruption),
+    ``forward_passes``, ``backward_passes``, ``sram_bytes`` / ``sram_lean_bytes`` (the training peak on
+    the device as run / with plain SGD and per-step rounding, memory planner, batch 1) and ``history``
+    (one dict per epoch, :func:`tinyzo.train.fit`).
+    """
     from pathlib import Path
 
     import tinyzo
     from tinyzo import data
     from tinyzo.errors import InputError
     from tinyzo.evaluate import evaluate, images_to_input
+    from tinyzo.memory import trainer_memory_report
     from tinyzo.train import fit
     from tinyzo.zo.trainer import ZOConfig, ZOTrainer
 
@@ -290,12 +304,16 @@ def _cmd_train(args) -> int:
                        schedule=args.schedule, update=args.update, rounding=args.rounding, seed=args.seed,
                        mixed_split=args.mixed_split)
         trainer = ZOTrainer(model, cfg, total_steps=total_steps)
-    _check_training_memory(args, trainer)
+    sram = _check_training_memory(args, trainer)
     out_dir = Path(args.out_dir) if args.out_dir else None
     title = f"{args.method} on {args.data}" + (f" ({args.corruption} {args.severity})" if args.corruption else "")
-    fit(trainer, model, xq["train"], splits["train"][1], xq["val"], splits["val"][1] if xq["val"] is not None else None,
-        epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, out_dir=out_dir, resume=args.resume,
-        progress=not args.no_progress, title=title)
+    sram_lean = trainer_memory_report(trainer, lean=True)["peak_sram_bytes"]
+    clean = None
+    if args.corruption is not None and len(splits["test"][0]):
+        clean = evaluate(model, *ds.split("test"))["accuracy"]
+    history = fit(trainer, model, xq["train"], splits["train"][1], xq["val"],
+                  splits["val"][1] if xq["val"] is not None else None, epochs=args.epochs, batch_size=args.batch_size,
+                  seed=args.seed, out_dir=out_dir, resume=args.resume, progress=not args.no_progress, title=title)
     after = evaluate(model, *splits["test"]) if len(splits["test"][0]) else None
     if args.out:
         model.save(args.out)
@@ -304,6 +322,19 @@ def _cmd_train(args) -> int:
               f"({getattr(trainer, 'forward_passes', 0)} forward passes)")
     if args.out:
         print(f"wrote {args.out}")
+    b = None if before is None else before["accuracy"]
+    a = None if after is None else after["accuracy"]
+    recovered = None
+    if clean is not None and b is not None and clean != b:
+        recovered = (a - b) / (clean - b)
+    return {"before": b, "after": a, "clean": clean, "recovered": recovered,
+            "forward_passes": int(getattr(trainer, "forward_passes", 0)),
+            "backward_passes": int(getattr(trainer, "backward_passes", 0)),
+            "sram_bytes": int(sram), "sram_lean_bytes": int(sram_lean), "history": history}
+
+
+def _cmd_train(args) -> int:
+    train_run(args)
     return 0
 
 
@@ -523,6 +554,57 @@ def _cmd_vectors(args) -> int:
     return 0
 
 
+def _cmd_sweep_run(args) -> int:
+    from tinyzo.sweep import load_spec, run_sweep
+
+    sweep = load_spec(args.spec)
+    db = Path(args.db) if args.db else Path(f"{sweep.name}.sqlite")
+    if args.dry_run:
+        for run in sweep.runs:
+            print(f"{run.key[:12]}  {run.command}")
+        print(f"{len(sweep.runs)} runs; results would go to {db}")
+        return 0
+    res = run_sweep(sweep, db, scheduler=args.scheduler, workers=args.workers, shared_fs=args.shared_fs,
+                    backend=args.backend, progress=not args.no_progress, retries=args.retries)
+    print(f"sweep {sweep.name}: {res['runs']} runs, {res['skipped']} done before, {res['done']} done now, "
+          f"{res['failed']} failed ({res['backend']}, {res['workers']} workers, {res['seconds']:.1f} s); results in {db}")
+    return 1 if res["failed"] else 0
+
+
+def _cmd_sweep_report(args) -> int:
+    from tinyzo.sweep import ResultsDB, aggregate, plot_curves, plot_pareto, plot_vs_param, to_csv, to_markdown
+    from tinyzo.sweep.report import ReportError
+
+    group_by = [g for g in args.group_by.split(",") if g.strip()]
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    with ResultsDB(args.db, create=False) as db:
+        rows = db.rows(sweep=args.sweep)
+        failed = db.rows(status="failed", sweep=args.sweep)
+    if not rows:
+        raise ReportError(f"{args.db} has no finished runs" + (f" of sweep {args.sweep!r}" if args.sweep else ""))
+    table = aggregate(rows, group_by, metrics)
+    md = to_markdown(table, group_by, metrics)
+    print(md, end="")
+    if failed:
+        print(f"\n{len(failed)} failed run(s) not included; first error: {failed[0]['error']}")
+    if args.md:
+        Path(args.md).write_text(md)
+    if args.csv:
+        Path(args.csv).write_text(to_csv(table))
+    if args.plots:
+        out = Path(args.plots)
+        if not out.is_dir():
+            raise ReportError(f"--plots: the folder {out} does not exist")
+        written = [plot_curves(rows, out / "curves.png", by=group_by[0] if group_by else "method")]
+        if any(r.get("recovered") is not None for r in rows):
+            written.append(plot_pareto(rows, out / "pareto.png", by=group_by[0] if group_by else "method"))
+        if args.x:
+            written.append(plot_vs_param(rows, args.x, out / f"vs_{args.x}.png", metric=metrics[0],
+                                         by=group_by[0] if group_by else "method"))
+        print("plots: " + ", ".join(str(p) for p in written))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the ``tinyzo`` command."""
     import tinyzo
@@ -605,6 +687,34 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out-dir")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_train)
+
+    s = sub.add_parser("sweep", help="run a grid of training runs (Dask or processes) and report mean +- std")
+    ssub = s.add_subparsers(dest="sweep_command", required=True, metavar="{run,report}")
+    r = ssub.add_parser("run", help="run every run of a TOML spec not yet in the results database")
+    r.add_argument("spec", help="the sweep spec (TOML, see docs/sweep.md)")
+    r.add_argument("--db", help="SQLite results database (default ./<sweep name>.sqlite)")
+    r.add_argument("--scheduler", help="tcp://HOST:PORT of a running Dask scheduler (default: a local cluster)")
+    r.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
+    r.add_argument("--backend", default="auto", choices=["auto", "dask", "process"],
+                   help="auto: Dask if installed, else a process pool (default auto)")
+    r.add_argument("--shared-fs", action="store_true",
+                   help="with --scheduler: workers read the files at these paths instead of receiving them")
+    r.add_argument("--retries", type=int, default=1, help="retries of a failed run in this invocation (default 1)")
+    r.add_argument("--dry-run", action="store_true", help="list the runs and their commands, run nothing")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.set_defaults(func=_cmd_sweep_run)
+    r = ssub.add_parser("report", help="tables (mean +- std over runs) and plots from a results database")
+    r.add_argument("db", help="the SQLite results database")
+    r.add_argument("--group-by", default="method", help="comma-separated keys: method, seed or train options "
+                   "(default method)")
+    r.add_argument("--metrics", default=",".join(DEFAULT_REPORT_METRICS),
+                   help=f"comma-separated metrics (default {','.join(DEFAULT_REPORT_METRICS)})")
+    r.add_argument("--sweep", help="only the runs of this sweep name")
+    r.add_argument("--md", help="also write the Markdown table here")
+    r.add_argument("--csv", help="also write the table as CSV here")
+    r.add_argument("--plots", help="write curves.png, pareto.png (and vs_<x>.png with --x) into this folder")
+    r.add_argument("--x", help="a train option to plot the first metric against (e.g. lr)")
+    r.set_defaults(func=_cmd_sweep_report)
 
     s = sub.add_parser("contrib", help="contribution analysis: the best sparse BP scheme under a memory budget")
     s.add_argument("model", help=".tflite or tinyzo .npz int8 model")

@@ -1,0 +1,214 @@
+"""Sweep reports: tables grouped by any keys with mean +- std and n over the runs, and plots.
+
+The standard deviation is the sample standard deviation (``ddof = 1``) over the runs of a group (e.g.
+the seeds); a group of one run has no spread and shows ``n = 1`` with an empty std. Grouping keys are
+``method`` (the spec's label), ``seed``, or any ``tinyzo train`` option name (``corruption``, ``lr``,
+...). Metrics are the numeric columns of the database (see :data:`tinyzo.sweep.db.METRIC_COLUMNS`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+
+from tinyzo.errors import TinyzoError
+from tinyzo.sweep.db import METRIC_COLUMNS
+
+__all__ = ["ReportError", "value_of", "aggregate", "to_markdown", "to_csv", "plot_vs_param", "plot_pareto",
+           "plot_curves", "DEFAULT_METRICS"]
+
+DEFAULT_METRICS = ("after", "recovered", "forward_passes", "backward_passes", "seconds", "sram_bytes",
+                   "sram_lean_bytes")
+PERCENT = {"before", "after", "clean", "recovered"}
+
+
+class ReportError(TinyzoError):
+    """A report asks for a key or metric the runs do not have."""
+
+
+def value_of(row: dict, key: str):
+    """The value of grouping key or metric ``key`` in a database row (None when the run lacks it)."""
+    if key in ("method", "seed", "sweep", "status") or key in METRIC_COLUMNS:
+        return row.get(key)
+    return row["options"].get(key.replace("-", "_"))
+
+
+def _check_keys(rows: list, keys, what: str) -> None:
+    for k in keys:
+        if not any(value_of(r, k) is not None for r in rows):
+            known = sorted({"method", "seed"} | {o for r in rows for o in r["options"]})
+            raise ReportError(f"no run has {what} {k!r}; keys: {', '.join(known)}")
+
+
+def aggregate(rows: list, group_by, metrics=DEFAULT_METRICS) -> list:
+    """Group ``rows`` (from :meth:`ResultsDB.rows`) by ``group_by`` and summarize each metric.
+
+    Returns one dict per group, in order of first appearance: the group keys, ``n`` (runs), and for
+    each metric ``<metric>_mean``, ``<metric>_std`` (sample std, None for n = 1) and
+    ``<metric>_n`` (runs that report it; e.g. ``recovered`` is None without a corruption).
+    """
+    group_by = [g.strip() for g in group_by if g.strip()]
+    if not rows:
+        raise ReportError("no finished runs to report")
+    _check_keys(rows, group_by, "grouping key")
+    bad = [m for m in metrics if m not in METRIC_COLUMNS]
+    if bad:
+        raise ReportError(f"unknown metric(s) {bad}; metrics: {', '.join(METRIC_COLUMNS)}")
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault(tuple(value_of(r, g) for g in group_by), []).append(r)
+    out = []
+    for key, members in groups.items():
+        rec = dict(zip(group_by, key))
+        rec["n"] = len(members)
+        for m in metrics:
+            vals = np.array([float(v) for v in (r.get(m) for r in members) if v is not None], dtype=np.float64)
+            rec[f"{m}_n"] = int(vals.size)
+            rec[f"{m}_mean"] = float(vals.mean()) if vals.size else None
+            rec[f"{m}_std"] = float(vals.std(ddof=1)) if vals.size > 1 else None
+        out.append(rec)
+    return out
+
+
+def _fmt(metric: str, mean, std) -> str:
+    if mean is None:
+        return ""
+    if metric in PERCENT:
+        s = f"{mean * 100:.1f}"
+        return s + (f" ± {std * 100:.1f}" if std is not None else "") + "%"
+    if metric.endswith("bytes"):
+        s = f"{mean / 1024:.1f}"
+        return s + (f" ± {std / 1024:.1f}" if std is not None and std > 0 else "") + " KiB"
+    if metric == "seconds":
+        return f"{mean:.1f}" + (f" ± {std:.1f}" if std is not None else "") + " s"
+    return f"{mean:,.0f}" + (f" ± {std:,.0f}" if std is not None and std > 0 else "")
+
+
+def to_markdown(table: list, group_by, metrics=DEFAULT_METRICS) -> str:
+    """A Markdown table of :func:`aggregate`'s output: one row per group, ``mean ± std`` per metric."""
+    group_by = [g.strip() for g in group_by if g.strip()]
+    head = list(group_by) + ["n"] + list(metrics)
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" if h in group_by else "---:" for h in head) + "|"]
+    for rec in table:
+        cells = [str(rec[g]) for g in group_by] + [str(rec["n"])]
+        cells += [_fmt(m, rec[f"{m}_mean"], rec[f"{m}_std"]) for m in metrics]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(table: list) -> str:
+    """CSV text of :func:`aggregate`'s output (every column, numbers unformatted)."""
+    if not table:
+        return ""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(table[0]), lineterminator="\n")
+    w.writeheader()
+    for rec in table:
+        w.writerow({k: ("" if v is None else v) for k, v in rec.items()})
+    return buf.getvalue()
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_vs_param(rows: list, param: str, path, *, metric: str = "after", by: str = "method") -> Path:
+    """Save ``metric`` (mean ± std over the other keys, e.g. seeds) against ``param``, one line per ``by``."""
+    _check_keys(rows, [param, by], "key")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label in dict.fromkeys(value_of(r, by) for r in rows):
+        sub = [r for r in rows if value_of(r, by) == label and value_of(r, param) is not None]
+        table = sorted(aggregate(sub, [param], [metric]), key=lambda t: t[param]) if sub else []
+        if not table:
+            continue
+        xs = [t[param] for t in table]
+        scale = 100 if metric in PERCENT else 1
+        ys = [t[f"{metric}_mean"] * scale for t in table]
+        es = [(t[f"{metric}_std"] or 0) * scale for t in table]
+        ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=str(label))
+    if all(isinstance(value_of(r, param), (int, float)) for r in rows) and \
+            min(value_of(r, param) for r in rows) > 0 and param in ("lr", "sigma_bias"):
+        ax.set_xscale("log")
+    ax.set_xlabel(param)
+    ax.set_ylabel(metric + (" (%)" if metric in PERCENT else ""))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_pareto(rows: list, path, *, metric: str = "recovered", memory: str = "sram_lean_bytes",
+                by: str = "method") -> Path:
+    """Save ``metric`` against training SRAM (KiB), one point per ``by`` with error bars (mean ± std)
+    in both directions, and the Pareto front (most ``metric`` for the least memory) as a line."""
+    table = [t for t in aggregate(rows, [by], [metric, memory]) if t[f"{metric}_mean"] is not None
+             and t[f"{memory}_mean"] is not None]
+    if not table:
+        raise ReportError(f"no run reports both {metric} and {memory}")
+    plt = _pyplot()
+    scale = 100 if metric in PERCENT else 1
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for t in table:
+        ax.errorbar(t[f"{memory}_mean"] / 1024, t[f"{metric}_mean"] * scale, xerr=(t[f"{memory}_std"] or 0) / 1024,
+                    yerr=(t[f"{metric}_std"] or 0) * scale, marker="o", capsize=3, label=str(t[by]))
+    pts = sorted((t[f"{memory}_mean"] / 1024, t[f"{metric}_mean"] * scale) for t in table)
+    front, best = [], -math.inf
+    for x, y in pts:
+        if y > best:
+            front.append((x, y))
+            best = y
+    ax.plot(*zip(*front), "k--", lw=1, alpha=0.6, label="Pareto front")
+    ax.set_xlabel(f"training SRAM on the device, KiB ({memory})")
+    ax.set_ylabel(metric + (" (%)" if metric in PERCENT else ""))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_curves(rows: list, path, *, field: str = "val_acc", by: str = "method") -> Path:
+    """Save learning curves: ``field`` of the per-epoch history, mean ± std band over the runs of each ``by``."""
+    _check_keys(rows, [by], "key")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    drawn = 0
+    for label in dict.fromkeys(value_of(r, by) for r in rows):
+        curves = [[h.get(field) for h in r["history"] or []] for r in rows if value_of(r, by) == label]
+        curves = [c for c in curves if c and all(v is not None for v in c)]
+        if not curves:
+            continue
+        n = min(len(c) for c in curves)
+        a = np.array([c[:n] for c in curves], dtype=np.float64)
+        scale = 100 if field.endswith("acc") else 1
+        mean, std = a.mean(0) * scale, (a.std(0, ddof=1) if len(a) > 1 else np.zeros(n)) * scale
+        ep = np.arange(1, n + 1)
+        ax.plot(ep, mean, marker="o", label=f"{label} (n={len(a)})")
+        ax.fill_between(ep, mean - std, mean + std, alpha=0.2)
+        drawn += 1
+    if not drawn:
+        raise ReportError(f"no run has a per-epoch {field!r}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(field + (" (%)" if field.endswith("acc") else ""))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
