@@ -189,6 +189,13 @@ def test_report_mean_std_match_a_hand_computation(tmp_path):
                  "--plots", str(out), "--x", "lr"]) == 0
     for f in ("curves.png", "pareto.png", "vs_lr.png"):
         assert (out / f).stat().st_size > 1000, f
+    page = tmp_path / "page.md"
+    page.write_text("# Results\n\n<!-- sweep-table:begin -->\nold table\n<!-- sweep-table:end -->\n\nFindings: kept.\n")
+    assert main(["sweep", "report", str(db_path), "--group-by", "method", "--update-md", str(page)]) == 0
+    text = page.read_text()
+    assert "old table" not in text and "| a | 6 |" not in text and "| a | 5 |" in text and text.endswith("Findings: kept.\n")
+    page.write_text("no marks")
+    assert main(["sweep", "report", str(db_path), "--update-md", str(page)]) == 2
     assert main(["sweep", "report", str(tmp_path / "none.sqlite")]) == 2
     (tmp_path / "junk.sqlite").write_bytes(b"not a database" * 100)
     with pytest.raises(ResultsDBError):

@@ -589,6 +589,14 @@ def _cmd_sweep_report(args) -> int:
         print(f"\n{len(failed)} failed run(s) not included; first error: {failed[0]['error']}")
     if args.md:
         Path(args.md).write_text(md)
+    if args.update_md:
+        from tinyzo.sweep.report import update_markdown
+
+        seeds = sorted({r["seed"] for r in rows})
+        header = (f"Command: `tinyzo sweep report {Path(args.db).name} --group-by {args.group_by} --metrics {args.metrics}` "
+                  f"over {len(rows)} runs (seeds {', '.join(map(str, seeds))}); mean ± std (sample std over the runs "
+                  "of each row), n = runs.\n\n")
+        update_markdown(args.update_md, md, header)
     if args.csv:
         Path(args.csv).write_text(to_csv(table))
     if args.plots:
@@ -712,6 +720,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--sweep", help="only the runs of this sweep name")
     r.add_argument("--md", help="also write the Markdown table here")
     r.add_argument("--csv", help="also write the table as CSV here")
+    r.add_argument("--update-md", help="replace the table between <!-- sweep-table:begin/end --> marks in this page")
     r.add_argument("--plots", help="write curves.png, pareto.png (and vs_<x>.png with --x) into this folder")
     r.add_argument("--x", help="a train option to plot the first metric against (e.g. lr)")
     r.set_defaults(func=_cmd_sweep_report)

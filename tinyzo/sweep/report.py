@@ -19,7 +19,10 @@ from tinyzo.errors import TinyzoError
 from tinyzo.sweep.db import METRIC_COLUMNS
 
 __all__ = ["ReportError", "value_of", "aggregate", "to_markdown", "to_csv", "plot_vs_param", "plot_pareto",
-           "plot_curves", "DEFAULT_METRICS"]
+           "plot_curves", "update_markdown", "DEFAULT_METRICS", "BEGIN_MARK", "END_MARK"]
+
+BEGIN_MARK = "<!-- sweep-table:begin -->"
+END_MARK = "<!-- sweep-table:end -->"
 
 DEFAULT_METRICS = ("after", "recovered", "forward_passes", "backward_passes", "seconds", "sram_bytes",
                    "sram_lean_bytes")
@@ -110,6 +113,28 @@ def to_csv(table: list) -> str:
     for rec in table:
         w.writerow({k: ("" if v is None else v) for k, v in rec.items()})
     return buf.getvalue()
+
+
+def update_markdown(path, table_md: str, header: str = "") -> Path:
+    """Replace the text between :data:`BEGIN_MARK` and :data:`END_MARK` in the Markdown file ``path``
+    with ``header`` + ``table_md`` (the rest of the page, e.g. its findings, is kept). The file is
+    written atomically (a temporary file, then a rename)."""
+    import os
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ReportError(f"cannot read {path}: {e}") from None
+    a, b = text.find(BEGIN_MARK), text.find(END_MARK)
+    if a < 0 or b < a:
+        raise ReportError(f"{path} has no {BEGIN_MARK} ... {END_MARK} block to replace; add the two lines where "
+                          "the table goes")
+    new = text[: a + len(BEGIN_MARK)] + "\n" + header + table_md + text[b:]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(new, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
 
 
 def _pyplot():
