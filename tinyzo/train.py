@@ -87,7 +87,8 @@ def load_checkpoint(out_dir) -> dict:
     Raises:
         CheckpointError: no checkpoint (the message says whether an old two-file checkpoint is
             there: it is refused, since its two files may hold different epochs), a damaged or edited
-            file, or one whose epoch, history and arrays disagree.
+            file, or one whose epoch, history, arrays and stepper step count disagree (the state's
+            ``step_count``, when it has one, must be ``step_offset + epoch * ceil(n_train / batch_size)``).
     """
     out_dir = Path(out_dir)
     path = out_dir / CHECKPOINT_NAME
@@ -124,6 +125,14 @@ def load_checkpoint(out_dir) -> dict:
         raise _bad(path, "its arrays are neither model parameters nor stepper state")
     state = unflatten_tree({n: ck.arrays[n] for n in state_paths if n in ck.arrays}, state_paths, path,
                            unwrap_scalars=True)
+    n, bs = config.get("n_train"), config.get("batch_size")
+    if "step_count" in state and type(n) is int and type(bs) is int and n > 0 and bs > 0:
+        per_epoch = -(-n // bs)
+        want = offset + ck.epoch * per_epoch
+        got = state["step_count"]
+        if np.ndim(got) != 0 or np.asarray(got).dtype.kind not in "iu" or int(got) != want:
+            raise _bad(path, f"the stepper state is at step {got} but {ck.epoch} epochs of {per_epoch} steps "
+                             f"end at step {want}: the checkpoint is inconsistent")
     return {"epoch": ck.epoch, "params": params, "state": state, "history": history, "config": config,
             "stepper": stepper, "step_offset": offset, "ops": [tuple(r) for r in ops]}
 
@@ -148,16 +157,8 @@ def _restore(ck: dict, model, stepper, config: dict, out_dir: Path) -> None:
         if w.shape != w0.shape or (b is None) != (b0 is None) or (b is not None and b.shape != b0.shape):
             raise CheckpointError(f"checkpoint {path}: operator {k} has weights {list(w.shape)}, this model "
                                   f"{list(w0.shape)}: it belongs to another model{again}")
-    state = ck["state"]
-    if "step_count" in state:
-        per_epoch = -(-config["n_train"] // config["batch_size"])
-        want = ck["step_offset"] + ck["epoch"] * per_epoch
-        got = state["step_count"]
-        if np.ndim(got) != 0 or np.asarray(got).dtype.kind not in "iu" or int(got) != want:
-            raise _bad(path, f"the stepper state is at step {got} but {ck['epoch']} epochs of {per_epoch} steps "
-                             f"end at step {want}: the checkpoint is inconsistent")
     try:
-        stepper.load_state_dict(state)
+        stepper.load_state_dict(ck["state"])
     except TinyzoError:
         raise
     except (KeyError, TypeError, ValueError) as e:
