@@ -82,7 +82,7 @@ def load_checkpoint(out_dir) -> dict:
 
     Returns ``{"epoch": int, "params": {op: (int8 w, int32 b or None)}, "state": nested dict (0-d
     arrays as numpy scalars), "history": list, "config": dict, "stepper": str | None,
-    "step_offset": int}``.
+    "step_offset": int, "ops": [(op index, opcode), ...]}`` (every trainable operator).
 
     Raises:
         CheckpointError: no checkpoint (the message says whether an old two-file checkpoint is
@@ -123,8 +123,7 @@ def load_checkpoint(out_dir) -> dict:
         names.update(n for n in (f"model/{k}/w", f"model/{k}/b") if n in ck.arrays)
     if names | set(state_paths) != set(ck.arrays):
         raise _bad(path, "its arrays are neither model parameters nor stepper state")
-    state = unflatten_tree({n: ck.arrays[n] for n in state_paths if n in ck.arrays}, state_paths, path,
-                           unwrap_scalars=True)
+    state = unflatten_tree({n: ck.arrays[n] for n in state_paths}, state_paths, path, unwrap_scalars=True)
     n, bs = config.get("n_train"), config.get("batch_size")
     if "step_count" in state and type(n) is int and type(bs) is int and n > 0 and bs > 0:
         per_epoch = -(-n // bs)
@@ -159,8 +158,8 @@ def _restore(ck: dict, model, stepper, config: dict, out_dir: Path) -> None:
                                   f"{list(w0.shape)}: it belongs to another model{again}")
     try:
         stepper.load_state_dict(ck["state"])
-    except TinyzoError:
-        raise
+    except TinyzoError as e:  # e.g. another optimizer configuration or BP scheme
+        raise CheckpointError(f"checkpoint {path} does not fit this run: {e}{again}") from None
     except (KeyError, TypeError, ValueError) as e:
         raise _bad(path, f"the stepper cannot load its state ({type(e).__name__}: {e})") from None
     for k, (w, b) in ck["params"].items():
