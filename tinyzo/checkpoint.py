@@ -94,7 +94,7 @@ def payload_sha256(kind: str, epoch: int, arrays) -> str:
 def _payload_array(name: str, value) -> np.ndarray:
     a = np.asarray(value, order="C")
     if a.dtype.kind not in _DTYPE_KINDS or a.dtype.hasobject or a.dtype.itemsize == 0:
-        raise CheckpointError(f"cannot checkpoint {name!r}: dtype {a.dtype} is not bool/int/uint/float/unicode "
+        raise CheckpointError(f"cannot checkpoint {_short(name)}: dtype {a.dtype} is not bool/int/uint/float/unicode "
                               "(checkpoints never pickle); convert it to a numeric array")
     return a
 
@@ -112,11 +112,11 @@ def encode_checkpoint(kind: str, epoch: int, arrays: dict, meta: dict) -> bytes:
     if not isinstance(kind, str) or not kind:
         raise CheckpointError(f"a checkpoint kind must be a non-empty string, got {kind!r}")
     if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
-        raise CheckpointError(f"a checkpoint epoch must be an int >= 0, got {epoch!r}")
+        raise CheckpointError(f"a checkpoint epoch must be an int >= 0, got {_short(epoch)}")
     payload = []
     for name, v in arrays.items():
         if not isinstance(name, str) or not _NAME.match(name) or name == META:
-            raise CheckpointError(f"cannot checkpoint an array named {name!r}: use letters, digits and _.:/- "
+            raise CheckpointError(f"cannot checkpoint an array named {_short(name)}: use letters, digits and _.:/- "
                                   f"(at most 200), not {META!r}")
         payload.append((name, _payload_array(name, v)))
     try:
@@ -185,6 +185,12 @@ def write_checkpoint(path, kind: str, epoch: int, arrays: dict, meta: dict) -> i
 # reading
 
 
+def _short(x) -> str:
+    """``repr(x)`` cut to 60 characters (names and values in messages come from an untrusted file)."""
+    r = repr(x)
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
 def _damaged(path, problem: str, fix: str = _START_OVER) -> CheckpointError:
     text = f"checkpoint {path}: {problem}; {fix}"
     return CheckpointError(" ".join(text.split()))
@@ -192,10 +198,10 @@ def _damaged(path, problem: str, fix: str = _START_OVER) -> CheckpointError:
 
 def _check_member(info: zipfile.ZipInfo, file_size: int, path) -> None:
     if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
-        raise _damaged(path, f"member {info.filename!r} is compressed or encrypted (tinyzo stores members plain): "
+        raise _damaged(path, f"member {_short(info.filename)} is compressed or encrypted (tinyzo stores members plain): "
                              "the file is damaged or not a tinyzo checkpoint")
     if info.file_size != info.compress_size or info.header_offset + info.compress_size > file_size:
-        raise _damaged(path, f"member {info.filename!r} declares {info.file_size} bytes that the "
+        raise _damaged(path, f"member {_short(info.filename)} declares {info.file_size} bytes that the "
                              f"{file_size}-byte file cannot hold: the file is truncated or damaged")
 
 
@@ -209,14 +215,14 @@ def _manifest(zf: zipfile.ZipFile, info: zipfile.ZipInfo, kind: str, path) -> di
     version = m.get("version")
     if version != VERSION:
         newer = isinstance(version, int) and not isinstance(version, bool) and version > VERSION
-        raise _damaged(path, f"checkpoint format version {version!r}, this tinyzo reads version {VERSION}",
+        raise _damaged(path, f"checkpoint format version {_short(version)}, this tinyzo reads version {VERSION}",
                        "resume it with the tinyzo that wrote it, or " + _START_OVER if newer else _START_OVER)
     if m.get("kind") != kind:
-        raise _damaged(path, f"it is a {m.get('kind')!r} checkpoint, this loop needs a {kind!r} one",
+        raise _damaged(path, f"it is a {_short(m.get('kind'))} checkpoint, this loop needs a {kind!r} one",
                        "give this run its own checkpoint path, or start without resume")
     epoch = m.get("epoch")
     if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-        raise _damaged(path, f"the manifest's epoch is {epoch!r}, not an int >= 0")
+        raise _damaged(path, f"the manifest's epoch is {_short(epoch)}, not an int >= 0")
     table = m.get("arrays")
     sha = m.get("sha256")
     if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha) or not isinstance(table, list):
@@ -226,7 +232,7 @@ def _manifest(zf: zipfile.ZipFile, info: zipfile.ZipInfo, kind: str, path) -> di
               and isinstance(row[2], list)
               and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in row[2]))
         if not ok:
-            raise _damaged(path, f"the manifest's array entry {str(row)[:80]} is not [name, dtype, shape]")
+            raise _damaged(path, f"the manifest's array entry {_short(row)} is not [name, dtype, shape]")
     return m
 
 
@@ -234,16 +240,16 @@ def _read_array(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dtype_str: str, shap
     name = info.filename
     try:
         dtype = np.dtype(dtype_str)
-    except TypeError:
+    except (TypeError, ValueError):
         dtype = None
     if dtype is None or dtype.kind not in _DTYPE_KINDS or dtype.hasobject or dtype.itemsize == 0 \
             or dtype.str != dtype_str:
-        raise _damaged(path, f"member {name!r} has dtype {dtype_str!r}, not a plain bool/int/uint/float/unicode")
+        raise _damaged(path, f"member {_short(name)} has dtype {_short(dtype_str)}, not a plain bool/int/uint/float/unicode")
     nbytes = dtype.itemsize
     for n in shape:
         nbytes *= n
     if nbytes > info.file_size:
-        raise _damaged(path, f"member {name!r} declares {nbytes} data bytes in a {info.file_size}-byte member: "
+        raise _damaged(path, f"member {_short(name)} declares {nbytes} data bytes in a {info.file_size}-byte member: "
                              "the file is truncated or damaged")
     with zf.open(info) as f:
         major, _ = np.lib.format.read_magic(f)
@@ -252,13 +258,13 @@ def _read_array(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dtype_str: str, shap
         elif major == 2:
             hshape, fortran, hdtype = np.lib.format.read_array_header_2_0(f)
         else:
-            raise _damaged(path, f"member {name!r} is .npy version {major}, tinyzo writes 1 or 2")
+            raise _damaged(path, f"member {_short(name)} is .npy version {major}, tinyzo writes 1 or 2")
         if tuple(hshape) != shape or hdtype != dtype or fortran:
-            raise _damaged(path, f"member {name!r} holds {hdtype}{list(hshape)}, the manifest says {dtype_str}"
+            raise _damaged(path, f"member {_short(name)} holds {hdtype}{list(hshape)}, the manifest says {dtype_str}"
                                  f"{list(shape)}: the file is damaged")
         data = f.read(nbytes)
         if len(data) != nbytes or f.read(1) != b"":  # reading to the end also checks the member's CRC-32
-            raise _damaged(path, f"member {name!r} has {len(data)} data bytes, {nbytes} expected: the file is damaged")
+            raise _damaged(path, f"member {_short(name)} has {len(data)} data bytes, {nbytes} expected: the file is damaged")
     return np.frombuffer(data, dtype=dtype).reshape(shape).copy()
 
 
@@ -364,14 +370,14 @@ def unflatten_tree(arrays: dict, paths, path, unwrap_scalars: bool = False) -> d
     out: dict = {}
     for name, keys in paths.items():
         if not isinstance(keys, list) or not keys or not all(isinstance(k, str) for k in keys):
-            raise _damaged(path, f"the key path of {name!r} is missing or malformed")
+            raise _damaged(path, f"the key path of {_short(name)} is missing or malformed")
         d = out
         for k in keys[:-1]:
             d = d.setdefault(k, {})
             if not isinstance(d, dict):
-                raise _damaged(path, f"the key paths clash at {keys}")
+                raise _damaged(path, f"the key paths clash at {_short(keys)}")
         if keys[-1] in d:
-            raise _damaged(path, f"the key paths clash at {keys}")
+            raise _damaged(path, f"the key paths clash at {_short(keys)}")
         v = arrays[name]
         d[keys[-1]] = v[()] if unwrap_scalars and v.ndim == 0 else v
     return out
