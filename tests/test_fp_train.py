@@ -336,9 +336,11 @@ def test_checkpoint_resume_equals_uninterrupted(tmp_path):
     assert [r["train_loss"] for r in hist_res] == [r["train_loss"] for r in hist_full]
     assert fp.load_checkpoint(ck)["epoch"] == 3
     assert not Path(str(ck) + ".tmp").exists()
-    # the checkpoint is plain npz without pickle
+    # the checkpoint is plain npz without pickle, with the shared manifest (tinyzo.checkpoint)
     with np.load(ck, allow_pickle=False) as z:
-        assert json.loads(str(z["meta"]))["format"] == "tinyzo-fp-checkpoint-1"
+        manifest = json.loads(z["manifest.json"])
+        assert manifest["format"] == "tinyzo-checkpoint" and manifest["kind"] == "fp-train"
+        assert manifest["epoch"] == 3
 
 
 def test_resume_refuses_foreign_checkpoint(tmp_path):

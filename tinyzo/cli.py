@@ -691,8 +691,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rounding", default="nearest", help="nearest or stochastic")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", help="write the trained int8 model (.tflite or .npz)")
-    s.add_argument("--out-dir", help="checkpoints, history.json/csv and curves.png go here")
-    s.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out-dir")
+    s.add_argument("--out-dir", help="checkpoint.npz (rewritten atomically every epoch), history.json/csv and "
+                   "curves.png go here")
+    s.add_argument("--resume", action="store_true", help="continue from --out-dir/checkpoint.npz (same settings; "
+                   "a damaged or foreign checkpoint is refused)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_train)
 

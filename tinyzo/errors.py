@@ -32,3 +32,11 @@ class InputError(TinyzoError):
 
 class ArithmeticContractError(TinyzoError):
     """A quantization parameter is outside the range TFLite's arithmetic allows."""
+
+
+class TrainingError(TinyzoError):
+    """Training cannot go on (diverged, bad checkpoint, bad arguments)."""
+
+
+class CheckpointError(TrainingError):
+    """A training checkpoint is missing, damaged, inconsistent, of an old format, or of another run."""

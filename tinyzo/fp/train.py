@@ -10,22 +10,21 @@ One step is five visible calls, the same boundaries a C port or the int8 trainer
 
 Determinism: epoch ``e`` (counted from 0) draws its shuffling and augmentation from
 ``np.random.default_rng(seed + e)``, so a run is reproducible for a seed and a resumed run continues
-exactly as an uninterrupted one would. Checkpoints are ``.npz`` files (no pickle) written atomically
-(temporary file + ``os.replace``) after every epoch.
+exactly as an uninterrupted one would. After every epoch the checkpoint is rewritten as one atomic,
+self-verifying file (:mod:`tinyzo.checkpoint`, the format the int8 loop uses too).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from tinyzo.errors import TinyzoError
+from tinyzo.checkpoint import flatten_tree, read_checkpoint, unflatten_tree, write_checkpoint
+from tinyzo.errors import CheckpointError, TinyzoError  # noqa: F401 (CheckpointError re-exported)
 from tinyzo.fp.forward import (
     FloatNetError,
     _check_input,
@@ -40,15 +39,11 @@ from tinyzo.kernels import float_nn as K
 from tinyzo.progress import step_bar
 
 SCHEDULES = ("cosine", "linear", "constant")
-CHECKPOINT_FORMAT = "tinyzo-fp-checkpoint-1"
+CHECKPOINT_KIND = "fp-train"
 
 
 class TrainingDivergedError(TinyzoError):
     """The loss (or a gradient) became NaN or infinite during training."""
-
-
-class CheckpointError(TinyzoError):
-    """A checkpoint file is unreadable or does not belong to this net/run."""
 
 
 class History(list):
@@ -109,57 +104,48 @@ def zeros_like_grads(net, params: dict) -> dict:
 # checkpoints
 
 
-def _flat(tree: dict):
-    keys, arrays = [], []
-    for lname in sorted(tree):
-        for k in sorted(tree[lname]):
-            keys.append([lname, k])
-            arrays.append(tree[lname][k])
-    return keys, arrays
-
-
-def save_checkpoint(path, params: dict, velocity: dict, epoch: int, history: list, config: dict) -> None:
+def save_checkpoint(path, params: dict, velocity: dict, epoch: int, history: list, config: dict) -> int:
     """Write params, the momentum buffer, the completed epoch count, the history and the run config to
-    ``path`` (``.npz``, no pickle) atomically: a temporary file in the same folder, then ``os.replace``."""
-    path = Path(path)
-    pkeys, parrs = _flat(params)
-    vkeys, varrs = _flat(velocity)
-    arrays = {f"p{i}": a for i, a in enumerate(parrs)}
-    arrays.update({f"v{i}": a for i, a in enumerate(varrs)})
-    meta = {"format": CHECKPOINT_FORMAT, "epoch": int(epoch), "param_keys": pkeys, "velocity_keys": vkeys,
-            "history": history, "config": config}
-    arrays["meta"] = np.array(json.dumps(meta))
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    ``path`` as one atomic, self-verifying file (:func:`tinyzo.checkpoint.write_checkpoint`: a
+    temporary file in the same folder, fsync, ``os.replace``, folder fsync; no pickle).
+
+    ``params``/``velocity``: ``{layer: {name: float32 array}}``; ``epoch``: completed epochs;
+    ``history``: one JSON-able dict per completed epoch; ``config``: JSON-able dict. Returns the size
+    in bytes.
+    """
+    parrs, ppaths = flatten_tree(params, "params")
+    varrs, vpaths = flatten_tree(velocity, "velocity")
+    meta = {"history": history, "config": config, "param_paths": ppaths, "velocity_paths": vpaths}
+    return write_checkpoint(path, CHECKPOINT_KIND, int(epoch), {**parrs, **varrs}, meta)
 
 
 def load_checkpoint(path) -> dict:
-    """Read a checkpoint written by :func:`save_checkpoint`.
+    """Read and verify a checkpoint written by :func:`save_checkpoint`.
 
     Returns ``{"epoch": int, "params": {layer: {name: array}}, "velocity": {...}, "history": list,
-    "config": dict}``. Raises :class:`CheckpointError` if the file is not a tinyzo float checkpoint.
+    "config": dict}``. Raises :class:`CheckpointError` (one line) if the file is missing, damaged,
+    edited, inconsistent (epoch and history disagree), of another kind or of an old format.
     """
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            if meta.get("format") != CHECKPOINT_FORMAT:
-                raise CheckpointError(f"{path}: not a tinyzo float-training checkpoint (format {meta.get('format')!r})")
-            params, velocity = {}, {}
-            for i, (lname, k) in enumerate(meta["param_keys"]):
-                params.setdefault(lname, {})[k] = z[f"p{i}"]
-            for i, (lname, k) in enumerate(meta["velocity_keys"]):
-                velocity.setdefault(lname, {})[k] = z[f"v{i}"]
-    except CheckpointError:
-        raise
-    except Exception as e:  # zip/npz/json errors: one clear message
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}; delete it or pass "
-                              "resume=False to start over") from e
-    return {"epoch": int(meta["epoch"]), "params": params, "velocity": velocity, "history": meta["history"],
-            "config": meta["config"]}
+    ck = read_checkpoint(path, CHECKPOINT_KIND)
+    meta = ck.meta
+    history, config = meta.get("history"), meta.get("config")
+    ppaths, vpaths = meta.get("param_paths"), meta.get("velocity_paths")
+    bad = f"checkpoint {path}: {{}}; delete it or pass resume=False to start over"
+    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history) \
+            or not isinstance(config, dict) or not isinstance(ppaths, dict) or not isinstance(vpaths, dict):
+        raise CheckpointError(bad.format("its metadata lacks history, config or array keys"))
+    if [h.get("epoch") for h in history] != list(range(1, ck.epoch + 1)):
+        raise CheckpointError(bad.format(f"the manifest says epoch {ck.epoch} but the history records epochs "
+                                         f"{[h.get('epoch') for h in history][:8]}: the checkpoint is inconsistent"))
+    if set(ppaths) | set(vpaths) != set(ck.arrays) or set(ppaths) & set(vpaths):
+        raise CheckpointError(bad.format("its arrays are neither parameters nor momentum buffers"))
+    params = unflatten_tree({n: ck.arrays[n] for n in ppaths}, ppaths, path)
+    velocity = unflatten_tree({n: ck.arrays[n] for n in vpaths}, vpaths, path)
+    for tree in (params, velocity):
+        if not all(isinstance(v, dict) for v in tree.values()) or \
+                not all(isinstance(a, np.ndarray) for v in tree.values() for a in v.values()):
+            raise CheckpointError(bad.format("its arrays are not keyed by [layer, name]"))
+    return {"epoch": ck.epoch, "params": params, "velocity": velocity, "history": history, "config": config}
 
 
 def _restore(ckpt: dict, params: dict, velocity: dict, path) -> None:
