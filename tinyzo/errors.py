@@ -32,3 +32,8 @@ class InputError(TinyzoError):
 
 class ArithmeticContractError(TinyzoError):
     """A quantization parameter is outside the range TFLite's arithmetic allows."""
+
+
+class OutputPathError(TinyzoError):
+    """A path to write to cannot be used: its folder is missing, it is a directory (or a file where a
+    folder is needed), it is not writable, or its suffix names no format tinyzo writes."""
