@@ -774,9 +774,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    """Entry point of the ``tinyzo`` command; returns the exit status."""
+    """Entry point of the ``tinyzo`` command; returns the exit status (0 success, 2 bad input, 130 interrupted).
+
+    Bad flags too return 2 (after argparse's one-line error) instead of raising SystemExit, so an
+    in-process caller always gets a status; ``--help`` and ``--version`` return 0.
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 2
     try:
         return int(args.func(args) or 0)
     except TinyzoError as e:

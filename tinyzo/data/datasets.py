@@ -86,13 +86,13 @@ def check_float_pixels(x: np.ndarray, what: str = "images") -> None:
         images = np.flatnonzero(bad.any(axis=1))
         nan = int(np.isnan(per_image).sum())
         kinds = "NaN" if nan == bad.sum() else ("infinite" if nan == 0 else "NaN or infinite")
-        raise DataError(f"{what}: {int(bad.sum()):,} {kinds} pixel values in {len(images):,} of {len(x):,} images "
-                        f"(first: image {int(images[0])}); float images must be finite and in [0, 1]")
+        raise DataError(f"{what}: float images must be finite and in [0, 1]: {int(bad.sum()):,} {kinds} pixel values "
+                        f"in {len(images):,} of {len(x):,} images (first: image {int(images[0])})")
     lo, hi = per_image.min(), per_image.max()
     if lo < 0 or hi > 1:
         images = np.flatnonzero(((per_image < 0) | (per_image > 1)).any(axis=1))
-        raise DataError(f"{what}: float images must be in [0, 1], got min {lo:.4g}, max {hi:.4g} in {len(images):,} of "
-                        f"{len(x):,} images (first: image {int(images[0])}); divide uint8 data by 255")
+        raise DataError(f"{what}: float images must be finite and in [0, 1]: got min {lo:.4g}, max {hi:.4g}, in "
+                        f"{len(images):,} of {len(x):,} images (first: image {int(images[0])}); divide uint8 data by 255")
 
 
 def check_labels(y, n: int, what: str = "labels", n_classes: int | None = None) -> np.ndarray:
