@@ -4,7 +4,8 @@ A long run (training, contribution analysis) that fails at its very end because 
 unusable loses the run. The command line and :func:`tinyzo.io.save` check output paths first:
 
 * an output **file** (``--out model.tflite``, ``--plot timeline.png``) must name a file in a folder
-  that exists and is writable; the path itself must not be a directory; a known suffix may be
+  that exists and is writable (a temporary file is created there and removed: ``os.access`` alone
+  passes for root on read-only mounts); the path itself must not be a directory; a known suffix may be
   required. tinyzo does not create a missing folder for a file (a typo in a folder name is caught);
 * an output **folder** (``--out-dir``, ``tinyzo vectors --out``) is created with its parents if it
   is missing; it must not be an existing file, and the nearest existing folder above it must be
@@ -16,11 +17,25 @@ Both raise :class:`tinyzo.errors.OutputPathError` with a one-line message; neith
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from tinyzo.errors import OutputPathError
 
 __all__ = ["check_output_file", "check_output_dir", "plot_suffixes"]
+
+
+def _writable(folder: Path) -> str | None:
+    """None if a file can be created in ``folder``, else the reason. ``os.access`` alone is not enough
+    (root passes it on read-only mounts and in /proc): a temporary file is created and removed."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return "permission denied"
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".tinyzo-write-check-"):
+            pass
+    except OSError as e:
+        return e.strerror or str(e)
+    return None
 
 
 def _as_path(path, what: str) -> Path:
@@ -52,8 +67,9 @@ def check_output_file(path, what: str = "output", suffixes=None) -> Path:
         raise OutputPathError(f"{what} {str(p)!r}: folder {str(folder)!r} does not exist; create it first")
     if not folder.is_dir():
         raise OutputPathError(f"{what} {str(p)!r}: {str(folder)!r} is a file, not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputPathError(f"{what} {str(p)!r}: folder {str(folder)!r} is not writable")
+    reason = _writable(folder)
+    if reason:
+        raise OutputPathError(f"{what} {str(p)!r}: folder {str(folder)!r} is not writable ({reason})")
     if p.exists() and not os.access(p, os.W_OK):
         raise OutputPathError(f"{what} {str(p)!r}: the existing file is not writable")
     return p
@@ -79,8 +95,9 @@ def check_output_dir(path, what: str = "output folder") -> Path:
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
         raise OutputPathError(f"{what} {str(p)!r}: {str(probe)!r} is a file, not a folder")
-    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
-        raise OutputPathError(f"{what} {str(p)!r}: folder {str(probe)!r} is not writable")
+    reason = _writable(probe) if probe.exists() else None
+    if reason:
+        raise OutputPathError(f"{what} {str(p)!r}: folder {str(probe)!r} is not writable ({reason})")
     return p
 
 
