@@ -11,6 +11,7 @@ from tinyzo.errors import (  # noqa: E402,F401
     InputError,
     ModelFileNotFoundError,
     ModelFormatError,
+    OutputPathError,
     TinyzoError,
     UnsupportedModelError,
     UnsupportedOperatorError,

@@ -1,7 +1,9 @@
 """The ``tinyzo`` command line: argparse front end, no logic of its own.
 
-User errors (bad files, bad inputs) print one line to stderr and exit with
-status 2; no traceback.
+User errors (bad flags, bad files, bad inputs) print one line starting with
+``tinyzo: error:`` to stderr and exit with status 2, with no traceback and
+nothing written: output paths are checked before any work (:mod:`tinyzo.paths`).
+Status 0 is success, 130 an interrupt (Ctrl-C); anything else is a bug.
 """
 
 from __future__ import annotations
@@ -15,6 +17,45 @@ import numpy as np
 from tinyzo.errors import TinyzoError
 
 DEFAULT_REPORT_METRICS = ("after", "recovered", "forward_passes", "seconds", "sram_lean_bytes")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``tinyzo: error: <message>`` on stderr, exit status 2 (no usage dump)."""
+
+    def error(self, message):
+        sub = self.prog.split(" ", 1)[1] if " " in self.prog else ""
+        hint = f"; see tinyzo {sub} --help" if sub else "; see tinyzo --help"
+        self.exit(2, f"tinyzo: error: {message}{hint}\n")
+
+
+def _int_at_least(low: int):
+    """An argparse ``type``: an integer >= ``low`` (one-line error otherwise)."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") from None
+        if v < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {v}")
+        return v
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def _finite_float(text: str) -> float:
+    """An argparse ``type``: a finite float (NaN and inf are refused)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not np.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return v
+
+
+_POS1, _NONNEG = _int_at_least(1), _int_at_least(0)
 
 
 def _parse_shape(text: str) -> tuple:
@@ -77,6 +118,19 @@ def _load_images(source: str, split: str):
     return x, y
 
 
+def _parse_input_range(text: str) -> tuple:
+    """``--input-range LO,HI`` -> (lo, hi): two finite numbers with lo < hi."""
+    from tinyzo.errors import InputError
+
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"--input-range must be two numbers LO,HI like 0,1, got {text!r}") from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise InputError(f"--input-range LO,HI needs finite numbers with LO < HI, got {text!r}")
+    return lo, hi
+
+
 def _cmd_eval(args) -> int:
     import json
 
@@ -85,16 +139,13 @@ def _cmd_eval(args) -> int:
     from tinyzo.errors import InputError
     from tinyzo.evaluate import evaluate
 
-    model = tinyzo.load(args.model)
-    x, y = _load_images(args.data, args.split)
+    lo, hi = _parse_input_range(args.input_range)
     if (args.corruption is None) != (args.severity is None):
         raise InputError("--corruption and --severity go together")
+    model = tinyzo.load(args.model)
+    x, y = _load_images(args.data, args.split)
     if args.corruption is not None:
         x = data.corrupt(x, args.corruption, args.severity, seed=args.seed)
-    try:
-        lo, hi = (float(v) for v in args.input_range.split(","))
-    except ValueError:
-        raise InputError(f"--input-range must look like 0,1 got {args.input_range!r}") from None
     res = evaluate(model, x, y, input_range=(lo, hi))
     res.update(model=args.model, data=args.data, split=args.split, corruption=args.corruption,
                severity=args.severity)
@@ -111,8 +162,11 @@ def _cmd_data(args) -> int:
     from tinyzo import data
     from tinyzo.errors import InputError
 
+    from tinyzo.paths import check_output_file
+
     if (args.corruption is None) != (args.severity is None):
         raise InputError("--corruption and --severity go together")
+    check_output_file(args.out, "--out", (".npz",))
     summary = data.write_dataset(args.source, args.out, corruption=args.corruption, severity=args.severity,
                                  seed=args.seed, split=args.split)
     print(f"wrote {args.out}: {summary}")
@@ -137,6 +191,10 @@ def _cmd_run(args) -> int:
     import tinyzo
     from tinyzo.errors import InputError
 
+    from tinyzo.paths import check_output_file
+
+    if args.output:
+        check_output_file(args.output, "--output")
     model = tinyzo.load(args.model)
     if len(model.inputs) != 1:
         raise InputError(f"the model has {len(model.inputs)} inputs; `tinyzo run` takes models with one input")
@@ -159,7 +217,10 @@ def _cmd_run(args) -> int:
     y = model(x)
     outs = y if isinstance(y, tuple) else (y,)
     if args.output:
-        np.save(args.output, outs[0]) if len(outs) == 1 else np.savez(args.output, *outs)
+        try:
+            np.save(args.output, outs[0]) if len(outs) == 1 else np.savez(args.output, *outs)
+        except OSError as e:
+            raise InputError(f"cannot write --output {args.output}: {e.strerror or e}") from None
     print(f"# {note}; batch {x.shape[0]}", file=sys.stderr)
     for k, o in enumerate(outs):
         with np.printoptions(threshold=50, linewidth=120):
@@ -244,6 +305,23 @@ def _check_training_memory(args, trainer) -> int:
     return peak
 
 
+def _check_train_args(args) -> None:
+    """``tinyzo train``'s checks that need no model or data: output paths and flag combinations,
+    before anything is loaded, trained or written."""
+    from tinyzo.errors import InputError
+    from tinyzo.io import check_save_path
+    from tinyzo.paths import check_output_dir
+
+    if args.out:
+        check_save_path(args.out)
+    if args.out_dir:
+        check_output_dir(args.out_dir, "--out-dir")
+    if args.resume and not args.out_dir:
+        raise InputError("--resume continues the checkpoint in --out-dir: give --out-dir too")
+    if args.budget_kb is not None and not args.budget_kb > 0:
+        raise InputError(f"--budget-kb must be a positive number of kB (1 kB = 1024 bytes), got {args.budget_kb:g}")
+
+
 def train_run(args) -> dict:
     """Run ``tinyzo train`` from its parsed arguments and return the results (``tinyzo sweep`` runs this).
 
@@ -264,6 +342,7 @@ def train_run(args) -> dict:
     from tinyzo.train import fit
     from tinyzo.zo.trainer import ZOConfig, ZOTrainer
 
+    _check_train_args(args)
     model = tinyzo.load(args.model)
     if args.method != "bp":
         est, target = _parse_method(args.method)
@@ -340,7 +419,9 @@ def _cmd_train(args) -> int:
 
 def _cmd_demo(args) -> int:
     from tinyzo.demo import run_demo
+    from tinyzo.paths import check_output_dir
 
+    check_output_dir(args.out_dir, "--out-dir")
     methods = args.methods.split(",")
     run_demo(corruption=args.corruption, severity=args.severity, methods=methods,
              epochs=1 if args.quick else args.epochs, out_dir=args.out_dir, seed=args.seed,
@@ -355,6 +436,10 @@ def _cmd_memory(args) -> int:
     from tinyzo.errors import InputError
     from tinyzo.memory import memory_report, plot_timeline
 
+    if args.plot:
+        from tinyzo.paths import check_output_file, plot_suffixes
+
+        check_output_file(args.plot, "--plot", plot_suffixes())
     if args.model.startswith("zoo:"):
         model = _zoo_model(args.model, _parse_shape(args.input_shape) if args.input_shape else None, args.classes)
     else:
@@ -423,6 +508,7 @@ def _cmd_contrib(args) -> int:
     from tinyzo.bp.search import best_scheme
     from tinyzo.errors import InputError
     from tinyzo.evaluate import images_to_input
+    from tinyzo.paths import check_output_file, plot_suffixes
 
     if args.budget_kb is None or not args.budget_kb >= 0:
         raise InputError(f"--budget-kb must be a number >= 0, got {args.budget_kb}")
@@ -430,6 +516,10 @@ def _cmd_contrib(args) -> int:
         raise InputError("--corruption and --severity go together")
     if args.steps is not None and args.epochs is not None:
         raise InputError("give --steps or --epochs, not both")
+    out = check_output_file(args.out, "--out")
+    contrib_path = check_output_file(args.contrib_out or out.with_name(out.stem + ".contributions.json"),
+                                     "--contrib-out")
+    plot_path = check_output_file(args.plot or out.with_name(out.stem + ".png"), "--plot", plot_suffixes())
     model = tinyzo.load(args.model)
     ds = data.load(args.data)
     splits = {}
@@ -446,9 +536,6 @@ def _cmd_contrib(args) -> int:
         k_values = None if args.k_values is None else [int(v) for v in args.k_values.split(",")]
     except ValueError:
         raise InputError("--layers and --k-values are comma-separated integers, e.g. 0,4,8 and 2,4,6") from None
-    out = Path(args.out)
-    contrib_path = Path(args.contrib_out) if args.contrib_out else out.with_name(out.stem + ".contributions.json")
-    plot_path = Path(args.plot) if args.plot else out.with_name(out.stem + ".png")
     opt = {"kind": args.optimizer, "momentum": args.momentum, "mode": args.update, "rounding": args.rounding}
     state = BPOptimizer(lr=args.lr, **opt).state_bytes_per_param
     memory_fn, mem_label = _contrib_memory_fn(args, model, state)
@@ -466,7 +553,6 @@ def _cmd_contrib(args) -> int:
                                     channel_select=args.channel_select, seed=args.seed,
                                     progress=not args.no_progress, checkpoint=contrib_path, resume=args.resume)
     scheme, info = best_scheme(model, contrib, budget, memory_fn=memory_fn, method=method, seed=args.seed)
-    out.parent.mkdir(parents=True, exist_ok=True)
     scheme.save(out)
     title = Path(args.model).name + (f" ({args.corruption} {args.severity})" if args.corruption else "")
     contrib.plot(plot_path, title=title)
@@ -523,10 +609,11 @@ def _cmd_vectors(args) -> int:
     from tinyzo.golden import make_vectors, write_vectors
     from tinyzo.zo.trainer import ZOConfig
 
+    from tinyzo.paths import check_output_dir
+
+    check_output_dir(args.out, "--out")
     model = tinyzo.load(args.model)
     x, y = _vectors_inputs(args.data, args.split, model)
-    if args.samples < 1 or args.steps < 0 or args.batch < 1:
-        raise InputError("--samples and --batch must be >= 1 and --steps >= 0")
     if len(x) < max(args.samples, args.batch if args.steps else 1):
         raise InputError(f"{args.data} has {len(x)} samples; --samples {args.samples} / --batch {args.batch} need more")
     cfg = None
@@ -617,7 +704,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the ``tinyzo`` command."""
     import tinyzo
 
-    p = argparse.ArgumentParser(prog="tinyzo", description="Run and train int8 networks exactly as a microcontroller does.")
+    p = _Parser(prog="tinyzo", description="Run and train int8 networks exactly as a microcontroller does.")
     p.add_argument("--version", action="version", version=f"tinyzo {tinyzo.__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -626,9 +713,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--severity", type=int, default=5, help="1..5 (default 5)")
     s.add_argument("--methods", default="zo-rge-node,zo-rge-weight,bp-qas-sgd",
                    help="comma-separated: zo-rge-node, zo-rge-mixed, zo-spsa-node, zo-rge-weight, bp-qas-sgd")
-    s.add_argument("--epochs", type=int, default=20)
+    s.add_argument("--epochs", type=_POS1, default=20)
     s.add_argument("--quick", action="store_true", help="one epoch (a smoke test)")
-    s.add_argument("--budget-kb", type=float, default=None,
+    s.add_argument("--budget-kb", type=_finite_float, default=None,
                    help="SRAM budget in KiB: methods whose training peak (MCU, batch 1) exceeds it are skipped")
     s.add_argument("--out-dir", default="tinyzo_demo", help="plots and adapted models (default ./tinyzo_demo)")
     s.add_argument("--seed", type=int, default=0)
@@ -638,7 +725,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("info", help="print the operator table and totals of a model")
     s.add_argument("model", help=".tflite or tinyzo .npz model, or zoo:NAME for a zoo architecture")
     s.add_argument("--input-shape", help="zoo models: input H,W,C (default: the architecture's)")
-    s.add_argument("--classes", type=int, default=10, help="zoo models: number of classes (default 10)")
+    s.add_argument("--classes", type=_POS1, default=10, help="zoo models: number of classes (default 10)")
     s.set_defaults(func=_cmd_info)
 
     s = sub.add_parser("eval", help="accuracy and loss of an int8 model on a labelled image set")
@@ -670,23 +757,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--momentum", type=float, default=0.0, help="bp sgd: momentum (default 0: no extra memory)")
     s.add_argument("--no-qas", action="store_true", help="bp: no Quantization-Aware Scaling")
     s.add_argument("--scheme", help="bp: sparse-update scheme JSON (see docs/training_bp.md)")
-    s.add_argument("--budget-kb", type=float,
+    s.add_argument("--budget-kb", type=_finite_float,
                    help="refuse a run whose training peak SRAM on the device (batch 1, tinyzo memory) exceeds this")
     s.add_argument("--corruption", help="adapt to this corruption (applied to every split)")
     s.add_argument("--severity", type=int, help="corruption severity 1..5")
     s.add_argument("--layers", help="operator indices (e.g. 9,11) or last<K> (default: all trainable)")
     s.add_argument("--select", choices=["ratio", "test-and-pick", "last"],
                    help="choose the layers automatically (see docs/zo_selection.md)")
-    s.add_argument("--select-k", type=int, default=2, help="how many layers --select keeps (default 2)")
-    s.add_argument("--epochs", type=int, default=3)
-    s.add_argument("--batch-size", type=int, default=32)
-    s.add_argument("--lr", type=float, default=1e-4, help="learning rate of the QAS-scaled integer update")
+    s.add_argument("--select-k", type=_POS1, default=2, help="how many layers --select keeps (default 2)")
+    s.add_argument("--epochs", type=_POS1, default=3)
+    s.add_argument("--batch-size", type=_POS1, default=32)
+    s.add_argument("--lr", type=_finite_float, default=1e-4, help="learning rate of the QAS-scaled integer update")
     s.add_argument("--schedule", default="constant", help="constant, cosine or linear")
     s.add_argument("--sigma", type=int, default=1, help="weight perturbation in int8 LSB")
     s.add_argument("--sigma-bias", type=int, default=0, help="bias perturbation in int32 units (0: one output step)")
     s.add_argument("--sigma-node", type=int, default=1, help="output perturbation in int8 LSB")
     s.add_argument("--queries", type=int, default=1, help="directions per step")
-    s.add_argument("--mixed-split", type=int, default=1, help="mixed: weight perturbation for the first K trained layers")
+    s.add_argument("--mixed-split", type=_NONNEG, default=1, help="mixed: weight perturbation for the first K trained layers")
     s.add_argument("--update", default="per_step", help="per_step (round every step) or shadow (float copy)")
     s.add_argument("--rounding", default="nearest", help="nearest or stochastic")
     s.add_argument("--seed", type=int, default=0)
@@ -704,12 +791,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("spec", help="the sweep spec (TOML, see docs/sweep.md)")
     r.add_argument("--db", help="SQLite results database (default ./<sweep name>.sqlite)")
     r.add_argument("--scheduler", help="tcp://HOST:PORT of a running Dask scheduler (default: a local cluster)")
-    r.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
+    r.add_argument("--workers", type=_POS1, help="local worker processes (default: one per core)")
     r.add_argument("--backend", default="auto", choices=["auto", "dask", "process"],
                    help="auto: Dask if installed, else a process pool (default auto)")
     r.add_argument("--shared-fs", action="store_true",
                    help="with --scheduler: workers read the files at these paths instead of receiving them")
-    r.add_argument("--retries", type=int, default=1, help="retries of a failed run in this invocation (default 1)")
+    r.add_argument("--retries", type=_NONNEG, default=1, help="retries of a failed run in this invocation (default 1)")
     r.add_argument("--dry-run", action="store_true", help="list the runs and their commands, run nothing")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.set_defaults(func=_cmd_sweep_run)
@@ -730,7 +817,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("contrib", help="contribution analysis: the best sparse BP scheme under a memory budget")
     s.add_argument("model", help=".tflite or tinyzo .npz int8 model")
     s.add_argument("--data", required=True, help="'digits' or a tinyzo .npz dataset with train and val splits")
-    s.add_argument("--budget-kb", type=float, required=True, help="training-memory budget (kB = 1024 bytes)")
+    s.add_argument("--budget-kb", type=_finite_float, required=True, help="training-memory budget (kB = 1024 bytes)")
     s.add_argument("--out", default="scheme.json", help="the chosen SparseScheme JSON (default scheme.json)")
     s.add_argument("--contrib-out", help="contributions JSON, also the resume checkpoint (default <out>.contributions.json)")
     s.add_argument("--plot", help="gains PNG (default <out>.png)")
@@ -740,10 +827,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ratios", default="1/8,1/4,1/2,1", help="channel ratios per layer (default 1/8,1/4,1/2,1)")
     s.add_argument("--k-values", help="bias-only depths to measure (default 2..number of trainable layers)")
     s.add_argument("--layers", help="weight candidates, operator indices (default: every layer but the classifier)")
-    s.add_argument("--steps", type=int, help="steps per measurement")
-    s.add_argument("--epochs", type=int, help="epochs per measurement (default 1 unless --steps)")
-    s.add_argument("--batch-size", type=int, default=32)
-    s.add_argument("--lr", type=float, default=3e-3, help="learning rate (QAS: real units; default 3e-3)")
+    s.add_argument("--steps", type=_POS1, help="steps per measurement")
+    s.add_argument("--epochs", type=_POS1, help="epochs per measurement (default 1 unless --steps)")
+    s.add_argument("--batch-size", type=_POS1, default=32)
+    s.add_argument("--lr", type=_finite_float, default=3e-3, help="learning rate (QAS: real units; default 3e-3)")
     s.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
     s.add_argument("--momentum", type=float, default=0.0, help="sgd momentum (default 0: no optimizer memory)")
     s.add_argument("--update", default="per_step", help="per_step (default) or shadow (float copy)")
@@ -765,13 +852,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--layers", help="trained operator indices (e.g. 9,11) or last<K>, as tinyzo train")
     s.add_argument("--optimizer", default="sgd",
                    help="sgd, momentum or adam, optionally +shadow (float32 shadow copy); default sgd")
-    s.add_argument("--batch-size", type=int, default=1, help="samples per training step (default 1)")
+    s.add_argument("--batch-size", type=_POS1, default=1, help="samples per training step (default 1)")
     s.add_argument("--no-reorder", action="store_true",
                    help="keep every parameter gradient until a final update phase (no in-place update)")
     s.add_argument("--input-shape", help="zoo models: input H,W,C (default: the architecture's)")
-    s.add_argument("--classes", type=int, default=10, help="zoo models: number of classes (default 10)")
+    s.add_argument("--classes", type=_POS1, default=10, help="zoo models: number of classes (default 10)")
     s.add_argument("--no-inplace", action="store_true", help="TFLM's greedy planner only, no in-place operators")
-    s.add_argument("--budget-kb", type=float, help="say whether the peak fits this SRAM budget (kB = 1024 bytes)")
+    s.add_argument("--budget-kb", type=_finite_float, help="say whether the peak fits this SRAM budget (kB = 1024 bytes)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.add_argument("--plot", help="write the memory timeline PNG here")
     s.set_defaults(func=_cmd_memory)
@@ -783,11 +870,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'digits', a dataset file/folder, or an .npz with int8 model inputs 'x' (and labels 'y')")
     s.add_argument("--split", default="train", help="dataset split to take samples from (default train)")
     s.add_argument("--method", default="zo-rge-weight", help="zo-<rge|spsa|signspsa>-<weight|node> (default zo-rge-weight)")
-    s.add_argument("--steps", type=int, default=1, help="training steps to record (0: inference only; default 1)")
-    s.add_argument("--samples", type=int, default=2, help="inference samples (default 2)")
-    s.add_argument("--batch", type=int, default=4, help="training batch, the first B samples (default 4)")
+    s.add_argument("--steps", type=_NONNEG, default=1, help="training steps to record (0: inference only; default 1)")
+    s.add_argument("--samples", type=_POS1, default=2, help="inference samples (default 2)")
+    s.add_argument("--batch", type=_POS1, default=4, help="training batch, the first B samples (default 4)")
     s.add_argument("--layers", help="trained operator indices (e.g. 9,11) or last<K> (default: all trainable)")
-    s.add_argument("--lr", type=float, default=1e-4, help="learning rate (default 1e-4)")
+    s.add_argument("--lr", type=_finite_float, default=1e-4, help="learning rate (default 1e-4)")
     s.add_argument("--schedule", default="constant", help="constant, cosine or linear")
     s.add_argument("--queries", type=int, default=1, help="directions per step")
     s.add_argument("--direction", default="rademacher", help="rademacher, gaussian or uniform")
@@ -808,9 +895,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    """Entry point of the ``tinyzo`` command; returns the exit status."""
+    """Entry point of the ``tinyzo`` command; returns the exit status (0 success, 2 bad input, 130 interrupted).
+
+    Bad flags too return 2 (after argparse's one-line error) instead of raising SystemExit, so an
+    in-process caller always gets a status; ``--help`` and ``--version`` return 0.
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 2
     try:
         return int(args.func(args) or 0)
     except TinyzoError as e:

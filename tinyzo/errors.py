@@ -40,3 +40,8 @@ class TrainingError(TinyzoError):
 
 class CheckpointError(TrainingError):
     """A training checkpoint is missing, damaged, inconsistent, of an old format, or of another run."""
+
+
+class OutputPathError(TinyzoError):
+    """A path to write to cannot be used: its folder is missing, it is a directory (or a file where a
+    folder is needed), it is not writable, or its suffix names no format tinyzo writes."""

@@ -16,7 +16,15 @@ import numpy as np
 from tinyzo.errors import InputError, UnsupportedModelError
 from tinyzo.quant import DOUBLE_ROUNDING, ROUNDING_MODES, QuantParams, dequantize, quantize
 
-__all__ = ["Tensor", "Operator", "Model"]
+__all__ = ["Tensor", "Operator", "Model", "CHUNK_ACTIVATION_BYTES", "MAX_INTERMEDIATES_BYTES"]
+
+#: A batch runs in chunks whose activation tensors (every tensor the model computes, summed over the
+#: chunk's samples) take about this many bytes: ``model(x)``'s working memory does not grow with the
+#: batch. ``Model.chunk_size`` overrides the derived number of samples per chunk.
+CHUNK_ACTIVATION_BYTES = 16 << 20
+#: Default ``Model.max_intermediates_bytes``: the largest set of tensors ``model(x, intermediates=True)``
+#: and :meth:`Model.forward_from` return (2 GiB); a larger request is refused before any work.
+MAX_INTERMEDIATES_BYTES = 2 << 30
 
 
 def _saturating_add_int8(a: np.ndarray, delta) -> np.ndarray:
@@ -110,11 +118,17 @@ class Model:
         outputs: indices of the model's output tensors.
         name: a label (file name or description).
         rounding: requantization rounding, ``"double"`` (TFLM's default) or ``"single"``.
+
+    Attributes:
+        chunk_size: samples per chunk when a batch is run (int >= 1), or None (default) for
+            ``max(1, CHUNK_ACTIVATION_BYTES // sample_bytes)``. Outputs do not depend on it.
+        max_intermediates_bytes: the largest ``N * sample_bytes`` that ``intermediates=True`` (and
+            :meth:`forward_from`) may return (default :data:`MAX_INTERMEDIATES_BYTES`); None: no limit.
     """
 
     def __init__(self, tensors, operators, inputs, outputs, name: str = "", rounding: str = DOUBLE_ROUNDING):
         if rounding not in ROUNDING_MODES:
-            raise ValueError(f"rounding must be one of {ROUNDING_MODES}, got {rounding!r}")
+            raise InputError(f"rounding must be one of {', '.join(ROUNDING_MODES)}, got {rounding!r}")
         self.tensors = list(tensors)
         self.operators = list(operators)
         self.inputs = tuple(int(i) for i in inputs)
@@ -125,6 +139,8 @@ class Model:
         from tinyzo.ops import prepare_operator
 
         self.prepared = [prepare_operator(self, i, op) for i, op in enumerate(self.operators)]
+        self.chunk_size = None
+        self.max_intermediates_bytes = MAX_INTERMEDIATES_BYTES
 
     # ------------------------------------------------------------------ structure
     def _check_graph(self):
@@ -191,11 +207,18 @@ class Model:
     def __call__(self, *xs, intermediates: bool = False):
         """Run a batch.
 
+        The batch runs in chunks of :attr:`chunk_size` samples (spread over the threads of
+        :mod:`tinyzo.runtime`), each written into the preallocated result: the working memory
+        beyond the returned arrays is that of one chunk per thread, whatever N is (a few times
+        :data:`CHUNK_ACTIVATION_BYTES`; docs/reliability.md). Every sample is computed by the same
+        integer code, so the result is bit-identical for any chunk size and thread count.
+
         Args:
             *xs: one int8 array per model input, each ``(N,) + input_shape[1:]``
                 (N >= 1, the same for every input).
             intermediates: also return every tensor computed (a dict from
-                tensor index to int8/int32 array with leading batch dimension).
+                tensor index to int8/int32 array with leading batch dimension). Refused with
+                :class:`InputError` when ``N * sample_bytes`` exceeds :attr:`max_intermediates_bytes`.
 
         Returns:
             The int8 output (an array, or a tuple of arrays for several outputs),
@@ -222,25 +245,95 @@ class Model:
                     env[t] = _saturating_add_int8(env[t], add[t])
         return env if keep_all else {i: env[i] for i in self.outputs}
 
+    @property
+    def sample_bytes(self) -> int:
+        """Bytes of every tensor the model computes (and its inputs) for one sample: what
+        ``intermediates=True`` returns per sample."""
+        return sum(t.nbytes for t in self.tensors if not t.is_constant)
+
+    @property
+    def chunk_size(self):
+        """Samples per chunk of a batch run (int >= 1), or None for the automatic size; see the class doc."""
+        return getattr(self, "_chunk_size", None)
+
+    @chunk_size.setter
+    def chunk_size(self, value):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+            raise InputError(f"chunk_size must be None (automatic) or an integer >= 1, got {value!r}")
+        self._chunk_size = None if value is None else int(value)
+
+    def chunk_samples(self) -> int:
+        """The samples per chunk in force: :attr:`chunk_size`, else ``CHUNK_ACTIVATION_BYTES // sample_bytes`` (>= 1)."""
+        size = getattr(self, "_chunk_size", None)
+        if size is not None:
+            return size
+        return max(1, CHUNK_ACTIVATION_BYTES // max(1, self.sample_bytes))
+
+    def _check_keep_all(self, n: int) -> None:
+        limit = getattr(self, "max_intermediates_bytes", MAX_INTERMEDIATES_BYTES)
+        need = n * self.sample_bytes
+        if limit is not None and need > limit:
+            fit = max(1, limit // max(1, self.sample_bytes))
+            raise InputError(f"keeping every tensor of {n:,} samples needs {need:,} bytes ({self.sample_bytes:,} per "
+                             f"sample), over model.max_intermediates_bytes = {limit:,}; run batches of at most {fit:,} "
+                             "samples, or raise the limit (None: no limit)")
+
     def _run_split(self, env: dict, start: int, keep_all: bool, add=None) -> dict:
-        """Run operators ``start:`` on a batch held in ``env``, split over threads (see :mod:`tinyzo.runtime`)."""
+        """Run operators ``start:`` on a batch held in ``env``, in chunks spread over threads (see :mod:`tinyzo.runtime`).
+
+        The batch is cut into equal chunks of at most :meth:`chunk_samples` samples (at least one per
+        thread); the threads (the calling one included) take chunks in turn and copy each chunk's
+        result into arrays allocated once for the whole batch.
+        """
+        import threading
+
         from tinyzo import runtime
 
         n = next(iter(env.values())).shape[0]
+        if keep_all:
+            self._check_keep_all(n)
         threads = runtime.get_num_threads()
         runtime.limit_blas_threads()
-        if threads == 1 or n == 1:
+        parts = max(-(-n // self.chunk_samples()), min(threads, n))
+        if parts == 1:
             return self._run_ops(dict(env), start, keep_all, add)
-        chunks = runtime.split_batch(n, threads)
+        size = -(-n // parts)
+        slices = [slice(s, min(s + size, n)) for s in range(0, n, size)]
 
         def part(s):
             sub_add = {k: (v[s] if np.ndim(v) and np.shape(v)[0] == n else v) for k, v in (add or {}).items()}
             return self._run_ops({k: v[s] for k, v in env.items()}, start, keep_all, sub_add)
 
-        # the calling thread runs the first chunk itself: one thread hand-off fewer
-        futures = [runtime.pool().submit(part, s) for s in chunks[1:]]
-        envs = [part(chunks[0])] + [f.result() for f in futures]
-        return {k: np.concatenate([e[k] for e in envs], axis=0) for k in envs[0]}
+        lock = threading.Lock()
+        todo = iter(slices)
+        out: dict = {}
+        failed = []
+
+        def worker():
+            while not failed:
+                with lock:
+                    s = next(todo, None)
+                if s is None:
+                    return
+                try:
+                    res = part(s)
+                    with lock:
+                        if not out:
+                            out.update({k: np.empty((n,) + a.shape[1:], a.dtype) for k, a in res.items()})
+                    for k, a in res.items():
+                        out[k][s] = a
+                except BaseException:
+                    failed.append(True)
+                    raise
+
+        # the calling thread is one of the workers: one thread hand-off fewer
+        futures = [runtime.pool().submit(worker) for _ in range(min(threads, len(slices)) - 1)]
+        try:
+            worker()
+        finally:
+            for f in futures:
+                f.result()
+        return out
 
     def _run_batch(self, arrays, keep_all: bool) -> dict:
         return self._run_split(dict(zip(self.inputs, arrays)), 0, keep_all)
@@ -335,22 +428,71 @@ class Model:
         return (result, merged) if intermediates else result
 
     # ------------------------------------------------------------------ float helpers
+    def _io_tensor(self, index, role: str) -> Tensor:
+        idxs = self.inputs if role == "input" else self.outputs
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < len(idxs):
+            raise InputError(f"{role} index must be an integer in 0..{len(idxs) - 1} (the model has {len(idxs)} "
+                             f"{role}{'s' if len(idxs) > 1 else ''}), got {index!r}")
+        return self.tensors[idxs[index]]
+
     def quantize_input(self, x, index: int = 0) -> np.ndarray:
         """Quantize float data with input ``index``'s scale and zero point (float -> int8, TFLite rounding).
 
-        For a model with a float32 input (read by its own QUANTIZE operator) the data is returned as float32.
+        Args:
+            x: real numbers: a number, a (nested) sequence of numbers or an array of a float or
+                integer dtype, any shape.
+            index: which model input, an integer in ``0..len(model.inputs) - 1``.
+
+        Returns:
+            int8 array of ``x``'s shape: ``clamp(round_half_away(float32(x) / scale) + zero_point,
+            -128, 127)``, TFLite's ``AffineQuantize``. For a model with a float32 input (read by its
+            own QUANTIZE operator) the data is returned as float32 instead.
+
+        The rule for values (one rule, :func:`tinyzo.quant.quantize`): NaN and +-inf are refused
+        (:class:`InputError` saying how many and where the first is); every finite value is
+        quantized, whatever its magnitude: values beyond float32's range (e.g. ``1e300``) are first
+        clipped to +-3.4028235e38, and anything past the int8 range saturates to -128 or 127.
+        Strings, None, complex numbers and ragged sequences are refused with :class:`InputError`.
         """
-        t = self.tensors[self.inputs[index]]
+        from tinyzo.quant import as_real_float32
+
+        t = self._io_tensor(index, "input")
         if t.dtype == np.float32:  # the model quantizes its float input itself (QUANTIZE operator)
-            return np.asarray(x, dtype=np.float32)
+            return as_real_float32(x)
         return quantize(x, t.quant, np.int8)
 
     def dequantize_output(self, y, index: int = 0) -> np.ndarray:
-        """Dequantize an int8 output with output ``index``'s parameters (-> float32)."""
-        t = self.tensors[self.outputs[index]]
+        """Dequantize an int8 output with output ``index``'s parameters (-> float32).
+
+        Args:
+            y: integer array (any integer dtype, any shape) with values in the output's int8 range
+                [-128, 127], e.g. ``model(x)``; floats and out-of-range values are refused
+                (:class:`InputError`), nothing is cast silently.
+            index: which model output, an integer in ``0..len(model.outputs) - 1``.
+
+        Returns:
+            float32 array of ``y``'s shape, ``scale * (y - zero_point)``. For a model whose output is
+            already float32 (its own DEQUANTIZE operator) ``y`` is returned as float32.
+        """
+        t = self._io_tensor(index, "output")
         if t.dtype == np.float32:  # already dequantized by the model's DEQUANTIZE operator
-            return np.asarray(y, dtype=np.float32)
-        return dequantize(y, t.quant)
+            from tinyzo.quant import as_real_float32
+
+            return as_real_float32(y)
+        from tinyzo.quant import _describe
+
+        try:
+            arr = np.asarray(y)
+        except ValueError:  # ragged nested sequences
+            arr = np.asarray(None)
+        if arr.dtype.kind not in "iu":
+            raise InputError(f"dequantize_output: expected an integer array (the model's {t.dtype} output), "
+                             f"got {_describe(y)}")
+        info = np.iinfo(t.dtype)
+        if arr.size and (arr.min() < info.min or arr.max() > info.max):
+            raise InputError(f"dequantize_output: values must be in [{info.min}, {info.max}] (the model's {t.dtype} "
+                             f"output), got {arr.min()}..{arr.max()}")
+        return dequantize(arr, t.quant)
 
     # ------------------------------------------------------------------ io
     def save(self, path) -> None:

@@ -31,6 +31,7 @@ __all__ = [
     "quantize_multiplier",
     "quantize_multiplier_greater_than_one",
     "quantize_multiplier_smaller_than_one_exp",
+    "as_real_float32",
     "quantize",
     "dequantize",
     "activation_range",
@@ -131,27 +132,78 @@ class QuantParams:
         return hash((self.scale.tobytes(), self.zero_point.tobytes(), self.axis))
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _describe(x) -> str:
+    """A short description of a value for error messages: ``None``, ``str 'abc'``, ``an array of dtype <U3``."""
+    if x is None:
+        return "None"
+    if isinstance(x, np.ndarray):
+        return f"an array of dtype {x.dtype}"
+    return f"{type(x).__name__} {x!r:.40}"
+
+
+def as_real_float32(x, what: str = "values") -> np.ndarray:
+    """``x`` as a float32 array under tinyzo's rule for float data handed to a quantizer.
+
+    Args:
+        x: a number, a (nested, rectangular) sequence of numbers, or an array of a float or
+            integer dtype; any shape.
+        what: how the data is named in messages.
+    Returns:
+        float32 array of ``x``'s shape. Finite values beyond float32's range (float64 ``1e300``)
+        are clipped to +-3.4028235e38 (they would become inf), every other value is rounded to
+        the nearest float32.
+    Raises:
+        InputError: None, strings, bool, complex or object data, a ragged sequence, or any NaN
+            or +-inf value (the message gives how many and the index of the first).
+    """
+    if isinstance(x, np.ndarray):
+        arr = x
+    else:
+        try:
+            arr = np.asarray(x)
+        except ValueError as e:  # ragged nested sequences
+            raise InputError(f"cannot quantize {what}: not a rectangular array of numbers ({e})") from None
+    if arr.dtype.kind not in "fiu":
+        got = _describe(x)
+        raise InputError(f"cannot quantize {what}: expected real numbers (a float or integer array or number), "
+                         f"got {got}")
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            first = tuple(int(i) for i in np.argwhere(bad)[0]) if arr.ndim else ()
+            where = f" (first at index {first[0] if len(first) == 1 else first})" if arr.ndim else ""
+            raise InputError(f"cannot quantize NaN or infinite values: {int(bad.sum()):,} of {arr.size:,} {what} "
+                             f"are NaN or inf{where}; replace or drop them first")
+        if arr.dtype.itemsize > 4:
+            arr = np.clip(arr, -_FLOAT32_MAX, _FLOAT32_MAX)
+    return arr.astype(np.float32)
+
+
 def quantize(x, params: QuantParams, dtype=np.int8) -> np.ndarray:
     """Quantize float values with per-tensor ``params``: ``clamp(round(x / scale) + zero_point)``.
 
     As TFLite's reference ``AffineQuantize``: the division is done in float32,
     rounded half away from zero (C ``roundf``), then the zero point is added and
-    the result clamped to ``dtype``'s range. Quotients beyond the int32 range
-    (undefined behaviour in C) saturate. ``x`` is any float array; returns ``dtype``
-    of the same shape.
+    the result clamped to ``dtype``'s range. ``x``: real numbers of any shape
+    (:func:`as_real_float32`: NaN and +-inf are refused with :class:`InputError`;
+    every finite value is quantized, values past float32's range are clipped to it
+    first). Quotients beyond the int32 range, an infinite quotient of a huge finite
+    value included (undefined behaviour in C), saturate. Returns ``dtype`` of ``x``'s shape.
     """
     if params.per_channel:
         raise ValueError("quantize() takes per-tensor parameters")
-    x = np.asarray(x, dtype=np.float32)
+    x = as_real_float32(x)
     info = np.iinfo(dtype)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         v = x / np.float32(params.scale[0])
-    if not np.all(np.isfinite(v)):
-        raise InputError("cannot quantize NaN or infinite values")
-    # C roundf on float32: trunc, then step away from zero when the (exactly representable)
-    # fractional part is >= 0.5. floor(v + 0.5) would round 0.49999997 up in float32.
-    t = np.trunc(v)
-    r = t + np.where(np.abs(v - t) >= np.float32(0.5), np.sign(v), np.float32(0)).astype(np.float32)
+        # C roundf on float32: trunc, then step away from zero when the (exactly representable)
+        # fractional part is >= 0.5. floor(v + 0.5) would round 0.49999997 up in float32.
+        # An infinite quotient stays infinite (inf - inf is NaN, which is not >= 0.5).
+        t = np.trunc(v)
+        r = t + np.where(np.abs(v - t) >= np.float32(0.5), np.sign(v), np.float32(0)).astype(np.float32)
     # values beyond int32 are undefined behaviour in C; here they saturate
     q = np.clip(r, -(2.0**31), 2.0**31 - 1).astype(np.int64) + int(params.zero_point[0])
     return np.clip(q, info.min, info.max).astype(dtype)

@@ -16,7 +16,13 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 
+from tinyzo.errors import TinyzoError
+
 _state = {"threads": None, "pool": None, "blas_done": False}
+
+
+class ThreadsError(TinyzoError, ValueError):
+    """A thread count (``set_num_threads``, ``TINYZO_NUM_THREADS``) that is not a positive integer."""
 
 
 def _default_threads() -> int:
@@ -25,9 +31,9 @@ def _default_threads() -> int:
         try:
             n = int(env)
         except ValueError:
-            raise ValueError(f"TINYZO_NUM_THREADS must be a positive integer, got {env!r}") from None
+            raise ThreadsError(f"TINYZO_NUM_THREADS must be a positive integer, got {env!r}") from None
         if n < 1:
-            raise ValueError(f"TINYZO_NUM_THREADS must be a positive integer, got {env!r}")
+            raise ThreadsError(f"TINYZO_NUM_THREADS must be a positive integer, got {env!r}")
         return n
     return max(1, min(8, os.cpu_count() or 1))
 
@@ -41,8 +47,8 @@ def get_num_threads() -> int:
 
 def set_num_threads(n: int) -> None:
     """Use ``n`` >= 1 threads for batches from now on (1 = run every batch in the calling thread)."""
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"number of threads must be a positive integer, got {n!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ThreadsError(f"number of threads must be a positive integer, got {n!r}")
     _state["threads"] = n
     if _state["pool"] is not None:
         _state["pool"].shutdown(wait=False)

@@ -236,11 +236,14 @@ def fit(stepper, model, x_train, y_train, x_val=None, y_val=None, *, epochs: int
     """
     from tinyzo.zo.loss import cross_entropy_int8
 
-    if epochs < 1 or batch_size < 1:
-        raise TrainingError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
+    for name, v in (("epochs", epochs), ("batch_size", batch_size)):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise TrainingError(f"{name} must be an integer >= 1, got {v!r}")
     x_train = np.asarray(x_train)
     y_train = np.asarray(y_train)
-    if len(x_train) != len(y_train) or len(x_train) == 0:
+    if len(x_train) == 0:
+        raise TrainingError("no training inputs: x_train is empty")
+    if len(x_train) != len(y_train):
         raise TrainingError(f"{len(x_train)} training inputs but {len(y_train)} labels")
     out_dir = Path(out_dir) if out_dir is not None else None
     config = {"seed": int(seed), "batch_size": int(batch_size), "n_train": int(len(x_train))}

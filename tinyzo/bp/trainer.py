@@ -48,6 +48,10 @@ class BPTrainer:
         from tinyzo.bp.optim import BPOptimizer
         from tinyzo.bp.scheme import SparseScheme
 
+        from tinyzo.graph import Model
+
+        if not isinstance(model, Model):
+            raise BPTrainerError(f"model must be a tinyzo.Model (tinyzo.load), got {type(model).__name__}")
         if not isinstance(optimizer, BPOptimizer):
             raise BPTrainerError(f"optimizer must be a tinyzo.bp.optim.BPOptimizer, got {type(optimizer).__name__}")
         if scheme is None:

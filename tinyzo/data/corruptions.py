@@ -34,7 +34,7 @@ import numbers
 import numpy as np
 from scipy import fft, ndimage
 
-from tinyzo.data.datasets import DataError
+from tinyzo.data.datasets import DataError, check_float_pixels
 
 __all__ = ["PARAM_NAMES", "SEVERITY_PARAMS", "corrupt", "corruptions"]
 
@@ -403,7 +403,7 @@ def corrupt(x: np.ndarray, name: str, severity: int, seed: int = 0) -> np.ndarra
             same shapes in [0, 1]; C is 1 or 3.
         name: one of :func:`corruptions`.
         severity: int 1..5 (5 is the strongest).
-        seed: seed of the random draws (``np.random.default_rng(seed)``).
+        seed: seed of the random draws (``np.random.default_rng(seed)``), an integer >= 0.
     Returns:
         the corrupted images, same dtype and shape as ``x``, values in the same range.
     Raises:
@@ -412,6 +412,8 @@ def corrupt(x: np.ndarray, name: str, severity: int, seed: int = 0) -> np.ndarra
     """
     name = _check_name(name)
     severity = _check_severity(severity)
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise DataError(f"corrupt: seed must be an integer >= 0, got {seed!r}")
     if not isinstance(x, np.ndarray):
         raise DataError(f"corrupt: images must be a numpy array, got {type(x).__name__}")
     if x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[3] not in (1, 3)) or min(x.shape[1:3], default=0) < 1:
@@ -419,8 +421,7 @@ def corrupt(x: np.ndarray, name: str, severity: int, seed: int = 0) -> np.ndarra
     if x.dtype == np.uint8:
         xf = x.astype(np.float32) / 255
     elif x.dtype in (np.float16, np.float32, np.float64):
-        if x.size and not (np.isfinite(x).all() and x.min() >= 0 and x.max() <= 1):
-            raise DataError("corrupt: float images must be finite and in [0, 1]; divide uint8 data by 255")
+        check_float_pixels(x, "corrupt")
         xf = x.astype(np.float32)
     else:
         raise DataError(f"corrupt: dtype {x.dtype} not supported; use uint8 in [0, 255] or float in [0, 1]")

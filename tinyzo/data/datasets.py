@@ -20,6 +20,7 @@ __all__ = [
     "SPLITS",
     "DataError",
     "Dataset",
+    "check_float_pixels",
     "check_images",
     "check_labels",
     "fit_to_model",
@@ -66,11 +67,32 @@ def check_images(x, what: str = "images") -> np.ndarray:
     if x.dtype == np.uint8:
         return x
     if x.dtype.type in _FLOAT_DTYPES:
-        if x.size and not (np.isfinite(x).all() and x.min() >= 0 and x.max() <= 1):
-            raise DataError(f"{what}: float images must be finite and in [0, 1] "
-                            f"(got min {np.nanmin(x):.4g}, max {np.nanmax(x):.4g}); divide uint8 data by 255")
+        check_float_pixels(x, what)
         return x.astype(np.float32, copy=False)
     raise DataError(f"{what}: dtype {x.dtype} not supported; use uint8 in [0, 255] or float in [0, 1]")
+
+
+def check_float_pixels(x: np.ndarray, what: str = "images") -> None:
+    """Raise :class:`DataError` unless every value of the float image batch ``x`` (N, ...) is finite and in [0, 1].
+
+    The message says what is wrong and where: how many values are NaN or infinite (or outside
+    [0, 1]), in how many of the N images, and the index of the first such image.
+    """
+    if x.size == 0:
+        return
+    per_image = x.reshape(len(x), -1)
+    bad = ~np.isfinite(per_image)
+    if bad.any():
+        images = np.flatnonzero(bad.any(axis=1))
+        nan = int(np.isnan(per_image).sum())
+        kinds = "NaN" if nan == bad.sum() else ("infinite" if nan == 0 else "NaN or infinite")
+        raise DataError(f"{what}: float images must be finite and in [0, 1]: {int(bad.sum()):,} {kinds} pixel values "
+                        f"in {len(images):,} of {len(x):,} images (first: image {int(images[0])})")
+    lo, hi = per_image.min(), per_image.max()
+    if lo < 0 or hi > 1:
+        images = np.flatnonzero(((per_image < 0) | (per_image > 1)).any(axis=1))
+        raise DataError(f"{what}: float images must be finite and in [0, 1]: got min {lo:.4g}, max {hi:.4g}, in "
+                        f"{len(images):,} of {len(x):,} images (first: image {int(images[0])}); divide uint8 data by 255")
 
 
 def check_labels(y, n: int, what: str = "labels", n_classes: int | None = None) -> np.ndarray:

@@ -12,14 +12,19 @@ from __future__ import annotations
 import io
 import os
 
-from tinyzo.errors import ModelFileNotFoundError, ModelFormatError, TinyzoError
+from tinyzo.errors import InputError, ModelFileNotFoundError, ModelFormatError, OutputPathError, TinyzoError
 from tinyzo.io.npz import load_npz, read_npz_parts, save_npz
 from tinyzo.io.tflite_read import MAX_FILE_BYTES, read_tflite, read_tflite_parts
 from tinyzo.io.tflite_write import write_tflite, write_tflite_parts
-from tinyzo.quant import DOUBLE_ROUNDING
+from tinyzo.quant import DOUBLE_ROUNDING, ROUNDING_MODES
+
+#: the suffixes :func:`save` writes
+SAVE_SUFFIXES = (".npz", ".tflite")
 
 __all__ = [
     "ModelFileNotFoundError",
+    "SAVE_SUFFIXES",
+    "check_save_path",
     "load",
     "load_npz",
     "read_npz_parts",
@@ -66,7 +71,12 @@ def load(path, rounding: str | None = None):
         ModelFormatError: neither format, or a corrupt/truncated file.
         UnsupportedModelError: a float model or other out-of-scope model.
         UnsupportedOperatorError: an operator tinyzo does not implement.
+        InputError: ``path`` is not a path, or ``rounding`` is not a rounding mode.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"load: expected a model file path (str or os.PathLike), got {type(path).__name__}")
+    if rounding is not None and rounding not in ROUNDING_MODES:
+        raise InputError(f"rounding must be None or one of {', '.join(ROUNDING_MODES)}, got {rounding!r}")
     path = os.fspath(path)
     data = _read_file(path)
     name = os.path.basename(path)
@@ -87,14 +97,30 @@ def save(model, path) -> None:
 
     Raises:
         ModelFormatError: another suffix, or the model cannot be represented in the format.
+        OutputPathError: the path is a directory, its folder is missing or not writable, or the
+            write fails (see :func:`check_save_path`).
     """
-    path = os.fspath(path)
-    suffix = os.path.splitext(path)[1].lower()
-    if suffix == ".npz":
-        save_npz(model, path)
-    elif suffix == ".tflite":
-        data = write_tflite(model)
-        with open(path, "wb") as f:
-            f.write(data)
-    else:
-        raise ModelFormatError(f"cannot save a model as {path!r}: use a .npz (tinyzo's format) or .tflite path")
+    path = os.fspath(check_save_path(path))
+    try:
+        if path.lower().endswith(".npz"):
+            save_npz(model, path)
+        else:
+            data = write_tflite(model)
+            with open(path, "wb") as f:
+                f.write(data)
+    except OSError as e:
+        raise OutputPathError(f"cannot write the model to {path!r}: {e.strerror or e}") from None
+
+
+def check_save_path(path):
+    """Check, without writing, that :func:`save` can write ``path``; return it as a :class:`pathlib.Path`.
+
+    ``path`` (str or os.PathLike) must end in ``.npz`` or ``.tflite`` (:class:`ModelFormatError`
+    otherwise), must not be a directory, and its folder must exist and be writable
+    (:class:`tinyzo.errors.OutputPathError`, see :mod:`tinyzo.paths`).
+    """
+    from tinyzo.paths import check_output_file
+
+    if isinstance(path, (str, os.PathLike)) and os.path.splitext(os.fspath(path))[1].lower() not in SAVE_SUFFIXES:
+        raise ModelFormatError(f"cannot save a model as {os.fspath(path)!r}: use a .npz (tinyzo's format) or .tflite path")
+    return check_output_file(path, "model path", SAVE_SUFFIXES)

@@ -37,6 +37,7 @@ option, the seed, and the contents (SHA-256) of the model and data files, not th
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
 import itertools
@@ -171,9 +172,9 @@ def _check_option(actions: dict, where: str, key: str, value) -> tuple:
         if isinstance(v, bool):
             raise SweepSpecError(f"{where}: {key} takes a value, not {v!r}")
         try:
-            conv = act.type(v) if act.type is not None else str(v)
-        except (TypeError, ValueError):
-            raise SweepSpecError(f"{where}: {key} = {v!r} is not a valid {getattr(act.type, '__name__', 'value')}") from None
+            conv = act.type(str(v)) if act.type is not None else str(v)
+        except (TypeError, ValueError, argparse.ArgumentTypeError) as e:
+            raise SweepSpecError(f"{where}: {key} = {v!r}: {e}") from None
         if act.choices is not None and conv not in act.choices:
             raise SweepSpecError(f"{where}: {key} = {v!r}; choose from {', '.join(map(str, act.choices))}")
     return dest, value

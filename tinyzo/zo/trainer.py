@@ -22,6 +22,7 @@ replayed bit for bit from (seed, step, query, layer).
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,6 +36,8 @@ class ZOConfigError(TinyzoError):
 
 ESTIMATORS = ("rge", "spsa", "sign-spsa")
 TARGETS = ("weight", "node")
+#: integer perturbation directions the trainer draws (tinyzo.zo.prng.perturbation)
+DIRECTIONS = ("rademacher", "gaussian", "uniform")
 
 
 @dataclass
@@ -85,6 +88,10 @@ class ZOConfig:
 
     def validate(self, model) -> None:
         """Raise :class:`ZOConfigError` for an option out of range or a layer the model lacks."""
+        from tinyzo.graph import Model
+
+        if not isinstance(model, Model):
+            raise ZOConfigError(f"model must be a tinyzo.Model (tinyzo.load), got {type(model).__name__}")
         trainable = model.trainable_ops()
         if self.layers is not None:
             bad = [k for k in self.layers if k not in trainable]
@@ -105,10 +112,22 @@ class ZOConfig:
             raise ZOConfigError(f"sigma {self.sigma} LSB would swamp int8 weights; use 1..64")
         if self.sigma_node > 64:
             raise ZOConfigError(f"sigma_node {self.sigma_node} LSB would swamp int8 activations; use 1..64")
+        for name in ("lr", "momentum"):
+            v = getattr(self, name)
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+                raise ZOConfigError(f"{name} must be a real number, got {v!r}")
         if not (np.isfinite(self.lr) and self.lr > 0):
             raise ZOConfigError(f"lr must be a positive finite number, got {self.lr!r}")
         if not 0.0 <= self.momentum < 1.0:
             raise ZOConfigError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        if self.direction not in DIRECTIONS:
+            raise ZOConfigError(f"direction must be one of {', '.join(DIRECTIONS)}, got {self.direction!r}")
+        if self.target == "mixed":
+            n = len(self.layers) if self.layers is not None else len(trainable)
+            v = self.mixed_split
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or not 0 <= v <= n:
+                raise ZOConfigError(f"mixed_split must be an integer in 0..{n} (weight perturbation for the first "
+                                    f"mixed_split of the {n} trained layers), got {v!r}")
         for k, chans in (self.channels or {}).items():
             layers = self.layers if self.layers is not None else trainable
             if k not in layers:
@@ -144,7 +163,10 @@ class ZOTrainer:
             self.weight_layers, self.node_layers = self.layers[:k], self.layers[k:]
         self.first = self.layers[0]
         self.step_count = 0
-        self.total_steps = max(1, int(total_steps))
+        if isinstance(total_steps, (bool, np.bool_)) or not isinstance(total_steps, (int, np.integer)) or total_steps < 1:
+            raise ZOConfigError(f"total_steps must be an integer >= 1 (the planned steps, for the schedule), "
+                                f"got {total_steps!r}")
+        self.total_steps = int(total_steps)
         self.optimizer = ZOSGD(lr=config.lr, schedule=config.schedule, total_steps=self.total_steps,
                                warmup_steps=config.warmup_steps, momentum=config.momentum, mode=config.update,
                                rounding=config.rounding, seed=config.seed)
