@@ -386,7 +386,33 @@ class Model:
                              f"trainable operators: {self.trainable_ops()}")
         return op
 
-    def forward_from(self, env: dict, start: int = 0, *, add=None, intermediates: bool = False):
+    @property
+    def loss_tensor(self) -> int:
+        """Index of the tensor every trainer takes its loss on: the logits.
+
+        That is the input of the SOFTMAX that computes the model's first output (looking through a
+        trailing DEQUANTIZE of a float interface), else the first output itself. ZO and BP training,
+        their diagnostics, the memory planner and the golden vectors all use this one definition, so
+        every method optimizes the same cross-entropy on the same int8 tensor.
+        """
+        producer = {t: op for op in self.operators for t in op.outputs}
+        t = self.outputs[0]
+        op = producer.get(t)
+        if op is not None and op.opcode == "DEQUANTIZE":
+            t = op.inputs[0]
+            op = producer.get(t)
+        if op is not None and op.opcode == "SOFTMAX":
+            return op.inputs[0]
+        return t if self.tensors[t].dtype == np.int8 else self.outputs[0]
+
+    def loss_quant(self) -> tuple:
+        """``(scale: float, zero_point: int)`` of :attr:`loss_tensor` (per-tensor int8 quantization)."""
+        t = self.tensors[self.loss_tensor]
+        if t.quant is None:
+            raise UnsupportedModelError(f"the loss tensor {self.loss_tensor} ({t.name!r}) is not quantized")
+        return float(t.quant.scale[0]), int(t.quant.zero_point[0])
+
+    def forward_from(self, env: dict, start: int = 0, *, add=None, intermediates: bool = False, output=None):
         """Run operators ``start:`` on tensors already computed, e.g. by ``model(x, intermediates=True)``.
 
         Layer-wise reuse for zeroth-order training: after perturbing operator ``start``'s
@@ -400,10 +426,11 @@ class Model:
                 the (broadcastable, e.g. per-sample ``[N, ...]``) integer array is added to it with
                 int8 saturation, before any later operator reads it.
             intermediates: also return the updated tensor dict.
+            output: a tensor index to return instead of the model's outputs (e.g. :attr:`loss_tensor`).
 
         Returns:
-            The model output(s) as ``model(x)`` returns them, and with ``intermediates=True`` a pair
-            ``(outputs, env)``.
+            The model output(s) as ``model(x)`` returns them (or tensor ``output``), and with
+            ``intermediates=True`` a pair ``(outputs, env)``.
         """
         if not 0 <= start < len(self.operators):
             raise InputError(f"start must be an operator index in 0..{len(self.operators) - 1}, got {start}")
@@ -423,8 +450,13 @@ class Model:
         out_env = self._run_split({t: env[t] for t in needed}, start, True, add)
         merged = dict(env)
         merged.update(out_env)
-        outs = tuple(merged[i] for i in self.outputs)
-        result = outs[0] if len(outs) == 1 else outs
+        if output is not None:
+            if output not in merged:
+                raise InputError(f"output: tensor {output} is neither in env nor computed by operators {start}..")
+            result = merged[output]
+        else:
+            outs = tuple(merged[i] for i in self.outputs)
+            result = outs[0] if len(outs) == 1 else outs
         return (result, merged) if intermediates else result
 
     # ------------------------------------------------------------------ float helpers

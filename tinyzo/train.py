@@ -259,12 +259,12 @@ def fit(stepper, model, x_train, y_train, x_val=None, y_val=None, *, epochs: int
     elif out_dir is not None:
         step_offset = int(stepper.state_dict().get("step_count", 0))
 
-    out_t = model.tensors[model.outputs[0]]
+    scale, zero_point = model.loss_quant()
 
-    def measure(x, y):
+    def measure(x, y):  # the loss every trainer optimizes: cross-entropy on the logits (model.loss_tensor)
         n = min(len(x), eval_train_max)
-        logits = model(x[:n]).reshape(n, -1)
-        loss = cross_entropy_int8(logits, y[:n], float(out_t.quant.scale[0]), int(out_t.quant.zero_point[0]))
+        logits = model.forward_from({model.inputs[0]: x[:n]}, 0, output=model.loss_tensor).reshape(n, -1)
+        loss = cross_entropy_int8(logits, y[:n], scale, zero_point)
         return float(loss.mean()), float(np.mean(np.argmax(logits, axis=1) == y[:n]))
 
     for epoch in range(start_epoch, epochs):

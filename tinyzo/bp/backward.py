@@ -32,18 +32,9 @@ class BackwardError(TinyzoError):
     """The model contains an operator the backward pass does not support, or bad arguments."""
 
 
-def _logits_tensor(model):
-    out = model.outputs[0]
-    for op in model.operators:
-        if out in op.outputs and op.opcode == "SOFTMAX":
-            return op.inputs[0]
-    return out
-
-
 def logits_gradient(model, logits, y) -> np.ndarray:
     """``dL/dq`` (float32, logits' shape) of the mean cross-entropy of int8 ``logits`` [N, ...] with labels ``y``."""
-    t = model.tensors[_logits_tensor(model)]
-    s, zp = float(t.quant.scale[0]), int(t.quant.zero_point[0])
+    s, zp = model.loss_quant()
     q = np.asarray(logits)
     n = q.shape[0]
     z = (q.reshape(n, -1).astype(np.float64) - zp) * s
@@ -95,7 +86,7 @@ def backward(model, env: dict, y, *, layers=None, weights=None, tensor_grads: di
     if not want_w <= set(layers):
         raise BackwardError(f"weights {sorted(want_w - set(layers))} are not among the trained layers {layers}")
     first = layers[0]
-    logits_t = _logits_tensor(model)
+    logits_t = model.loss_tensor
     grads_t = {logits_t: logits_gradient(model, env[logits_t], y)}
     out = {}
     for k in range(len(model.operators) - 1, first - 1, -1):

@@ -371,7 +371,7 @@ def _check_split(split, name: str, model):
         raise ContribError(f"{name} needs N >= 1 inputs and N labels, got {len(x)} inputs and labels of shape {y.shape}")
     if y.dtype.kind not in "iu":
         raise ContribError(f"{name} labels must be integers, got {y.dtype}")
-    n_classes = int(np.prod(model.tensors[model.outputs[0]].shape[1:]))
+    n_classes = int(np.prod(model.tensors[model.loss_tensor].shape[1:]))
     if y.min() < 0 or y.max() >= n_classes:
         raise ContribError(f"{name} labels must be in [0, {n_classes - 1}], got {y.min()}..{y.max()}")
     return x, y.astype(np.int64)

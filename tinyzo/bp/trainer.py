@@ -75,11 +75,8 @@ class BPTrainer:
             s_w = model.tensors[op.inputs[1]].quant.scale.astype(np.float32)
             self._scales[f"{k}/w"] = (s_w, 3 if op.opcode == "DEPTHWISE_CONV_2D" else 0)
             self._scales[f"{k}/b"] = ((s_x * s_w).astype(np.float32), 0)
-        from tinyzo.bp.backward import _logits_tensor
-
-        t = model.tensors[_logits_tensor(model)]
-        self._logits_t = _logits_tensor(model)
-        self._out_q = (float(t.quant.scale[0]), int(t.quant.zero_point[0]))
+        self._logits_t = model.loss_tensor
+        self._out_q = model.loss_quant()
 
     def _weight_mask(self, k: int) -> np.ndarray | None:
         """Layer ``k``'s channel mask shaped to broadcast over its weights (None: every channel)."""

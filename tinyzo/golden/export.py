@@ -203,6 +203,9 @@ def training_vectors(model, xq, y, config, steps: int) -> dict:
         raise GoldenError(f"direction {config.direction!r}: the C port implements {', '.join(DIRECTION_CODES)}")
     if not config.train_bias:
         raise GoldenError("the C port trains weights and biases together (train_bias=True)")
+    if model.loss_tensor != model.outputs[0]:
+        raise GoldenError(f"the model ends in SOFTMAX: training takes the loss on its input (tensor {model.loss_tensor}), "
+                          "the C port's ZO step on the model output; export inference vectors (steps 0) only")
     m_a, m_b = copy.deepcopy(model), copy.deepcopy(model)
     tr = ZOTrainer(m_a, copy.deepcopy(config), total_steps=steps)
     twin = ZOTrainer(m_b, copy.deepcopy(config), total_steps=steps)

@@ -312,15 +312,6 @@ def _model_inputs(b: _Builder) -> dict:
             for t in model.inputs if model.tensors[t].nbytes > 0}
 
 
-def _logits_tensor(model) -> int:
-    """The tensor BP differentiates the loss at: the model output, or the input of a final SOFTMAX."""
-    out = model.outputs[0]
-    for op in model.operators:
-        if out in op.outputs and op.opcode == "SOFTMAX":
-            return op.inputs[0]
-    return out
-
-
 def _producers(model) -> dict:
     return {t: k for k, op in enumerate(model.operators) for t in op.outputs}
 
@@ -359,7 +350,7 @@ def _update(b: _Builder, k: int, grads: list, params: list, extra_reads=()) -> N
 
 def _traversed(model, first: int) -> set:
     """Operators ``>= first`` the gradient of the loss reaches (their output leads to the logits)."""
-    reach = {_logits_tensor(model)}
+    reach = {model.loss_tensor}
     out = set()
     for k in range(len(model.operators) - 1, first - 1, -1):
         op = model.operators[k]
@@ -390,7 +381,7 @@ def _bp_schedule(b: _Builder, plan: dict, state_bytes: int, reorder: bool) -> No
             saved[k] = env.get(op.inputs[0])
         elif k in copy_of:
             saved[k] = copy_of[k]
-    logits = _logits_tensor(model)
+    logits = model.loss_tensor
     grad = {logits: b.new(f"grad/{model.tensors[logits].name}", "gradient", b.grad_bytes(logits), tensor=logits)}
     b.step("loss", "LOSS", -1, (env[logits],), (grad[logits],))
     pending = []
@@ -449,7 +440,7 @@ def _zo_schedule(b: _Builder, plan: dict, state_bytes: int, reorder: bool, parse
     # base pass: node layers keep their input and the mask of their output for the local backward
     env, mask_of, _ = _forward_pass(b, 0, _model_inputs(b), masks=set(n_layers))
     saved = {k: env[model.operators[k].inputs[0]] for k in n_layers}
-    out_t = model.outputs[0]
+    out_t = model.loss_tensor  # the logits: the same tensor the trainers take the loss on
     losses = [b.new("loss (base)", "activation", 4 * b.batch)]
     b.step("loss", "LOSS", -1, (env[out_t],), (losses[0],))
     prod = _producers(model)

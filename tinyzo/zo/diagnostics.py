@@ -103,7 +103,7 @@ def _check_batch(model, xq, y):
         raise DiagnosticsError(f"xq must have shape (N, {want}) with N >= 1, got {xq.shape}")
     if y.ndim != 1 or y.shape[0] != xq.shape[0] or y.dtype.kind not in "iu":
         raise DiagnosticsError(f"y must be {xq.shape[0]} integer labels, got {y.dtype}{list(y.shape)}")
-    n_classes = int(np.prod(model.tensors[model.outputs[0]].shape[1:]))
+    n_classes = int(np.prod(model.tensors[model.loss_tensor].shape[1:]))
     if y.min() < 0 or y.max() >= n_classes:
         raise DiagnosticsError(f"labels must be in [0, {n_classes - 1}], got [{y.min()}, {y.max()}]")
     return xq, y.astype(np.int64)
@@ -129,9 +129,8 @@ def batch_mean_loss(model, logits, y) -> float:
     """Mean (float64) of the per-sample float32 :func:`cross_entropy_int8` of int8 ``logits[N, K]``."""
     from tinyzo.zo.loss import cross_entropy_int8
 
-    t = model.tensors[model.outputs[0]]
-    per = cross_entropy_int8(np.asarray(logits).reshape(len(y), -1), y, float(t.quant.scale[0]),
-                             int(t.quant.zero_point[0]))
+    scale, zero_point = model.loss_quant()
+    per = cross_entropy_int8(np.asarray(logits).reshape(len(y), -1), y, scale, zero_point)
     return float(np.mean(per.astype(np.float64)))
 
 
@@ -311,9 +310,8 @@ def zo_gradients(model, op_index: int, xq, y, *, target: str, queries=(1, 8, 64)
         trainers[m] = tr
     tr = trainers[ms[-1]]
     if env is None:
-        logits, env = model(xq, intermediates=True)
-    else:
-        logits = env[model.outputs[0]]
+        _, env = model(xq, intermediates=True)
+    logits = env[model.loss_tensor]
     base = tr.losses(logits, y)
     base_mean = mean_float32(base)
     n = len(y)
@@ -424,11 +422,11 @@ def ste_gradient_output_layer(model, op_index: int, xq, y):
     op_index = _check_layer(model, op_index)
     xq, y = _check_batch(model, xq, y)
     op = model.operators[op_index]
-    if op.outputs[0] != model.outputs[0]:
-        raise DiagnosticsError(f"operator {op_index} does not compute the model's output")
-    logits, env = model(xq, intermediates=True)
-    t = model.tensors[model.outputs[0]]
-    s, zp = float(t.quant.scale[0]), int(t.quant.zero_point[0])
+    if op.outputs[0] != model.loss_tensor:
+        raise DiagnosticsError(f"operator {op_index} does not compute the output logits the loss is taken on")
+    _, env = model(xq, intermediates=True)
+    logits = env[model.loss_tensor]
+    s, zp = model.loss_quant()
     z = (logits.reshape(len(y), -1).astype(np.float64) - zp) * s
     p = np.exp(z - z.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)

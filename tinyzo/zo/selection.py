@@ -112,7 +112,7 @@ def _check_data(model, xq, y, what: str):
         raise SelectionError(f"{what}: inputs of shape {xq.shape} do not match the model input {tuple(t.shape)}")
     if y.ndim != 1 or len(y) != len(xq) or len(y) == 0:
         raise SelectionError(f"{what}: need a 1-D label array of {len(xq)} values (> 0), got shape {y.shape}")
-    n_classes = int(np.prod(model.tensors[model.outputs[0]].shape[1:]))
+    n_classes = int(np.prod(model.tensors[model.loss_tensor].shape[1:]))
     if y.dtype.kind not in "iu" or y.min() < 0 or y.max() >= n_classes:
         raise SelectionError(f"{what}: labels must be integers in [0, {n_classes - 1}]")
     return xq, y.astype(np.int64)
@@ -151,12 +151,13 @@ def _loss_acc(model, xq, y, batch_size: int = 512):
     """Mean float32 cross-entropy (MCU loss) and accuracy of the int8 model on ``xq``."""
     from tinyzo.zo.loss import cross_entropy_int8
 
-    t = model.tensors[model.outputs[0]]
+    scale, zero_point = model.loss_quant()
     losses, correct = [], 0
     for s in range(0, len(xq), batch_size):
-        logits = model(xq[s:s + batch_size]).reshape(len(xq[s:s + batch_size]), -1)
+        xb = xq[s:s + batch_size]
+        logits = model.forward_from({model.inputs[0]: xb}, 0, output=model.loss_tensor).reshape(len(xb), -1)
         yy = y[s:s + batch_size]
-        losses.append(cross_entropy_int8(logits, yy, float(t.quant.scale[0]), int(t.quant.zero_point[0])))
+        losses.append(cross_entropy_int8(logits, yy, scale, zero_point))
         correct += int(np.count_nonzero(np.argmax(logits, axis=1) == yy))
     return float(np.mean(np.concatenate(losses).astype(np.float64))), correct / len(xq)
 

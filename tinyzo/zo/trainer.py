@@ -208,8 +208,8 @@ class ZOTrainer:
         """Per-sample cross-entropy of the int8 logits (float32[N])."""
         from tinyzo.zo.loss import cross_entropy_int8
 
-        t = self.model.tensors[self.model.outputs[0]]
-        return cross_entropy_int8(logits.reshape(len(y), -1), y, float(t.quant.scale[0]), int(t.quant.zero_point[0]))
+        scale, zero_point = self.model.loss_quant()
+        return cross_entropy_int8(logits.reshape(len(y), -1), y, scale, zero_point)
 
     def directions(self, q: int):
         """Integer perturbations of query ``q`` at the current step: ``{layer: {"w": int32[...], "b": int32[O]}}``.
@@ -265,7 +265,7 @@ class ZOTrainer:
                     b2 = np.clip(b.astype(np.int64) + sign * d["b"], -(2**31), 2**31 - 1).astype(np.int32)
                 self.model.set_params(k, w2, b2)
             add = {self.model.operators[k].outputs[0]: (u if sign > 0 else -u) for k, u in node_dirs.items()}
-            logits = self.model.forward_from(env, self.first, add=add or None)
+            logits = self.model.forward_from(env, self.first, add=add or None, output=self.model.loss_tensor)
             self.forward_passes += 1
             return self.losses(logits, y)
         finally:
@@ -357,7 +357,8 @@ class ZOTrainer:
         from tinyzo.zo.loss import mean_float32
 
         c = self.config
-        logits, env = self.model(xq, intermediates=True)
+        _, env = self.model(xq, intermediates=True)
+        logits = env[self.model.loss_tensor]
         self.forward_passes += 1
         base = self.losses(logits, y)
         base_mean = mean_float32(base)
