@@ -146,6 +146,19 @@ def _pyplot():
     return plt
 
 
+def _finish(plt, fig, ax, path, xlabel: str, ylabel: str) -> Path:
+    """Label, grid, legend, save (120 dpi) and close a figure; returns the path."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plot_vs_param(rows: list, param: str, path, *, metric: str = "after", by: str = "method") -> Path:
     """Save ``metric`` (mean ± std over the other keys, e.g. seeds) against ``param``, one line per ``by``."""
     _check_keys(rows, [param, by], "key")
@@ -164,15 +177,7 @@ def plot_vs_param(rows: list, param: str, path, *, metric: str = "after", by: st
     if all(isinstance(value_of(r, param), (int, float)) for r in rows) and \
             min(value_of(r, param) for r in rows) > 0 and param in ("lr", "sigma_bias"):
         ax.set_xscale("log")
-    ax.set_xlabel(param)
-    ax.set_ylabel(metric + (" (%)" if metric in PERCENT else ""))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, ax, path, param, metric + (" (%)" if metric in PERCENT else ""))
 
 
 def plot_pareto(rows: list, path, *, metric: str = "recovered", memory: str = "sram_lean_bytes",
@@ -196,15 +201,8 @@ def plot_pareto(rows: list, path, *, metric: str = "recovered", memory: str = "s
             front.append((x, y))
             best = y
     ax.plot(*zip(*front), "k--", lw=1, alpha=0.6, label="Pareto front")
-    ax.set_xlabel(f"training SRAM on the device, KiB ({memory})")
-    ax.set_ylabel(metric + (" (%)" if metric in PERCENT else ""))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, ax, path, f"training SRAM on the device, KiB ({memory})",
+                   metric + (" (%)" if metric in PERCENT else ""))
 
 
 def plot_curves(rows: list, path, *, field: str = "val_acc", by: str = "method") -> Path:
@@ -228,12 +226,4 @@ def plot_curves(rows: list, path, *, field: str = "val_acc", by: str = "method")
         drawn += 1
     if not drawn:
         raise ReportError(f"no run has a per-epoch {field!r}")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(field + (" (%)" if field.endswith("acc") else ""))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, ax, path, "epoch", field + (" (%)" if field.endswith("acc") else ""))
