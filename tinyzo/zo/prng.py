@@ -58,20 +58,21 @@ class PRNGError(TinyzoError):
     """A seed, count, range, sigma, shape or perturbation kind is invalid."""
 
 
-MASK32 = 0xFFFFFFFF
+# the constants are defined once, in the specification (tinyzo.spec.prng); the kernels here use them
+from tinyzo.spec.prng import (  # noqa: E402
+    GAUSS_CENTER,
+    GAUSS_SHIFT,
+    LAYER_MUL,
+    MASK32,
+    QUERY_MUL,
+    STEP_MUL,
+    ZERO_SEED_REPLACEMENT,
+)
+
 #: largest seed / state; seeds live in [1, SEED_MAX] (0 is xorshift32's fixed point)
 SEED_MAX = MASK32
-#: derive_seed's odd multipliers for step, query and layer
-STEP_MUL = 0x9E3779B1
-QUERY_MUL = 0x85EBCA77
-LAYER_MUL = 0xC2B2AE3D
-#: what derive_seed returns instead of 0
-ZERO_SEED_REPLACEMENT = 0x6D2B79F5
-#: Gaussian recipe constants (see gaussian_int_fill)
-GAUSS_SHIFT = 16
-GAUSS_CENTER = 510
 #: largest sigma of gaussian_int (keeps 12 * sigma**2 * 2**30 below 2**62 in the multiplier)
-GAUSSIAN_SIGMA_MAX = 16384
+from tinyzo.spec.prng import GAUSSIAN_SIGMA_MAX  # noqa: E402
 #: largest sigma of the rademacher / uniform perturbations (values stay in int32)
 INT_SIGMA_MAX = 2**31 - 1
 
