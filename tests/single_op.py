@@ -94,6 +94,61 @@ def add(rng, rounding="double"):
     return Model(tensors, [op], (0, 1), (2,), rounding=rounding)
 
 
+def _log_uniform(rng, lo, hi):
+    return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+
+
+def _binary(rng, opcode, q1, q2, qo, options, rounding):
+    """A one-operator model ``y = opcode(a, b)`` on random broadcasting shapes (rank 2..5).
+
+    Each input keeps every dimension of the output or has some set to 1 (either side may
+    broadcast); with probability 1/3 input 2 is a constant, with leading dimensions dropped at random.
+    """
+    rank = int(rng.integers(2, 6))
+    full = (1,) + tuple(int(v) for v in rng.integers(1, 6, size=rank - 1))
+    a = (1,) + tuple(d if rng.integers(0, 4) else 1 for d in full[1:])
+    b = (1,) + tuple(d if rng.integers(0, 3) else 1 for d in full[1:])
+    const = rng.integers(0, 3) == 0
+    data = None
+    if const:
+        b = b[int(rng.integers(0, rank)):] or (1,)
+        data = _i8(rng, b)
+    out = tuple(np.broadcast_shapes(a, b))
+    tensors = [Tensor("a", a, np.int8, q1), Tensor("b", b, np.int8, q2, data), Tensor("y", out, np.int8, qo)]
+    inputs = (0,) if const else (0, 1)
+    return Model(tensors, [Operator(opcode, (0, 1), (2,), options)], inputs, (2,), rounding=rounding)
+
+
+def mul(rng, rounding="double"):
+    q1, q2 = _q(rng, 1e-3, 1.0), _q(rng, 1e-3, 1.0)
+    real = _log_uniform(rng, 1e-5, 300.0)  # s1 * s2 / s_out: tiny multipliers up to shifts of +9
+    qo = QuantParams([np.float32(q1.scale[0] * q2.scale[0] / real)], [int(rng.integers(-128, 128))])
+    return _binary(rng, "MUL", q1, q2, qo, {"fused_activation_function": str(rng.choice(ACTS))}, rounding)
+
+
+def sub(rng, rounding="double"):
+    q1, q2 = _q(rng, 1e-4, 1.0), _q(rng, 1e-4, 1.0)  # input multipliers down to 1e-4 / 2
+    s_max = max(float(q1.scale[0]), float(q2.scale[0]))
+    qo = QuantParams([np.float32(s_max * _log_uniform(rng, 2.0**-18, 8.0))], [int(rng.integers(-128, 128))])
+    return _binary(rng, "SUB", q1, q2, qo, {"fused_activation_function": str(rng.choice(ACTS))}, rounding)
+
+
+def maximum(rng, rounding="double"):
+    q = _q(rng)
+    return _binary(rng, "MAXIMUM", q, q, q, {}, rounding)
+
+
+def minimum(rng, rounding="double"):
+    q = _q(rng)
+    return _binary(rng, "MINIMUM", q, q, q, {}, rounding)
+
+
+def prelu(rng, rounding="double"):
+    q_in, q_alpha = _q(rng, 1e-3, 0.5), _q(rng, 1e-3, 0.05)
+    qo = QuantParams([np.float32(q_in.scale[0] * _log_uniform(rng, 0.05, 4.0))], [int(rng.integers(-128, 128))])
+    return _binary(rng, "PRELU", q_in, q_alpha, qo, {}, rounding)
+
+
 def _pool(rng, opcode, rounding):
     h, w, c = int(rng.integers(1, 10)), int(rng.integers(1, 10)), int(rng.integers(1, 6))
     fh, fw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
@@ -189,6 +244,11 @@ CASES = {
     "DEPTHWISE_CONV_2D": depthwise_conv2d,
     "FULLY_CONNECTED": fully_connected,
     "ADD": add,
+    "SUB": sub,
+    "MUL": mul,
+    "MAXIMUM": maximum,
+    "MINIMUM": minimum,
+    "PRELU": prelu,
     "AVERAGE_POOL_2D": average_pool2d,
     "MAX_POOL_2D": max_pool2d,
     "MEAN": mean,
