@@ -39,9 +39,12 @@ SPEC_TESTS = {
     "DEQUANTIZE": "tests/test_elementwise.py",
     "SUB": "tests/test_binary.py", "MUL": "tests/test_binary.py", "MAXIMUM": "tests/test_binary.py",
     "MINIMUM": "tests/test_binary.py", "PRELU": "tests/test_binary.py",
+    "RELU": "tests/test_activations.py", "RELU6": "tests/test_activations.py",
+    "LEAKY_RELU": "tests/test_activations.py", "HARD_SWISH": "tests/test_activations.py",
+    "LOGISTIC": "tests/test_activations.py", "TANH": "tests/test_activations.py",
 }
 #: operators without any requantization (raw int8 values copied or compared)
-NO_REQUANTIZATION = ("RESHAPE", "PAD", "CONCATENATION", "MAX_POOL_2D", "DEQUANTIZE", "MAXIMUM", "MINIMUM")
+NO_REQUANTIZATION = ("RESHAPE", "PAD", "CONCATENATION", "MAX_POOL_2D", "DEQUANTIZE", "MAXIMUM", "MINIMUM", "RELU6")
 
 
 def real_model_counts(n_random: int) -> dict:
@@ -152,6 +155,8 @@ def main(argv=None) -> int:
             rounding = "none (no requantization)"
         elif opcode in ("AVERAGE_POOL_2D",):
             rounding = "none (integer division, TFLM's)"
+        elif opcode == "HARD_SWISH":
+            rounding = "none (int16 fixed point, TFLM's)"
         lines.append(f"| {opcode} | {real_cell} | {s[0]} / {s[1]:,} / {s[2]} | {SPEC_TESTS[opcode]} | {rounding} |")
     lines += [
         "",

@@ -353,3 +353,20 @@ def test_tflite_and_npz_round_trip(opcode, act, tmp_path):
         assert back.operators[0].opcode == opcode
         assert back.operators[0].options.get("fused_activation_function", None) == act
         np.testing.assert_array_equal(back(*xs), m(*xs))
+
+
+@pytest.mark.oracle
+def test_fused_relu6_bound_overflowing_int32_is_refused_like_tflm():
+    """6 / output scale beyond int32: TFLite's CalculateActivationRangeQuantized fails prepare; tinyzo refuses too."""
+    q = (1e-4, 0)
+    ok = binary_model("SUB", (1, 4), (1, 4), (1, 4), q, q, (3e-9, 0), "RELU6")  # 6 / 3e-9 = 2e9 < 2**31
+    assert_same_as_tflm(ok, [rand_int8(np.random.default_rng(0), (2, 4))] * 2)
+    with pytest.raises(UnsupportedOperatorError, match="RELU6.*overflows int32"):
+        binary_model("SUB", (1, 4), (1, 4), (1, 4), q, q, (2e-9, 0), "RELU6")
+    tensors = [Tensor("a", (1, 4), np.int8, qp(*q)), Tensor("b", (1, 4), np.int8, qp(*q)),
+               Tensor("y", (1, 4), np.int8, qp(2e-9, 0))]
+    op = Operator("SUB", (0, 1), (2,), {"fused_activation_function": "RELU6"})
+    from tinyzo.io import write_tflite_parts
+
+    with pytest.raises(RuntimeError, match="allocate"):
+        tflm_outputs(write_tflite_parts(tensors, [op], (0, 1), (2,)), [np.zeros((1, 4), np.int8)] * 2)

@@ -235,7 +235,7 @@ def test_kernels_equal_spec_under_numba_disable_jit():
     if os.environ.get("NUMBA_DISABLE_JIT") == "1":
         pytest.skip("already running without JIT")
     env = dict(os.environ, NUMBA_DISABLE_JIT="1", HYPOTHESIS_PROFILE="nojit")
-    files = [str(HERE / f) for f in ("test_elementwise.py", "test_binary.py", "test_pool.py",
+    files = [str(HERE / f) for f in ("test_elementwise.py", "test_binary.py", "test_activations.py", "test_pool.py",
                                      "test_shape_ops.py")]
     r = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-k", "prop", *files],
