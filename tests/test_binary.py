@@ -118,7 +118,7 @@ def test_prop_mul_kernel_equals_spec(p, shapes, seed):
 @PROP
 @given(opcode=st.sampled_from(["MAXIMUM", "MINIMUM"]), shapes=broadcast_shapes(), seed=st.integers(0, 2**32 - 1))
 def test_prop_maximum_minimum_kernels_equal_spec(opcode, shapes, seed):
-    _check_kernel_equals_spec(opcode, dict(act_min=-128, act_max=127, rounding=0), shapes, seed)
+    _check_kernel_equals_spec(opcode, {"act_min": -128, "act_max": 127, "rounding": 0}, shapes, seed)
 
 
 @PROP
@@ -237,7 +237,8 @@ def test_ops_refuse_bad_graphs():
     with pytest.raises(UnsupportedOperatorError, match="rank 7"):
         binary_model("MUL", (1,) * 7, (1,) * 7, (1,) * 7, q, q, q)
     with pytest.raises(UnsupportedOperatorError, match="int8"):
-        Model([Tensor("a", (1, 3), np.int8, qp(*q)), Tensor("b", (1, 3), np.int16, qp(*q), data=np.zeros((1, 3), np.int16)),
+        Model([Tensor("a", (1, 3), np.int8, qp(*q)),
+               Tensor("b", (1, 3), np.int16, qp(*q), data=np.zeros((1, 3), np.int16)),
                Tensor("y", (1, 3), np.int8, qp(*q))], [Operator("MUL", (0, 1), (2,))], (0,), (2,))
 
 
@@ -248,12 +249,13 @@ def _read_simple_add():
     data = (MODELS / "simple_add_model.tflite").read_bytes()
     sg = schema.ModelT.InitFromPackedBuf(data, 0).subgraphs[0]
     tensors = [
-        Tensor(t.name.decode(), tuple(t.shape), np.int8, qp(float(t.quantization.scale[0]), int(t.quantization.zeroPoint[0])))
+        Tensor(t.name.decode(), tuple(t.shape), np.int8,
+               qp(float(t.quantization.scale[0]), int(t.quantization.zeroPoint[0])))
         for t in sg.tensors
     ]
     op = sg.operators[0]
-    return data, Model(tensors, [Operator("ADD", tuple(op.inputs), tuple(op.outputs), {"fused_activation_function": "NONE"})],
-                       tuple(sg.inputs), tuple(sg.outputs))
+    add = Operator("ADD", tuple(op.inputs), tuple(op.outputs), {"fused_activation_function": "NONE"})
+    return data, Model(tensors, [add], tuple(sg.inputs), tuple(sg.outputs))
 
 
 @pytest.mark.oracle
@@ -349,7 +351,8 @@ def test_tflite_and_npz_round_trip(opcode, act, tmp_path):
     m = binary_model(opcode, (1, 3, 4), (1, 1, 4), (1, 3, 4), *q, act)
     rng = np.random.default_rng(9)
     xs = [rand_int8(rng, (3, 3, 4)), rand_int8(rng, (3, 1, 4))]
-    for back in (read_tflite(write_tflite(m)), (tinyzo.save(m, tmp_path / "m.npz"), tinyzo.load(tmp_path / "m.npz"))[1]):
+    tinyzo.save(m, tmp_path / "m.npz")
+    for back in (read_tflite(write_tflite(m)), tinyzo.load(tmp_path / "m.npz")):
         assert back.operators[0].opcode == opcode
         assert back.operators[0].options.get("fused_activation_function", None) == act
         np.testing.assert_array_equal(back(*xs), m(*xs))

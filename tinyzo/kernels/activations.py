@@ -185,7 +185,7 @@ def hard_swish_s8(x, input_zero_point, output_zero_point, reluish_multiplier_fix
 # ----------------------------------------------------------------------------- LOGISTIC, TANH (gemmlowp fixed point)
 @njit(cache=True, nogil=True)
 def logistic_fixedpoint(a, integer_bits):
-    """gemmlowp ``logistic(FixedPoint<int32_t, integer_bits>)`` -> Q0.31; see :func:`tinyzo.spec.activations.logistic`."""
+    """gemmlowp ``logistic(FixedPoint<int32_t, integer_bits>)`` -> Q0.31; see the spec of the same name."""
     a = np.int64(a)
     abs_input = a if a > 0 else wrap_int32(-a)
     result_if_positive = one_over_one_plus_x_for_x_in_0_1(exp_on_negative_values(wrap_int32(-abs_input), integer_bits))

@@ -6,7 +6,8 @@ with broadcasting strides, the way TFLM's ``BroadcastBinaryOpSimple`` /
 ``BroadcastAdd6DSlow`` run the lambda (the non-broadcast case is the same loop
 with contiguous strides; the result of each element does not depend on the
 order). The kernels share the offset arithmetic (:func:`_row_offsets`); each
-has its own 4-line loop so that it inlines one element function only. ``p`` is one :class:`BinaryParams`, TFLM's ``ArithmeticParams``
+has its own 4-line loop so that it inlines one element function only. ``p`` is one
+:class:`BinaryParams`, TFLM's ``ArithmeticParams``
 (field meanings: :mod:`tinyzo.spec.binary`). Equal, element by element, to
 :mod:`tinyzo.spec.binary` (property-tested); outputs are written into
 caller-provided arrays; nothing is validated here (:mod:`tinyzo.ops.binary` does).
@@ -180,7 +181,7 @@ def mul_s8(x1, strides1, x2, strides2, p, out):
 
 @njit(cache=True, nogil=True)
 def maximum_s8(x1, strides1, x2, strides2, p, out):
-    """Int8 MAXIMUM with broadcasting (TFLM ``MaximumMinimumBroadcastSlow`` with ``MaximumOp``): raw values, ``p`` unused."""
+    """Int8 MAXIMUM with broadcasting (TFLM ``MaximumMinimumBroadcastSlow``, ``MaximumOp``), ``p`` unused."""
     rows = out.reshape(-1, out.shape[5])
     st1, st2 = strides1[5], strides2[5]  # locals: an int8 store may alias the strides array otherwise
     for r in range(rows.shape[0]):
@@ -191,7 +192,7 @@ def maximum_s8(x1, strides1, x2, strides2, p, out):
 
 @njit(cache=True, nogil=True)
 def minimum_s8(x1, strides1, x2, strides2, p, out):
-    """Int8 MINIMUM with broadcasting (TFLM ``MaximumMinimumBroadcastSlow`` with ``MinimumOp``): raw values, ``p`` unused."""
+    """Int8 MINIMUM with broadcasting (TFLM ``MaximumMinimumBroadcastSlow``, ``MinimumOp``), ``p`` unused."""
     rows = out.reshape(-1, out.shape[5])
     st1, st2 = strides1[5], strides2[5]  # locals: an int8 store may alias the strides array otherwise
     for r in range(rows.shape[0]):

@@ -25,7 +25,8 @@ on scales where the two give different outputs, TFLM matches double every time
 (tests/test_activations.py), as for SUB (:func:`tinyzo.ops.binary.add_params`). tinyzo
 follows the oracle: these ratios are double quotients of the float32 scales. RELU6's
 ``6.0f / scale`` is float32 in both (checked the same way). Every operator maps each
-element independently; a batch is flattened. Kernels: :mod:`tinyzo.kernels.activations`; definitions: :mod:`tinyzo.spec.activations`.
+element independently; a batch is flattened. Kernels: :mod:`tinyzo.kernels.activations`;
+definitions: :mod:`tinyzo.spec.activations`.
 """
 
 from __future__ import annotations
@@ -95,12 +96,12 @@ def relu6_bounds(s_in, z_in) -> tuple[int, int]:
     """
     q = _round_half_away(_f32_ratio(6.0, s_in))
     if not -(2.0**31) <= q < 2.0**31:
-        raise ArithmeticContractError(f"6 / input scale = {q:g} does not fit int32 (input scale {float(s_in):g} too small)")
+        raise ArithmeticContractError(f"6 / input scale = {q:g} does not fit int32 (input scale {float(s_in):g})")
     return int(z_in), min(127, max(-128, int(q) + int(z_in)))
 
 
 def leaky_relu_params(s_in, s_out, alpha, rounding: str = "double") -> tuple[int, int, int, int]:
-    """TFLM ``CalculateOpDataLeakyRelu`` for int8: ``(multiplier_identity, shift_identity, multiplier_alpha, shift_alpha)``.
+    """TFLM ``CalculateOpDataLeakyRelu`` for int8: ``(mult_identity, shift_identity, mult_alpha, shift_alpha)``.
 
     ``QuantizeMultiplier(s_in / s_out)`` and ``QuantizeMultiplier(s_in * alpha / s_out)``, double
     arithmetic on the float32 values (see the module); a negative alpha gives a negative multiplier.
@@ -119,7 +120,9 @@ def down_scale_int32_to_int16_multiplier(m: int) -> int:
 
 
 def hard_swish_params(s_in, s_out, rounding: str = "double") -> dict:
-    """TFLM ``HardSwishPrepare`` for int8: the int16 multipliers and exponents of :func:`~tinyzo.spec.activations.hard_swish_s8`.
+    """TFLM ``HardSwishPrepare`` for int8: the int16 multipliers and exponents of
+    :func:`~tinyzo.spec.activations.hard_swish_s8`.
+
 
     ``hires_input_scale = s_in / 128`` (exact in float32); output multiplier ``hires / s_out``,
     reluish multiplier ``hires / (3 / 32768)`` (double quotients, see the module); each
@@ -134,11 +137,11 @@ def hard_swish_params(s_in, s_out, rounding: str = "double") -> dict:
     mo, eo = quantize_multiplier(_ratio(hires_input_scale, s_out), rounding)
     mr, er = quantize_multiplier(_ratio(hires_input_scale, reluish_scale), rounding)
     if eo > 0:
-        raise ArithmeticContractError(f"output multiplier exponent {eo} > 0: the output scale is below input scale / 128")
+        raise ArithmeticContractError(f"output multiplier exponent {eo} > 0: output scale below input scale / 128")
     if eo < -15:
-        raise ArithmeticContractError(f"output multiplier exponent {eo} < -15: the output scale exceeds ~2**9 x the input scale")
+        raise ArithmeticContractError(f"output multiplier exponent {eo} < -15: output scale above ~2**9 x input scale")
     if not -15 <= er <= 31:
-        raise ArithmeticContractError(f"reluish multiplier exponent {er} is outside [-15, 31] (input scale {float(s_in):g})")
+        raise ArithmeticContractError(f"reluish multiplier exponent {er} outside [-15, 31] (input scale {s_in:g})")
     return {
         "reluish_multiplier_fixedpoint_int16": down_scale_int32_to_int16_multiplier(mr),
         "reluish_multiplier_exponent": er,
@@ -176,7 +179,8 @@ class _Unary(PreparedOp):
         self.require_int8(inp, "input")
         self.require_int8(out, "output")
         if inp.is_constant:
-            self.fail(f"constant input {inp.name!r} is not supported; fold the constant {self.op.opcode} before conversion")
+            self.fail(f"constant input {inp.name!r} is not supported; fold the constant {self.op.opcode} "
+                      "before conversion")
         if len(inp.shape) < 1 or len(inp.shape) != len(out.shape) or tuple(inp.shape[1:]) != tuple(out.shape[1:]):
             self.fail(f"output shape {out.shape} differs from input shape {inp.shape}")
         self._out = out

@@ -198,7 +198,8 @@ class _BinaryOp(PreparedOp):
                 self.fail(f"{role} {t.name!r} has rank {len(t.shape)} > output rank {rank}")
             if t.is_constant:
                 if len(t.shape) == rank and t.shape[0] != 1:
-                    self.fail(f"constant {role} {t.name!r} has {t.shape[0]} in the batch dimension; only 1 is supported")
+                    self.fail(f"constant {role} {t.name!r} has {t.shape[0]} in the batch dimension; "
+                              "only 1 is supported")
             elif len(t.shape) != rank:
                 self.fail(f"run-time {role} {t.name!r} must have the output's rank {rank} (leading batch dimension)")
         try:
@@ -217,7 +218,8 @@ class _BinaryOp(PreparedOp):
             self.act_min, self.act_max = -128, 127
         self.rounding = rounding_code(self.model.rounding)
         self.params = fields
-        self.kernel_params = make_binary_params(**fields, act_min=self.act_min, act_max=self.act_max, rounding=self.rounding)
+        self.kernel_params = make_binary_params(**fields, act_min=self.act_min, act_max=self.act_max,
+                                                rounding=self.rounding)
         self._a, self._b, self._out = a, b, out
         self._consts = {k: np.ascontiguousarray(t.data, dtype=np.int8) for k, t in enumerate((a, b)) if t.is_constant}
 
@@ -262,7 +264,7 @@ class Add(_BinaryOp):
 
 @register("SUB")
 class Sub(_BinaryOp):
-    """TFLite ``SUB`` on int8 (input 1 minus input 2), rescaling as ADD, fused activation, broadcasting (TFLM ``sub.cc``).
+    """TFLite ``SUB`` on int8 (input 1 - input 2): ADD's rescaling, fused activation, broadcasting (TFLM ``sub.cc``).
 
     Options: ``fused_activation_function``; ``pot_scale_int16`` only concerns int16 and is ignored.
     """
@@ -314,7 +316,7 @@ class Minimum(_MaximumMinimum):
 
 @register("PRELU")
 class Prelu(_BinaryOp):
-    """TFLite ``PRELU`` on int8: ``x >= 0 ? x : x * alpha`` with alpha (input 2, per tensor) broadcast (TFLM ``prelu.cc``)."""
+    """TFLite ``PRELU`` on int8: ``x >= 0 ? x : x * alpha``, alpha (input 2, per tensor) broadcast (``prelu.cc``)."""
 
     kernel = prelu_s8
     fused_activation = False

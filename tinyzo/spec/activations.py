@@ -63,7 +63,8 @@ def _clamp8(v: int) -> int:
 
 
 # ----------------------------------------------------------------------------- RELU, RELU6, LEAKY_RELU
-def relu_s8(x, input_zero_point, output_multiplier, output_shift, output_zero_point, act_min, act_max, rounding=0) -> int:
+def relu_s8(x, input_zero_point, output_multiplier, output_shift, output_zero_point, act_min, act_max,
+            rounding=0) -> int:
     """TFLM int8 RELU (``micro/kernels/activations.h`` ``ReluQuantized``).
 
     ``clamp(output_zp + MBQM(x - input_zp, output_multiplier, output_shift), act_min, act_max)``
@@ -190,7 +191,9 @@ def one_minus_x_over_one_plus_x_for_x_in_0_1(a: int) -> int:
     ``Rescale<0>(x - 1)``: ``2/(1 + a) - 1``, a saturating left shift by 2.
     """
     half_denominator = rounding_half_sum(a, one(0))
-    x = wrap_int32(CONSTANT_48_OVER_17 + saturating_rounding_doubling_high_mul(half_denominator, CONSTANT_NEG_32_OVER_17))
+    x = wrap_int32(
+        CONSTANT_48_OVER_17 + saturating_rounding_doubling_high_mul(half_denominator, CONSTANT_NEG_32_OVER_17)
+    )
     for _ in range(3):
         half_denominator_times_x = saturating_rounding_doubling_high_mul(half_denominator, x)
         one_minus_half_denominator_times_x = wrap_int32(one(2) - half_denominator_times_x)

@@ -60,7 +60,9 @@ def _scaled_inputs(x, y, p) -> tuple[int, int]:
     ls = 1 << int(p["left_shift"])
     v1 = wrap_int32((int(p["input1_offset"]) + int(x)) * ls)
     v2 = wrap_int32((int(p["input2_offset"]) + int(y)) * ls)
-    return _mbqm(v1, p["input1_multiplier"], p["input1_shift"], p), _mbqm(v2, p["input2_multiplier"], p["input2_shift"], p)
+    s1 = _mbqm(v1, p["input1_multiplier"], p["input1_shift"], p)
+    s2 = _mbqm(v2, p["input2_multiplier"], p["input2_shift"], p)
+    return s1, s2
 
 
 def _output(raw: int, p) -> int:
