@@ -1,6 +1,7 @@
 """Regenerate docs/bit_exactness.md: every operator compared element by element with its references.
 
     python scripts/bit_exactness.py [--models-per-op 40] [--out docs/bit_exactness.md]
+    python scripts/bit_exactness.py --ops MUL,SUB   # only these operators' random one-op rows, printed
 
 References, in the same run:
   * TFLite Micro (tflite-micro's Python interpreter, double rounding), on
@@ -31,12 +32,19 @@ import tinyzo  # noqa: E402
 
 SPEC_TESTS = {
     "CONV_2D": "tests/test_conv.py", "DEPTHWISE_CONV_2D": "tests/test_conv.py",
-    "FULLY_CONNECTED": "tests/test_conv.py", "ADD": "tests/test_elementwise.py",
+    "FULLY_CONNECTED": "tests/test_conv.py", "ADD": "tests/test_binary.py",
     "AVERAGE_POOL_2D": "tests/test_pool.py", "MAX_POOL_2D": "tests/test_pool.py", "MEAN": "tests/test_pool.py",
     "SOFTMAX": "tests/test_softmax.py", "RESHAPE": "tests/test_shape_ops.py", "PAD": "tests/test_shape_ops.py",
     "CONCATENATION": "tests/test_shape_ops.py", "QUANTIZE": "tests/test_elementwise.py",
     "DEQUANTIZE": "tests/test_elementwise.py",
+    "SUB": "tests/test_binary.py", "MUL": "tests/test_binary.py", "MAXIMUM": "tests/test_binary.py",
+    "MINIMUM": "tests/test_binary.py", "PRELU": "tests/test_binary.py",
+    "RELU": "tests/test_activations.py", "RELU6": "tests/test_activations.py",
+    "LEAKY_RELU": "tests/test_activations.py", "HARD_SWISH": "tests/test_activations.py",
+    "LOGISTIC": "tests/test_activations.py", "TANH": "tests/test_activations.py",
 }
+#: operators without any requantization (raw int8 values copied or compared)
+NO_REQUANTIZATION = ("RESHAPE", "PAD", "CONCATENATION", "MAX_POOL_2D", "DEQUANTIZE", "MAXIMUM", "MINIMUM", "RELU6")
 
 
 def real_model_counts(n_random: int) -> dict:
@@ -58,10 +66,12 @@ def real_model_counts(n_random: int) -> dict:
     return counts
 
 
-def single_op_counts(models_per_op: int) -> dict:
+def single_op_counts(models_per_op: int, opcodes=None) -> dict:
     """opcode -> [models, elements compared, elements different] over random one-operator models."""
     counts = {}
     for opcode, build in CASES.items():
+        if opcodes is not None and opcode not in opcodes:
+            continue
         rng = np.random.default_rng(sum(map(ord, opcode)))
         total = diff = 0
         for k in range(models_per_op):
@@ -100,7 +110,19 @@ def main(argv=None) -> int:
     ap.add_argument("--models-per-op", type=int, default=100)
     ap.add_argument("--random-inputs", type=int, default=8)
     ap.add_argument("--out", default=str(ROOT / "docs" / "bit_exactness.md"))
+    ap.add_argument("--ops", help="comma-separated operators: print only their random one-op rows, write nothing")
     args = ap.parse_args(argv)
+
+    if args.ops:
+        opcodes = args.ops.split(",")
+        unknown = [o for o in opcodes if o not in CASES]
+        if unknown:
+            ap.error(f"no random one-op case for {unknown}; known: {', '.join(CASES)}")
+        single = single_op_counts(args.models_per_op, opcodes)
+        for opcode in opcodes:
+            s = single[opcode]
+            print(f"| {opcode} | random one-op models: {s[0]} / {s[1]:,} / {s[2]} | {SPEC_TESTS[opcode]} |")
+        return 1 if any(c[2] for c in single.values()) else 0
 
     real = real_model_counts(args.random_inputs)
     single = single_op_counts(args.models_per_op)
@@ -129,10 +151,12 @@ def main(argv=None) -> int:
         rounding = "double (TFLM)"
         if opcode == "FULLY_CONNECTED":
             rounding = f"double (TFLM); single (LiteRT ref.: {lt_total:,} / {lt_diff})"
-        elif opcode in ("RESHAPE", "PAD", "CONCATENATION", "MAX_POOL_2D", "DEQUANTIZE"):
+        elif opcode in NO_REQUANTIZATION:
             rounding = "none (no requantization)"
         elif opcode in ("AVERAGE_POOL_2D",):
             rounding = "none (integer division, TFLM's)"
+        elif opcode == "HARD_SWISH":
+            rounding = "none (int16 fixed point, TFLM's)"
         lines.append(f"| {opcode} | {real_cell} | {s[0]} / {s[1]:,} / {s[2]} | {SPEC_TESTS[opcode]} | {rounding} |")
     lines += [
         "",

@@ -94,6 +94,106 @@ def add(rng, rounding="double"):
     return Model(tensors, [op], (0, 1), (2,), rounding=rounding)
 
 
+def _log_uniform(rng, lo, hi):
+    return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+
+
+def _binary(rng, opcode, q1, q2, qo, options, rounding):
+    """A one-operator model ``y = opcode(a, b)`` on random broadcasting shapes (rank 2..5).
+
+    Each input keeps every dimension of the output or has some set to 1 (either side may
+    broadcast); with probability 1/3 input 2 is a constant, with leading dimensions dropped at random.
+    """
+    rank = int(rng.integers(2, 6))
+    full = (1,) + tuple(int(v) for v in rng.integers(1, 6, size=rank - 1))
+    a = (1,) + tuple(d if rng.integers(0, 4) else 1 for d in full[1:])
+    b = (1,) + tuple(d if rng.integers(0, 3) else 1 for d in full[1:])
+    const = rng.integers(0, 3) == 0
+    data = None
+    if const:
+        b = b[int(rng.integers(0, rank)):] or (1,)
+        data = _i8(rng, b)
+    out = tuple(np.broadcast_shapes(a, b))
+    tensors = [Tensor("a", a, np.int8, q1), Tensor("b", b, np.int8, q2, data), Tensor("y", out, np.int8, qo)]
+    inputs = (0,) if const else (0, 1)
+    return Model(tensors, [Operator(opcode, (0, 1), (2,), options)], inputs, (2,), rounding=rounding)
+
+
+def mul(rng, rounding="double"):
+    q1, q2 = _q(rng, 1e-3, 1.0), _q(rng, 1e-3, 1.0)
+    real = _log_uniform(rng, 1e-5, 300.0)  # s1 * s2 / s_out: tiny multipliers up to shifts of +9
+    qo = QuantParams([np.float32(q1.scale[0] * q2.scale[0] / real)], [int(rng.integers(-128, 128))])
+    return _binary(rng, "MUL", q1, q2, qo, {"fused_activation_function": str(rng.choice(ACTS))}, rounding)
+
+
+def sub(rng, rounding="double"):
+    q1, q2 = _q(rng, 1e-4, 1.0), _q(rng, 1e-4, 1.0)  # input multipliers down to 1e-4 / 2
+    s_max = max(float(q1.scale[0]), float(q2.scale[0]))
+    # output multiplier 2 s_max / (2**20 s_out) up to 2**-1; s_out >= 1e-8 keeps a fused RELU6's 6 / s_out in
+    # int32 (TFLite refuses the model otherwise, and so does tinyzo: tests/test_binary.py)
+    s_out = max(s_max * _log_uniform(rng, 2.0**-18, 8.0), 1e-8)
+    qo = QuantParams([np.float32(s_out)], [int(rng.integers(-128, 128))])
+    return _binary(rng, "SUB", q1, q2, qo, {"fused_activation_function": str(rng.choice(ACTS))}, rounding)
+
+
+def maximum(rng, rounding="double"):
+    q = _q(rng)
+    return _binary(rng, "MAXIMUM", q, q, q, {}, rounding)
+
+
+def minimum(rng, rounding="double"):
+    q = _q(rng)
+    return _binary(rng, "MINIMUM", q, q, q, {}, rounding)
+
+
+def prelu(rng, rounding="double"):
+    q_in, q_alpha = _q(rng, 1e-3, 0.5), _q(rng, 1e-3, 0.05)
+    qo = QuantParams([np.float32(q_in.scale[0] * _log_uniform(rng, 0.05, 4.0))], [int(rng.integers(-128, 128))])
+    return _binary(rng, "PRELU", q_in, q_alpha, qo, {}, rounding)
+
+
+def _unary(rng, opcode, q_in, q_out, options, rounding):
+    """A one-operator model ``y = opcode(x)`` on a random shape of rank 2..4."""
+    rank = int(rng.integers(2, 5))
+    shape = (1,) + tuple(int(v) for v in rng.integers(1, 9, size=rank - 1))
+    tensors = [Tensor("x", shape, np.int8, q_in), Tensor("y", shape, np.int8, q_out)]
+    return Model(tensors, [Operator(opcode, (0,), (1,), options)], (0,), (1,), rounding=rounding)
+
+
+def _scaled(rng, q, lo, hi):
+    """Quantization with scale ``q.scale * U(lo, hi)`` (log-uniform) and a random zero point."""
+    return QuantParams([np.float32(q.scale[0] * _log_uniform(rng, lo, hi))], [int(rng.integers(-128, 128))])
+
+
+def relu(rng, rounding="double"):
+    q_in = _q(rng, 1e-3, 1.0)
+    return _unary(rng, "RELU", q_in, _scaled(rng, q_in, 0.01, 100.0), {}, rounding)
+
+
+def relu6(rng, rounding="double"):
+    q = _q(rng, 1e-3, 1.0)  # 6 / scale from 6 to 6000: the upper bound inside int8 or clamped at 127
+    return _unary(rng, "RELU6", q, q, {}, rounding)
+
+
+def leaky_relu(rng, rounding="double"):
+    q_in = _q(rng, 1e-3, 1.0)
+    alpha = float(rng.choice([0.01, 0.1, 0.2, 0.3, 1.5, -0.5, 0.0, float(rng.uniform(-2, 2))]))
+    return _unary(rng, "LEAKY_RELU", q_in, _scaled(rng, q_in, 0.05, 20.0), {"alpha": alpha}, rounding)
+
+
+def hard_swish(rng, rounding="double"):
+    q_in = _q(rng, 1e-3, 1.0)
+    return _unary(rng, "HARD_SWISH", q_in, _scaled(rng, q_in, 0.02, 50.0), {}, rounding)
+
+
+def logistic(rng, rounding="double"):
+    return _unary(rng, "LOGISTIC", _q(rng, 1e-3, 2.0), QuantParams([1 / 256], [-128]), {}, rounding)
+
+
+def tanh(rng, rounding="double"):
+    return _unary(rng, "TANH", _q(rng, 1e-3, 2.0), QuantParams([1 / 128], [0]), {}, rounding)
+
+
 def _pool(rng, opcode, rounding):
     h, w, c = int(rng.integers(1, 10)), int(rng.integers(1, 10)), int(rng.integers(1, 6))
     fh, fw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
@@ -189,6 +289,17 @@ CASES = {
     "DEPTHWISE_CONV_2D": depthwise_conv2d,
     "FULLY_CONNECTED": fully_connected,
     "ADD": add,
+    "SUB": sub,
+    "MUL": mul,
+    "MAXIMUM": maximum,
+    "MINIMUM": minimum,
+    "PRELU": prelu,
+    "RELU": relu,
+    "RELU6": relu6,
+    "LEAKY_RELU": leaky_relu,
+    "HARD_SWISH": hard_swish,
+    "LOGISTIC": logistic,
+    "TANH": tanh,
     "AVERAGE_POOL_2D": average_pool2d,
     "MAX_POOL_2D": max_pool2d,
     "MEAN": mean,

@@ -1,11 +1,12 @@
-"""ADD, QUANTIZE, DEQUANTIZE: jitted kernels == pure-Python spec (hypothesis), ops == TFLite Micro.
+"""QUANTIZE, DEQUANTIZE: jitted kernels == pure-Python spec (hypothesis), ops == TFLite Micro.
 
 Evidence layers: (1) property tests of each kernel against :mod:`tinyzo.spec.elementwise`,
-including extreme scales and zero points and both rounding modes; (2) the real
-``simple_add_model.tflite`` and single-op models written with
+including extreme scales and zero points and both rounding modes; (2) models written with
 :func:`tinyzo.io.tflite_write.write_tflite` run by the TFLM interpreter on random inputs,
 compared exactly. Also the NUMBA_DISABLE_JIT=1 re-run of the property tests of
-this file, test_pool.py and test_shape_ops.py.
+this file, test_binary.py, test_activations.py, test_pool.py and test_shape_ops.py.
+The helpers at the top (qp, tflm_outputs, assert_same_as_tflm, the strategies) are shared
+with test_binary.py and test_activations.py.
 """
 
 from __future__ import annotations
@@ -17,14 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tinyzo.errors import ArithmeticContractError, UnsupportedOperatorError
 from tinyzo.graph import Model, Operator, Tensor
 from tinyzo.kernels import elementwise as K
-from tinyzo.ops.elementwise import add_params, broadcast_strides
-from tinyzo.quant import QuantParams, activation_range
+from tinyzo.quant import QuantParams
 from tinyzo.spec import elementwise as S
 
 HERE = Path(__file__).parent
@@ -91,82 +90,7 @@ zero_points = st.one_of(st.integers(-128, 127), st.sampled_from([-128, 127, 0]))
 activations = st.sampled_from(["NONE", "RELU", "RELU6", "RELU_N1_TO_1"])
 
 
-@st.composite
-def add_case(draw):
-    s1, s2, so = draw(scales), draw(scales), draw(scales)
-    z1, z2, zo = draw(zero_points), draw(zero_points), draw(zero_points)
-    rounding = draw(st.sampled_from(ROUNDINGS))
-    try:
-        p = add_params(s1, z1, s2, z2, so, zo, rounding)
-    except ArithmeticContractError:
-        assume(False)
-    act_min, act_max = activation_range(draw(activations), qp(so, zo))
-    assume(act_min <= act_max)
-    return dict(p, act_min=act_min, act_max=act_max, rounding=rounding)
-
-
-def _kernel_args(p):
-    return (
-        p["input1_offset"], p["input1_multiplier"], p["input1_shift"],
-        p["input2_offset"], p["input2_multiplier"], p["input2_shift"],
-        p["left_shift"], p["output_multiplier"], p["output_shift"], p["output_offset"],
-        p["act_min"], p["act_max"], 0 if p["rounding"] == "double" else 1,
-    )
-
-
 # ----------------------------------------------------------------------------- (1) kernels == spec
-@PROP
-@given(p=add_case(), n=st.integers(1, 40), seed=st.integers(0, 2**32 - 1))
-def test_prop_add_kernel_equals_spec(p, n, seed):
-    rng = np.random.default_rng(seed)
-    x1, x2 = rand_int8(rng, n), rand_int8(rng, n)
-    x1[0], x2[0] = -128, 127
-    out = np.empty(n, np.int8)
-    K.add_s8(x1, x2, *_kernel_args(p), out)
-    np.testing.assert_array_equal(out, S.add_s8(x1, x2, (n,), **p))
-
-
-@st.composite
-def broadcast_shapes(draw):
-    rank = draw(st.integers(1, 6))
-    out = tuple(draw(st.integers(1, 3)) for _ in range(rank))
-    shapes = []
-    for _ in range(2):
-        r = draw(st.integers(0, rank))
-        tail = out[rank - r :]
-        shapes.append(tuple(d if draw(st.booleans()) else 1 for d in tail))
-    return out, shapes[0], shapes[1]
-
-
-@PROP
-@given(p=add_case(), shapes=broadcast_shapes(), seed=st.integers(0, 2**32 - 1))
-def test_prop_broadcast_add_kernel_equals_spec(p, shapes, seed):
-    out_shape, sa, sb = shapes
-    rng = np.random.default_rng(seed)
-    x1, x2 = rand_int8(rng, sa), rand_int8(rng, sb)
-    ext = (1,) * (6 - len(out_shape)) + out_shape
-    out = np.empty(ext, np.int8)
-    K.broadcast_add_s8(
-        x1.reshape(-1), broadcast_strides(sa, ext), x2.reshape(-1), broadcast_strides(sb, ext), *_kernel_args(p), out
-    )
-    np.testing.assert_array_equal(out.reshape(out_shape), S.add_s8(x1, x2, out_shape, **p))
-
-
-def test_add_spec_known_values():
-    # equal scales 0.5, output scale 1, zero points 0: 3*0.5 + 5*0.5 = 4
-    p = add_params(0.5, 0, 0.5, 0, 1.0, 0)
-    assert S.add_func(3, 5, act_min=-128, act_max=127, **p) == 4
-    assert S.add_func(127, 127, act_min=-128, act_max=127, **p) == 127
-    assert S.add_func(-128, -128, act_min=-128, act_max=127, **p) == -128
-    # left_shift 20, input multipliers 1/2 of 2**31 with shift 0
-    assert p["left_shift"] == 20 and p["input1_multiplier"] == 1 << 30 and p["input1_shift"] == 0
-
-
-def test_add_params_refuses_output_multiplier_not_below_one():
-    with pytest.raises(ArithmeticContractError):
-        add_params(1.0, 0, 1.0, 0, 1.0 / 2**20, 0)
-
-
 float32s = st.one_of(
     st.floats(width=32, allow_nan=True, allow_infinity=True),
     st.integers(-300, 300).map(lambda k: k * 0.5),  # exact ties
@@ -221,42 +145,6 @@ def test_prop_dequantize_kernel_equals_spec(scale, zp):
 
 
 # ----------------------------------------------------------------------------- op prepare/compute
-def _add_model(sa, sb, so, q1, q2, qo, act="NONE", const_b=None, rounding="double"):
-    tensors = [
-        Tensor("a", sa, np.int8, qp(*q1)),
-        Tensor("b", sb, np.int8, qp(*q2), data=const_b),
-        Tensor("y", so, np.int8, qp(*qo)),
-    ]
-    inputs = (0,) if const_b is not None else (0, 1)
-    op = Operator("ADD", (0, 1), (2,), {"fused_activation_function": act})
-    return Model(tensors, [op], inputs, (2,), name="add", rounding=rounding)
-
-
-@pytest.mark.parametrize("rounding", ROUNDINGS)
-def test_add_op_batch_and_constant_operand_equal_spec(rounding):
-    rng = np.random.default_rng(3)
-    const = rand_int8(rng, (1, 1, 4))
-    m = _add_model((1, 3, 4), (1, 1, 4), (1, 3, 4), (0.1, 2), (0.07, -3), (0.15, 1), "RELU", const, rounding)
-    x = rand_int8(rng, (5, 3, 4))
-    y = m(x)
-    prep = m.prepared[0]
-    p = dict(prep.params, act_min=prep.act_min, act_max=prep.act_max, rounding=rounding)
-    want = np.stack([S.add_s8(x[i : i + 1], const, (1, 3, 4), **p)[0] for i in range(5)])
-    np.testing.assert_array_equal(y, want)
-    assert prep.macs() == 0  # additions are not multiply-accumulates (the papers' convention)
-
-
-def test_add_op_refuses_bad_graphs():
-    with pytest.raises(UnsupportedOperatorError, match="broadcast"):
-        _add_model((1, 3, 4), (1, 2, 4), (1, 3, 4), (0.1, 0), (0.1, 0), (0.1, 0))
-    with pytest.raises(UnsupportedOperatorError, match="differs"):
-        _add_model((1, 3, 4), (1, 3, 4), (1, 3, 5), (0.1, 0), (0.1, 0), (0.1, 0))
-    with pytest.raises(UnsupportedOperatorError, match="TANH"):
-        _add_model((1, 3), (1, 3), (1, 3), (0.1, 0), (0.1, 0), (0.1, 0), act="TANH")
-    with pytest.raises(UnsupportedOperatorError, match="quantization"):
-        _add_model((1, 3), (1, 3), (1, 3), (1.0, 0), (1.0, 0), (1e-7, 0))
-
-
 def test_quantize_dequantize_ops_equal_spec():
     rng = np.random.default_rng(4)
     tensors = [
@@ -279,55 +167,6 @@ def test_quantize_dequantize_ops_equal_spec():
 
 
 # ----------------------------------------------------------------------------- (2) TFLM
-def _read_simple_add():
-    """The real ADD model's tensors, read with the TFLM package's own schema module (independent of tinyzo.io)."""
-    schema = pytest.importorskip("tflite_micro.tensorflow.lite.micro.python.schema_py_generated")
-    data = (MODELS / "simple_add_model.tflite").read_bytes()
-    sg = schema.ModelT.InitFromPackedBuf(data, 0).subgraphs[0]
-    tensors = [
-        Tensor(t.name.decode(), tuple(t.shape), np.int8, qp(float(t.quantization.scale[0]), int(t.quantization.zeroPoint[0])))
-        for t in sg.tensors
-    ]
-    op = sg.operators[0]
-    return data, Model(tensors, [Operator("ADD", tuple(op.inputs), tuple(op.outputs), {"fused_activation_function": "NONE"})],
-                       tuple(sg.inputs), tuple(sg.outputs))
-
-
-@pytest.mark.oracle
-def test_simple_add_model_equals_tflm():
-    data, m = _read_simple_add()
-    rng = np.random.default_rng(11)
-    a, b = rand_int8(rng, (3, 128, 128, 1)), rand_int8(rng, (3, 128, 128, 1))
-    a[0, :, :, 0] = np.arange(-128, 128).repeat(64).reshape(128, 128)
-    b[0, :, :, 0] = np.tile(np.arange(-128, 128), 64).reshape(128, 128)  # every (a, b) pair once
-    np.testing.assert_array_equal(m(a, b), tflm_outputs(data, [a, b])[0])
-
-
-ADD_CASES = [
-    # (shape a, shape b, output, (s, z) a, (s, z) b, (s, z) out, activation, b constant)
-    ((1, 4, 5, 3), (1, 4, 5, 3), (1, 4, 5, 3), (0.1, 2), (0.07, -3), (0.15, 1), "NONE", False),
-    ((1, 4, 5, 3), (1, 4, 5, 3), (1, 4, 5, 3), (0.02, -128), (0.3, 127), (0.2, -20), "RELU", False),
-    ((1, 4, 5, 3), (1, 1, 1, 3), (1, 4, 5, 3), (0.05, 10), (0.05, 10), (0.1, 0), "RELU6", True),
-    ((1, 4, 5, 3), (1, 4, 1, 3), (1, 4, 5, 3), (1e-3, 0), (0.5, -7), (0.4, 3), "RELU_N1_TO_1", False),
-    ((1, 1, 5, 3), (1, 4, 1, 1), (1, 4, 5, 3), (0.25, 0), (0.125, 0), (0.0625, 0), "NONE", False),
-    ((1, 3, 4), (4,), (1, 3, 4), (0.03, -1), (0.09, 5), (0.05, -2), "NONE", True),
-    ((1, 2, 2, 3, 2), (1, 2, 1, 3, 1), (1, 2, 2, 3, 2), (0.1, 0), (0.2, 1), (0.3, 2), "RELU", False),
-    ((1, 6), (1, 6), (1, 6), (2.0, 0), (1e-4, 0), (2.5, -50), "NONE", False),
-]
-
-
-@pytest.mark.oracle
-@pytest.mark.parametrize("case", range(len(ADD_CASES)))
-def test_add_single_op_equals_tflm(case):
-    sa, sb, so, q1, q2, qo, act, b_const = ADD_CASES[case]
-    rng = np.random.default_rng(100 + case)
-    const = rand_int8(rng, sb) if b_const else None
-    m = _add_model(sa, sb, so, q1, q2, qo, act, const)
-    xs = [rand_int8(rng, (4,) + sa[1:])]
-    if not b_const:
-        xs.append(rand_int8(rng, (4,) + sb[1:]))
-    assert_same_as_tflm(m, xs)
-
 
 @pytest.mark.oracle
 @pytest.mark.parametrize(
@@ -396,7 +235,8 @@ def test_kernels_equal_spec_under_numba_disable_jit():
     if os.environ.get("NUMBA_DISABLE_JIT") == "1":
         pytest.skip("already running without JIT")
     env = dict(os.environ, NUMBA_DISABLE_JIT="1", HYPOTHESIS_PROFILE="nojit")
-    files = [str(HERE / f) for f in ("test_elementwise.py", "test_pool.py", "test_shape_ops.py")]
+    files = [str(HERE / f) for f in ("test_elementwise.py", "test_binary.py", "test_activations.py", "test_pool.py",
+                                     "test_shape_ops.py")]
     r = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-k", "prop", *files],
         env=env, capture_output=True, text=True, timeout=600, cwd=HERE.parent, check=False,

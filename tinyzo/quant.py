@@ -229,6 +229,11 @@ def activation_range(activation: str, params: QuantParams, dtype=np.int8) -> tup
     ``activation`` is "NONE", "RELU", "RELU6" or "RELU_N1_TO_1"; the bound
     ``q = zero_point + round(bound / scale)`` (``TfLiteRound`` of a float32
     division) is intersected with ``dtype``'s range.
+
+    Raises:
+        ArithmeticContractError: ``round(bound / scale)`` outside int32 (an output scale below
+            ~6 / 2**31 with RELU6): TFLite's ``Quantize`` check (``no_integer_overflow_from_quantization``)
+            fails the model's prepare.
     """
     info = np.iinfo(dtype)
     qmin, qmax = int(info.min), int(info.max)
@@ -236,7 +241,13 @@ def activation_range(activation: str, params: QuantParams, dtype=np.int8) -> tup
     zp = int(params.zero_point[0])
 
     def q(v: float) -> int:
-        return zp + int(_round_half_away(float(np.float32(v) / scale)))
+        with np.errstate(over="ignore"):
+            tmp = _round_half_away(float(np.float32(np.float32(v) / scale)))
+        if not -(2.0**31) <= tmp < 2.0**31:
+            raise ArithmeticContractError(
+                f"fused {activation}: {v} / output scale {float(scale):g} = {tmp:g} overflows int32; TFLite refuses it"
+            )
+        return zp + int(tmp)
 
     if activation == "NONE":
         return qmin, qmax

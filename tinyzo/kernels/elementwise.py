@@ -1,9 +1,9 @@
-"""Jitted element-wise int8 kernels: ADD, QUANTIZE (float32/int8 -> int8), DEQUANTIZE.
+"""Jitted element-wise int8 kernels: QUANTIZE (float32/int8 -> int8), DEQUANTIZE.
 
-Bit-exact with TFLite Micro's reference kernels (``reference_integer_ops::Add``
-/ ``BroadcastAdd6DSlow``, ``reference_ops::AffineQuantize``,
+Bit-exact with TFLite Micro's reference kernels (``reference_ops::AffineQuantize``,
 ``reference_ops::Requantize``, ``reference_ops::Dequantize``) and equal to the
-pure-Python twins in :mod:`tinyzo.spec.elementwise` (property-tested).
+pure-Python twins in :mod:`tinyzo.spec.elementwise` (property-tested). The binary
+operators (ADD, SUB, MUL, ...) are in :mod:`tinyzo.kernels.binary`.
 Arrays are C-contiguous; outputs are written into caller-provided arrays.
 """
 
@@ -13,133 +13,6 @@ from numba import njit
 from tinyzo.kernels.arith import multiply_by_quantized_multiplier, wrap_int32
 
 INT32_MIN = -(2**31)
-
-
-@njit(cache=True, inline="always")
-def add_func(
-    x,
-    y,
-    input1_offset,
-    input1_multiplier,
-    input1_shift,
-    input2_offset,
-    input2_multiplier,
-    input2_shift,
-    left_shift,
-    output_multiplier,
-    output_shift,
-    output_offset,
-    act_min,
-    act_max,
-    rounding,
-):
-    """One output of TFLM's int8 ADD (``AddFunc``); see :func:`tinyzo.spec.elementwise.add_func`."""
-    shifted1 = wrap_int32((np.int64(input1_offset) + np.int64(x)) * (np.int64(1) << np.int64(left_shift)))
-    shifted2 = wrap_int32((np.int64(input2_offset) + np.int64(y)) * (np.int64(1) << np.int64(left_shift)))
-    scaled1 = multiply_by_quantized_multiplier(shifted1, input1_multiplier, input1_shift, rounding)
-    scaled2 = multiply_by_quantized_multiplier(shifted2, input2_multiplier, input2_shift, rounding)
-    raw_sum = wrap_int32(scaled1 + scaled2)
-    raw = multiply_by_quantized_multiplier(raw_sum, output_multiplier, output_shift, rounding) + np.int64(output_offset)
-    if raw < act_min:
-        raw = np.int64(act_min)
-    if raw > act_max:
-        raw = np.int64(act_max)
-    return raw
-
-
-@njit(cache=True, nogil=True)
-def add_s8(
-    x1,
-    x2,
-    input1_offset,
-    input1_multiplier,
-    input1_shift,
-    input2_offset,
-    input2_multiplier,
-    input2_shift,
-    left_shift,
-    output_multiplier,
-    output_shift,
-    output_offset,
-    act_min,
-    act_max,
-    rounding,
-    out,
-):
-    """Int8 ADD of two same-size tensors (TFLM ``reference_integer_ops::Add``).
-
-    ``out[i] = clamp(MBQM(MBQM((x1[i] + in1_off) << left_shift, m1, s1)
-    + MBQM((x2[i] + in2_off) << left_shift, m2, s2), m_out, s_out) + out_off)``.
-
-    Args:
-        x1, x2: int8[n] flat inputs (any batch, flattened).
-        input{1,2}_offset: minus the input zero point, in [-127, 128].
-        input{1,2}_multiplier, output_multiplier: int32 Q31 significands from
-            ``QuantizeMultiplierSmallerThanOneExp``; the shifts are <= 0.
-        left_shift: 20 for int8.
-        output_offset: the output zero point; act_min/act_max the clamp.
-        rounding: 0 double (TFLM), 1 single.
-        out: int8[n], written.
-    """
-    for i in range(x1.shape[0]):
-        out[i] = add_func(
-            x1[i], x2[i],
-            input1_offset, input1_multiplier, input1_shift,
-            input2_offset, input2_multiplier, input2_shift,
-            left_shift, output_multiplier, output_shift, output_offset,
-            act_min, act_max, rounding,
-        )
-
-
-@njit(cache=True, nogil=True)
-def broadcast_add_s8(
-    x1,
-    strides1,
-    x2,
-    strides2,
-    input1_offset,
-    input1_multiplier,
-    input1_shift,
-    input2_offset,
-    input2_multiplier,
-    input2_shift,
-    left_shift,
-    output_multiplier,
-    output_shift,
-    output_offset,
-    act_min,
-    act_max,
-    rounding,
-    out,
-):
-    """Int8 ADD with broadcasting (TFLM ``BroadcastAdd6DSlow`` / ``BroadcastBinaryFunction6DSlow``).
-
-    Walks the 6-D output in row-major order; input k is read at
-    ``sum(index[d] * strides_k[d])``, a stride being 0 on each dimension the
-    input broadcasts along (as TFLM's ``NdArrayDescsForElementwiseBroadcast``).
-
-    Args:
-        x1, x2: int8[n1], int8[n2] flat inputs.
-        strides1, strides2: int64[6] element strides into x1/x2 (0 = broadcast).
-        out: int8[d0, d1, d2, d3, d4, d5] output (written); the other
-            parameters as :func:`add_s8`.
-    """
-    d0, d1, d2, d3, d4, d5 = out.shape
-    for a in range(d0):
-        for b in range(d1):
-            for c in range(d2):
-                for d in range(d3):
-                    for e in range(d4):
-                        o1 = a * strides1[0] + b * strides1[1] + c * strides1[2] + d * strides1[3] + e * strides1[4]
-                        o2 = a * strides2[0] + b * strides2[1] + c * strides2[2] + d * strides2[3] + e * strides2[4]
-                        for f in range(d5):
-                            out[a, b, c, d, e, f] = add_func(
-                                x1[o1 + f * strides1[5]], x2[o2 + f * strides2[5]],
-                                input1_offset, input1_multiplier, input1_shift,
-                                input2_offset, input2_multiplier, input2_shift,
-                                left_shift, output_multiplier, output_shift, output_offset,
-                                act_min, act_max, rounding,
-                            )
 
 
 @njit(cache=True, inline="always")

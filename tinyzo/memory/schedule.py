@@ -20,7 +20,8 @@ Conventions (batch 1, the shapes stored in the model):
   operators tinyzo supports, only ``MEAN`` does (:func:`scratch_bytes`: an int32 accumulator per
   output for int8/int16 input, plus two small index arrays), alive during its own step only;
   checked against TFLM's measured arena on random one-operator models. CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, the
-  pools, SOFTMAX, ADD, PAD, CONCATENATION, RESHAPE, QUANTIZE and DEQUANTIZE request none (their
+  pools, SOFTMAX, ADD, SUB, MUL, MAXIMUM, MINIMUM, PRELU, RELU, RELU6, LEAKY_RELU, HARD_SWISH, LOGISTIC,
+  TANH, PAD, CONCATENATION, RESHAPE, QUANTIZE and DEQUANTIZE request none (their
   per-channel multipliers and similar live in TFLM's *persistent* tail, not in the planned head,
   and are not counted here). Optimized kernel libraries (CMSIS-NN im2col buffers) would need more.
 * In-place candidates (:class:`InPlace`) record where a step may write its output over an input
@@ -53,7 +54,8 @@ class ScheduleError(TinyzoError):
 
 # operators whose output element i depends only on input element i (and, for SOFTMAX, on row
 # statistics computed before any write of that row), so the output may overwrite the input
-ELEMENTWISE_INPLACE_OPS = frozenset({"ADD", "QUANTIZE", "DEQUANTIZE", "RESHAPE", "SOFTMAX"})
+ELEMENTWISE_INPLACE_OPS = frozenset({"ADD", "SUB", "MUL", "MAXIMUM", "MINIMUM", "PRELU", "RELU", "RELU6", "LEAKY_RELU",
+                                     "HARD_SWISH", "LOGISTIC", "TANH", "QUANTIZE", "DEQUANTIZE", "RESHAPE", "SOFTMAX"})
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import threading
 
 import numpy as np
 
-from tinyzo.errors import UnsupportedOperatorError
+from tinyzo.errors import ArithmeticContractError, UnsupportedOperatorError
 from tinyzo.quant import activation_range
 
 REGISTRY: dict = {}
@@ -72,7 +72,10 @@ class PreparedOp:
         act = self.op.options.get("fused_activation_function", "NONE")
         if act not in ("NONE", "RELU", "RELU6", "RELU_N1_TO_1"):
             self.fail(f"fused activation {act} is not supported")
-        return activation_range(act, out_tensor.quant, np.int8)
+        try:
+            return activation_range(act, out_tensor.quant, np.int8)
+        except ArithmeticContractError as e:
+            self.fail(f"quantization not supported: {e}")
 
     def option(self, name, default=None):
         """An option value (schema field name)."""

@@ -1,0 +1,216 @@
+"""Jitted int8 binary element-wise kernels with broadcasting: ADD, SUB, MUL, MAXIMUM, MINIMUM, PRELU.
+
+Each operator is one inlined element function ``<op>_func(x, y, p)`` (TFLM's
+per-element lambda) and one kernel ``<op>_s8`` that runs it over a 6-D output
+with broadcasting strides, the way TFLM's ``BroadcastBinaryOpSimple`` /
+``BroadcastAdd6DSlow`` run the lambda (the non-broadcast case is the same loop
+with contiguous strides; the result of each element does not depend on the
+order). The kernels share the offset arithmetic (:func:`_row_offsets`); each
+has its own 4-line loop so that it inlines one element function only. ``p`` is one
+:class:`BinaryParams`, TFLM's ``ArithmeticParams``
+(field meanings: :mod:`tinyzo.spec.binary`). Equal, element by element, to
+:mod:`tinyzo.spec.binary` (property-tested); outputs are written into
+caller-provided arrays; nothing is validated here (:mod:`tinyzo.ops.binary` does).
+
+One shared loop that dispatched on an operator code per element was tried and dropped:
+with the six element functions inlined each kernel took ~40 s to compile, without
+inlining ADD no longer vectorized (10x slower); measured here.
+"""
+
+from collections import namedtuple
+
+import numpy as np
+from numba import njit
+
+from tinyzo.kernels.arith import multiply_by_quantized_multiplier, wrap_int32
+
+#: Field names of :class:`BinaryParams`, TFLM's ``ArithmeticParams`` (meanings: :mod:`tinyzo.spec.binary`).
+BINARY_PARAM_FIELDS = (
+    "input1_offset", "input1_multiplier", "input1_shift",
+    "input2_offset", "input2_multiplier", "input2_shift",
+    "left_shift", "output_multiplier", "output_shift", "output_multiplier_2", "output_shift_2",
+    "output_offset", "act_min", "act_max", "rounding",
+)  # fmt: skip
+
+#: The parameter record of every binary kernel: an immutable tuple of int32 values (a C struct
+#: passed by value). PRELU reads input 2 as alpha and ``output_multiplier``/``output_shift`` as
+#: its ``output_multiplier_1``/``output_shift_1``. A namedtuple rather than a numpy record: Numba
+#: keeps it in registers, while a record is read through a pointer that every int8 store may alias
+#: (no hoisting, no vectorization: 60x slower measured here).
+BinaryParams = namedtuple("BinaryParams", BINARY_PARAM_FIELDS)
+
+def make_binary_params(**fields) -> BinaryParams:
+    """A :class:`BinaryParams`; fields not given are 0. Values must fit int32."""
+    values = dict.fromkeys(BINARY_PARAM_FIELDS, 0)
+    for name, value in fields.items():
+        if name not in values:
+            raise KeyError(f"{name!r} is not a field of BinaryParams")
+        v = int(value)
+        if not -(2**31) <= v < 2**31:
+            raise OverflowError(f"{name} = {v} does not fit int32")
+        values[name] = v
+    return BinaryParams(**values)
+
+
+@njit(cache=True, inline="always")
+def _clamp(v, p):
+    if v < p.act_min:
+        return np.int64(p.act_min)
+    if v > p.act_max:
+        return np.int64(p.act_max)
+    return v
+
+
+@njit(cache=True, inline="always")
+def _output(raw, p):
+    """``clamp(MBQM(raw, output_multiplier, output_shift) + output_offset, act_min, act_max)``."""
+    v = multiply_by_quantized_multiplier(raw, p.output_multiplier, p.output_shift, p.rounding)
+    return _clamp(v + np.int64(p.output_offset), p)
+
+
+@njit(cache=True, inline="always")
+def _scaled_input(x, offset, multiplier, shift, p):
+    """ADD/SUB input rescaling: ``MBQM((offset + x) << left_shift, multiplier, shift)`` (int32 wrap on the shift)."""
+    shifted = wrap_int32((np.int64(offset) + np.int64(x)) * (np.int64(1) << np.int64(p.left_shift)))
+    return multiply_by_quantized_multiplier(shifted, multiplier, shift, p.rounding)
+
+
+@njit(cache=True, inline="always")
+def add_func(x, y, p):
+    """One output of TFLM's int8 ADD (``AddFunc``); see :func:`tinyzo.spec.binary.add_func`."""
+    s1 = _scaled_input(x, p.input1_offset, p.input1_multiplier, p.input1_shift, p)
+    s2 = _scaled_input(y, p.input2_offset, p.input2_multiplier, p.input2_shift, p)
+    return _output(wrap_int32(s1 + s2), p)
+
+
+@njit(cache=True, inline="always")
+def sub_func(x, y, p):
+    """One output of TFLM's int8 SUB (``SubElementwise``); see :func:`tinyzo.spec.binary.sub_func`."""
+    s1 = _scaled_input(x, p.input1_offset, p.input1_multiplier, p.input1_shift, p)
+    s2 = _scaled_input(y, p.input2_offset, p.input2_multiplier, p.input2_shift, p)
+    return _output(wrap_int32(s1 - s2), p)
+
+
+@njit(cache=True, inline="always")
+def mul_func(x, y, p):
+    """One output of TFLM's int8 MUL (``MulElementwise``); see :func:`tinyzo.spec.binary.mul_func`."""
+    prod = (np.int64(p.input1_offset) + np.int64(x)) * (np.int64(p.input2_offset) + np.int64(y))
+    return _output(prod, p)
+
+
+@njit(cache=True, inline="always")
+def prelu_func(x, alpha, p):
+    """One output of TFLM's int8 PRELU (``BroadcastPrelu4DSlow``); see :func:`tinyzo.spec.binary.prelu_func`."""
+    v = np.int64(p.input1_offset) + np.int64(x)
+    if v >= 0:
+        r = multiply_by_quantized_multiplier(v, p.output_multiplier, p.output_shift, p.rounding)
+    else:
+        va = v * (np.int64(p.input2_offset) + np.int64(alpha))
+        r = multiply_by_quantized_multiplier(va, p.output_multiplier_2, p.output_shift_2, p.rounding)
+    return _clamp(r + np.int64(p.output_offset), p)
+
+
+@njit(cache=True, inline="always")
+def _row_offsets(r, shape, strides1, strides2):
+    """Element offsets into x1 and x2 of the first element of row ``r`` of a 6-D output of ``shape``.
+
+    Row ``r`` is the output index ``(a, b, c, d, e, 0)`` in row-major order; an input's offset is
+    ``sum(index[k] * strides[k])`` (TFLM's ``SubscriptToIndex`` with broadcast strides of 0).
+    """
+    o1 = np.int64(0)
+    o2 = np.int64(0)
+    rem = np.int64(r)
+    for k in range(4, -1, -1):
+        i = rem % shape[k]
+        rem = rem // shape[k]
+        o1 += i * strides1[k]
+        o2 += i * strides2[k]
+    return o1, o2
+
+
+# Every kernel below has the same arguments:
+#     x1, x2: int8[n1], int8[n2] flat C-contiguous inputs (PRELU: x2 is alpha);
+#     strides1, strides2: int64[6] element strides into x1/x2 read as the 6-D output (0 = broadcast,
+#         TFLM's NdArrayDescsForElementwiseBroadcast; tinyzo.ops.binary.broadcast_strides);
+#     p: a BinaryParams; out: int8[d0, d1, d2, d3, d4, d5], C-contiguous, written in row-major order.
+# The non-broadcast case is the same call with out reshaped to (1, 1, 1, 1, 1, n) and strides 1.
+
+
+@njit(cache=True, nogil=True)
+def add_s8(x1, strides1, x2, strides2, p, out):
+    """Int8 ADD with broadcasting (TFLM ``reference_integer_ops::Add`` / ``BroadcastAdd6DSlow``).
+
+    ``out = clamp(MBQM(MBQM((x1 + in1_off) << left_shift, m1, s1) + MBQM((x2 + in2_off) << left_shift, m2, s2),
+    m_out, s_out) + out_off, act_min, act_max)``; ``left_shift`` 20, multipliers from
+    ``QuantizeMultiplierSmallerThanOneExp`` (shifts <= 0); double (TFLM) or single rounding per ``p.rounding``.
+    """
+    rows = out.reshape(-1, out.shape[5])
+    st1, st2 = strides1[5], strides2[5]  # locals: an int8 store may alias the strides array otherwise
+    for r in range(rows.shape[0]):
+        o1, o2 = _row_offsets(r, out.shape, strides1, strides2)
+        for f in range(rows.shape[1]):
+            rows[r, f] = add_func(x1[o1 + f * st1], x2[o2 + f * st2], p)
+
+
+@njit(cache=True, nogil=True)
+def sub_s8(x1, strides1, x2, strides2, p, out):
+    """Int8 SUB with broadcasting (TFLM ``reference_ops::Sub`` / ``BroadcastQuantSubSlow``): as :func:`add_s8`
+    with ``scaled1 - scaled2`` in place of the sum."""
+    rows = out.reshape(-1, out.shape[5])
+    st1, st2 = strides1[5], strides2[5]  # locals: an int8 store may alias the strides array otherwise
+    for r in range(rows.shape[0]):
+        o1, o2 = _row_offsets(r, out.shape, strides1, strides2)
+        for f in range(rows.shape[1]):
+            rows[r, f] = sub_func(x1[o1 + f * st1], x2[o2 + f * st2], p)
+
+
+@njit(cache=True, nogil=True)
+def mul_s8(x1, strides1, x2, strides2, p, out):
+    """Int8 MUL with broadcasting (TFLM ``reference_integer_ops::Mul`` / ``BroadcastMul6DSlow``).
+
+    ``out = clamp(MBQM((x1 + in1_off) * (x2 + in2_off), m_out, s_out) + out_off, act_min, act_max)``,
+    ``(m_out, s_out) = QuantizeMultiplier(s1 * s2 / s_out)`` (shift may be > 0).
+    """
+    rows = out.reshape(-1, out.shape[5])
+    st1, st2 = strides1[5], strides2[5]  # locals: an int8 store may alias the strides array otherwise
+    for r in range(rows.shape[0]):
+        o1, o2 = _row_offsets(r, out.shape, strides1, strides2)
+        for f in range(rows.shape[1]):
+            rows[r, f] = mul_func(x1[o1 + f * st1], x2[o2 + f * st2], p)
+
+
+@njit(cache=True, nogil=True)
+def maximum_s8(x1, strides1, x2, strides2, p, out):
+    """Int8 MAXIMUM with broadcasting (TFLM ``MaximumMinimumBroadcastSlow``, ``MaximumOp``), ``p`` unused."""
+    rows = out.reshape(-1, out.shape[5])
+    st1, st2 = strides1[5], strides2[5]  # locals: an int8 store may alias the strides array otherwise
+    for r in range(rows.shape[0]):
+        o1, o2 = _row_offsets(r, out.shape, strides1, strides2)
+        for f in range(rows.shape[1]):
+            rows[r, f] = max(x1[o1 + f * st1], x2[o2 + f * st2])
+
+
+@njit(cache=True, nogil=True)
+def minimum_s8(x1, strides1, x2, strides2, p, out):
+    """Int8 MINIMUM with broadcasting (TFLM ``MaximumMinimumBroadcastSlow``, ``MinimumOp``), ``p`` unused."""
+    rows = out.reshape(-1, out.shape[5])
+    st1, st2 = strides1[5], strides2[5]  # locals: an int8 store may alias the strides array otherwise
+    for r in range(rows.shape[0]):
+        o1, o2 = _row_offsets(r, out.shape, strides1, strides2)
+        for f in range(rows.shape[1]):
+            rows[r, f] = min(x1[o1 + f * st1], x2[o2 + f * st2])
+
+
+@njit(cache=True, nogil=True)
+def prelu_s8(x1, strides1, x2, strides2, p, out):
+    """Int8 PRELU with a broadcast alpha ``x2`` (TFLM ``reference_ops::BroadcastPrelu4DSlow``).
+
+    ``v = x1 + in1_off``; ``out = clamp((v >= 0 ? MBQM(v, m1, s1) : MBQM(v * (x2 + alpha_off), m2, s2))
+    + out_off, -128, 127)`` with ``m1 = s_in / s_out``, ``m2 = s_in * s_alpha / s_out`` from ``QuantizeMultiplier``.
+    """
+    rows = out.reshape(-1, out.shape[5])
+    st1, st2 = strides1[5], strides2[5]  # locals: an int8 store may alias the strides array otherwise
+    for r in range(rows.shape[0]):
+        o1, o2 = _row_offsets(r, out.shape, strides1, strides2)
+        for f in range(rows.shape[1]):
+            rows[r, f] = prelu_func(x1[o1 + f * st1], x2[o2 + f * st2], p)

@@ -1,0 +1,326 @@
+"""Binary element-wise operators with broadcasting, prepared and run as TFLite Micro does.
+
+* ADD (``micro/kernels/add.cc``, ``add_common.cc`` ``CalculateOpDataAdd``): TFLite's
+  general rescaling (``left_shift = 20``; multipliers from
+  ``QuantizeMultiplierSmallerThanOneExp`` of double-precision ratios), fused activation.
+* SUB (``sub.cc``, ``sub_common.cc`` ``CalculateOpDataSub``): ADD's parameters
+  (:func:`add_params`, see there for float32 vs double) and ADD's input rescaling, with
+  the difference of the scaled inputs in place of their sum.
+* MUL (``mul.cc``, ``mul_common.cc`` ``CalculateOpDataMul``): one multiplier
+  ``QuantizeMultiplier(s1 * s2 / s_out)`` (double), fused activation.
+* MAXIMUM, MINIMUM (``maximum_minimum.cc``): raw int8 max/min, no Prepare in TFLM;
+  inputs and output must share scale and zero point here (the TFLite converter
+  guarantees it; TFLM would silently reinterpret otherwise).
+* PRELU (``prelu.cc``, ``prelu_common.cc`` ``CalculatePreluParams``): two multipliers
+  ``s_in / s_out`` (x >= 0) and ``s_in * s_alpha / s_out`` (x < 0), double precision;
+  alpha (input 2) broadcasts, constant or not; output clamped to the int8 range.
+
+Broadcasting as TFLM's ``BroadcastBinaryOpSimple``/``BroadcastAdd6DSlow`` (numpy rules),
+up to rank 6 here. Either operand may be a constant, shared by every sample of the batch
+(its dimension 0, if it has the output's rank, must be 1). Run-time arrays carry a leading
+batch dimension N in place of the file's dimension 0; every sample gives what TFLM gives
+for it alone. The kernels are :mod:`tinyzo.kernels.binary`, the definitions :mod:`tinyzo.spec.binary`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tinyzo.errors import ArithmeticContractError
+from tinyzo.kernels.binary import add_s8, make_binary_params, maximum_s8, minimum_s8, mul_s8, prelu_s8, sub_s8
+from tinyzo.ops.base import PreparedOp, register
+from tinyzo.quant import quantize_multiplier, quantize_multiplier_smaller_than_one_exp, rounding_code
+
+__all__ = [
+    "Add",
+    "Maximum",
+    "Minimum",
+    "Mul",
+    "Prelu",
+    "Sub",
+    "add_params",
+    "broadcast_strides",
+    "fuse_broadcast_dims",
+    "mul_params",
+    "prelu_params",
+]
+
+#: TFLM's ``left_shift`` for int8 ADD and SUB (15 for int16).
+ADD_LEFT_SHIFT_INT8 = 20
+#: TFLM's ADD broadcasting handles up to 6 dimensions (``BroadcastBinaryOpSimple`` up to 8); tinyzo 6 for all.
+MAX_BROADCAST_RANK = 6
+
+
+def add_params(s1: float, z1: int, s2: float, z2: int, s_out: float, z_out: int, rounding: str = "double") -> dict:
+    """TFLM ``CalculateOpDataAdd`` / ``CalculateOpDataSub`` for int8: the integer parameters of ADD and SUB.
+
+    ``twice_max = 2 * max(s1, s2)`` (float32 scales widened to double);
+    input k multiplier ``s_k / twice_max``; output multiplier
+    ``twice_max / (2**20 * s_out)``; each through
+    ``QuantizeMultiplierSmallerThanOneExp``.
+
+    SUB: the tflite-micro source read (``sub_common.cc`` at 90b983c, Aug 2026) forms these ratios
+    in float32, but the TFLM interpreter used as the oracle (tflite-micro 0.dev20261023) computes
+    them in double, as ADD: on scales where the two differ, TFLM's outputs match double
+    (tests/test_binary.py). tinyzo follows the oracle.
+
+    Returns a dict with the field names of :data:`tinyzo.kernels.binary.BINARY_PARAM_FIELDS`
+    (without ``act_min``/``act_max``/``rounding``).
+
+    Raises:
+        ArithmeticContractError: if the output multiplier is not below 1
+            (TFLite's ``TFLITE_CHECK_LT`` aborts), i.e. ``s_out <= max(s1, s2) / 2**19``.
+    """
+    f1, f2, fo = float(np.float32(s1)), float(np.float32(s2)), float(np.float32(s_out))
+    twice_max_input_scale = 2.0 * max(f1, f2)
+    m1, sh1 = quantize_multiplier_smaller_than_one_exp(f1 / twice_max_input_scale, rounding)
+    m2, sh2 = quantize_multiplier_smaller_than_one_exp(f2 / twice_max_input_scale, rounding)
+    real_out = twice_max_input_scale / (float(1 << ADD_LEFT_SHIFT_INT8) * fo)
+    mo, sho = quantize_multiplier_smaller_than_one_exp(real_out, rounding)
+    return {
+        "input1_offset": -int(z1),
+        "input1_multiplier": m1,
+        "input1_shift": sh1,
+        "input2_offset": -int(z2),
+        "input2_multiplier": m2,
+        "input2_shift": sh2,
+        "left_shift": ADD_LEFT_SHIFT_INT8,
+        "output_multiplier": mo,
+        "output_shift": sho,
+        "output_offset": int(z_out),
+    }
+
+
+def mul_params(s1: float, z1: int, s2: float, z2: int, s_out: float, z_out: int, rounding: str = "double") -> dict:
+    """TFLM ``CalculateOpDataMul`` for int8: ``QuantizeMultiplier(double(s1) * double(s2) / double(s_out))``.
+
+    Returns a dict of :data:`~tinyzo.kernels.binary.BINARY_PARAM_FIELDS` fields (offsets, output
+    multiplier and shift; the shift may be positive, saturated at 30 in single rounding).
+    """
+    real = float(np.float32(s1)) * float(np.float32(s2)) / float(np.float32(s_out))
+    m, sh = quantize_multiplier(real, rounding)
+    return {"input1_offset": -int(z1), "input2_offset": -int(z2), "output_multiplier": m, "output_shift": sh,
+            "output_offset": int(z_out)}
+
+
+def prelu_params(s_in: float, z_in: int, s_alpha: float, z_alpha: int, s_out: float, z_out: int,
+                 rounding: str = "double") -> dict:
+    """TFLM ``CalculatePreluParams`` for int8: two ``QuantizeMultiplier`` of double ratios.
+
+    ``output_multiplier/_shift`` = ``s_in / s_out`` (TFLM's ``output_multiplier_1``, x >= 0);
+    ``output_multiplier_2/_shift_2`` = ``s_in * s_alpha / s_out`` (x < 0). Offsets: ``-z_in``
+    (input 1), ``-z_alpha`` (input 2), ``z_out``. Returns a dict of
+    :data:`~tinyzo.kernels.binary.BINARY_PARAM_FIELDS` fields.
+    """
+    fi, fa, fo = float(np.float32(s_in)), float(np.float32(s_alpha)), float(np.float32(s_out))
+    m1, sh1 = quantize_multiplier(fi / fo, rounding)
+    m2, sh2 = quantize_multiplier(fi * fa / fo, rounding)
+    return {"input1_offset": -int(z_in), "input2_offset": -int(z_alpha), "output_multiplier": m1,
+            "output_shift": sh1, "output_multiplier_2": m2, "output_shift_2": sh2, "output_offset": int(z_out)}
+
+
+def broadcast_strides(shape, out_shape) -> np.ndarray:
+    """Element strides of a C-contiguous ``shape`` read as ``out_shape`` (TFLM ``NdArrayDesc``).
+
+    ``shape`` is extended with leading 1s to ``len(out_shape)``; the stride is 0
+    on each dimension where it is 1 and the output is larger. Returns int64[len(out_shape)].
+    """
+    r = len(out_shape)
+    ext = (1,) * (r - len(shape)) + tuple(shape)
+    strides = np.zeros(r, dtype=np.int64)
+    step = 1
+    for d in range(r - 1, -1, -1):
+        strides[d] = 0 if (ext[d] == 1 and out_shape[d] != 1) else step
+        step *= ext[d]
+    return strides
+
+
+def fuse_broadcast_dims(shape1, shape2, out_shape) -> tuple:
+    """Merge adjacent dimensions along which both inputs broadcast the same way (TFLM ``CanFuseLoops``).
+
+    ``shape1``, ``shape2`` broadcast to ``out_shape`` (numpy rules, already checked). Dimensions of
+    output size 1 are dropped; neighbouring dimensions where each input is either full-size on both
+    or size 1 on both become one. Returns ``(fused1, fused2, fused_out)``, tuples of equal length
+    (1..len(out_shape)) describing the same element order: a same-shape pair becomes one flat run.
+    """
+    r = len(out_shape)
+    e1 = (1,) * (r - len(shape1)) + tuple(shape1)
+    e2 = (1,) * (r - len(shape2)) + tuple(shape2)
+    groups, prev = [], None  # [out, in1, in2] sizes, from the last dimension backwards
+    for d in range(r - 1, -1, -1):
+        o = int(out_shape[d])
+        if o == 1:
+            continue
+        status = (e1[d] == o, e2[d] == o)
+        if groups and status == prev:
+            groups[-1] = [groups[-1][0] * o, groups[-1][1] * int(e1[d]), groups[-1][2] * int(e2[d])]
+        else:
+            groups.append([o, int(e1[d]), int(e2[d])])
+            prev = status
+    groups = groups[::-1] or [[1, 1, 1]]
+    return tuple(g[1] for g in groups), tuple(g[2] for g in groups), tuple(g[0] for g in groups)
+
+
+def _same_quant(a, b) -> bool:
+    return np.float32(a.quant.scale[0]) == np.float32(b.quant.scale[0]) and int(a.quant.zero_point[0]) == int(
+        b.quant.zero_point[0])
+
+
+class _BinaryOp(PreparedOp):
+    """Shared prepare and compute of the broadcasting binary operators.
+
+    Subclasses set ``kernel`` (a :mod:`tinyzo.kernels.binary` kernel), ``fused_activation``
+    (whether the op has a ``fused_activation_function`` option) and implement
+    :meth:`quant_params` (the op's prepare-time integer parameters as a dict of
+    :data:`~tinyzo.kernels.binary.BINARY_PARAM_FIELDS` fields).
+    """
+
+    kernel = None
+    fused_activation = True
+
+    def quant_params(self, a, b, out) -> dict:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def prepare(self):
+        if len(self.op.inputs) != 2 or len(self.op.outputs) != 1:
+            self.fail(f"needs 2 inputs and 1 output, got {len(self.op.inputs)} and {len(self.op.outputs)}")
+        a, b, out = self.tensor(0), self.tensor(1), self.tensor(0, output=True)
+        self.require_int8(a, "input 1")
+        self.require_int8(b, "input 2")
+        self.require_int8(out, "output")
+        if a.is_constant and b.is_constant:
+            self.fail(f"both inputs are constant; fold the constant {self.op.opcode} before conversion")
+        rank = len(out.shape)
+        if rank < 1 or rank > MAX_BROADCAST_RANK:
+            self.fail(f"output rank {rank} is not supported (1..{MAX_BROADCAST_RANK})")
+        for t, role in ((a, "input 1"), (b, "input 2")):
+            if len(t.shape) > rank:
+                self.fail(f"{role} {t.name!r} has rank {len(t.shape)} > output rank {rank}")
+            if t.is_constant:
+                if len(t.shape) == rank and t.shape[0] != 1:
+                    self.fail(f"constant {role} {t.name!r} has {t.shape[0]} in the batch dimension; "
+                              "only 1 is supported")
+            elif len(t.shape) != rank:
+                self.fail(f"run-time {role} {t.name!r} must have the output's rank {rank} (leading batch dimension)")
+        try:
+            expected = np.broadcast_shapes(tuple(a.shape), tuple(b.shape))
+        except ValueError:
+            self.fail(f"input shapes {a.shape} and {b.shape} do not broadcast")
+        if tuple(expected[1:]) != tuple(out.shape[1:]) or len(expected) != rank:
+            self.fail(f"output shape {out.shape} differs from the broadcast input shape {tuple(expected)}")
+        try:
+            fields = self.quant_params(a, b, out)
+        except ArithmeticContractError as e:
+            self.fail(f"quantization not supported: {e}")
+        if self.fused_activation:
+            self.act_min, self.act_max = self.activation(out)
+        else:
+            self.act_min, self.act_max = -128, 127
+        self.rounding = rounding_code(self.model.rounding)
+        self.params = fields
+        self.kernel_params = make_binary_params(**fields, act_min=self.act_min, act_max=self.act_max,
+                                                rounding=self.rounding)
+        self._a, self._b, self._out = a, b, out
+        self._consts = {k: np.ascontiguousarray(t.data, dtype=np.int8) for k, t in enumerate((a, b)) if t.is_constant}
+
+    def _operands(self, inputs):
+        it = iter(inputs)
+        n = None
+        arrays = []
+        for k in range(2):
+            if k in self._consts:
+                arrays.append(self._consts[k])
+            else:
+                x = np.ascontiguousarray(next(it), dtype=np.int8)
+                n = x.shape[0]
+                arrays.append(x)
+        return arrays, n
+
+    def compute(self, *inputs):
+        """int8[N, ...] (+ int8[N, ...]) -> int8[N, out_shape[1:]] (a constant operand has no batch)."""
+        (x1, x2), n = self._operands(inputs)
+        out_shape = (n,) + tuple(self._out.shape[1:])
+        out = np.empty(out_shape, dtype=np.int8)
+        f1, f2, fo = fuse_broadcast_dims(x1.shape, x2.shape, out_shape)
+        ext = (1,) * (MAX_BROADCAST_RANK - len(fo)) + fo
+        s1, s2 = broadcast_strides(f1, ext), broadcast_strides(f2, ext)
+        type(self).kernel(x1.reshape(-1), s1, x2.reshape(-1), s2, self.kernel_params, out.reshape(ext))
+        return out
+
+
+@register("ADD")
+class Add(_BinaryOp):
+    """TFLite ``ADD`` on int8 with rescaling, fused activation and broadcasting (TFLM ``add.cc``).
+
+    Options: ``fused_activation_function`` (NONE, RELU, RELU6, RELU_N1_TO_1).
+    """
+
+    kernel = add_s8
+
+    def quant_params(self, a, b, out):
+        return add_params(a.quant.scale[0], a.quant.zero_point[0], b.quant.scale[0], b.quant.zero_point[0],
+                          out.quant.scale[0], out.quant.zero_point[0], self.model.rounding)
+
+
+@register("SUB")
+class Sub(_BinaryOp):
+    """TFLite ``SUB`` on int8 (input 1 - input 2): ADD's rescaling, fused activation, broadcasting (TFLM ``sub.cc``).
+
+    Options: ``fused_activation_function``; ``pot_scale_int16`` only concerns int16 and is ignored.
+    """
+
+    kernel = sub_s8
+
+    def quant_params(self, a, b, out):
+        return add_params(a.quant.scale[0], a.quant.zero_point[0], b.quant.scale[0], b.quant.zero_point[0],
+                          out.quant.scale[0], out.quant.zero_point[0], self.model.rounding)
+
+
+@register("MUL")
+class Mul(_BinaryOp):
+    """TFLite ``MUL`` on int8 with one requantization, fused activation and broadcasting (TFLM ``mul.cc``)."""
+
+    kernel = mul_s8
+
+    def quant_params(self, a, b, out):
+        return mul_params(a.quant.scale[0], a.quant.zero_point[0], b.quant.scale[0], b.quant.zero_point[0],
+                          out.quant.scale[0], out.quant.zero_point[0], self.model.rounding)
+
+
+class _MaximumMinimum(_BinaryOp):
+    """MAXIMUM/MINIMUM: raw int8 comparison; both inputs must have the output's scale and zero point."""
+
+    fused_activation = False
+
+    def quant_params(self, a, b, out):
+        for t, role in ((a, "input 1"), (b, "input 2")):
+            if not _same_quant(t, out):
+                self.fail(f"{role} {t.name!r} has a scale or zero point different from the output's; TFLM compares "
+                          "raw int8 values without requantizing, which is not supported")
+        return {}
+
+
+@register("MAXIMUM")
+class Maximum(_MaximumMinimum):
+    """TFLite ``MAXIMUM`` on int8 with broadcasting (TFLM ``maximum_minimum.cc``, reference kernel)."""
+
+    kernel = maximum_s8
+
+
+@register("MINIMUM")
+class Minimum(_MaximumMinimum):
+    """TFLite ``MINIMUM`` on int8 with broadcasting (TFLM ``maximum_minimum.cc``, reference kernel)."""
+
+    kernel = minimum_s8
+
+
+@register("PRELU")
+class Prelu(_BinaryOp):
+    """TFLite ``PRELU`` on int8: ``x >= 0 ? x : x * alpha``, alpha (input 2, per tensor) broadcast (``prelu.cc``)."""
+
+    kernel = prelu_s8
+    fused_activation = False
+
+    def quant_params(self, a, b, out):
+        return prelu_params(a.quant.scale[0], a.quant.zero_point[0], b.quant.scale[0], b.quant.zero_point[0],
+                            out.quant.scale[0], out.quant.zero_point[0], self.model.rounding)
