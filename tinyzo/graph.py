@@ -344,6 +344,13 @@ class Model:
         return [i for i, op in enumerate(self.operators)
                 if op.opcode in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
 
+    def out_channel_axis(self, op_index: int) -> int:
+        """Axis of operator ``op_index``'s weight tensor that indexes its output channels: 3 for
+        DEPTHWISE_CONV_2D (filters 1HWC), 0 for CONV_2D (OHWI) and FULLY_CONNECTED ([O, I]). The one
+        definition the trainers' per-channel scales and masks, layer selection and schemes use."""
+        self._trainable(op_index)
+        return 3 if self.operators[op_index].opcode == "DEPTHWISE_CONV_2D" else 0
+
     def get_params(self, op_index: int):
         """``(weights int8 array, bias int32[O] or None)`` of operator ``op_index`` (copies)."""
         op = self._trainable(op_index)

@@ -97,10 +97,6 @@ def _ratio_str(r: float) -> str:
     return f"{r:g}"
 
 
-def _out_axis(model, k: int) -> int:
-    return 3 if model.operators[k].opcode == "DEPTHWISE_CONV_2D" else 0
-
-
 def _elems(model, t: int) -> int:
     """Elements of one sample of activation tensor ``t`` (the batch dimension dropped)."""
     return int(np.prod(model.tensors[t].shape[1:], dtype=np.int64))

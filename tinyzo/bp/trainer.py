@@ -73,7 +73,7 @@ class BPTrainer:
             op = model.operators[k]
             s_x = np.float32(model.tensors[op.inputs[0]].quant.scale[0])
             s_w = model.tensors[op.inputs[1]].quant.scale.astype(np.float32)
-            self._scales[f"{k}/w"] = (s_w, 3 if op.opcode == "DEPTHWISE_CONV_2D" else 0)
+            self._scales[f"{k}/w"] = (s_w, model.out_channel_axis(k))
             self._scales[f"{k}/b"] = ((s_x * s_w).astype(np.float32), 0)
         self._logits_t = model.loss_tensor
         self._out_q = model.loss_quant()
@@ -85,7 +85,7 @@ class BPTrainer:
             return None
         w_shape = self.model.tensors[self.model.operators[k].inputs[1]].shape
         shape = [1] * len(w_shape)
-        shape[3 if self.model.operators[k].opcode == "DEPTHWISE_CONV_2D" else 0] = mask.size
+        shape[self.model.out_channel_axis(k)] = mask.size
         return mask.reshape(shape)
 
     def step(self, xq, y) -> dict:

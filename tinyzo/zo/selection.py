@@ -68,11 +68,6 @@ def _restore(model, snap: dict) -> None:
         model.set_params(k, w, b)
 
 
-def _out_axis(model, k: int) -> int:
-    """Axis of the output channels in operator ``k``'s weight tensor (3 for depthwise, else 0)."""
-    return 3 if model.operators[k].opcode == "DEPTHWISE_CONV_2D" else 0
-
-
 def _channel_scales(model, k: int) -> np.ndarray:
     """float64[O]: the weight scale of each output channel of operator ``k`` (per-tensor broadcast)."""
     s = model.tensors[model.operators[k].inputs[1]].quant.scale.astype(np.float64)
@@ -82,7 +77,7 @@ def _channel_scales(model, k: int) -> np.ndarray:
 
 def _per_channel(model, k: int, a) -> np.ndarray:
     """``a`` (the weight tensor's shape) reshaped to (O, -1), output channels first."""
-    return np.moveaxis(np.asarray(a), _out_axis(model, k), 0).reshape(model.prepared[k].n_out, -1)
+    return np.moveaxis(np.asarray(a), model.out_channel_axis(k), 0).reshape(model.prepared[k].n_out, -1)
 
 
 def _check_int(name, v, low, high=None) -> int:

@@ -176,8 +176,7 @@ class ZOTrainer:
             op = model.operators[k]
             s_x = float(model.tensors[op.inputs[0]].quant.scale[0])
             s_w = model.tensors[op.inputs[1]].quant.scale.astype(np.float32)
-            axis = 3 if op.opcode == "DEPTHWISE_CONV_2D" else 0
-            self._scales[f"{k}/w"] = (s_w, axis)
+            self._scales[f"{k}/w"] = (s_w, model.out_channel_axis(k))
             self._scales[f"{k}/b"] = ((s_x * s_w).astype(np.float32), 0)
         # sparse update: per-layer masks of the trained output channels (broadcast over w and b)
         self._masks = {}
@@ -186,9 +185,8 @@ class ZOTrainer:
             sel = np.zeros(n_out, bool)
             sel[np.asarray(chans)] = True
             w_shape = model.tensors[model.operators[k].inputs[1]].shape
-            axis = 3 if model.operators[k].opcode == "DEPTHWISE_CONV_2D" else 0
             shape = [1] * len(w_shape)
-            shape[axis] = n_out
+            shape[model.out_channel_axis(k)] = n_out
             self._masks[k] = (sel.reshape(shape), sel)
         # bias perturbation per output channel (int32 units)
         self._sigma_b = {}
