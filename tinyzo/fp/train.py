@@ -16,7 +16,6 @@ self-verifying file (:mod:`tinyzo.checkpoint`, the format the int8 loop uses too
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
@@ -36,9 +35,9 @@ from tinyzo.fp.forward import (
     update_bn_stats,
 )
 from tinyzo.kernels import float_nn as K
+from tinyzo.optim import SCHEDULES, lr_schedule
 from tinyzo.progress import step_bar
 
-SCHEDULES = ("cosine", "linear", "constant")
 CHECKPOINT_KIND = "fp-train"
 
 
@@ -57,23 +56,14 @@ class History(list):
 
 
 def learning_rate(step: int, total_steps: int, lr: float, schedule: str = "cosine", warmup_steps: int = 0) -> float:
-    """Learning rate of optimizer step ``step`` (0-based) out of ``total_steps``.
-
-    Linear warm-up ``lr * (step + 1) / warmup_steps`` for the first ``warmup_steps`` steps, then
-    ``"cosine"``: ``lr * (1 + cos(pi * t)) / 2``, ``"linear"``: ``lr * (1 - t)``, ``"constant"``: ``lr``,
-    with ``t = (step - warmup_steps) / (total_steps - warmup_steps)`` in [0, 1).
-    """
+    """Learning rate of optimizer step ``step`` (0-based) out of ``total_steps``: the one schedule of
+    every tinyzo trainer, :func:`tinyzo.optim.lr_schedule` (linear warm-up, then constant, cosine or
+    linear decay), with ``lr = 0`` allowed (float training may freeze everything)."""
     if schedule not in SCHEDULES:
         raise TinyzoError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-    if step < warmup_steps:
-        return lr * (step + 1) / warmup_steps
-    t = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    t = min(max(t, 0.0), 1.0)
-    if schedule == "cosine":
-        return lr * 0.5 * (1.0 + math.cos(math.pi * t))
-    if schedule == "linear":
-        return lr * (1.0 - t)
-    return lr
+    if lr == 0:
+        return 0.0
+    return lr_schedule(schedule, int(step), int(total_steps), lr, int(warmup_steps))
 
 
 def sgd_step(params: dict, grads: dict, velocity: dict, lr: float, momentum: float, weight_decay: float) -> None:
