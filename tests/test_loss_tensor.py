@@ -70,3 +70,12 @@ def test_the_planned_step_takes_its_loss_on_the_loss_tensor(method):
         assert model.loss_tensor in read and model.outputs[0] not in read, (method, read)
     assert trainer_memory_report(ZOTrainer(model, ZOConfig(layers=[last], target="node"), total_steps=1))[
         "peak_sram_bytes"] > 0
+
+
+def test_training_front_doors():
+    """The trainers are importable from their packages (issue 12: one front door per gradient source)."""
+    import tinyzo.bp
+    import tinyzo.zo
+
+    assert tinyzo.zo.ZOTrainer is ZOTrainer and tinyzo.zo.ZOConfig is ZOConfig
+    assert tinyzo.bp.BPTrainer is BPTrainer and tinyzo.bp.BPOptimizer is BPOptimizer

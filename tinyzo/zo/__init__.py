@@ -3,6 +3,9 @@
 ``tinyzo.zo.prng``: the firmware-portable perturbation generator (xorshift32, the seed schedule
 ``derive_seed(base_seed, step, query, layer)``, Rademacher / uniform / integer-Gaussian / sphere
 perturbations); the same sequences come out of the C header ``tinyzo/zo/c/tinyzo_prng.h``.
+
+The front door for training: :class:`ZOTrainer` with its :class:`ZOConfig` (the estimators RGE,
+SPSA, Sign-m-SPSA; weight, node and mixed perturbation), run by :func:`tinyzo.train.fit`.
 """
 
 from tinyzo.zo.prng import (  # noqa: F401
@@ -19,3 +22,4 @@ from tinyzo.zo.prng import (  # noqa: F401
     uniform_int,
     xorshift32_sequence,
 )
+from tinyzo.zo.trainer import ESTIMATORS, TARGETS, ZOConfig, ZOConfigError, ZOTrainer  # noqa: F401,E402
