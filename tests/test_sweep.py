@@ -223,7 +223,8 @@ def test_process_pool_sweep_records_every_run_and_resume_skips_them(tmp_path, di
     # a run reproduces alone with its recorded command (same code path): same accuracy
     r0 = rows[0]
     argv = r0["command"].split()[1:]
-    from tinyzo.cli import build_parser, train_run
+    from tinyzo.cli import build_parser
+    from tinyzo.train_command import train_run
 
     assert train_run(build_parser().parse_args(argv + ["--no-progress"]))["after"] == r0["after"]
 

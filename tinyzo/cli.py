@@ -14,48 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyzo.argtypes import NONNEG, POS1, Parser, finite_float
 from tinyzo.errors import TinyzoError
+from tinyzo.train_command import _parse_layers, _parse_method, add_train_arguments, train_run
 
 DEFAULT_REPORT_METRICS = ("after", "recovered", "forward_passes", "seconds", "sram_lean_bytes")
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: ``tinyzo: error: <message>`` on stderr, exit status 2 (no usage dump)."""
-
-    def error(self, message):
-        sub = self.prog.split(" ", 1)[1] if " " in self.prog else ""
-        hint = f"; see tinyzo {sub} --help" if sub else "; see tinyzo --help"
-        self.exit(2, f"tinyzo: error: {message}{hint}\n")
-
-
-def _int_at_least(low: int):
-    """An argparse ``type``: an integer >= ``low`` (one-line error otherwise)."""
-
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") from None
-        if v < low:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {v}")
-        return v
-
-    parse.__name__ = f"integer >= {low}"
-    return parse
-
-
-def _finite_float(text: str) -> float:
-    """An argparse ``type``: a finite float (NaN and inf are refused)."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not np.isfinite(v):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return v
-
-
-_POS1, _NONNEG = _int_at_least(1), _int_at_least(0)
 
 
 def _parse_shape(text: str) -> tuple:
@@ -229,187 +192,9 @@ def _cmd_run(args) -> int:
     return 0
 
 
-def _parse_method(method: str):
-    """``zo-<estimator>-<target>`` -> (estimator, target); see docs/training_zo.md for the names."""
-    from tinyzo.errors import InputError
-    from tinyzo.zo.trainer import ESTIMATORS, TARGETS
-
-    parts = method.split("-")
-    if len(parts) >= 3 and parts[0] == "zo":
-        est = "-".join(parts[1:-1]).replace("signspsa", "sign-spsa")
-        target = parts[-1]
-        if est in ESTIMATORS and target in TARGETS + ("mixed",):
-            return est, target
-    names = [f"zo-{e.replace('sign-spsa', 'signspsa')}-{t}" for e in ESTIMATORS for t in TARGETS + ("mixed",)]
-    raise InputError(f"unknown method {method!r}; methods: {', '.join(names)}")
-
-
-def _parse_layers(text, model):
-    from tinyzo.errors import InputError
-
-    if text is None:
-        return None
-    trainable = model.trainable_ops()
-    if text.startswith("last"):
-        try:
-            k = int(text[4:] or 1)
-        except ValueError:
-            raise InputError(f"--layers last<K> needs an integer K, got {text!r}") from None
-        if not 1 <= k <= len(trainable):
-            raise InputError(f"--layers last{k}: the model has {len(trainable)} trainable layers")
-        return trainable[-k:]
-    try:
-        layers = [int(v) for v in text.split(",")]
-    except ValueError:
-        raise InputError(f"--layers must be operator indices like 9,11 or last<K>, got {text!r}") from None
-    bad = [k for k in layers if k not in trainable]
-    if bad:
-        raise InputError(f"--layers {bad} are not trainable operators; trainable: {trainable}")
-    return layers
-
-
-def _bp_trainer(args, model, layers, total_steps):
-    """The back-propagation stepper of ``tinyzo train --method bp`` (QAS optimizer + sparse scheme)."""
-    from tinyzo.bp import BPOptimizer, BPTrainer, SparseScheme
-
-    if args.scheme:
-        scheme = SparseScheme.load(args.scheme)
-    elif layers is not None:
-        scheme = SparseScheme(bias_last_k=len(model.trainable_ops()) - model.trainable_ops().index(min(layers)),
-                              weights={k: 1.0 for k in layers}, classifier=True)
-    else:
-        scheme = SparseScheme.full(model)
-    scheme.validate(model)
-    opt = BPOptimizer(args.optimizer, args.lr, momentum=args.momentum, qas=not args.no_qas, mode=args.update,
-                      rounding=args.rounding, schedule=args.schedule, total_steps=total_steps, seed=args.seed)
-    print(f"bp: scheme {scheme.label}, {scheme.param_count(model):,} trained parameters")
-    return BPTrainer(model, scheme=scheme, optimizer=opt, seed=args.seed)
-
-
-def _check_training_memory(args, trainer) -> int:
-    """Print the device peak SRAM of ``tinyzo train``'s trainer (batch 1, memory planner) and, with
-    ``--budget-kb N``, refuse a run that does not fit N kB, before any training. Returns the peak."""
-    from tinyzo.errors import InputError
-    from tinyzo.memory import trainer_memory_report
-
-    budget = None if args.budget_kb is None else args.budget_kb * 1024
-    rep = trainer_memory_report(trainer, budget_bytes=budget)
-    peak = rep["peak_sram_bytes"]
-    print(f"{args.method}: training peak SRAM on the device (batch 1, {rep['optimizer']}) {peak:,} bytes")
-    if budget is not None and not rep["fits"]:
-        hint = "fewer layers or channels (--layers, --scheme)" if args.method == "bp" else "fewer layers (--layers)"
-        if args.update == "shadow":
-            hint += " or update per step (--update per_step: no float32 shadow copy)"
-        raise InputError(f"the run needs {peak:,} bytes of SRAM to train on the device (batch 1, memory planner), "
-                         f"over the {args.budget_kb:g} kB budget; train {hint}")
-    return peak
-
-
-def _check_train_args(args) -> None:
-    """``tinyzo train``'s checks that need no model or data: output paths and flag combinations,
-    before anything is loaded, trained or written."""
-    from tinyzo.errors import InputError
-    from tinyzo.io import check_save_path
-    from tinyzo.paths import check_output_dir
-
-    if args.out:
-        check_save_path(args.out)
-    if args.out_dir:
-        check_output_dir(args.out_dir, "--out-dir")
-    if args.resume and not args.out_dir:
-        raise InputError("--resume continues the checkpoint in --out-dir: give --out-dir too")
-    if args.budget_kb is not None and not args.budget_kb > 0:
-        raise InputError(f"--budget-kb must be a positive number of kB (1 kB = 1024 bytes), got {args.budget_kb:g}")
-
-
-def train_run(args) -> dict:
-    """Run ``tinyzo train`` from its parsed arguments and return the results (``tinyzo sweep`` runs this).
-
-    Returns ``before``, ``after``, ``clean`` (test accuracy before and after training on the
-    (corrupted) test split, and of the starting model on the uncorrupted test split; None without a
-    test split), ``recovered`` ((after - before) / (clean - before), None without a corruption),
-    ``forward_passes``, ``backward_passes``, ``sram_bytes`` / ``sram_lean_bytes`` (the training peak on
-    the device as run / with plain SGD and per-step rounding, memory planner, batch 1) and ``history``
-    (one dict per epoch, :func:`tinyzo.train.fit`).
-    """
-    from pathlib import Path
-
-    import tinyzo
-    from tinyzo import data
-    from tinyzo.errors import InputError
-    from tinyzo.evaluate import evaluate, images_to_input
-    from tinyzo.memory import trainer_memory_report
-    from tinyzo.train import fit
-    from tinyzo.zo.trainer import ZOConfig, ZOTrainer
-
-    _check_train_args(args)
-    model = tinyzo.load(args.model)
-    if args.method != "bp":
-        est, target = _parse_method(args.method)
-    elif args.select is not None:
-        raise InputError("--select is for the zo methods; give bp a --scheme or --layers")
-    ds = data.load(args.data)
-    if (args.corruption is None) != (args.severity is None):
-        raise InputError("--corruption and --severity go together")
-    splits = {}
-    for k, s in enumerate(("train", "val", "test")):
-        x, y = ds.split(s)
-        if args.corruption is not None and len(x):
-            x = data.corrupt(x, args.corruption, args.severity, seed=args.seed + k)
-        splits[s] = (x, y)
-    if len(splits["train"][0]) == 0:
-        raise InputError(f"{args.data} has no training split")
-    before = evaluate(model, *splits["test"]) if len(splits["test"][0]) else None
-    xq = {s: images_to_input(model, x) if len(x) else None for s, (x, _) in splits.items()}
-    steps_per_epoch = -(-len(xq["train"]) // args.batch_size)
-    layers = _parse_layers(args.layers, model)
-    if args.select is not None:
-        from tinyzo.zo.selection import select_layers
-
-        if args.layers is not None:
-            raise InputError("--select picks the layers itself: do not give --layers too")
-        if args.select == "test-and-pick" and xq["val"] is None:
-            raise InputError("--select test-and-pick needs a validation split in the data")
-        opts = {} if args.select == "last" else {"seed": args.seed}
-        layers = select_layers(model, args.select, args.select_k, xq=xq["train"], y=splits["train"][1],
-                               xq_val=xq["val"], y_val=splits["val"][1], **opts)
-        print(f"--select {args.select}: training operators {layers}")
-    total_steps = args.epochs * steps_per_epoch
-    if args.method == "bp":
-        trainer = _bp_trainer(args, model, layers, total_steps)
-    else:
-        cfg = ZOConfig(layers=layers, target=target, estimator=est, queries=args.queries,
-                       sigma=args.sigma, sigma_bias=args.sigma_bias, sigma_node=args.sigma_node, lr=args.lr,
-                       schedule=args.schedule, update=args.update, rounding=args.rounding, seed=args.seed,
-                       mixed_split=args.mixed_split)
-        trainer = ZOTrainer(model, cfg, total_steps=total_steps)
-    sram = _check_training_memory(args, trainer)
-    out_dir = Path(args.out_dir) if args.out_dir else None
-    title = f"{args.method} on {args.data}" + (f" ({args.corruption} {args.severity})" if args.corruption else "")
-    sram_lean = trainer_memory_report(trainer, lean=True)["peak_sram_bytes"]
-    clean = None
-    if args.corruption is not None and len(splits["test"][0]):
-        clean = evaluate(model, *ds.split("test"))["accuracy"]
-    history = fit(trainer, model, xq["train"], splits["train"][1], xq["val"],
-                  splits["val"][1] if xq["val"] is not None else None, epochs=args.epochs, batch_size=args.batch_size,
-                  seed=args.seed, out_dir=out_dir, resume=args.resume, progress=not args.no_progress, title=title)
-    after = evaluate(model, *splits["test"]) if len(splits["test"][0]) else None
-    if args.out:
-        model.save(args.out)
-    if before is not None:
-        print(f"test accuracy: {before['accuracy'] * 100:.2f}% before, {after['accuracy'] * 100:.2f}% after "
-              f"({getattr(trainer, 'forward_passes', 0)} forward passes)")
-    if args.out:
-        print(f"wrote {args.out}")
-    b = None if before is None else before["accuracy"]
-    a = None if after is None else after["accuracy"]
-    recovered = None
-    if clean is not None and b is not None and clean != b:
-        recovered = (a - b) / (clean - b)
-    return {"before": b, "after": a, "clean": clean, "recovered": recovered,
-            "forward_passes": int(getattr(trainer, "forward_passes", 0)),
-            "backward_passes": int(getattr(trainer, "backward_passes", 0)),
-            "sram_bytes": int(sram), "sram_lean_bytes": int(sram_lean), "history": history}
+def _cmd_train(args) -> int:
+    train_run(args)
+    return 0
 
 
 def _cmd_train(args) -> int:
@@ -704,7 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the ``tinyzo`` command."""
     import tinyzo
 
-    p = _Parser(prog="tinyzo", description="Run and train int8 networks exactly as a microcontroller does.")
+    p = Parser(prog="tinyzo", description="Run and train int8 networks exactly as a microcontroller does.")
     p.add_argument("--version", action="version", version=f"tinyzo {tinyzo.__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -713,9 +498,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--severity", type=int, default=5, help="1..5 (default 5)")
     s.add_argument("--methods", default="zo-rge-node,zo-rge-weight,bp-qas-sgd",
                    help="comma-separated: zo-rge-node, zo-rge-mixed, zo-spsa-node, zo-rge-weight, bp-qas-sgd")
-    s.add_argument("--epochs", type=_POS1, default=20)
+    s.add_argument("--epochs", type=POS1, default=20)
     s.add_argument("--quick", action="store_true", help="one epoch (a smoke test)")
-    s.add_argument("--budget-kb", type=_finite_float, default=None,
+    s.add_argument("--budget-kb", type=finite_float, default=None,
                    help="SRAM budget in KiB: methods whose training peak (MCU, batch 1) exceeds it are skipped")
     s.add_argument("--out-dir", default="tinyzo_demo", help="plots and adapted models (default ./tinyzo_demo)")
     s.add_argument("--seed", type=int, default=0)
@@ -725,7 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("info", help="print the operator table and totals of a model")
     s.add_argument("model", help=".tflite or tinyzo .npz model, or zoo:NAME for a zoo architecture")
     s.add_argument("--input-shape", help="zoo models: input H,W,C (default: the architecture's)")
-    s.add_argument("--classes", type=_POS1, default=10, help="zoo models: number of classes (default 10)")
+    s.add_argument("--classes", type=POS1, default=10, help="zoo models: number of classes (default 10)")
     s.set_defaults(func=_cmd_info)
 
     s = sub.add_parser("eval", help="accuracy and loss of an int8 model on a labelled image set")
@@ -749,40 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_data)
 
     s = sub.add_parser("train", help="train an int8 model on the device's data (zeroth-order methods)")
-    s.add_argument("model", help=".tflite or tinyzo .npz int8 model")
-    s.add_argument("--data", required=True, help="'digits' or a dataset file/folder")
-    s.add_argument("--method", default="zo-rge-weight",
-                   help="zo-<rge|spsa|signspsa>-<weight|node|mixed> or bp (default zo-rge-weight)")
-    s.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"], help="bp: optimizer (default sgd)")
-    s.add_argument("--momentum", type=float, default=0.0, help="bp sgd: momentum (default 0: no extra memory)")
-    s.add_argument("--no-qas", action="store_true", help="bp: no Quantization-Aware Scaling")
-    s.add_argument("--scheme", help="bp: sparse-update scheme JSON (see docs/training_bp.md)")
-    s.add_argument("--budget-kb", type=_finite_float,
-                   help="refuse a run whose training peak SRAM on the device (batch 1, tinyzo memory) exceeds this")
-    s.add_argument("--corruption", help="adapt to this corruption (applied to every split)")
-    s.add_argument("--severity", type=int, help="corruption severity 1..5")
-    s.add_argument("--layers", help="operator indices (e.g. 9,11) or last<K> (default: all trainable)")
-    s.add_argument("--select", choices=["ratio", "test-and-pick", "last"],
-                   help="choose the layers automatically (see docs/zo_selection.md)")
-    s.add_argument("--select-k", type=_POS1, default=2, help="how many layers --select keeps (default 2)")
-    s.add_argument("--epochs", type=_POS1, default=3)
-    s.add_argument("--batch-size", type=_POS1, default=32)
-    s.add_argument("--lr", type=_finite_float, default=1e-4, help="learning rate of the QAS-scaled integer update")
-    s.add_argument("--schedule", default="constant", help="constant, cosine or linear")
-    s.add_argument("--sigma", type=int, default=1, help="weight perturbation in int8 LSB")
-    s.add_argument("--sigma-bias", type=int, default=0, help="bias perturbation in int32 units (0: one output step)")
-    s.add_argument("--sigma-node", type=int, default=1, help="output perturbation in int8 LSB")
-    s.add_argument("--queries", type=int, default=1, help="directions per step")
-    s.add_argument("--mixed-split", type=_NONNEG, default=1, help="mixed: weight perturbation for the first K trained layers")
-    s.add_argument("--update", default="per_step", help="per_step (round every step) or shadow (float copy)")
-    s.add_argument("--rounding", default="nearest", help="nearest or stochastic")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", help="write the trained int8 model (.tflite or .npz)")
-    s.add_argument("--out-dir", help="checkpoint.npz (rewritten atomically every epoch), history.json/csv and "
-                   "curves.png go here")
-    s.add_argument("--resume", action="store_true", help="continue from --out-dir/checkpoint.npz (same settings; "
-                   "a damaged or foreign checkpoint is refused)")
-    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_train_arguments(s)
     s.set_defaults(func=_cmd_train)
 
     s = sub.add_parser("sweep", help="run a grid of training runs (Dask or processes) and report mean +- std")
@@ -791,12 +543,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("spec", help="the sweep spec (TOML, see docs/sweep.md)")
     r.add_argument("--db", help="SQLite results database (default ./<sweep name>.sqlite)")
     r.add_argument("--scheduler", help="tcp://HOST:PORT of a running Dask scheduler (default: a local cluster)")
-    r.add_argument("--workers", type=_POS1, help="local worker processes (default: one per core)")
+    r.add_argument("--workers", type=POS1, help="local worker processes (default: one per core)")
     r.add_argument("--backend", default="auto", choices=["auto", "dask", "process"],
                    help="auto: Dask if installed, else a process pool (default auto)")
     r.add_argument("--shared-fs", action="store_true",
                    help="with --scheduler: workers read the files at these paths instead of receiving them")
-    r.add_argument("--retries", type=_NONNEG, default=1, help="retries of a failed run in this invocation (default 1)")
+    r.add_argument("--retries", type=NONNEG, default=1, help="retries of a failed run in this invocation (default 1)")
     r.add_argument("--dry-run", action="store_true", help="list the runs and their commands, run nothing")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.set_defaults(func=_cmd_sweep_run)
@@ -817,7 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("contrib", help="contribution analysis: the best sparse BP scheme under a memory budget")
     s.add_argument("model", help=".tflite or tinyzo .npz int8 model")
     s.add_argument("--data", required=True, help="'digits' or a tinyzo .npz dataset with train and val splits")
-    s.add_argument("--budget-kb", type=_finite_float, required=True, help="training-memory budget (kB = 1024 bytes)")
+    s.add_argument("--budget-kb", type=finite_float, required=True, help="training-memory budget (kB = 1024 bytes)")
     s.add_argument("--out", default="scheme.json", help="the chosen SparseScheme JSON (default scheme.json)")
     s.add_argument("--contrib-out", help="contributions JSON, also the resume checkpoint (default <out>.contributions.json)")
     s.add_argument("--plot", help="gains PNG (default <out>.png)")
@@ -827,10 +579,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ratios", default="1/8,1/4,1/2,1", help="channel ratios per layer (default 1/8,1/4,1/2,1)")
     s.add_argument("--k-values", help="bias-only depths to measure (default 2..number of trainable layers)")
     s.add_argument("--layers", help="weight candidates, operator indices (default: every layer but the classifier)")
-    s.add_argument("--steps", type=_POS1, help="steps per measurement")
-    s.add_argument("--epochs", type=_POS1, help="epochs per measurement (default 1 unless --steps)")
-    s.add_argument("--batch-size", type=_POS1, default=32)
-    s.add_argument("--lr", type=_finite_float, default=3e-3, help="learning rate (QAS: real units; default 3e-3)")
+    s.add_argument("--steps", type=POS1, help="steps per measurement")
+    s.add_argument("--epochs", type=POS1, help="epochs per measurement (default 1 unless --steps)")
+    s.add_argument("--batch-size", type=POS1, default=32)
+    s.add_argument("--lr", type=finite_float, default=3e-3, help="learning rate (QAS: real units; default 3e-3)")
     s.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
     s.add_argument("--momentum", type=float, default=0.0, help="sgd momentum (default 0: no optimizer memory)")
     s.add_argument("--update", default="per_step", help="per_step (default) or shadow (float copy)")
@@ -852,13 +604,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--layers", help="trained operator indices (e.g. 9,11) or last<K>, as tinyzo train")
     s.add_argument("--optimizer", default="sgd",
                    help="sgd, momentum or adam, optionally +shadow (float32 shadow copy); default sgd")
-    s.add_argument("--batch-size", type=_POS1, default=1, help="samples per training step (default 1)")
+    s.add_argument("--batch-size", type=POS1, default=1, help="samples per training step (default 1)")
     s.add_argument("--no-reorder", action="store_true",
                    help="keep every parameter gradient until a final update phase (no in-place update)")
     s.add_argument("--input-shape", help="zoo models: input H,W,C (default: the architecture's)")
-    s.add_argument("--classes", type=_POS1, default=10, help="zoo models: number of classes (default 10)")
+    s.add_argument("--classes", type=POS1, default=10, help="zoo models: number of classes (default 10)")
     s.add_argument("--no-inplace", action="store_true", help="TFLM's greedy planner only, no in-place operators")
-    s.add_argument("--budget-kb", type=_finite_float, help="say whether the peak fits this SRAM budget (kB = 1024 bytes)")
+    s.add_argument("--budget-kb", type=finite_float, help="say whether the peak fits this SRAM budget (kB = 1024 bytes)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.add_argument("--plot", help="write the memory timeline PNG here")
     s.set_defaults(func=_cmd_memory)
@@ -870,11 +622,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'digits', a dataset file/folder, or an .npz with int8 model inputs 'x' (and labels 'y')")
     s.add_argument("--split", default="train", help="dataset split to take samples from (default train)")
     s.add_argument("--method", default="zo-rge-weight", help="zo-<rge|spsa|signspsa>-<weight|node> (default zo-rge-weight)")
-    s.add_argument("--steps", type=_NONNEG, default=1, help="training steps to record (0: inference only; default 1)")
-    s.add_argument("--samples", type=_POS1, default=2, help="inference samples (default 2)")
-    s.add_argument("--batch", type=_POS1, default=4, help="training batch, the first B samples (default 4)")
+    s.add_argument("--steps", type=NONNEG, default=1, help="training steps to record (0: inference only; default 1)")
+    s.add_argument("--samples", type=POS1, default=2, help="inference samples (default 2)")
+    s.add_argument("--batch", type=POS1, default=4, help="training batch, the first B samples (default 4)")
     s.add_argument("--layers", help="trained operator indices (e.g. 9,11) or last<K> (default: all trainable)")
-    s.add_argument("--lr", type=_finite_float, default=1e-4, help="learning rate (default 1e-4)")
+    s.add_argument("--lr", type=finite_float, default=1e-4, help="learning rate (default 1e-4)")
     s.add_argument("--schedule", default="constant", help="constant, cosine or linear")
     s.add_argument("--queries", type=int, default=1, help="directions per step")
     s.add_argument("--direction", default="rademacher", help="rademacher, gaussian or uniform")

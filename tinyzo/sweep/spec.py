@@ -46,6 +46,7 @@ import shlex
 from pathlib import Path
 
 from tinyzo.errors import TinyzoError
+from tinyzo.train_command import add_train_arguments
 
 __all__ = ["SweepSpecError", "Run", "Sweep", "load_spec", "parse_spec", "FILE_OPTIONS"]
 
@@ -142,11 +143,9 @@ class Sweep:
 
 def _train_actions() -> dict:
     """``dest`` -> argparse action of every ``tinyzo train`` option (the single definition of the flags)."""
-    from tinyzo.cli import build_parser
-
-    parser = build_parser()
-    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-    return {a.dest: a for a in sub.choices["train"]._actions if a.option_strings}
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    return {a.dest: a for a in parser._actions if a.option_strings}
 
 
 def _as_list(v):

@@ -48,7 +48,8 @@ def execute_run(argv: list, shipped: dict | None = None, file_names: dict | None
         ``{"ok": True, "metrics": {...}, "worker", "tinyzo_version"}`` or ``{"ok": False, "error": "..."}``.
     """
     import tinyzo
-    from tinyzo.cli import build_parser, train_run
+    from tinyzo.argtypes import Parser
+    from tinyzo.train_command import add_train_arguments, train_run
 
     limit_threads()
     worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -61,7 +62,9 @@ def execute_run(argv: list, shipped: dict | None = None, file_names: dict | None
                     local = Path(tmp) / Path(file_names[name]).name
                     local.write_bytes(blob)
                     args = [str(local) if a == file_names[name] else a for a in args]
-            ns = build_parser().parse_args(args + ["--no-progress"])
+            parser = Parser(prog="tinyzo train")
+            add_train_arguments(parser)
+            ns = parser.parse_args(args[1:] + ["--no-progress"])  # args[0] is the sub-command name
             with contextlib.redirect_stdout(io.StringIO()):
                 metrics = train_run(ns)
         except BaseException as e:  # a failed run is a result: the driver records it and retries it once
