@@ -42,9 +42,12 @@ SPEC_TESTS = {
     "RELU": "tests/test_activations.py", "RELU6": "tests/test_activations.py",
     "LEAKY_RELU": "tests/test_activations.py", "HARD_SWISH": "tests/test_activations.py",
     "LOGISTIC": "tests/test_activations.py", "TANH": "tests/test_activations.py",
+    "SQUEEZE": "tests/test_layout_ops.py", "EXPAND_DIMS": "tests/test_layout_ops.py",
+    "TRANSPOSE": "tests/test_layout_ops.py",
 }
 #: operators without any requantization (raw int8 values copied or compared)
-NO_REQUANTIZATION = ("RESHAPE", "PAD", "CONCATENATION", "MAX_POOL_2D", "DEQUANTIZE", "MAXIMUM", "MINIMUM", "RELU6")
+NO_REQUANTIZATION = ("RESHAPE", "PAD", "CONCATENATION", "MAX_POOL_2D", "DEQUANTIZE", "MAXIMUM", "MINIMUM", "RELU6",
+                     "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE")
 
 
 def real_model_counts(n_random: int) -> dict:

@@ -284,6 +284,51 @@ def dequantize(rng, rounding="double"):
     return Model(tensors, [Operator("DEQUANTIZE", (0,), (1,))], (0,), (1,), rounding=rounding)
 
 
+def _copy_dtype(rng, dtypes=(np.int8, np.int16, np.int32)):
+    """A dtype for a copying operator (int8 half of the time) and matching quantization (int16: symmetric)."""
+    dt = np.dtype(np.int8) if rng.integers(0, 2) or len(dtypes) == 1 else np.dtype(rng.choice(dtypes[1:]))
+    if dt == np.int8:
+        return dt, _q(rng)
+    return dt, (QuantParams([np.float32(_log_uniform(rng, 1e-4, 1e-2))], [0]) if rng.integers(0, 2) else None)
+
+
+def squeeze(rng, rounding="double"):
+    """Listed size-1 dimensions after the batch (an empty list would squeeze the batch dimension too)."""
+    rank = int(rng.integers(2, 6))
+    shape = [1] + [int(v) if rng.integers(0, 2) else 1 for v in rng.integers(2, 5, size=rank - 1)]
+    if 1 not in shape[1:]:
+        shape[int(rng.integers(1, rank))] = 1
+    ones = [k for k in range(1, rank) if shape[k] == 1]
+    dims = rng.choice(ones, size=int(rng.integers(1, len(ones) + 1)), replace=False).tolist()
+    out = tuple(d for k, d in enumerate(shape) if k not in dims)
+    dims = [d - rank if rng.integers(0, 2) else d for d in dims]
+    dt, q = _copy_dtype(rng)
+    tensors = [Tensor("x", tuple(shape), dt, q), Tensor("y", out, dt, q)]
+    return Model(tensors, [Operator("SQUEEZE", (0,), (1,), {"squeeze_dims": dims})], (0,), (1,), rounding=rounding)
+
+
+def expand_dims(rng, rounding="double"):
+    """A new dimension anywhere, the axis given as a positive or a negative number."""
+    rank = int(rng.integers(1, 5))
+    shape = (1,) + tuple(int(v) for v in rng.integers(1, 6, size=rank - 1))
+    a = int(rng.integers(0, rank + 1))
+    axis = a if rng.integers(0, 2) else a - rank - 1
+    out = shape[:a] + (1,) + shape[a:]
+    dt, q = _copy_dtype(rng, (np.int8, np.int16))
+    tensors = [Tensor("x", shape, dt, q), Tensor("a", (1,), np.int32, None, np.int32([axis])), Tensor("y", out, dt, q)]
+    return Model(tensors, [Operator("EXPAND_DIMS", (0, 1), (2,))], (0,), (2,), rounding=rounding)
+
+
+def transpose(rng, rounding="double"):
+    rank = int(rng.integers(2, 6))
+    shape = (1,) + tuple(int(v) for v in rng.integers(1, 6, size=rank - 1))
+    perm = [0] + (1 + rng.permutation(rank - 1)).tolist()
+    out = tuple(shape[p] for p in perm)
+    dt, q = _copy_dtype(rng, (np.int8, np.int16))
+    tensors = [Tensor("x", shape, dt, q), Tensor("p", (rank,), np.int32, None, np.int32(perm)), Tensor("y", out, dt, q)]
+    return Model(tensors, [Operator("TRANSPOSE", (0, 1), (2,))], (0,), (2,), rounding=rounding)
+
+
 CASES = {
     "CONV_2D": conv2d,
     "DEPTHWISE_CONV_2D": depthwise_conv2d,
@@ -309,12 +354,24 @@ CASES = {
     "CONCATENATION": concatenation,
     "QUANTIZE": quantize,
     "DEQUANTIZE": dequantize,
+    "SQUEEZE": squeeze,
+    "EXPAND_DIMS": expand_dims,
+    "TRANSPOSE": transpose,
 }
 
 
 def random_inputs(model, n, rng):
-    """int8 inputs with a leading batch of ``n`` for every model input."""
-    return [_i8(rng, (n,) + model.tensors[i].shape[1:]) for i in model.inputs]
+    """Random inputs of each model input's dtype (full integer range) with a leading batch of ``n``."""
+    xs = []
+    for i in model.inputs:
+        t = model.tensors[i]
+        shape = (n,) + t.shape[1:]
+        if t.dtype.kind == "f":
+            xs.append(rng.normal(0, 100, size=shape).astype(t.dtype))
+        else:
+            info = np.iinfo(t.dtype)
+            xs.append(rng.integers(info.min, info.max, size=shape, dtype=t.dtype, endpoint=True))
+    return xs
 
 
 def compare_with_tflm(model, n=8, seed=0):
@@ -336,6 +393,7 @@ def compare_with_tflm(model, n=8, seed=0):
     for y, o in zip(ys, outs):
         o = o.reshape(y.shape)
         total += y.size
-        diff += int(np.count_nonzero(y.view(np.uint8 if y.dtype == np.int8 else np.uint32)
-                                     != o.view(np.uint8 if o.dtype == np.int8 else np.uint32)))
+        assert y.dtype == o.dtype, (y.dtype, o.dtype)
+        raw = np.dtype(f"u{y.dtype.itemsize}")
+        diff += int(np.count_nonzero(y.view(raw) != o.view(raw)))
     return total, diff
