@@ -43,11 +43,12 @@ SPEC_TESTS = {
     "LEAKY_RELU": "tests/test_activations.py", "HARD_SWISH": "tests/test_activations.py",
     "LOGISTIC": "tests/test_activations.py", "TANH": "tests/test_activations.py",
     "SQUEEZE": "tests/test_layout_ops.py", "EXPAND_DIMS": "tests/test_layout_ops.py",
-    "TRANSPOSE": "tests/test_layout_ops.py",
+    "TRANSPOSE": "tests/test_layout_ops.py", "STRIDED_SLICE": "tests/test_slice_ops.py",
+    "SPLIT": "tests/test_slice_ops.py", "SPLIT_V": "tests/test_slice_ops.py", "GATHER": "tests/test_slice_ops.py",
 }
 #: operators without any requantization (raw int8 values copied or compared)
 NO_REQUANTIZATION = ("RESHAPE", "PAD", "CONCATENATION", "MAX_POOL_2D", "DEQUANTIZE", "MAXIMUM", "MINIMUM", "RELU6",
-                     "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE")
+                     "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE", "STRIDED_SLICE", "SPLIT", "SPLIT_V", "GATHER")
 
 
 def real_model_counts(n_random: int) -> dict:

@@ -329,6 +329,101 @@ def transpose(rng, rounding="double"):
     return Model(tensors, [Operator("TRANSPOSE", (0, 1), (2,))], (0,), (2,), rounding=rounding)
 
 
+def strided_slice(rng, rounding="double"):
+    """Random begin/end (negative, out of range), strides (negative too) and begin/end/shrink masks, rank 1..4."""
+    from tinyzo.spec.strided_slice import prepare_shape
+
+    rank = int(rng.integers(1, 5))
+    shape = (1,) + tuple(int(v) for v in rng.integers(1, 8, size=rank - 1))
+    for _ in range(100):
+        begin = [0] + [int(rng.integers(-d - 2, d + 3)) for d in shape[1:]]
+        end = [1] + [int(rng.integers(-d - 2, d + 3)) for d in shape[1:]]
+        strides = [1] + [int(rng.choice([-3, -2, -1, 1, 1, 2, 3])) for _ in shape[1:]]
+        bm, em = (int(rng.integers(0, 2**rank)) & ~1 for _ in range(2))
+        sm = 0
+        for k in range(1, rank):  # shrink an axis whose begin is in range
+            if rng.integers(0, 4) == 0 and -shape[k] <= begin[k] < shape[k] and strides[k] > 0:
+                sm |= 1 << k
+        if rank > 1 and rng.integers(0, 8) == 0:  # shrink the batch axis itself (dimension 1 then leads)
+            sm |= 1
+        out = prepare_shape(shape, begin, end, strides, bm, em, sm)
+        if out and out[0] == 1 and 0 not in out:
+            break
+    dt, q = _copy_dtype(rng)
+    tensors = [Tensor("x", shape, dt, q), Tensor("b", (rank,), np.int32, None, np.int32(begin)),
+               Tensor("e", (rank,), np.int32, None, np.int32(end)), Tensor("s", (rank,), np.int32, None, np.int32(strides)),
+               Tensor("y", out, dt, q)]
+    opts = {"begin_mask": bm, "end_mask": em, "shrink_axis_mask": sm}
+    return Model(tensors, [Operator("STRIDED_SLICE", (0, 1, 2, 3), (4,), opts)], (0,), (4,), rounding=rounding)
+
+
+def _split(rng, opcode, rounding):
+    rank = int(rng.integers(2, 5))
+    shape = [1] + [int(v) for v in rng.integers(1, 5, size=rank - 1)]
+    axis = int(rng.integers(1, rank))
+    n = int(rng.integers(1, 4))
+    if opcode == "SPLIT":
+        shape[axis] *= n
+        sizes = [shape[axis] // n] * n
+    else:
+        sizes = [int(v) for v in rng.integers(1, 4, size=n)]
+        shape[axis] = sum(sizes)
+    dt, q = _copy_dtype(rng)
+    outs = []
+    for s in sizes:
+        o = list(shape)
+        o[axis] = s
+        outs.append(Tensor(f"y{len(outs)}", tuple(o), dt, q))
+    a = axis - rank if rng.integers(0, 2) else axis
+    x = Tensor("x", tuple(shape), dt, q)
+    ax = Tensor("axis", (1,), np.int32, None, np.int32([a]))
+    if opcode == "SPLIT":
+        tensors, ins = [ax, x], (0, 1)
+    else:
+        spl = list(sizes)
+        if rng.integers(0, 2):
+            spl[int(rng.integers(0, n))] = -1
+        tensors, ins = [x, Tensor("sizes", (n,), np.int32, None, np.int32(spl)), ax], (0, 1, 2)
+    k0 = len(tensors)
+    tensors += outs
+    op = Operator(opcode, ins, tuple(range(k0, k0 + n)), {"num_splits": n})
+    return Model(tensors, [op], (ins[1] if opcode == "SPLIT" else 0,), tuple(range(k0, k0 + n)), rounding=rounding)
+
+
+def split(rng, rounding="double"):
+    return _split(rng, "SPLIT", rounding)
+
+
+def split_v(rng, rounding="double"):
+    return _split(rng, "SPLIT_V", rounding)
+
+
+def gather(rng, rounding="double"):
+    """int8 params (run-time or constant) by int32 indices (constant or run-time), axis and batch_dims."""
+    from tinyzo.spec.layout import gather_shape
+
+    rank = int(rng.integers(2, 5))
+    pshape = (1,) + tuple(int(v) for v in rng.integers(1, 6, size=rank - 1))
+    mode = int(rng.integers(0, 3))  # 0: run-time params, constant indices; 1: constant params (a table); 2: both run-time
+    bd = int(rng.integers(0, 2)) if mode != 1 else 0
+    axis = int(rng.integers(max(bd, 1), rank))
+    ishape = tuple(pshape[:bd]) + tuple(int(v) for v in rng.integers(1, 4, size=int(rng.integers(0 if bd else 1, 3))))
+    if mode != 0 and (not ishape or ishape[0] != 1):
+        ishape = (1,) + ishape[1:] if ishape else (1,)
+    q = _q(rng)
+    out = gather_shape(pshape, ishape, axis, bd)
+    if mode == 1:  # a constant table gathered by run-time indices along its axis 0 (embedding lookup)
+        pshape = tuple(int(v) for v in rng.integers(2, 8, size=int(rng.integers(1, 3))))
+        axis, bd = 0, 0
+        out = gather_shape(pshape, ishape, 0, 0)
+    idx = rng.integers(0, pshape[axis], size=ishape).astype(np.int32)
+    tensors = [Tensor("p", pshape, np.int8, q, _i8(rng, pshape) if mode == 1 else None),
+               Tensor("i", ishape, np.int32, None, idx if mode == 0 else None), Tensor("y", out, np.int8, q)]
+    opts = {"axis": axis - len(pshape) if rng.integers(0, 2) else axis, "batch_dims": bd}
+    inputs = {0: (0,), 1: (1,), 2: (0, 1)}[mode]
+    return Model(tensors, [Operator("GATHER", (0, 1), (2,), opts)], inputs, (2,), rounding=rounding)
+
+
 CASES = {
     "CONV_2D": conv2d,
     "DEPTHWISE_CONV_2D": depthwise_conv2d,
@@ -357,16 +452,24 @@ CASES = {
     "SQUEEZE": squeeze,
     "EXPAND_DIMS": expand_dims,
     "TRANSPOSE": transpose,
+    "STRIDED_SLICE": strided_slice,
+    "SPLIT": split,
+    "SPLIT_V": split_v,
+    "GATHER": gather,
 }
 
 
 def random_inputs(model, n, rng):
     """Random inputs of each model input's dtype (full integer range) with a leading batch of ``n``."""
     xs = []
+    index_range = {op.inputs[1]: prep.axis_size for op, prep in zip(model.operators, model.prepared)
+                   if op.opcode == "GATHER"}  # run-time GATHER indices: valid positions only
     for i in model.inputs:
         t = model.tensors[i]
         shape = (n,) + t.shape[1:]
-        if t.dtype.kind == "f":
+        if i in index_range:
+            xs.append(rng.integers(0, index_range[i], size=shape).astype(t.dtype))
+        elif t.dtype.kind == "f":
             xs.append(rng.normal(0, 100, size=shape).astype(t.dtype))
         else:
             info = np.iinfo(t.dtype)

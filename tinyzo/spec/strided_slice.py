@@ -15,8 +15,8 @@ to 0 whatever the model says. Two sets of index rules are involved:
   ``size - 1`` (begin) or ``size`` / ``-1`` (end); a shrunk axis ends at ``start + 1`` unless
   ``start >= size`` (:func:`resolve`).
 
-The two agree except for a shrunk axis whose begin is out of range, where Eval copies nothing
-and leaves the output unwritten; tinyzo refuses that case (:func:`check_shrink`).
+The two agree except for a shrunk axis whose begin is out of range or whose stride is negative,
+where Eval copies nothing and leaves the output unwritten; tinyzo refuses those (:func:`check_shrink`).
 """
 
 from __future__ import annotations
@@ -105,10 +105,17 @@ def prepare_shape(shape, begin, end, strides, begin_mask: int, end_mask: int, sh
 
 
 def check_shrink(shape, begin, strides, begin_mask: int, shrink_axis_mask: int) -> None:
-    """Raise ``ValueError`` for a shrunk axis whose start is outside the axis (Eval would copy nothing)."""
+    """Raise ``ValueError`` for a shrunk axis that Eval would copy nothing from.
+
+    That is a shrunk axis whose start is outside the axis, or whose stride is negative: Eval ends
+    it at ``start + 1`` and its loop (``index > stop`` for stride < 0) never runs, while Prepare
+    has already left the axis out of the output shape.
+    """
     for k, size in enumerate(shape):
         if not _bit(shrink_axis_mask, k):
             continue
+        if int(strides[k]) < 0:
+            raise ValueError(f"shrink_axis_mask with the negative stride {int(strides[k])} on axis {k}")
         start = int(begin[k])
         if not _bit(begin_mask, k) and not -size <= start < size:
             raise ValueError(f"shrink_axis_mask takes index {start} of axis {k}, which has size {size}")
