@@ -45,6 +45,7 @@ SPEC_TESTS = {
     "SQUEEZE": "tests/test_layout_ops.py", "EXPAND_DIMS": "tests/test_layout_ops.py",
     "TRANSPOSE": "tests/test_layout_ops.py", "STRIDED_SLICE": "tests/test_slice_ops.py",
     "SPLIT": "tests/test_slice_ops.py", "SPLIT_V": "tests/test_slice_ops.py", "GATHER": "tests/test_slice_ops.py",
+    "CAST": "tests/test_cast.py",
 }
 #: operators without any requantization (raw int8 values copied or compared)
 NO_REQUANTIZATION = ("RESHAPE", "PAD", "CONCATENATION", "MAX_POOL_2D", "DEQUANTIZE", "MAXIMUM", "MINIMUM", "RELU6",
@@ -161,6 +162,8 @@ def main(argv=None) -> int:
             rounding = "none (integer division, TFLM's)"
         elif opcode == "HARD_SWISH":
             rounding = "none (int16 fixed point, TFLM's)"
+        elif opcode == "CAST":
+            rounding = "C conversions (wrap; float32 nearest-even; truncation)"
         lines.append(f"| {opcode} | {real_cell} | {s[0]} / {s[1]:,} / {s[2]} | {SPEC_TESTS[opcode]} | {rounding} |")
     lines += [
         "",

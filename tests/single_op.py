@@ -424,6 +424,18 @@ def gather(rng, rounding="double"):
     return Model(tensors, [Operator("GATHER", (0, 1), (2,), opts)], inputs, (2,), rounding=rounding)
 
 
+def cast(rng, rounding="double"):
+    """A random (input, output) type pair of TFLM's CAST; float32 only as the model's input or output."""
+    types = [np.int8, np.int16, np.int32, np.uint32, np.float32]
+    src = np.dtype(types[int(rng.integers(0, 5))])
+    dst = np.dtype(types[int(rng.integers(0, 4 if src == np.float32 else 5))])
+    shape = (1,) + tuple(int(v) for v in rng.integers(1, 9, size=int(rng.integers(1, 3))))
+    q_in = _q(rng) if src == np.int8 else None
+    q_out = _q(rng) if dst == np.int8 else None
+    tensors = [Tensor("x", shape, src, q_in), Tensor("y", shape, dst, q_out)]
+    return Model(tensors, [Operator("CAST", (0,), (1,))], (0,), (1,), rounding=rounding)
+
+
 CASES = {
     "CONV_2D": conv2d,
     "DEPTHWISE_CONV_2D": depthwise_conv2d,
@@ -456,6 +468,7 @@ CASES = {
     "SPLIT": split,
     "SPLIT_V": split_v,
     "GATHER": gather,
+    "CAST": cast,
 }
 
 
@@ -464,11 +477,19 @@ def random_inputs(model, n, rng):
     xs = []
     index_range = {op.inputs[1]: prep.axis_size for op, prep in zip(model.operators, model.prepared)
                    if op.opcode == "GATHER"}  # run-time GATHER indices: valid positions only
+    cast_target = {op.inputs[0]: model.tensors[op.outputs[0]].dtype for op in model.operators
+                   if op.opcode == "CAST" and model.tensors[op.outputs[0]].dtype.kind != "f"}
     for i in model.inputs:
         t = model.tensors[i]
         shape = (n,) + t.shape[1:]
         if i in index_range:
             xs.append(rng.integers(0, index_range[i], size=shape).astype(t.dtype))
+        elif t.dtype.kind == "f" and i in cast_target:  # values whose truncation fits (C: undefined otherwise)
+            info = np.iinfo(cast_target[i])
+            lo, hi = max(info.min, -(2**20)), min(info.max, 2**20)
+            x = rng.uniform(lo - 0.999, hi + 0.999, size=shape).astype(t.dtype)
+            x[rng.random(shape) < 0.2] = np.float32(rng.choice([lo, hi, 0.5, -0.5, -0.0]))
+            xs.append(x)
         elif t.dtype.kind == "f":
             xs.append(rng.normal(0, 100, size=shape).astype(t.dtype))
         else:
