@@ -32,7 +32,7 @@ import tinyzo  # noqa: E402
 
 SPEC_TESTS = {
     "CONV_2D": "tests/test_conv.py", "DEPTHWISE_CONV_2D": "tests/test_conv.py",
-    "FULLY_CONNECTED": "tests/test_conv.py", "ADD": "tests/test_binary.py",
+    "FULLY_CONNECTED": "tests/test_conv.py, tests/test_fc_asym.py", "ADD": "tests/test_binary.py",
     "AVERAGE_POOL_2D": "tests/test_pool.py", "MAX_POOL_2D": "tests/test_pool.py", "MEAN": "tests/test_pool.py",
     "SOFTMAX": "tests/test_softmax.py", "RESHAPE": "tests/test_shape_ops.py", "PAD": "tests/test_shape_ops.py",
     "CONCATENATION": "tests/test_shape_ops.py", "QUANTIZE": "tests/test_elementwise.py",

@@ -73,9 +73,11 @@ def fully_connected(rng, rounding="double"):
     per_channel = bool(rng.integers(0, 2))
     qx, qy = _q(rng, 0.005, 0.1), _q(rng, 0.01, 1.0)
     sw_ = np.exp(rng.uniform(np.log(0.0005), np.log(0.02), size=n_out if per_channel else 1)).astype(np.float32)
+    # per-tensor weights: an asymmetric zero point one time in three (TFLM's per-tensor kernel applies it)
+    wzp = [int(rng.integers(-128, 128))] if not per_channel and rng.integers(0, 3) == 0 else np.zeros(sw_.size)
     tensors = [
         Tensor("x", (1, k), np.int8, qx),
-        Tensor("w", (n_out, k), np.int8, QuantParams(sw_, np.zeros(sw_.size)), _i8(rng, (n_out, k), lo=-127)),
+        Tensor("w", (n_out, k), np.int8, QuantParams(sw_, wzp), _i8(rng, (n_out, k), lo=-127)),
         Tensor("b", (n_out,), np.int32, QuantParams(qx.scale[0] * sw_, np.zeros(sw_.size)),
                rng.integers(-50000, 50000, size=n_out).astype(np.int32)),
         Tensor("y", (1, n_out), np.int8, qy),

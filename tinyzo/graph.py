@@ -345,9 +345,14 @@ class Model:
 
     # ------------------------------------------------------------------ training hooks
     def trainable_ops(self) -> list:
-        """Indices of the operators with trainable int8 weights (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED)."""
+        """Indices of the operators with trainable int8 weights (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED).
+
+        A FULLY_CONNECTED with asymmetric weights (non-zero weight zero point, which TFLM's per-tensor
+        kernel accepts) is left out: the training code takes real weights as ``scale * w``.
+        """
         return [i for i, op in enumerate(self.operators)
-                if op.opcode in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
+                if op.opcode in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+                and getattr(self.prepared[i], "weights_offset", 0) == 0]
 
     def get_params(self, op_index: int):
         """``(weights int8 array, bias int32[O] or None)`` of operator ``op_index`` (copies)."""
@@ -386,6 +391,9 @@ class Model:
         if not isinstance(op_index, (int, np.integer)) or not 0 <= op_index < len(self.operators):
             raise InputError(f"operator index must be in 0..{len(self.operators) - 1}, got {op_index!r}")
         op = self.operators[op_index]
+        if getattr(self.prepared[op_index], "weights_offset", 0) != 0:
+            raise InputError(f"operator {op_index} ({op.opcode}) has asymmetric weights (zero point "
+                             f"{-self.prepared[op_index].weights_offset}); tinyzo trains symmetric weights only")
         if op_index not in self.trainable_ops():
             raise InputError(f"operator {op_index} is {op.opcode}, which has no trainable weights; "
                              f"trainable operators: {self.trainable_ops()}")
