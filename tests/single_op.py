@@ -438,6 +438,42 @@ def cast(rng, rounding="double"):
     return Model(tensors, [Operator("CAST", (0,), (1,))], (0,), (1,), rounding=rounding)
 
 
+def batch_matmul(rng, rounding="double"):
+    """Random ranks 2..5, broadcast batch dimensions, adj_x/adj_y, a constant operand one time in three.
+
+    Shapes are drawn until they suit a batch of samples (dimension 0 of the run-time operands and of
+    the output is 1).
+    """
+    from tinyzo.spec.batch_matmul import batch_matmul_shape
+
+    const = int(rng.integers(0, 3))  # 0: both run-time, 1: constant rhs (weights), 2: constant lhs
+    for _ in range(200):
+        r = int(rng.integers(2, 6))
+        batch = [int(v) for v in rng.integers(1, 4, size=r - 2)]
+        m_, k_, p_ = (int(v) for v in rng.integers(1, 9, size=3))
+        if rng.integers(0, 4) == 0:
+            k_ = int(rng.choice([64, 300]))
+        adj_x, adj_y = bool(rng.integers(0, 2)), bool(rng.integers(0, 2))
+        lshape = tuple(d if rng.integers(0, 3) else 1 for d in batch) + ((k_, m_) if adj_x else (m_, k_))
+        rshape = tuple(d if rng.integers(0, 3) else 1 for d in batch) + ((p_, k_) if adj_y else (k_, p_))
+        if const == 1:
+            rshape = rshape[int(rng.integers(0, r - 1)):]
+        if const == 2:
+            lshape = lshape[int(rng.integers(0, r - 1)):]
+        out = batch_matmul_shape(lshape, rshape, adj_x, adj_y)
+        if out[0] == 1 and (const == 2 or lshape[0] == 1) and (const == 1 or rshape[0] == 1):
+            break
+    ql, qr = _q(rng, 0.005, 0.1), _q(rng, 0.002, 0.05)
+    qo = QuantParams([np.float32(ql.scale[0] * qr.scale[0] * np.sqrt(k_) * _log_uniform(rng, 5, 200))],
+                     [int(rng.integers(-128, 128))])
+    tensors = [Tensor("lhs", lshape, np.int8, ql, _i8(rng, lshape) if const == 2 else None),
+               Tensor("rhs", rshape, np.int8, qr, _i8(rng, rshape) if const == 1 else None),
+               Tensor("y", out, np.int8, qo)]
+    inputs = {0: (0, 1), 1: (0,), 2: (1,)}[const]
+    op = Operator("BATCH_MATMUL", (0, 1), (2,), {"adj_x": adj_x, "adj_y": adj_y})
+    return Model(tensors, [op], inputs, (2,), rounding=rounding)
+
+
 CASES = {
     "CONV_2D": conv2d,
     "DEPTHWISE_CONV_2D": depthwise_conv2d,
@@ -471,6 +507,7 @@ CASES = {
     "SPLIT_V": split_v,
     "GATHER": gather,
     "CAST": cast,
+    "BATCH_MATMUL": batch_matmul,
 }
 
 

@@ -22,8 +22,9 @@ Conventions (batch 1, the shapes stored in the model):
   checked against TFLM's measured arena on random one-operator models. CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, the
   pools, SOFTMAX, ADD, SUB, MUL, MAXIMUM, MINIMUM, PRELU, RELU, RELU6, LEAKY_RELU, HARD_SWISH, LOGISTIC,
   TANH, PAD, CONCATENATION, RESHAPE, SQUEEZE, EXPAND_DIMS, TRANSPOSE, STRIDED_SLICE, SPLIT, SPLIT_V,
-  GATHER, CAST, QUANTIZE and DEQUANTIZE request none (their per-channel multipliers and similar live
-  in TFLM's *persistent* tail, not in the planned head, and are not counted here). Optimized kernel libraries (CMSIS-NN im2col buffers) would need more.
+  GATHER, CAST, BATCH_MATMUL, QUANTIZE and DEQUANTIZE request none (their per-channel multipliers,
+  BATCH_MATMUL's transposed operand copies and similar live in TFLM's *persistent* tail, not in the
+  planned head, and are not counted here). Optimized kernel libraries (CMSIS-NN im2col buffers) would need more.
 * In-place candidates (:class:`InPlace`) record where a step may write its output over an input
   (TinyEngine style); whether a candidate is legal and taken is the planner's decision.
 """
