@@ -34,6 +34,11 @@ def _strides(shape, rank: int) -> tuple:
     return [0 if ext[d] == 1 else int(np.prod(ext[d + 1:], dtype=np.int64)) for d in range(rank)], ext
 
 
+def _stride(ext, d: int) -> int:
+    """Element stride of dimension ``d`` of the C-contiguous shape ``ext`` (whatever its size)."""
+    return int(np.prod(ext[d + 1:], dtype=np.int64))
+
+
 @register("BATCH_MATMUL")
 class BatchMatMul(PreparedOp):
     """TFLite ``BATCH_MATMUL`` of int8 operands (TFLM ``reference_ops::BatchMatMul``, int32 accumulation)."""
@@ -59,9 +64,8 @@ class BatchMatMul(PreparedOp):
         ls, le = _strides(lhs.shape, r)
         rs, re_ = _strides(rhs.shape, r)
         pad = [0] * (_BATCH_RANK - (r - 2))
-        full = lambda shape, d: int(np.prod(shape[d + 1:], dtype=np.int64))  # noqa: E731 - stride ignoring size 1
-        l_row, l_k = (full(le, r - 1), full(le, r - 2)) if adj_x else (full(le, r - 2), full(le, r - 1))
-        r_k, r_col = (full(re_, r - 1), full(re_, r - 2)) if adj_y else (full(re_, r - 2), full(re_, r - 1))
+        l_row, l_k = (_stride(le, r - 1), _stride(le, r - 2)) if adj_x else (_stride(le, r - 2), _stride(le, r - 1))
+        r_k, r_col = (_stride(re_, r - 1), _stride(re_, r - 2)) if adj_y else (_stride(re_, r - 2), _stride(re_, r - 1))
         self.l_strides = np.array(pad + ls[:r - 2] + [l_row, l_k], np.int64)
         self.r_strides = np.array(pad + rs[:r - 2] + [r_k, r_col], np.int64)
         self.depth = int(le[r - 2] if adj_x else le[r - 1])

@@ -22,7 +22,7 @@ from tinyzo.kernels.layout import transpose_copy
 from tinyzo.ops.base import PreparedOp, register
 from tinyzo.spec.layout import expand_dims_shape, squeeze_shape, transpose_shape
 
-__all__ = ["ExpandDims", "Squeeze", "Transpose", "TRANSPOSE_MAX_RANK"]
+__all__ = ["TRANSPOSE_MAX_RANK", "ExpandDims", "Squeeze", "Transpose"]
 
 #: TFLM's TRANSPOSE: "Transpose op only supports 1D-5D input arrays".
 TRANSPOSE_MAX_RANK = 5

@@ -30,7 +30,7 @@ from tinyzo.ops.base import PreparedOp, register
 from tinyzo.spec import strided_slice as SS
 from tinyzo.spec.layout import gather_axes, gather_shape
 
-__all__ = ["Gather", "Split", "SplitV", "StridedSlice", "STRIDED_SLICE_MAX_RANK"]
+__all__ = ["STRIDED_SLICE_MAX_RANK", "Gather", "Split", "SplitV", "StridedSlice"]
 
 #: TFLM's STRIDED_SLICE Prepare: "input dim should not exceed 4".
 STRIDED_SLICE_MAX_RANK = 4

@@ -32,7 +32,8 @@ INT_MAX = 2**31 - 1
 
 
 def _clamp(v: int, lo: int, hi: int) -> int:
-    return hi if v > hi else lo if v < lo else v
+    """TFLM's ``strided_slice::Clamp``: ``v`` limited to ``[lo, hi]``."""
+    return min(max(v, lo), hi)
 
 
 def _bit(mask: int, axis: int) -> bool:
