@@ -127,3 +127,16 @@ def test_cast_refusals():
     ops = [Operator("CAST", (0,), (1,)), Operator("CAST", (1,), (2,))]
     with pytest.raises(UnsupportedOperatorError, match="not a model output"):
         Model(tensors, ops, (0,), (2,))
+
+
+def test_cast_in_place_candidates_follow_the_item_sizes():
+    """CAST converts element i alone: in place when the output's items are not larger than the input's."""
+    from tinyzo.memory import inference_schedule
+
+    def two_casts(a, b, c):
+        tensors = [Tensor("x", (1, 8), a), Tensor("t", (1, 8), b), Tensor("y", (1, 8), c)]
+        return Model(tensors, [Operator("CAST", (0,), (1,)), Operator("CAST", (1,), (2,))], (0,), (2,))
+
+    narrowing = inference_schedule(two_casts(np.int16, np.int32, np.int8))
+    assert [len(s.inplace) for s in narrowing.steps] == [0, 1]  # int16 -> int32 widens; int32 -> int8 narrows
+    assert [len(s.inplace) for s in inference_schedule(two_casts(np.int32, np.uint32, np.int32)).steps] == [1, 1]

@@ -155,3 +155,19 @@ def test_int16_input_is_refused_by_an_int8_operator():
     tensors = [Tensor("x", (1, 4), np.int16, None), Tensor("y", (1, 4), np.int8, qp(*Q))]
     with pytest.raises(UnsupportedOperatorError, match="only int8"):
         Model(tensors, [Operator("RELU", (0,), (1,))], (0,), (1,))
+
+
+def test_squeeze_and_expand_dims_may_run_in_place_transpose_may_not():
+    """SQUEEZE/EXPAND_DIMS copy the bytes unchanged (element i -> element i); TRANSPOSE moves them."""
+    from tinyzo.memory import inference_schedule, plan_arena
+
+    tensors = [Tensor("x", (1, 64, 1), np.int8, qp(*Q)), Tensor("s", (1, 64), np.int8, qp(*Q)),
+               Tensor("a", (1,), np.int32, None, np.int32([1])), Tensor("e", (1, 1, 64), np.int8, qp(*Q)),
+               Tensor("p", (3,), np.int32, None, np.int32([0, 2, 1])), Tensor("y", (1, 64, 1), np.int8, qp(*Q))]
+    ops = [Operator("SQUEEZE", (0,), (1,), {"squeeze_dims": [2]}), Operator("EXPAND_DIMS", (1, 2), (3,)),
+           Operator("TRANSPOSE", (3, 4), (5,))]
+    sched = inference_schedule(Model(tensors, ops, (0,), (5,)))
+    assert [len(s.inplace) for s in sched.steps] == [1, 1, 0]
+    plan = plan_arena(sched, in_place=True)
+    assert [(s, o, i) for s, o, i in plan.inplace] == [(0, 1, 0), (1, 2, 1)]  # x, s and e share one buffer
+    assert plan.peak_bytes <= plan_arena(sched).peak_bytes
