@@ -32,7 +32,7 @@ import tinyzo  # noqa: E402
 
 SPEC_TESTS = {
     "CONV_2D": "tests/test_conv.py", "DEPTHWISE_CONV_2D": "tests/test_conv.py",
-    "FULLY_CONNECTED": "tests/test_conv.py", "ADD": "tests/test_binary.py",
+    "FULLY_CONNECTED": "tests/test_conv.py, tests/test_fc_asym.py", "ADD": "tests/test_binary.py",
     "AVERAGE_POOL_2D": "tests/test_pool.py", "MAX_POOL_2D": "tests/test_pool.py", "MEAN": "tests/test_pool.py",
     "SOFTMAX": "tests/test_softmax.py", "RESHAPE": "tests/test_shape_ops.py", "PAD": "tests/test_shape_ops.py",
     "CONCATENATION": "tests/test_shape_ops.py", "QUANTIZE": "tests/test_elementwise.py",
@@ -42,9 +42,14 @@ SPEC_TESTS = {
     "RELU": "tests/test_activations.py", "RELU6": "tests/test_activations.py",
     "LEAKY_RELU": "tests/test_activations.py", "HARD_SWISH": "tests/test_activations.py",
     "LOGISTIC": "tests/test_activations.py", "TANH": "tests/test_activations.py",
+    "SQUEEZE": "tests/test_layout_ops.py", "EXPAND_DIMS": "tests/test_layout_ops.py",
+    "TRANSPOSE": "tests/test_layout_ops.py", "STRIDED_SLICE": "tests/test_slice_ops.py",
+    "SPLIT": "tests/test_slice_ops.py", "SPLIT_V": "tests/test_slice_ops.py", "GATHER": "tests/test_slice_ops.py",
+    "CAST": "tests/test_cast.py", "BATCH_MATMUL": "tests/test_batch_matmul.py",
 }
 #: operators without any requantization (raw int8 values copied or compared)
-NO_REQUANTIZATION = ("RESHAPE", "PAD", "CONCATENATION", "MAX_POOL_2D", "DEQUANTIZE", "MAXIMUM", "MINIMUM", "RELU6")
+NO_REQUANTIZATION = ("RESHAPE", "PAD", "CONCATENATION", "MAX_POOL_2D", "DEQUANTIZE", "MAXIMUM", "MINIMUM", "RELU6",
+                     "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE", "STRIDED_SLICE", "SPLIT", "SPLIT_V", "GATHER")
 
 
 def real_model_counts(n_random: int) -> dict:
@@ -157,6 +162,8 @@ def main(argv=None) -> int:
             rounding = "none (integer division, TFLM's)"
         elif opcode == "HARD_SWISH":
             rounding = "none (int16 fixed point, TFLM's)"
+        elif opcode == "CAST":
+            rounding = "C conversions (wrap; float32 nearest-even; truncation)"
         lines.append(f"| {opcode} | {real_cell} | {s[0]} / {s[1]:,} / {s[2]} | {SPEC_TESTS[opcode]} | {rounding} |")
     lines += [
         "",

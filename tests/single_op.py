@@ -73,9 +73,11 @@ def fully_connected(rng, rounding="double"):
     per_channel = bool(rng.integers(0, 2))
     qx, qy = _q(rng, 0.005, 0.1), _q(rng, 0.01, 1.0)
     sw_ = np.exp(rng.uniform(np.log(0.0005), np.log(0.02), size=n_out if per_channel else 1)).astype(np.float32)
+    # per-tensor weights: an asymmetric zero point one time in three (TFLM's per-tensor kernel applies it)
+    wzp = [int(rng.integers(-128, 128))] if not per_channel and rng.integers(0, 3) == 0 else np.zeros(sw_.size)
     tensors = [
         Tensor("x", (1, k), np.int8, qx),
-        Tensor("w", (n_out, k), np.int8, QuantParams(sw_, np.zeros(sw_.size)), _i8(rng, (n_out, k), lo=-127)),
+        Tensor("w", (n_out, k), np.int8, QuantParams(sw_, wzp), _i8(rng, (n_out, k), lo=-127)),
         Tensor("b", (n_out,), np.int32, QuantParams(qx.scale[0] * sw_, np.zeros(sw_.size)),
                rng.integers(-50000, 50000, size=n_out).astype(np.int32)),
         Tensor("y", (1, n_out), np.int8, qy),
@@ -284,6 +286,194 @@ def dequantize(rng, rounding="double"):
     return Model(tensors, [Operator("DEQUANTIZE", (0,), (1,))], (0,), (1,), rounding=rounding)
 
 
+def _copy_dtype(rng, dtypes=(np.int8, np.int16, np.int32)):
+    """A dtype for a copying operator (int8 half of the time) and matching quantization (int16: symmetric)."""
+    dt = np.dtype(np.int8) if rng.integers(0, 2) or len(dtypes) == 1 else np.dtype(rng.choice(dtypes[1:]))
+    if dt == np.int8:
+        return dt, _q(rng)
+    return dt, (QuantParams([np.float32(_log_uniform(rng, 1e-4, 1e-2))], [0]) if rng.integers(0, 2) else None)
+
+
+def squeeze(rng, rounding="double"):
+    """Listed size-1 dimensions after the batch (an empty list would squeeze the batch dimension too)."""
+    rank = int(rng.integers(2, 6))
+    shape = [1] + [int(v) if rng.integers(0, 2) else 1 for v in rng.integers(2, 5, size=rank - 1)]
+    if 1 not in shape[1:]:
+        shape[int(rng.integers(1, rank))] = 1
+    ones = [k for k in range(1, rank) if shape[k] == 1]
+    dims = rng.choice(ones, size=int(rng.integers(1, len(ones) + 1)), replace=False).tolist()
+    out = tuple(d for k, d in enumerate(shape) if k not in dims)
+    dims = [d - rank if rng.integers(0, 2) else d for d in dims]
+    dt, q = _copy_dtype(rng)
+    tensors = [Tensor("x", tuple(shape), dt, q), Tensor("y", out, dt, q)]
+    return Model(tensors, [Operator("SQUEEZE", (0,), (1,), {"squeeze_dims": dims})], (0,), (1,), rounding=rounding)
+
+
+def expand_dims(rng, rounding="double"):
+    """A new dimension anywhere, the axis given as a positive or a negative number."""
+    rank = int(rng.integers(1, 5))
+    shape = (1,) + tuple(int(v) for v in rng.integers(1, 6, size=rank - 1))
+    a = int(rng.integers(0, rank + 1))
+    axis = a if rng.integers(0, 2) else a - rank - 1
+    out = shape[:a] + (1,) + shape[a:]
+    dt, q = _copy_dtype(rng, (np.int8, np.int16))
+    tensors = [Tensor("x", shape, dt, q), Tensor("a", (1,), np.int32, None, np.int32([axis])), Tensor("y", out, dt, q)]
+    return Model(tensors, [Operator("EXPAND_DIMS", (0, 1), (2,))], (0,), (2,), rounding=rounding)
+
+
+def transpose(rng, rounding="double"):
+    rank = int(rng.integers(2, 6))
+    shape = (1,) + tuple(int(v) for v in rng.integers(1, 6, size=rank - 1))
+    perm = [0] + (1 + rng.permutation(rank - 1)).tolist()
+    out = tuple(shape[p] for p in perm)
+    dt, q = _copy_dtype(rng, (np.int8, np.int16))
+    tensors = [Tensor("x", shape, dt, q), Tensor("p", (rank,), np.int32, None, np.int32(perm)), Tensor("y", out, dt, q)]
+    return Model(tensors, [Operator("TRANSPOSE", (0, 1), (2,))], (0,), (2,), rounding=rounding)
+
+
+def strided_slice(rng, rounding="double"):
+    """Random begin/end (negative, out of range), strides (negative too) and begin/end/shrink masks, rank 1..4."""
+    from tinyzo.spec.strided_slice import prepare_shape
+
+    rank = int(rng.integers(1, 5))
+    shape = (1,) + tuple(int(v) for v in rng.integers(1, 8, size=rank - 1))
+    for _ in range(100):
+        begin = [0] + [int(rng.integers(-d - 2, d + 3)) for d in shape[1:]]
+        end = [1] + [int(rng.integers(-d - 2, d + 3)) for d in shape[1:]]
+        strides = [1] + [int(rng.choice([-3, -2, -1, 1, 1, 2, 3])) for _ in shape[1:]]
+        bm, em = (int(rng.integers(0, 2**rank)) & ~1 for _ in range(2))
+        sm = 0
+        for k in range(1, rank):  # shrink an axis whose begin is in range
+            if rng.integers(0, 4) == 0 and -shape[k] <= begin[k] < shape[k] and strides[k] > 0:
+                sm |= 1 << k
+        if rank > 1 and rng.integers(0, 8) == 0:  # shrink the batch axis itself (dimension 1 then leads)
+            sm |= 1
+        out = prepare_shape(shape, begin, end, strides, bm, em, sm)
+        if out and out[0] == 1 and 0 not in out:
+            break
+    dt, q = _copy_dtype(rng)
+    tensors = [Tensor("x", shape, dt, q), Tensor("b", (rank,), np.int32, None, np.int32(begin)),
+               Tensor("e", (rank,), np.int32, None, np.int32(end)), Tensor("s", (rank,), np.int32, None, np.int32(strides)),
+               Tensor("y", out, dt, q)]
+    opts = {"begin_mask": bm, "end_mask": em, "shrink_axis_mask": sm}
+    return Model(tensors, [Operator("STRIDED_SLICE", (0, 1, 2, 3), (4,), opts)], (0,), (4,), rounding=rounding)
+
+
+def _split(rng, opcode, rounding):
+    rank = int(rng.integers(2, 5))
+    shape = [1] + [int(v) for v in rng.integers(1, 5, size=rank - 1)]
+    axis = int(rng.integers(1, rank))
+    n = int(rng.integers(1, 4))
+    if opcode == "SPLIT":
+        shape[axis] *= n
+        sizes = [shape[axis] // n] * n
+    else:
+        sizes = [int(v) for v in rng.integers(1, 4, size=n)]
+        shape[axis] = sum(sizes)
+    dt, q = _copy_dtype(rng)
+    outs = []
+    for s in sizes:
+        o = list(shape)
+        o[axis] = s
+        outs.append(Tensor(f"y{len(outs)}", tuple(o), dt, q))
+    a = axis - rank if rng.integers(0, 2) else axis
+    x = Tensor("x", tuple(shape), dt, q)
+    ax = Tensor("axis", (1,), np.int32, None, np.int32([a]))
+    if opcode == "SPLIT":
+        tensors, ins = [ax, x], (0, 1)
+    else:
+        spl = list(sizes)
+        if rng.integers(0, 2):
+            spl[int(rng.integers(0, n))] = -1
+        tensors, ins = [x, Tensor("sizes", (n,), np.int32, None, np.int32(spl)), ax], (0, 1, 2)
+    k0 = len(tensors)
+    tensors += outs
+    op = Operator(opcode, ins, tuple(range(k0, k0 + n)), {"num_splits": n})
+    return Model(tensors, [op], (ins[1] if opcode == "SPLIT" else 0,), tuple(range(k0, k0 + n)), rounding=rounding)
+
+
+def split(rng, rounding="double"):
+    return _split(rng, "SPLIT", rounding)
+
+
+def split_v(rng, rounding="double"):
+    return _split(rng, "SPLIT_V", rounding)
+
+
+def gather(rng, rounding="double"):
+    """int8 params (run-time or constant) by int32 indices (constant or run-time), axis and batch_dims."""
+    from tinyzo.spec.layout import gather_shape
+
+    rank = int(rng.integers(2, 5))
+    pshape = (1,) + tuple(int(v) for v in rng.integers(1, 6, size=rank - 1))
+    mode = int(rng.integers(0, 3))  # 0: run-time params, constant indices; 1: constant params (a table); 2: both run-time
+    bd = int(rng.integers(0, 2)) if mode != 1 else 0
+    axis = int(rng.integers(max(bd, 1), rank))
+    ishape = tuple(pshape[:bd]) + tuple(int(v) for v in rng.integers(1, 4, size=int(rng.integers(0 if bd else 1, 3))))
+    if mode != 0 and (not ishape or ishape[0] != 1):
+        ishape = (1,) + ishape[1:] if ishape else (1,)
+    q = _q(rng)
+    out = gather_shape(pshape, ishape, axis, bd)
+    if mode == 1:  # a constant table gathered by run-time indices along its axis 0 (embedding lookup)
+        pshape = tuple(int(v) for v in rng.integers(2, 8, size=int(rng.integers(1, 3))))
+        axis, bd = 0, 0
+        out = gather_shape(pshape, ishape, 0, 0)
+    idx = rng.integers(0, pshape[axis], size=ishape).astype(np.int32)
+    tensors = [Tensor("p", pshape, np.int8, q, _i8(rng, pshape) if mode == 1 else None),
+               Tensor("i", ishape, np.int32, None, idx if mode == 0 else None), Tensor("y", out, np.int8, q)]
+    opts = {"axis": axis - len(pshape) if rng.integers(0, 2) else axis, "batch_dims": bd}
+    inputs = {0: (0,), 1: (1,), 2: (0, 1)}[mode]
+    return Model(tensors, [Operator("GATHER", (0, 1), (2,), opts)], inputs, (2,), rounding=rounding)
+
+
+def cast(rng, rounding="double"):
+    """A random (input, output) type pair of TFLM's CAST; float32 only as the model's input or output."""
+    types = [np.int8, np.int16, np.int32, np.uint32, np.float32]
+    src = np.dtype(types[int(rng.integers(0, 5))])
+    dst = np.dtype(types[int(rng.integers(0, 4 if src == np.float32 else 5))])
+    shape = (1,) + tuple(int(v) for v in rng.integers(1, 9, size=int(rng.integers(1, 3))))
+    q_in = _q(rng) if src == np.int8 else None
+    q_out = _q(rng) if dst == np.int8 else None
+    tensors = [Tensor("x", shape, src, q_in), Tensor("y", shape, dst, q_out)]
+    return Model(tensors, [Operator("CAST", (0,), (1,))], (0,), (1,), rounding=rounding)
+
+
+def batch_matmul(rng, rounding="double"):
+    """Random ranks 2..5, broadcast batch dimensions, adj_x/adj_y, a constant operand one time in three.
+
+    Shapes are drawn until they suit a batch of samples (dimension 0 of the run-time operands and of
+    the output is 1).
+    """
+    from tinyzo.spec.batch_matmul import batch_matmul_shape
+
+    const = int(rng.integers(0, 3))  # 0: both run-time, 1: constant rhs (weights), 2: constant lhs
+    for _ in range(200):
+        r = int(rng.integers(2, 6))
+        batch = [int(v) for v in rng.integers(1, 4, size=r - 2)]
+        m_, k_, p_ = (int(v) for v in rng.integers(1, 9, size=3))
+        if rng.integers(0, 4) == 0:
+            k_ = int(rng.choice([64, 300]))
+        adj_x, adj_y = bool(rng.integers(0, 2)), bool(rng.integers(0, 2))
+        lshape = tuple(d if rng.integers(0, 3) else 1 for d in batch) + ((k_, m_) if adj_x else (m_, k_))
+        rshape = tuple(d if rng.integers(0, 3) else 1 for d in batch) + ((p_, k_) if adj_y else (k_, p_))
+        if const == 1:
+            rshape = rshape[int(rng.integers(0, r - 1)):]
+        if const == 2:
+            lshape = lshape[int(rng.integers(0, r - 1)):]
+        out = batch_matmul_shape(lshape, rshape, adj_x, adj_y)
+        if out[0] == 1 and (const == 2 or lshape[0] == 1) and (const == 1 or rshape[0] == 1):
+            break
+    ql, qr = _q(rng, 0.005, 0.1), _q(rng, 0.002, 0.05)
+    qo = QuantParams([np.float32(ql.scale[0] * qr.scale[0] * np.sqrt(k_) * _log_uniform(rng, 5, 200))],
+                     [int(rng.integers(-128, 128))])
+    tensors = [Tensor("lhs", lshape, np.int8, ql, _i8(rng, lshape) if const == 2 else None),
+               Tensor("rhs", rshape, np.int8, qr, _i8(rng, rshape) if const == 1 else None),
+               Tensor("y", out, np.int8, qo)]
+    inputs = {0: (0, 1), 1: (0,), 2: (1,)}[const]
+    op = Operator("BATCH_MATMUL", (0, 1), (2,), {"adj_x": adj_x, "adj_y": adj_y})
+    return Model(tensors, [op], inputs, (2,), rounding=rounding)
+
+
 CASES = {
     "CONV_2D": conv2d,
     "DEPTHWISE_CONV_2D": depthwise_conv2d,
@@ -309,12 +499,42 @@ CASES = {
     "CONCATENATION": concatenation,
     "QUANTIZE": quantize,
     "DEQUANTIZE": dequantize,
+    "SQUEEZE": squeeze,
+    "EXPAND_DIMS": expand_dims,
+    "TRANSPOSE": transpose,
+    "STRIDED_SLICE": strided_slice,
+    "SPLIT": split,
+    "SPLIT_V": split_v,
+    "GATHER": gather,
+    "CAST": cast,
+    "BATCH_MATMUL": batch_matmul,
 }
 
 
 def random_inputs(model, n, rng):
-    """int8 inputs with a leading batch of ``n`` for every model input."""
-    return [_i8(rng, (n,) + model.tensors[i].shape[1:]) for i in model.inputs]
+    """Random inputs of each model input's dtype (full integer range) with a leading batch of ``n``."""
+    xs = []
+    index_range = {op.inputs[1]: prep.axis_size for op, prep in zip(model.operators, model.prepared)
+                   if op.opcode == "GATHER"}  # run-time GATHER indices: valid positions only
+    cast_target = {op.inputs[0]: model.tensors[op.outputs[0]].dtype for op in model.operators
+                   if op.opcode == "CAST" and model.tensors[op.outputs[0]].dtype.kind != "f"}
+    for i in model.inputs:
+        t = model.tensors[i]
+        shape = (n,) + t.shape[1:]
+        if i in index_range:
+            xs.append(rng.integers(0, index_range[i], size=shape).astype(t.dtype))
+        elif t.dtype.kind == "f" and i in cast_target:  # values whose truncation fits (C: undefined otherwise)
+            info = np.iinfo(cast_target[i])
+            lo, hi = max(info.min, -(2**20)), min(info.max, 2**20)
+            x = rng.uniform(lo - 0.999, hi + 0.999, size=shape).astype(t.dtype)
+            x[rng.random(shape) < 0.2] = np.float32(rng.choice([lo, hi, 0.5, -0.5, -0.0]))
+            xs.append(x)
+        elif t.dtype.kind == "f":
+            xs.append(rng.normal(0, 100, size=shape).astype(t.dtype))
+        else:
+            info = np.iinfo(t.dtype)
+            xs.append(rng.integers(info.min, info.max, size=shape, dtype=t.dtype, endpoint=True))
+    return xs
 
 
 def compare_with_tflm(model, n=8, seed=0):
@@ -336,6 +556,7 @@ def compare_with_tflm(model, n=8, seed=0):
     for y, o in zip(ys, outs):
         o = o.reshape(y.shape)
         total += y.size
-        diff += int(np.count_nonzero(y.view(np.uint8 if y.dtype == np.int8 else np.uint32)
-                                     != o.view(np.uint8 if o.dtype == np.int8 else np.uint32)))
+        assert y.dtype == o.dtype, (y.dtype, o.dtype)
+        raw = np.dtype(f"u{y.dtype.itemsize}")
+        diff += int(np.count_nonzero(y.view(raw) != o.view(raw)))
     return total, diff

@@ -25,6 +25,11 @@ CHUNK_ACTIVATION_BYTES = 16 << 20
 #: Default ``Model.max_intermediates_bytes``: the largest set of tensors ``model(x, intermediates=True)``
 #: and :meth:`Model.forward_from` return (2 GiB); a larger request is refused before any work.
 MAX_INTERMEDIATES_BYTES = 2 << 30
+#: Model input dtypes accepted before the operators are prepared; each reading operator's prepare then
+#: refuses a dtype it does not take (e.g. CONV_2D takes int8 only, STRIDED_SLICE int8/int16/int32).
+INTEGER_INPUT_DTYPES = (np.dtype(np.int8), np.dtype(np.int16), np.dtype(np.int32), np.dtype(np.uint32))
+#: Operators that may read a float32 model input (the model's float interface).
+FLOAT_INPUT_READERS = ("QUANTIZE", "CAST")
 
 
 def _saturating_add_int8(a: np.ndarray, delta) -> np.ndarray:
@@ -154,12 +159,12 @@ class Model:
         for t in self.inputs:
             ten = self.tensors[t]
             readers = [op.opcode for op in self.operators if t in op.inputs]
-            float_interface = ten.dtype == np.float32 and readers and all(r == "QUANTIZE" for r in readers)
-            if ten.dtype != np.int8 and not float_interface:
+            float_interface = ten.dtype == np.float32 and readers and all(r in FLOAT_INPUT_READERS for r in readers)
+            if ten.dtype not in INTEGER_INPUT_DTYPES and not float_interface:
                 raise UnsupportedModelError(
-                    f"input tensor {ten.name!r} is {ten.dtype}, not int8: tinyzo runs fully int8-quantized models "
-                    "(a float32 input is accepted only when QUANTIZE operators alone read it); "
-                    "convert the model with full-integer post-training quantization"
+                    f"input tensor {ten.name!r} is {ten.dtype}: tinyzo runs integer-quantized models (int8 inputs; "
+                    "int16/int32/uint32 inputs for the operators that take them; a float32 input only when QUANTIZE "
+                    "or CAST operators alone read it); convert the model with full-integer post-training quantization"
                 )
         available = set(self.inputs) | {i for i, t in enumerate(self.tensors) if t.is_constant}
         for k, op in enumerate(self.operators):
@@ -340,9 +345,14 @@ class Model:
 
     # ------------------------------------------------------------------ training hooks
     def trainable_ops(self) -> list:
-        """Indices of the operators with trainable int8 weights (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED)."""
+        """Indices of the operators with trainable int8 weights (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED).
+
+        A FULLY_CONNECTED with asymmetric weights (non-zero weight zero point, which TFLM's per-tensor
+        kernel accepts) is left out: the training code takes real weights as ``scale * w``.
+        """
         return [i for i, op in enumerate(self.operators)
-                if op.opcode in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
+                if op.opcode in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+                and getattr(self.prepared[i], "weights_offset", 0) == 0]
 
     def out_channel_axis(self, op_index: int) -> int:
         """Axis of operator ``op_index``'s weight tensor that indexes its output channels: 3 for
@@ -388,6 +398,9 @@ class Model:
         if not isinstance(op_index, (int, np.integer)) or not 0 <= op_index < len(self.operators):
             raise InputError(f"operator index must be in 0..{len(self.operators) - 1}, got {op_index!r}")
         op = self.operators[op_index]
+        if getattr(self.prepared[op_index], "weights_offset", 0) != 0:
+            raise InputError(f"operator {op_index} ({op.opcode}) has asymmetric weights (zero point "
+                             f"{-self.prepared[op_index].weights_offset}); tinyzo trains symmetric weights only")
         if op_index not in self.trainable_ops():
             raise InputError(f"operator {op_index} is {op.opcode}, which has no trainable weights; "
                              f"trainable operators: {self.trainable_ops()}")
@@ -477,6 +490,9 @@ class Model:
     def quantize_input(self, x, index: int = 0) -> np.ndarray:
         """Quantize float data with input ``index``'s scale and zero point (float -> int8, TFLite rounding).
 
+        An int16/int32 quantized input is quantized to its own dtype the same way; an unquantized
+        integer input is refused (:class:`InputError`: its data is passed to the model as is).
+
         Args:
             x: real numbers: a number, a (nested) sequence of numbers or an array of a float or
                 integer dtype, any shape.
@@ -498,7 +514,10 @@ class Model:
         t = self._io_tensor(index, "input")
         if t.dtype == np.float32:  # the model quantizes its float input itself (QUANTIZE operator)
             return as_real_float32(x)
-        return quantize(x, t.quant, np.int8)
+        if t.quant is None or t.quant.per_channel:
+            raise InputError(f"input {index} ({t.name!r}) is {t.dtype} without per-tensor quantization parameters; "
+                             f"pass {t.dtype} data to the model directly")
+        return quantize(x, t.quant, t.dtype)
 
     def dequantize_output(self, y, index: int = 0) -> np.ndarray:
         """Dequantize an int8 output with output ``index``'s parameters (-> float32).

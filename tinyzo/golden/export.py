@@ -70,6 +70,8 @@ def _check_model(model) -> None:
         if op.opcode not in OP_CODES:
             raise GoldenError(f"operator {k} is {op.opcode}; the C port implements {', '.join(SUPPORTED_OPS)}")
         prep = model.prepared[k]
+        if getattr(prep, "weights_offset", 0) != 0:
+            raise GoldenError(f"operator {k} ({op.opcode}): the C port takes symmetric weights (zero point 0)")
         if op.opcode == "ADD":
             a, b = (model.tensors[i] for i in op.inputs)
             if a.is_constant or b.is_constant or a.shape != b.shape:

@@ -323,9 +323,10 @@ def check_integer_model(tensors, operators, inputs, outputs, label: str = "the m
 def float_interface_tensors(operators, inputs, outputs) -> set:
     """Float tensors allowed in an int8 model: its float interface, nothing inside.
 
-    A model input read only by QUANTIZE operators, and a model output written
-    by a DEQUANTIZE operator and read by no operator (the converter's
-    ``inference_input_type = tf.float32`` wrapping), keep the computation int8.
+    A model input read only by QUANTIZE (or CAST) operators, and a model output
+    written by a DEQUANTIZE (or CAST) operator and read by no operator (the
+    converter's ``inference_input_type = tf.float32`` wrapping), keep the
+    computation integer.
     """
     consumers: dict = {}
     producer: dict = {}
@@ -335,8 +336,8 @@ def float_interface_tensors(operators, inputs, outputs) -> set:
                 consumers.setdefault(i, []).append(op.opcode)
         for o in op.outputs:
             producer[o] = op.opcode
-    allowed = {i for i in inputs if consumers.get(i) and all(c == "QUANTIZE" for c in consumers[i])}
-    allowed |= {o for o in outputs if producer.get(o) == "DEQUANTIZE" and o not in consumers}
+    allowed = {i for i in inputs if consumers.get(i) and all(c in ("QUANTIZE", "CAST") for c in consumers[i])}
+    allowed |= {o for o in outputs if producer.get(o) in ("DEQUANTIZE", "CAST") and o not in consumers}
     return allowed
 
 

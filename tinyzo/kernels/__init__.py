@@ -1,7 +1,7 @@
 """Numba-jitted array kernels, one module per operator family.
 
-The int8 modules (arith, conv, elementwise, binary, activations, pool, shape, softmax) are
-bit-exact with TFLite Micro. ``float_nn`` holds the float32 forward/backward kernels used for training (float math,
+The int8 modules (arith, conv, elementwise, binary, activations, pool, shape, softmax, matmul) and
+the copying/conversion modules (layout: any integer dtype; cast) are bit-exact with TFLite Micro. ``float_nn`` holds the float32 forward/backward kernels used for training (float math,
 not a bit-exact reference).
 
 

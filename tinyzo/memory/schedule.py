@@ -21,9 +21,10 @@ Conventions (batch 1, the shapes stored in the model):
   output for int8/int16 input, plus two small index arrays), alive during its own step only;
   checked against TFLM's measured arena on random one-operator models. CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, the
   pools, SOFTMAX, ADD, SUB, MUL, MAXIMUM, MINIMUM, PRELU, RELU, RELU6, LEAKY_RELU, HARD_SWISH, LOGISTIC,
-  TANH, PAD, CONCATENATION, RESHAPE, QUANTIZE and DEQUANTIZE request none (their
-  per-channel multipliers and similar live in TFLM's *persistent* tail, not in the planned head,
-  and are not counted here). Optimized kernel libraries (CMSIS-NN im2col buffers) would need more.
+  TANH, PAD, CONCATENATION, RESHAPE, SQUEEZE, EXPAND_DIMS, TRANSPOSE, STRIDED_SLICE, SPLIT, SPLIT_V,
+  GATHER, CAST, BATCH_MATMUL, QUANTIZE and DEQUANTIZE request none (their per-channel multipliers,
+  BATCH_MATMUL's transposed operand copies and similar live in TFLM's *persistent* tail, not in the
+  planned head, and are not counted here). Optimized kernel libraries (CMSIS-NN im2col buffers) would need more.
 * In-place candidates (:class:`InPlace`) record where a step may write its output over an input
   (TinyEngine style); whether a candidate is legal and taken is the planner's decision.
 """
@@ -54,8 +55,11 @@ class ScheduleError(TinyzoError):
 
 # operators whose output element i depends only on input element i (and, for SOFTMAX, on row
 # statistics computed before any write of that row), so the output may overwrite the input
+# (RESHAPE, SQUEEZE and EXPAND_DIMS copy the bytes unchanged: output element i is input element i; CAST
+# converts element i alone, in place only when the output's item size is not larger: see _inplace_candidates)
 ELEMENTWISE_INPLACE_OPS = frozenset({"ADD", "SUB", "MUL", "MAXIMUM", "MINIMUM", "PRELU", "RELU", "RELU6", "LEAKY_RELU",
-                                     "HARD_SWISH", "LOGISTIC", "TANH", "QUANTIZE", "DEQUANTIZE", "RESHAPE", "SOFTMAX"})
+                                     "HARD_SWISH", "LOGISTIC", "TANH", "QUANTIZE", "DEQUANTIZE", "RESHAPE", "SQUEEZE",
+                                     "EXPAND_DIMS", "CAST", "SOFTMAX"})
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from tinyzo.ops.base import REGISTRY, PreparedOp  # noqa: F401
 
 # importing the modules registers the operators
 from tinyzo.ops import conv, fully_connected, elementwise, pooling, softmax, shape  # noqa: F401,E402
-from tinyzo.ops import activations, binary  # noqa: F401,E402
+from tinyzo.ops import activations, batch_matmul, binary, cast, layout, slicing  # noqa: F401,E402
 
 
 def prepare_operator(model, index, op) -> PreparedOp:

@@ -11,6 +11,16 @@ from tinyzo.quant import activation_range
 
 REGISTRY: dict = {}
 
+#: Integer tensor types that the copying operators (SQUEEZE, STRIDED_SLICE, SPLIT, ...) may move.
+COPY_DTYPES = (np.dtype(np.int8), np.dtype(np.int16), np.dtype(np.int32))
+
+
+def quant_key(t):
+    """``None`` for an unquantized tensor, else its (float32 scales, zero points) as hashable tuples."""
+    if t.quant is None:
+        return None
+    return (tuple(np.asarray(t.quant.scale, np.float32).tolist()), tuple(np.asarray(t.quant.zero_point).tolist()))
+
 
 def register(*opcodes):
     """Class decorator: register a :class:`PreparedOp` subclass under TFLite builtin names."""
@@ -66,6 +76,35 @@ class PreparedOp:
             self.fail(f"{role} {t.name!r} has zero point {int(t.quant.zero_point[0])} outside [-128, 127]")
         if not (np.all(np.isfinite(t.quant.scale)) and np.all(t.quant.scale > 0)):
             self.fail(f"{role} {t.name!r} has a non-positive or non-finite scale")
+
+    def require_copyable(self, t, role: str, dtypes=COPY_DTYPES):
+        """Check that ``t`` has one of ``dtypes`` (an operator that copies values without arithmetic).
+
+        int8 tensors must be quantized per tensor (:meth:`require_int8`); int16/int32 tensors may be
+        quantized or not (the values are copied bit for bit).
+        """
+        if t.dtype not in dtypes:
+            names = ", ".join(np.dtype(d).name for d in dtypes)
+            self.fail(f"{role} {t.name!r} is {t.dtype}; {self.op.opcode} supports {names} here")
+        if t.dtype == np.int8:
+            self.require_int8(t, role)
+
+    def require_same_type(self, src, dst, src_role: str = "input", dst_role: str = "output"):
+        """Check that ``dst`` has ``src``'s dtype and quantization (TFLM copies raw values, never requantizes)."""
+        if src.dtype != dst.dtype:
+            self.fail(f"{dst_role} {dst.name!r} is {dst.dtype}, {src_role} {src.name!r} is {src.dtype}; they must match")
+        if quant_key(src) != quant_key(dst):
+            self.fail(f"{dst_role} {dst.name!r} has a different scale/zero point from {src_role} {src.name!r}; "
+                      "TFLite Micro copies values without requantizing, which is not supported")
+
+    def require_batch_one(self, t, role: str):
+        """Check that a run-time tensor has 1 in dimension 0 (the batch, ``N`` at run time).
+
+        Every sample is then computed on the file's full shape, as TFLM computes it alone.
+        """
+        if len(t.shape) < 1 or t.shape[0] != 1:
+            self.fail(f"{role} {t.name!r} has shape {list(t.shape)}; dimension 0 is the batch and must be 1 "
+                      "(the operator would move data across samples)")
 
     def activation(self, out_tensor) -> tuple[int, int]:
         """Clamp bounds of the fused activation option on ``out_tensor``."""

@@ -1,4 +1,11 @@
-"""FULLY_CONNECTED: prepare (TFLM ``CalculateOpDataFullyConnected``) and run."""
+"""FULLY_CONNECTED: prepare (TFLM ``CalculateOpDataFullyConnected``) and run.
+
+Per-tensor int8 weights may carry a non-zero zero point: TFLM's per-tensor kernel
+(``reference_integer_ops::FullyConnected``) adds ``weights_offset = -zero_point`` to every weight
+(``acc += (w + weights_offset) * (x + input_offset)``, for backward compatibility with asymmetric
+models), while its per-channel kernel ignores the zero points; so per-channel weights must be
+symmetric here. The GEMM then runs on ``w + weights_offset`` (values in [-255, 255]).
+"""
 
 from __future__ import annotations
 
@@ -25,8 +32,13 @@ class FullyConnected(PreparedOp):
         self.require_int8(y, "output")
         if w.dtype != np.int8 or w.quant is None or not w.is_constant or len(w.shape) != 2:
             self.fail("weights must be a constant 2-D int8 quantized tensor")
-        if np.any(w.quant.zero_point != 0):
-            self.fail("weights must be symmetric (zero point 0)")
+        if w.quant.per_channel and np.any(w.quant.zero_point != 0):
+            self.fail("per-channel weights must be symmetric (zero point 0): TFLite Micro's per-channel kernel "
+                      "ignores weight zero points")
+        if not -128 <= int(w.quant.zero_point[0]) <= 127:
+            self.fail(f"weights zero point {int(w.quant.zero_point[0])} is outside [-128, 127]")
+        # TFLM: weights_offset = -filter zero point (per-tensor kernel only; 0 for per-channel weights)
+        self.weights_offset = 0 if w.quant.per_channel else -int(w.quant.zero_point[0])
         if self.option("weights_format", "DEFAULT") != "DEFAULT":
             self.fail(f"weights format {self.option('weights_format')} is not supported")
         self.n_out, self.k_len = w.shape
@@ -64,9 +76,14 @@ class FullyConnected(PreparedOp):
         w = self.tensor(1).data
         b = self.tensor(2, optional=True)
         bias = b.data.reshape(-1).astype(np.int64) if b is not None else np.zeros(self.n_out, dtype=np.int64)
-        ftype = np.float32 if self.k_len <= FLOAT32_EXACT_K else np.float64
-        self.wt = np.ascontiguousarray(w.T.astype(ftype))
-        self.const = self.input_offset * w.astype(np.int64).sum(axis=1) + bias
+        w_eff = w.astype(np.int64) + self.weights_offset  # TFLM's (filter_val + filter_offset)
+        # float32 GEMM of int8 inputs is exact while every partial sum stays below 2**24 (FLOAT32_EXACT_K
+        # for weights in [-128, 127]; fewer terms once the offset widens them)
+        w_max = int(np.abs(w_eff).max()) if w_eff.size else 0
+        exact = self.k_len <= FLOAT32_EXACT_K if self.weights_offset == 0 else 128 * w_max * self.k_len <= 1 << 24
+        ftype = np.float32 if exact else np.float64
+        self.wt = np.ascontiguousarray(w_eff.T.astype(ftype))
+        self.const = self.input_offset * w_eff.sum(axis=1) + bias
 
     def compute(self, x):
         n = x.shape[0]
