@@ -32,3 +32,12 @@ class InputError(TinyzoError):
 
 class ArithmeticContractError(TinyzoError):
     """A quantization parameter is outside the range TFLite's arithmetic allows."""
+
+
+class MemoryLimitError(TinyzoError):
+    """Running the model would allocate a buffer larger than :data:`tinyzo.limits.MAX_BUFFER_BYTES`.
+
+    Raised when the model is prepared (for one sample: the model file asks for too much) and when it
+    is called (for the given batch: run it in smaller batches). The message names the operator, the
+    buffer, its size and the limit.
+    """

@@ -29,6 +29,7 @@ __all__ = [
     "rounding_code",
     "QuantParams",
     "quantize_multiplier",
+    "check_multiplier_shift",
     "quantize_multiplier_greater_than_one",
     "quantize_multiplier_smaller_than_one_exp",
     "quantize",
@@ -76,6 +77,26 @@ def quantize_multiplier(real_multiplier: float, rounding: str = DOUBLE_ROUNDING)
         shift = 30
         q_fixed = (1 << 31) - 1
     return q_fixed, shift
+
+
+def check_multiplier_shift(multiplier: int, shift: int, rounding: str = DOUBLE_ROUNDING) -> tuple[int, int]:
+    """Return ``(multiplier, shift)`` if the requantization kernels can apply it, else raise.
+
+    ``MultiplyByQuantizedMultiplier`` shifts an int32 left by ``shift`` (double rounding) or right by
+    ``31 - shift`` (single rounding): a shift above 31 (above 30 for single rounding, where
+    :func:`quantize_multiplier` saturates it) is undefined behaviour in C. Such a shift comes from a
+    real multiplier of 2**31 or more, i.e. scales whose ratio no real model has.
+
+    Raises:
+        ArithmeticContractError: the shift is out of range.
+    """
+    top = 31 if rounding_code(rounding) == 0 else 30
+    if shift > top:
+        raise ArithmeticContractError(
+            f"requantization multiplier 2**{shift - 31} * {multiplier} needs a left shift of {shift} > {top}, "
+            "which TFLite's MultiplyByQuantizedMultiplier cannot apply; the scales are corrupt or extreme"
+        )
+    return multiplier, shift
 
 
 def quantize_multiplier_greater_than_one(real_multiplier: float, rounding: str = DOUBLE_ROUNDING) -> tuple[int, int]:
@@ -177,6 +198,10 @@ def activation_range(activation: str, params: QuantParams, dtype=np.int8) -> tup
     ``activation`` is "NONE", "RELU", "RELU6" or "RELU_N1_TO_1"; the bound
     ``q = zero_point + round(bound / scale)`` (``TfLiteRound`` of a float32
     division) is intersected with ``dtype``'s range.
+
+    Raises:
+        ArithmeticContractError: a bound that is not finite or not an int32 (the scale is tiny, zero
+            or not finite), where TFLite's ``static_cast<int32_t>`` is undefined behaviour.
     """
     info = np.iinfo(dtype)
     qmin, qmax = int(info.min), int(info.max)
@@ -184,7 +209,17 @@ def activation_range(activation: str, params: QuantParams, dtype=np.int8) -> tup
     zp = int(params.zero_point[0])
 
     def q(v: float) -> int:
-        return zp + int(_round_half_away(float(np.float32(v) / scale)))
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            r = float(np.float32(v) / scale)
+        # TfLiteRound's result is cast to int32 in C: a bound beyond int32 (a tiny or zero scale)
+        # is undefined behaviour there, so such a scale is refused rather than guessed at
+        if not (math.isfinite(r) and -(2.0**31) <= _round_half_away(r) < 2.0**31
+                and -(2**31) <= zp + int(_round_half_away(r)) < 2**31):
+            raise ArithmeticContractError(
+                f"fused activation {activation}: bound {v} / scale {float(scale)!r} = {r!r} is not representable "
+                "in int32 (TFLite computes it in int32); the output scale is too small or not positive"
+            )
+        return zp + int(_round_half_away(r))
 
     if activation == "NONE":
         return qmin, qmax
