@@ -151,10 +151,16 @@ def mutate_tflite(data: bytes, rng: np.random.Generator) -> tuple[bytes, str]:
 
 
 # ---------------------------------------------------------------------------------------- .npz
+_MEMBERS_CACHE: dict = {}
+
+
 def npz_members(data: bytes) -> dict:
-    """``{member name: raw .npy bytes}`` of a zip archive, in archive order."""
-    with zipfile.ZipFile(io.BytesIO(data)) as zf:
-        return {n: zf.read(n) for n in zf.namelist()}
+    """``{member name: raw .npy bytes}`` of a zip archive, in archive order (a fresh dict; parsed once per file)."""
+    key = hash(data)
+    if key not in _MEMBERS_CACHE:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            _MEMBERS_CACHE[key] = {n: zf.read(n) for n in zf.namelist()}
+    return dict(_MEMBERS_CACHE[key])
 
 
 def build_npz(members: dict) -> bytes:
@@ -316,18 +322,22 @@ def zero_inputs(model) -> list:
 
 
 def check_mutant(data: bytes, kind: str) -> tuple[str, str]:
-    """Load ``data`` and run one sample of zeros. Returns ``(outcome, detail)``.
+    """Load ``data``, summarize it as ``tinyzo info`` does, run one sample of zeros. Returns ``(outcome, detail)``.
 
     ``outcome``: ``"ran"``, ``"load refused"``, ``"run refused"`` (detail: the TinyzoError class and
-    message) or ``"foreign"`` (detail: the exception type, message and innermost frame).
+    message) or ``"foreign"`` (detail: the stage, the exception type, message and innermost frame).
     """
+    from tinyzo.summary import format_info
+
     stage = "load"
     try:
         model = load_bytes(data, kind)
+        stage = "info"
+        format_info(model)
         stage = "run"
         model(*zero_inputs(model))
     except TinyzoError as e:
-        return f"{stage} refused", f"{type(e).__name__}: {str(e)[:300]}"
+        return f"{'load' if stage == 'info' else stage} refused", f"{type(e).__name__}: {str(e)[:300]}"
     except Exception as e:  # noqa: BLE001 - classifying every exception is the point
         tb = e.__traceback__
         while tb is not None and tb.tb_next is not None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import warnings
 import zipfile
 
 import numpy as np
@@ -134,11 +135,13 @@ def _read_npy_header(f, key: str) -> tuple:
     such error is a corrupt member here.
     """
     try:
-        major, minor = np.lib.format.read_magic(f)
-        if (major, minor) == (1, 0):
-            return np.lib.format.read_array_header_1_0(f)
-        if (major, minor) == (2, 0):
-            return np.lib.format.read_array_header_2_0(f)
+        with warnings.catch_warnings():  # a damaged descr can name a deprecated alias ('a'): no warning, checked below
+            warnings.simplefilter("ignore")
+            major, minor = np.lib.format.read_magic(f)
+            if (major, minor) == (1, 0):
+                return np.lib.format.read_array_header_1_0(f)
+            if (major, minor) == (2, 0):
+                return np.lib.format.read_array_header_2_0(f)
     except zipfile.BadZipFile:
         raise
     except Exception as e:  # noqa: BLE001 - numpy documents no error set for a damaged header
