@@ -32,7 +32,7 @@ import zipfile
 
 import numpy as np
 
-from tinyzo.errors import ModelFormatError
+from tinyzo.errors import ModelFormatError, UnsupportedModelError
 from tinyzo.graph import Model, Operator, Tensor
 from tinyzo.io import tflite_schema as S
 from tinyzo.io.flatbuf import SCALAR_FORMATS
@@ -281,6 +281,8 @@ def _parse(zf: zipfile.ZipFile):
             data = _read_member(zf, f"t{i}")
             if data.dtype != dtype or list(data.shape) != shape:
                 raise ModelFormatError(f"{where}: data is {data.dtype}{list(data.shape)}, expected {dtype}{shape}")
+        elif 0 in shape:
+            raise UnsupportedModelError(f"{where}: shape {shape} has a zero dimension; tinyzo needs non-empty tensors")
         tensors.append(Tensor(str(e["name"]), tuple(shape), dtype, quant, data))
     n = len(tensors)
     operators = []

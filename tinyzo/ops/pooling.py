@@ -66,10 +66,9 @@ class _Pool2D(PreparedOp):
             self.fail(f"output shape {out.shape} differs from the computed (N, {out_h}, {out_w}, {ch})")
         # TFLM's AveragePool returns an error for a window without any input element.
         for o, s, p, f, size in ((out_h, sh, pad_h, fh, in_h), (out_w, sw, pad_w, fw, in_w)):
-            for k in range(o):
-                start = k * s - p
-                if min(f, size - start) <= max(0, -start):
-                    self.fail("a pooling window lies entirely in the padding")
+            start = np.arange(o, dtype=np.int64) * s - p
+            if np.any(np.minimum(f, size - start) <= np.maximum(0, -start)):
+                self.fail("a pooling window lies entirely in the padding")
         self.act_min, self.act_max = self.activation(out)
         self.stride_h, self.stride_w, self.filter_h, self.filter_w = sh, sw, fh, fw
         self.pad_h, self.pad_w = pad_h, pad_w
