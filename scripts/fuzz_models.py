@@ -10,8 +10,8 @@ special float32 values (offsets, lengths, indices, enum codes and scales are 4-b
 truncation; 80% of them aimed at the structure rather than the weight bytes. Mutations of a ``.npz``:
 a damaged ``.npy`` header inside the zip, the graph JSON with one value replaced by a value of another
 type or range (a string, an object, a list, null, a huge integer, ``Infinity``, ``NaN``), a key
-deleted or a list grown, the scale / zero-point / data arrays set to special values, and raw zip
-bytes flipped or truncated.
+deleted or a list grown, the scale / zero-point / data arrays set to special values, bytes of one
+member's data (JSON text, weights, scales) changed, and raw zip bytes flipped or truncated.
 
 Outcomes: ``ran``; ``load refused`` / ``run refused`` (a :class:`tinyzo.errors.TinyzoError`,
 counted per class); ``foreign`` (any other exception: a bug); ``crash`` (the worker process died);
@@ -231,7 +231,21 @@ def mutate_graph_json(g: dict, rng: np.random.Generator) -> str:
 def mutate_npz(data: bytes, rng: np.random.Generator) -> tuple[bytes, str]:
     """One mutation of a tinyzo ``.npz``; returns ``(mutant, description)``."""
     members = npz_members(data)
-    kind = rng.choice(["npy_header", "graph", "graph", "graph", "array", "zip"], p=[0.2, 0.2, 0.2, 0.15, 0.15, 0.1])
+    kind = rng.choice(["npy_header", "graph", "array", "member_bytes", "zip"], p=[0.15, 0.45, 0.15, 0.15, 0.1])
+    if kind == "member_bytes":  # bytes of one member's data (the graph's JSON text, weights, scales) changed
+        name = list(members)[int(rng.integers(0, len(members)))]
+        raw = bytearray(members[name])
+        start = 10 + struct.unpack("<H", raw[8:10])[0] if raw[6:7] == b"\x01" else 0
+        changes = []
+        for _ in range(int(rng.integers(1, 4))):
+            if start >= len(raw):
+                break
+            p = int(rng.integers(start, len(raw)))
+            raw[p] = int(rng.choice(list(b"0123456789-.e,:[]{}\"")) if name == "graph.npy" and rng.random() < 0.5
+                         else rng.integers(0, 256))
+            changes.append(p)
+        members[name] = bytes(raw)
+        return build_npz(members), f"{name}: bytes {changes} changed"
     if kind == "zip":
         out = bytearray(data)
         if rng.random() < 0.3:

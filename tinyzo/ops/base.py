@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import threading
-
 import math
+import threading
 
 import numpy as np
 
@@ -157,8 +156,11 @@ class PreparedOp:
         v = self.option(name, default)
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
             self.bad_option(name, v, "a number")
-        with np.errstate(over="ignore"):
-            v32 = float(np.float32(v))
+        try:
+            with np.errstate(over="ignore"):
+                v32 = float(np.float32(v))
+        except OverflowError:  # a Python int beyond float range
+            v32 = math.inf
         if not math.isfinite(v32):
             self.fail(f"option {name} = {v!r} is not a finite float32")
         return v32
