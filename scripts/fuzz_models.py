@@ -53,12 +53,15 @@ if str(ROOT) not in sys.path:
 from tinyzo.errors import TinyzoError  # noqa: E402
 
 TFLM_MODELS = ["hello_world_int8", "micro_speech_quantized", "simple_add_model", "person_detect"]
-EXTREME_WORDS = [0, 1, 2, 3, 4, 0x7F, 0x80, 0xFF, 0xFFFF, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 0xFFFFFFFC]
+EXTREME_WORDS = [0, 1, 2, 3, 4, 0x7F, 0x80, 0xFF, 0xFFFF, 1 << 16, 1 << 20, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF,
+                 0xFFFFFFFC]
 SPECIAL_FLOATS = [0.0, -0.0, -1.0, 1e-45, 8.2e-41, 1e-38, 1e-30, 1e-12, 1e12, 1e30, 3.4e38,
                   math.inf, -math.inf, math.nan]
 JSON_VALUES = ["RELU", "", "NONE", "SAME", "x" * 300, {}, {"a": 1}, [], [1], [1, 2, 3], [[1]], None, True,
-               False, 0, 1, -1, 2, 3, 4, 255, 256, 2**31 - 1, 2**31, -(2**31), 2**63, 10**30, 1.5, -0.0,
+               False, 0, 1, -1, 2, 3, 4, 255, 256, 4096, 2**16, 2**20, 2**31 - 1, 2**31, -(2**31), 2**63, 10**30, 1.5, -0.0,
                1e308, math.inf, -math.inf, math.nan]
+#: options whose large values make buffers grow (aimed at the memory limit)
+SIZE_OPTIONS = ("stride_h", "stride_w", "dilation_h_factor", "dilation_w_factor", "filter_height", "filter_width")
 #: tinyzo's per-buffer limit during fuzzing (MiB): lower than the default 1 GiB so that the limit's
 #: refusals are exercised often and a run stays light on a shared machine
 MAX_BUFFER_MIB = 64
@@ -224,6 +227,8 @@ def mutate_graph_json(g: dict, rng: np.random.Generator) -> str:
         old.append(extra)
         return f"graph{list(path)} appended {extra!r}"
     new = _json_value(rng, old)
+    if key in SIZE_OPTIONS and rng.random() < 0.3:  # a large but int32 stride / dilation / filter: sizes grow
+        new = 2 ** int(rng.integers(4, 25))
     parent[key] = new
     return f"graph{list(path)} = {new!r} (was {old!r})"
 
