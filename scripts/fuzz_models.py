@@ -33,9 +33,9 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import json
 import math
-import os
 import struct
 import subprocess
 import sys
@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tinyzo.errors import TinyzoError  # noqa: E402
+from tinyzo.errors import TinyzoError
 
 TFLM_MODELS = ["hello_world_int8", "micro_speech_quantized", "simple_add_model", "person_detect"]
 EXTREME_WORDS = [0, 1, 2, 3, 4, 0x7F, 0x80, 0xFF, 0xFFFF, 1 << 16, 1 << 20, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF,
@@ -357,7 +357,7 @@ def check_mutant(data: bytes, kind: str) -> tuple[str, str]:
         model(*zero_inputs(model))
     except TinyzoError as e:
         return f"{'load' if stage == 'info' else stage} refused", f"{type(e).__name__}: {str(e)[:300]}"
-    except Exception as e:  # noqa: BLE001 - classifying every exception is the point
+    except Exception as e:  # noqa: BLE001 (classifying every exception is the point)
         tb = e.__traceback__
         while tb is not None and tb.tb_next is not None:
             tb = tb.tb_next
@@ -497,7 +497,7 @@ def main(argv=None) -> int:
         bounds = np.linspace(0, args.mutants, args.jobs + 1).astype(int)
         parts = [[] for _ in range(args.jobs)]
         threads = [threading.Thread(target=_run_range, args=(args, int(a), int(b), parts[k]))
-                   for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
+                   for k, (a, b) in enumerate(itertools.pairwise(bounds))]
         for t in threads:
             t.start()
         for t in threads:
@@ -505,8 +505,7 @@ def main(argv=None) -> int:
         records = [r for part in parts for r in part]
     if args.json:
         with open(args.json, "w") as f:
-            for r in records:
-                f.write(json.dumps(r) + "\n")
+            f.writelines(json.dumps(r) + "\n" for r in records)
     summary = summarize(records, int(args.peak_limit_mib * 2**20))
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(summary, indent=1))

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-import fuzz_models  # noqa: E402
+import fuzz_models
 
 # mutants per seed file: the small models get most, the large ones (person_detect runs in ~30 ms)
 # enough to reach their depthwise / pooling / reshape operators

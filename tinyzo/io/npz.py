@@ -144,7 +144,7 @@ def _read_npy_header(f, key: str) -> tuple:
                 return np.lib.format.read_array_header_2_0(f)
     except zipfile.BadZipFile:
         raise
-    except Exception as e:  # noqa: BLE001 - numpy documents no error set for a damaged header
+    except Exception as e:  # noqa: BLE001 (numpy documents no error set for a damaged header)
         raise ModelFormatError(
             f"member {key!r}: damaged .npy header ({type(e).__name__}: {str(e)[:120]}); the file is corrupt"
         ) from None

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyzo.kernels.conv import depthwise_conv2d_s8_fast, im2col_s8, requantize_acc_s8
 from tinyzo.errors import ArithmeticContractError
+from tinyzo.kernels.conv import depthwise_conv2d_s8_fast, im2col_s8, requantize_acc_s8
 from tinyzo.ops.base import INT32_MAX, PreparedOp, register
 from tinyzo.quant import check_multiplier_shift, quantize_multiplier, rounding_code
 from tinyzo.spec.conv import compute_out_size, compute_padding

@@ -19,8 +19,12 @@ import numpy as np
 from tinyzo.errors import ArithmeticContractError
 from tinyzo.kernels.elementwise import add_s8, broadcast_add_s8, dequantize_s8, quantize_f32, quantize_s8
 from tinyzo.ops.base import PreparedOp, register
-from tinyzo.quant import (check_multiplier_shift, quantize_multiplier, quantize_multiplier_smaller_than_one_exp,
-                          rounding_code)
+from tinyzo.quant import (
+    check_multiplier_shift,
+    quantize_multiplier,
+    quantize_multiplier_smaller_than_one_exp,
+    rounding_code,
+)
 
 __all__ = ["Add", "Dequantize", "Quantize", "add_params", "broadcast_strides"]
 
