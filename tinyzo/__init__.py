@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 from tinyzo.errors import (  # noqa: E402,F401
     ArithmeticContractError,
     InputError,
+    MemoryLimitError,
     ModelFileNotFoundError,
     ModelFormatError,
     OutputPathError,

@@ -45,3 +45,12 @@ class CheckpointError(TrainingError):
 class OutputPathError(TinyzoError):
     """A path to write to cannot be used: its folder is missing, it is a directory (or a file where a
     folder is needed), it is not writable, or its suffix names no format tinyzo writes."""
+
+
+class MemoryLimitError(TinyzoError):
+    """Running the model would allocate a buffer larger than :data:`tinyzo.limits.MAX_BUFFER_BYTES`.
+
+    Raised when the model is prepared (for one sample: the model file asks for too much) and when it
+    is called (for the given batch: run it in smaller batches). The message names the operator, the
+    buffer, its size and the limit.
+    """

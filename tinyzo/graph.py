@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tinyzo.errors import InputError, UnsupportedModelError
+from tinyzo.limits import check_buffer
 from tinyzo.quant import DOUBLE_ROUNDING, ROUNDING_MODES, QuantParams, dequantize, quantize
 
 __all__ = ["Tensor", "Operator", "Model", "CHUNK_ACTIVATION_BYTES", "MAX_INTERMEDIATES_BYTES"]
@@ -167,6 +168,7 @@ class Model:
                     "or CAST operators alone read it); convert the model with full-integer post-training quantization"
                 )
         available = set(self.inputs) | {i for i, t in enumerate(self.tensors) if t.is_constant}
+        written = set()
         for k, op in enumerate(self.operators):
             for t in op.inputs + op.outputs:
                 if t != -1 and not 0 <= t < n:
@@ -176,6 +178,15 @@ class Model:
                     raise UnsupportedModelError(
                         f"operator {k} ({op.opcode}) reads tensor {t} ({self.tensors[t].name!r}) before any operator writes it"
                     )
+            for t in op.outputs:
+                what = ("a constant" if self.tensors[t].is_constant else "a model input" if t in self.inputs
+                        else "already written by an earlier operator" if t in written else None)
+                if what is not None:
+                    raise UnsupportedModelError(
+                        f"operator {k} ({op.opcode}) writes tensor {t} ({self.tensors[t].name!r}), which is {what}; "
+                        "the file is corrupt"
+                    )
+                written.add(t)
             available.update(op.outputs)
         for t in self.outputs:
             if t not in available:
@@ -248,6 +259,7 @@ class Model:
             for t in prep.op.outputs:
                 if t in add:
                     env[t] = _saturating_add_int8(env[t], add[t])
+        self._constant_outputs(env)
         return env if keep_all else {i: env[i] for i in self.outputs}
 
     @property
@@ -282,6 +294,21 @@ class Model:
             raise InputError(f"keeping every tensor of {n:,} samples needs {need:,} bytes ({self.sample_bytes:,} per "
                              f"sample), over model.max_intermediates_bytes = {limit:,}; run batches of at most {fit:,} "
                              "samples, or raise the limit (None: no limit)")
+
+    def _constant_outputs(self, env: dict) -> None:
+        """Put each constant model output in ``env``: its stored value once per sample, as TFLM returns it.
+
+        The samples are concatenated along dimension 0, as for every output (a constant of shape
+        ``(1, ...)`` becomes ``(N, ...)``, one of shape ``(16, 16)`` becomes ``(16 N, 16)``, a scalar ``(N,)``).
+        """
+        missing = [t for t in self.outputs if t not in env]
+        if not missing:
+            return
+        n = next(iter(env.values())).shape[0] if env else 1
+        for t in missing:
+            data = self.tensors[t].data  # outputs are computed or constant (checked in _check_graph)
+            check_buffer(n * data.nbytes, f"constant output tensor {t} ({self.tensors[t].name!r})", n)
+            env[t] = np.tile(data.reshape(data.shape or (1,)), (n,) + (1,) * max(data.ndim - 1, 0))
 
     def _run_split(self, env: dict, start: int, keep_all: bool, add=None) -> dict:
         """Run operators ``start:`` on a batch held in ``env``, in chunks spread over threads (see :mod:`tinyzo.runtime`).

@@ -29,6 +29,7 @@ __all__ = [
     "rounding_code",
     "QuantParams",
     "quantize_multiplier",
+    "check_multiplier_shift",
     "quantize_multiplier_greater_than_one",
     "quantize_multiplier_smaller_than_one_exp",
     "as_real_float32",
@@ -77,6 +78,26 @@ def quantize_multiplier(real_multiplier: float, rounding: str = DOUBLE_ROUNDING)
         shift = 30
         q_fixed = (1 << 31) - 1
     return q_fixed, shift
+
+
+def check_multiplier_shift(multiplier: int, shift: int, rounding: str = DOUBLE_ROUNDING) -> tuple[int, int]:
+    """Return ``(multiplier, shift)`` if the requantization kernels can apply it, else raise.
+
+    ``MultiplyByQuantizedMultiplier`` shifts an int32 left by ``shift`` (double rounding) or right by
+    ``31 - shift`` (single rounding): a shift above 31 (above 30 for single rounding, where
+    :func:`quantize_multiplier` saturates it) is undefined behaviour in C. Such a shift comes from a
+    real multiplier of 2**31 or more, i.e. scales whose ratio no real model has.
+
+    Raises:
+        ArithmeticContractError: the shift is out of range.
+    """
+    top = 31 if rounding_code(rounding) == 0 else 30
+    if shift > top:
+        raise ArithmeticContractError(
+            f"requantization multiplier 2**{shift - 31} * {multiplier} needs a left shift of {shift} > {top}, "
+            "which TFLite's MultiplyByQuantizedMultiplier cannot apply; the scales are corrupt or extreme"
+        )
+    return multiplier, shift
 
 
 def quantize_multiplier_greater_than_one(real_multiplier: float, rounding: str = DOUBLE_ROUNDING) -> tuple[int, int]:
@@ -231,9 +252,10 @@ def activation_range(activation: str, params: QuantParams, dtype=np.int8) -> tup
     division) is intersected with ``dtype``'s range.
 
     Raises:
-        ArithmeticContractError: ``round(bound / scale)`` outside int32 (an output scale below
-            ~6 / 2**31 with RELU6): TFLite's ``Quantize`` check (``no_integer_overflow_from_quantization``)
-            fails the model's prepare.
+        ArithmeticContractError: ``round(bound / scale)`` (float32 division, as TFLite) is not finite or
+            outside int32 (a tiny, zero or non-finite output scale, e.g. below ~6 / 2**31 with RELU6):
+            TFLite's ``static_cast<int32_t>`` is undefined there and its prepare check
+            (``no_integer_overflow_from_quantization``) fails the model.
     """
     info = np.iinfo(dtype)
     qmin, qmax = int(info.min), int(info.max)
@@ -241,11 +263,13 @@ def activation_range(activation: str, params: QuantParams, dtype=np.int8) -> tup
     zp = int(params.zero_point[0])
 
     def q(v: float) -> int:
-        with np.errstate(over="ignore"):
-            tmp = _round_half_away(float(np.float32(np.float32(v) / scale)))
-        if not -(2.0**31) <= tmp < 2.0**31:
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            r = float(np.float32(np.float32(v) / scale))
+        tmp = _round_half_away(r) if math.isfinite(r) else math.inf
+        if not (-(2.0**31) <= tmp < 2.0**31 and -(2**31) <= zp + int(tmp) < 2**31):
             raise ArithmeticContractError(
-                f"fused {activation}: {v} / output scale {float(scale):g} = {tmp:g} overflows int32; TFLite refuses it"
+                f"fused {activation}: bound {v} / output scale {float(scale)!r} = {r!r} overflows int32 (not "
+                "representable in int32, where TFLite computes it); TFLite refuses the model"
             )
         return zp + int(tmp)
 

@@ -27,13 +27,15 @@ from __future__ import annotations
 import io
 import json
 import math
+import warnings
 import zipfile
 
 import numpy as np
 
-from tinyzo.errors import ModelFormatError
+from tinyzo.errors import ModelFormatError, UnsupportedModelError
 from tinyzo.graph import Model, Operator, Tensor
 from tinyzo.io import tflite_schema as S
+from tinyzo.io.flatbuf import SCALAR_FORMATS
 from tinyzo.io.tflite_read import MAX_FILE_BYTES, MAX_RANK, MAX_TENSOR_ELEMENTS, check_integer_model
 from tinyzo.quant import DOUBLE_ROUNDING, ROUNDING_MODES, QuantParams
 
@@ -125,6 +127,71 @@ def save_npz(model, path) -> None:
             np.savez_compressed(f, **arrays)
 
 
+def _read_npy_header(f, key: str) -> tuple:
+    """``(shape, fortran_order, dtype)`` of the ``.npy`` header at the start of ``f``.
+
+    numpy's header parser evaluates the header's dict literal with Python's tokenizer and raises
+    whatever it meets (ValueError, SyntaxError, tokenize.TokenError, ...) on a damaged header; every
+    such error is a corrupt member here.
+    """
+    try:
+        with warnings.catch_warnings():  # a damaged descr can name a deprecated alias ('a'): no warning, checked below
+            warnings.simplefilter("ignore")
+            major, minor = np.lib.format.read_magic(f)
+            if (major, minor) == (1, 0):
+                return np.lib.format.read_array_header_1_0(f)
+            if (major, minor) == (2, 0):
+                return np.lib.format.read_array_header_2_0(f)
+    except zipfile.BadZipFile:
+        raise
+    except Exception as e:  # noqa: BLE001 (numpy documents no error set for a damaged header)
+        raise ModelFormatError(
+            f"member {key!r}: damaged .npy header ({type(e).__name__}: {str(e)[:120]}); the file is corrupt"
+        ) from None
+    raise ModelFormatError(f"member {key!r}: unsupported .npy version {major}.{minor}")
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _option_value_ok(kind: str, v) -> bool:
+    """True if the JSON value ``v`` can be stored in a TFLite options field of ``kind`` (see tflite_schema)."""
+    if kind == "bool":
+        return isinstance(v, bool)
+    if kind in ("float32", "float64"):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return False
+        return kind == "float64" or not math.isfinite(v) or abs(v) <= _FLOAT32_MAX
+    if kind in SCALAR_FORMATS:
+        if isinstance(v, bool) or not isinstance(v, int):
+            return False
+        bits = 8 * SCALAR_FORMATS[kind][1]
+        lo, hi = (0, (1 << bits) - 1) if kind.startswith("u") else (-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+        return lo <= v <= hi
+    if kind in S.ENUMS:
+        return isinstance(v, str) and v in S.ENUMS[kind].values()
+    if kind.endswith("[]"):
+        return isinstance(v, list) and all(_option_value_ok(kind[:-2], x) for x in v)
+    if kind == "string":
+        return isinstance(v, str)
+    return True  # pragma: no cover - every kind of the schema tables is handled above
+
+
+def _check_options(k: int, opcode: str, options: dict) -> None:
+    """Raise ModelFormatError for an option whose JSON value does not fit its TFLite schema type.
+
+    Fields the schema does not list for ``opcode`` are kept and never read.
+    """
+    layout = S.OPTION_TABLES.get(S.options_table_for(opcode) or "", ())
+    for name, kind, _ in layout:
+        if name is not None and name in options and not _option_value_ok(kind, options[name]):
+            text = repr(options[name])
+            raise ModelFormatError(
+                f"operator {k} ({opcode}): option {name} = {text[:60]}{'...' if len(text) > 60 else ''} is not a "
+                f"valid {kind} value; the file is corrupt"
+            )
+
+
 def _read_member(zf: zipfile.ZipFile, key: str) -> np.ndarray:
     """Read ``key`` (a .npy member) with its header checked; never unpickles."""
     name = key + ".npy"
@@ -133,13 +200,7 @@ def _read_member(zf: zipfile.ZipFile, key: str) -> np.ndarray:
     except KeyError:
         raise ModelFormatError(f"not a tinyzo .npz model: member {key!r} is missing") from None
     with zf.open(info) as f:
-        major, minor = np.lib.format.read_magic(f)
-        if (major, minor) == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-        elif (major, minor) == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-        else:
-            raise ModelFormatError(f"member {key!r}: unsupported .npy version {major}.{minor}")
+        shape, fortran, dtype = _read_npy_header(f, key)
         if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
             raise ModelFormatError(
                 f"member {key!r}: dtype {dtype} is not a plain numeric type (tinyzo never unpickles)"
@@ -220,6 +281,8 @@ def _parse(zf: zipfile.ZipFile):
             data = _read_member(zf, f"t{i}")
             if data.dtype != dtype or list(data.shape) != shape:
                 raise ModelFormatError(f"{where}: data is {data.dtype}{list(data.shape)}, expected {dtype}{shape}")
+        elif 0 in shape:
+            raise UnsupportedModelError(f"{where}: shape {shape} has a zero dimension; tinyzo needs non-empty tensors")
         tensors.append(Tensor(str(e["name"]), tuple(shape), dtype, quant, data))
     n = len(tensors)
     operators = []
@@ -228,6 +291,7 @@ def _parse(zf: zipfile.ZipFile):
             raise ModelFormatError(f"operator {k}: opcode must be a string and options an object")
         ins = _index_list(o["inputs"], n, f"operator {k} inputs", allow_absent=True)
         outs = _index_list(o["outputs"], n, f"operator {k} outputs")
+        _check_options(k, o["opcode"], o["options"])
         operators.append(Operator(o["opcode"], ins, outs, dict(o["options"])))
     inputs = _index_list(g["inputs"], n, "model inputs")
     outputs = _index_list(g["outputs"], n, "model outputs")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
 
-from tinyzo.errors import ArithmeticContractError, UnsupportedOperatorError
+from tinyzo import limits
+from tinyzo.errors import ArithmeticContractError, ModelFormatError, UnsupportedOperatorError
 from tinyzo.quant import activation_range
 
 REGISTRY: dict = {}
@@ -21,12 +23,59 @@ def quant_key(t):
         return None
     return (tuple(np.asarray(t.quant.scale, np.float32).tolist()), tuple(np.asarray(t.quant.zero_point).tolist()))
 
+INT32_MAX = (1 << 31) - 1
+
+#: Inputs and outputs each operator takes: opcode -> (fewest inputs, most inputs, outputs). An absent
+#: optional input (index -1, e.g. no bias) counts, as in TFLite's ``NumInputs``. Checked before
+#: ``prepare`` so that no operator ever sees more (or fewer) tensors than its kernel takes.
+OPERATOR_ARITY = {
+    "CONV_2D": (2, 3, 1),
+    "DEPTHWISE_CONV_2D": (2, 3, 1),
+    "FULLY_CONNECTED": (2, 3, 1),
+    "ADD": (2, 2, 1),
+    "QUANTIZE": (1, 1, 1),
+    "DEQUANTIZE": (1, 1, 1),
+    "AVERAGE_POOL_2D": (1, 1, 1),
+    "MAX_POOL_2D": (1, 1, 1),
+    "MEAN": (2, 2, 1),
+    "SOFTMAX": (1, 1, 1),
+    "RESHAPE": (1, 2, 1),
+    "PAD": (2, 3, 1),
+    "PADV2": (2, 3, 1),
+    "CONCATENATION": (1, 10, 1),
+    "SUB": (2, 2, 1),
+    "MUL": (2, 2, 1),
+    "MAXIMUM": (2, 2, 1),
+    "MINIMUM": (2, 2, 1),
+    "PRELU": (2, 2, 1),
+    "RELU": (1, 1, 1),
+    "RELU6": (1, 1, 1),
+    "LEAKY_RELU": (1, 1, 1),
+    "HARD_SWISH": (1, 1, 1),
+    "LOGISTIC": (1, 1, 1),
+    "TANH": (1, 1, 1),
+    "SQUEEZE": (1, 1, 1),
+    "EXPAND_DIMS": (2, 2, 1),
+    "TRANSPOSE": (2, 2, 1),
+    "STRIDED_SLICE": (4, 4, 1),
+    "SPLIT": (2, 2, None),      # None: one output per split (num_splits, checked by the operator)
+    "SPLIT_V": (3, 3, None),
+    "GATHER": (2, 2, 1),
+    "CAST": (1, 1, 1),
+    "BATCH_MATMUL": (2, 2, 1),
+}
+
+#: The fused activations tinyzo implements (TFLite ``ActivationFunctionType`` names).
+ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
+
 
 def register(*opcodes):
     """Class decorator: register a :class:`PreparedOp` subclass under TFLite builtin names."""
 
     def deco(cls):
         for name in opcodes:
+            if name not in OPERATOR_ARITY:
+                raise KeyError(f"operator {name}: add its input/output counts to tinyzo.ops.base.OPERATOR_ARITY")
             REGISTRY[name] = cls
         return cls
 
@@ -46,9 +95,18 @@ class PreparedOp:
         self.model = model
         self.index = index
         self.op = op
+        lo, hi, n_out = OPERATOR_ARITY[op.opcode]
+        if not lo <= len(op.inputs) <= hi or (len(op.outputs) != n_out if n_out is not None else not op.outputs):
+            want = f"{lo}" if lo == hi else f"{lo} to {hi}"
+            outs = "one or more" if n_out is None else f"{n_out}"
+            self.fail(f"takes {want} input(s) and {outs} output(s), the model gives {len(op.inputs)} and "
+                      f"{len(op.outputs)}; the file is corrupt")
         self.runtime_inputs = tuple(i for i in op.inputs if i != -1 and not model.tensors[i].is_constant)
+        if not self.runtime_inputs:
+            self.fail("every input is a constant; fold the constant operator before conversion")
         self._scratch = {}  # (thread id, name) -> work array, see scratch()
         self.prepare()
+        self.check_buffers(1)
 
     # --- helpers for subclasses -------------------------------------------------
     def fail(self, msg: str):
@@ -107,9 +165,15 @@ class PreparedOp:
                       "(the operator would move data across samples)")
 
     def activation(self, out_tensor) -> tuple[int, int]:
-        """Clamp bounds of the fused activation option on ``out_tensor``."""
-        act = self.op.options.get("fused_activation_function", "NONE")
-        if act not in ("NONE", "RELU", "RELU6", "RELU_N1_TO_1"):
+        """Clamp bounds (int8 range) of the fused activation option on ``out_tensor``.
+
+        Raises UnsupportedOperatorError for an activation other than :data:`ACTIVATIONS` and
+        ArithmeticContractError for an output scale whose bounds are not int32 (a tiny scale).
+        """
+        act = self.option("fused_activation_function", "NONE")
+        if not isinstance(act, str):
+            self.bad_option("fused_activation_function", act, "an activation name")
+        if act not in ACTIVATIONS:
             self.fail(f"fused activation {act} is not supported")
         try:
             return activation_range(act, out_tensor.quant, np.int8)
@@ -117,8 +181,94 @@ class PreparedOp:
             self.fail(f"quantization not supported: {e}")
 
     def option(self, name, default=None):
-        """An option value (schema field name)."""
+        """An option value (schema field name), unchecked; prefer the typed accessors below."""
         return self.op.options.get(name, default)
+
+    def bad_option(self, name, value, what: str):
+        """Raise :class:`ModelFormatError`: option ``name`` holds ``value``, not ``what``."""
+        raise ModelFormatError(
+            f"operator {self.index} ({self.op.opcode}): option {name} = {value!r} is not {what}; the file is corrupt"
+        )
+
+    def int_option(self, name: str, default: int, lo: int = 1, hi: int = INT32_MAX) -> int:
+        """An integer option in ``[lo, hi]`` (schema type int32: ``hi`` at most 2**31 - 1).
+
+        A value of another type (a string, a bool, a float, a list) raises ModelFormatError; an
+        integer outside the range raises UnsupportedOperatorError.
+        """
+        v = self.option(name, default)
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+            self.bad_option(name, v, "an integer")
+        v = int(v)
+        if not lo <= v <= hi:
+            self.fail(f"option {name} = {v} is outside [{lo}, {hi}]")
+        return v
+
+    def bool_option(self, name: str, default: bool = False) -> bool:
+        """A boolean option; any other type raises ModelFormatError."""
+        v = self.option(name, default)
+        if not isinstance(v, (bool, np.bool_)):
+            self.bad_option(name, v, "true or false")
+        return bool(v)
+
+    def float_option(self, name: str, default: float) -> float:
+        """A finite float32 option as a Python float; another type or a non-finite value is refused."""
+        v = self.option(name, default)
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+            self.bad_option(name, v, "a number")
+        try:
+            with np.errstate(over="ignore"):
+                v32 = float(np.float32(v))
+        except OverflowError:  # a Python int beyond float range
+            v32 = math.inf
+        if not math.isfinite(v32):
+            self.fail(f"option {name} = {v!r} is not a finite float32")
+        return v32
+
+    def enum_option(self, name: str, default: str, allowed: tuple) -> str:
+        """A string option among ``allowed``: another type raises ModelFormatError, another name UnsupportedOperatorError."""
+        v = self.option(name, default)
+        if not isinstance(v, str):
+            self.bad_option(name, v, "a name")
+        if v not in allowed:
+            self.fail(f"option {name} = {v} is not supported ({', '.join(allowed)})")
+        return v
+
+    def int_list_option(self, name: str, default, lo: int = -INT32_MAX - 1, hi: int = INT32_MAX) -> list:
+        """A list of integers in ``[lo, hi]`` (e.g. RESHAPE's ``new_shape``); None counts as the default."""
+        v = self.option(name, default)
+        if v is None:
+            v = default
+        if not isinstance(v, (list, tuple, np.ndarray)):
+            self.bad_option(name, v, "a list of integers")
+        out = []
+        for d in v:
+            if isinstance(d, (bool, np.bool_)) or not isinstance(d, (int, np.integer)):
+                self.bad_option(name, v, "a list of integers")
+            if not lo <= int(d) <= hi:
+                self.fail(f"option {name} = {list(v)} holds {int(d)}, outside [{lo}, {hi}]")
+            out.append(int(d))
+        return out
+
+    # --- memory ------------------------------------------------------------------
+    def buffer_bytes(self, n: int) -> dict:
+        """Bytes of each array :meth:`compute` allocates (and :meth:`prepare` keeps) for a batch of ``n``.
+
+        ``{name: bytes}`` with Python ints; the default counts the outputs, their dimension 0
+        being the batch. Operators with work arrays (im2col columns, GEMM operands, padded rows)
+        add them, as CMSIS-NN pairs each kernel with its buffer-size function.
+        """
+        out = {}
+        for k, t in enumerate(self.op.outputs):
+            ten = self.model.tensors[t]
+            out[f"output {k}"] = n * math.prod(ten.shape[1:]) * ten.dtype.itemsize
+        return out
+
+    def check_buffers(self, n: int = 1) -> None:
+        """Raise :class:`tinyzo.errors.MemoryLimitError` if any buffer for a batch of ``n`` exceeds
+        :data:`tinyzo.limits.MAX_BUFFER_BYTES` (checked before anything is allocated)."""
+        for name, nbytes in self.buffer_bytes(n).items():
+            limits.check_buffer(nbytes, f"operator {self.index} ({self.op.opcode}): its {name}", n)
 
     def scratch(self, key: str, shape: tuple, dtype) -> np.ndarray:
         """A reusable work array of this operator (contents undefined), one per thread.
@@ -142,8 +292,13 @@ class PreparedOp:
         raise NotImplementedError
 
     def run(self, env: dict) -> None:
-        """Compute this operator's outputs from ``env`` (tensor index -> array) and store them there."""
-        outs = self.compute(*(env[i] for i in self.runtime_inputs))
+        """Compute this operator's outputs from ``env`` (tensor index -> array) and store them there.
+
+        The buffers for the batch are checked against :data:`tinyzo.limits.MAX_BUFFER_BYTES` first.
+        """
+        args = [env[i] for i in self.runtime_inputs]
+        self.check_buffers(args[0].shape[0])
+        outs = self.compute(*args)
         if not isinstance(outs, tuple):
             outs = (outs,)
         for i, a in zip(self.op.outputs, outs):

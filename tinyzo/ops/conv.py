@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinyzo.errors import ArithmeticContractError
 from tinyzo.kernels.conv import depthwise_conv2d_s8_fast, im2col_s8, requantize_acc_s8
-from tinyzo.ops.base import PreparedOp, register
-from tinyzo.quant import quantize_multiplier, rounding_code
+from tinyzo.ops.base import INT32_MAX, PreparedOp, register
+from tinyzo.quant import check_multiplier_shift, quantize_multiplier, rounding_code
 from tinyzo.spec.conv import compute_out_size, compute_padding
 
 #: longest dot product for which a float32 product of int8 values is exact
@@ -34,17 +35,37 @@ def per_channel_multipliers(op: PreparedOp, input_scale, weight_scales, output_s
     ``effective_scale = double(s_in) * double(s_w[c]) / double(s_out)`` (TFLM
     ``PopulateConvolutionQuantizationParams`` / ``GetQuantizedConvolutionMultipler``)
     then ``QuantizeMultiplier``. A single weight scale is repeated.
+
+    Raises ArithmeticContractError (naming the operator) for a negative or non-finite weight scale
+    and for a multiplier the kernels cannot apply (not finite, or a shift above 31: see
+    :func:`tinyzo.quant.check_multiplier_shift`), e.g. from a tiny output scale.
     """
     ws = np.asarray(weight_scales, dtype=np.float32)
     if ws.size not in (1, n_out):
         op.fail(f"weights have {ws.size} scales for {n_out} output channels")
+    if not (np.all(np.isfinite(ws)) and np.all(ws >= 0)):
+        raise ArithmeticContractError(f"operator {op.index} ({op.op.opcode}): weight scales must be finite and >= 0")
     mult = np.empty(n_out, dtype=np.int32)
     shift = np.empty(n_out, dtype=np.int32)
     for c in range(n_out):
         s_w = float(ws[c if ws.size > 1 else 0])
         real = float(np.float32(input_scale)) * s_w / float(np.float32(output_scale))
-        mult[c], shift[c] = quantize_multiplier(real, op.model.rounding)
+        try:
+            mult[c], shift[c] = check_multiplier_shift(*quantize_multiplier(real, op.model.rounding), op.model.rounding)
+        except ArithmeticContractError as e:
+            raise ArithmeticContractError(f"operator {op.index} ({op.op.opcode}), channel {c}: {e}") from None
     return mult, shift
+
+
+def gemm_buffer_bytes(rows: int, k_len: int, n_out: int) -> dict:
+    """Bytes of :func:`gemm_requant`'s arrays for ``rows`` x ``k_len`` by ``k_len`` x ``n_out``.
+
+    The float operands (float32 while ``k_len`` <= 1024, else float64), the accumulators, the int8
+    output and the weights kept as floats; Python ints, so no size overflows.
+    """
+    f = 4 if k_len <= FLOAT32_EXACT_K else 8
+    return {"GEMM input": rows * k_len * f, "GEMM accumulators": rows * n_out * f, "output": rows * n_out,
+            "float weights": k_len * n_out * f}
 
 
 class _ConvBase(PreparedOp):
@@ -66,19 +87,22 @@ class _ConvBase(PreparedOp):
         n_out = w.shape[0] if weight_axis == 0 else w.shape[3]
         if b is not None and (b.dtype != np.int32 or not b.is_constant or b.data.size != n_out):
             self.fail(f"bias must be a constant int32 tensor of {n_out} values")
-        pad = self.option("padding", "VALID")
-        if pad not in ("SAME", "VALID"):
-            self.fail(f"padding {pad} not supported")
-        self.stride_h, self.stride_w = int(self.option("stride_h", 1)), int(self.option("stride_w", 1))
-        self.dil_h, self.dil_w = int(self.option("dilation_h_factor", 1)), int(self.option("dilation_w_factor", 1))
-        if min(self.stride_h, self.stride_w, self.dil_h, self.dil_w) < 1:
-            self.fail("strides and dilations must be >= 1")
+        pad = self.enum_option("padding", "VALID", ("SAME", "VALID"))
+        self.stride_h, self.stride_w = self.int_option("stride_h", 1), self.int_option("stride_w", 1)
+        self.dil_h, self.dil_w = self.int_option("dilation_h_factor", 1), self.int_option("dilation_w_factor", 1)
         _, h, wd, _ = x.shape
         kh, kw = w.shape[1], w.shape[2]
+        if min(kh, kw) < 1:
+            self.fail(f"filter {kh}x{kw} is empty")
         self.out_h = compute_out_size(pad, h, kh, self.stride_h, self.dil_h)
         self.out_w = compute_out_size(pad, wd, kw, self.stride_w, self.dil_w)
         if self.out_h < 1 or self.out_w < 1:
             self.fail(f"filter {kh}x{kw} does not fit the {h}x{wd} input with {pad} padding")
+        for k, d, o, st, axis in ((kh, self.dil_h, self.out_h, self.stride_h, "height"),
+                                  (kw, self.dil_w, self.out_w, self.stride_w, "width")):
+            # TFLite computes the dilated filter extent and the padded extent in int32
+            if (o - 1) * st + (k - 1) * d + 1 > INT32_MAX:
+                self.fail(f"the dilated filter {axis} ({k} taps, dilation {d}, stride {st}) overflows int32")
         self.pad_h = compute_padding(self.stride_h, self.dil_h, h, kh, self.out_h)
         self.pad_w = compute_padding(self.stride_w, self.dil_w, wd, kw, self.out_w)
         want = (self.out_h, self.out_w, n_out)
@@ -116,7 +140,16 @@ class Conv2D(_ConvBase):
         self.pointwise = (self.kh == 1 and self.kw == 1 and self.stride_h == 1 and self.stride_w == 1
                           and self.pad_h == 0 and self.pad_w == 0)
         self.pad_value = -self.input_offset
+        self.check_buffers(1)
         self.load_params()
+
+    def buffer_bytes(self, n: int) -> dict:
+        """im2col columns (unless pointwise), the GEMM operands and the output for a batch of ``n``."""
+        rows = n * self.out_h * self.out_w
+        out = gemm_buffer_bytes(rows, self.k_len, self.n_out)
+        if not self.pointwise:
+            out["im2col columns"] = rows * self.k_len
+        return out
 
     def load_params(self):
         """Recompute the GEMM operands from the current weights and bias (after a training update)."""
@@ -156,7 +189,7 @@ class DepthwiseConv2D(_ConvBase):
         if w.shape[0] != 1:
             self.fail("depthwise filter must have shape (1, KH, KW, C*M)")
         c = x.shape[3]
-        dm = int(self.option("depth_multiplier", 1))
+        dm = self.int_option("depth_multiplier", 1, lo=-INT32_MAX - 1)
         if dm < 1 or c * dm != w.shape[3]:
             # TFLite derives the multiplier from the shapes when the option is unset or stale
             if w.shape[3] % c != 0:
@@ -165,13 +198,21 @@ class DepthwiseConv2D(_ConvBase):
         self.depth_multiplier = dm
         self.pad_value = -self.input_offset
         ow = self.out_w
-        self.mtile = np.tile(self.multiplier, ow)  # per-row tiles of the per-channel parameters
-        self.stile = np.tile(self.shift, ow)
-        self.load_params()
         s = self.stride_w
         self.hp = max((self.out_h - 1) * self.stride_h + (self.kh - 1) * self.dil_h + 1, x.shape[1] + self.pad_h)
         wp = max((ow - 1) * s + (self.kw - 1) * self.dil_w + 1, x.shape[2] + self.pad_w)
         self.wq = -(-wp // s)
+        self.check_buffers(1)
+        self.mtile = np.tile(self.multiplier, ow)  # per-row tiles of the per-channel parameters
+        self.stile = np.tile(self.shift, ow)
+        self.load_params()
+
+    def buffer_bytes(self, n: int) -> dict:
+        """The padded, stride-split input rows (per thread), the weight tiles and the output for a batch of ``n``."""
+        row = self.out_w * self.n_out
+        return {"padded input": self.hp * self.stride_w * self.wq * self.n_out,
+                "weight tiles": self.kh * self.kw * row * 4, "parameter tiles": 3 * row * 8,
+                "output": n * self.out_h * row}
 
     def load_params(self):
         """Recompute the kernel operands from the current weights and bias (after a training update)."""

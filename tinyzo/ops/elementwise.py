@@ -17,7 +17,7 @@ import numpy as np
 from tinyzo.errors import ArithmeticContractError
 from tinyzo.kernels.elementwise import dequantize_s8, quantize_f32, quantize_s8
 from tinyzo.ops.base import PreparedOp, register
-from tinyzo.quant import quantize_multiplier, rounding_code
+from tinyzo.quant import check_multiplier_shift, quantize_multiplier, rounding_code
 
 __all__ = ["Dequantize", "Quantize"]
 
@@ -55,7 +55,8 @@ class Quantize(PreparedOp):
             self.in_zero_point = int(inp.quant.zero_point[0])
             effective_scale = float(np.float32(inp.quant.scale[0])) / float(self.out_scale)
             try:
-                self.multiplier, self.shift = quantize_multiplier(effective_scale, self.model.rounding)
+                self.multiplier, self.shift = check_multiplier_shift(
+                    *quantize_multiplier(effective_scale, self.model.rounding), self.model.rounding)
             except ArithmeticContractError as e:
                 self.fail(f"quantization not supported: {e}")
             self.rounding = rounding_code(self.model.rounding)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyzo.ops.base import PreparedOp, register
-from tinyzo.ops.conv import FLOAT32_EXACT_K, gemm_requant, per_channel_multipliers
+from tinyzo.ops.conv import FLOAT32_EXACT_K, gemm_buffer_bytes, gemm_requant, per_channel_multipliers
 from tinyzo.quant import rounding_code
 
 
@@ -39,22 +39,27 @@ class FullyConnected(PreparedOp):
             self.fail(f"weights zero point {int(w.quant.zero_point[0])} is outside [-128, 127]")
         # TFLM: weights_offset = -filter zero point (per-tensor kernel only; 0 for per-channel weights)
         self.weights_offset = 0 if w.quant.per_channel else -int(w.quant.zero_point[0])
-        if self.option("weights_format", "DEFAULT") != "DEFAULT":
-            self.fail(f"weights format {self.option('weights_format')} is not supported")
+        self.enum_option("weights_format", "DEFAULT", ("DEFAULT",))
         self.n_out, self.k_len = w.shape
+        if self.k_len < 1 or self.n_out < 1:
+            self.fail(f"weights of shape {w.shape} are empty")
+        if len(x.shape) < 1 or len(y.shape) < 1:
+            self.fail(f"input {x.shape} and output {y.shape} must have a batch dimension")
         per_sample = int(np.prod(x.shape[1:], dtype=np.int64)) if len(x.shape) > 1 else 1
         total = int(np.prod(x.shape, dtype=np.int64))
         if total % self.k_len != 0:
             self.fail(f"input of {total} values cannot be split in rows of {self.k_len}")
-        self.keep_num_dims = bool(self.option("keep_num_dims", False))
+        self.keep_num_dims = self.bool_option("keep_num_dims", False)
         if self.keep_num_dims:
             if x.shape[-1] != self.k_len:
                 self.fail("keep_num_dims needs the input's last dimension to equal the weights' depth")
             want = tuple(x.shape[:-1]) + (self.n_out,)
         else:
             want = (total // self.k_len, self.n_out)
-        if tuple(y.shape[1:]) != want[1:]:
-            self.fail(f"output shape {y.shape} does not match the computed {want}")
+        # the whole stored shape, dimension 0 included: it says how many rows one sample makes
+        if tuple(y.shape) != want:
+            self.fail(f"output shape {y.shape} does not match the computed {want} (input {x.shape}, "
+                      f"weights {w.shape})")
         # rows per sample: the batch dim of the file is dim 0 and becomes N at run time
         if per_sample % self.k_len != 0 and not self.keep_num_dims:
             self.fail("each sample must flatten to whole rows of the weights' depth")
@@ -69,7 +74,12 @@ class FullyConnected(PreparedOp):
         self.act_min, self.act_max = self.activation(y)
         self.rounding = rounding_code(self.model.rounding)
         self.out_tail = tuple(y.shape[1:])
+        self.check_buffers(1)
         self.load_params()
+
+    def buffer_bytes(self, n: int) -> dict:
+        """The GEMM operands and the output for a batch of ``n`` (``rows_per_sample`` rows each)."""
+        return gemm_buffer_bytes(n * self.rows_per_sample, self.k_len, self.n_out)
 
     def load_params(self):
         """Recompute the GEMM operands from the current weights and bias (after a training update)."""

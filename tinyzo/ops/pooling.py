@@ -15,12 +15,14 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from tinyzo.errors import ArithmeticContractError
 from tinyzo.kernels.pool import average_pool_s8, max_pool_s8, mean_s8
-from tinyzo.ops.base import PreparedOp, register
-from tinyzo.quant import quantize_multiplier, rounding_code
+from tinyzo.ops.base import INT32_MAX, PreparedOp, register
+from tinyzo.quant import check_multiplier_shift, quantize_multiplier, rounding_code
 from tinyzo.spec.pool import compute_padding_height_width, mean_output_multiplier
 
 __all__ = ["AveragePool2D", "MaxPool2D", "Mean"]
@@ -50,14 +52,13 @@ class _Pool2D(PreparedOp):
             inp.quant.zero_point[0]
         ) != int(out.quant.zero_point[0]):
             self.fail("input and output must have the same scale and zero point (TFLite Micro requires it)")
-        padding = self.option("padding", "SAME")
-        if padding not in ("SAME", "VALID"):
-            self.fail(f"padding {padding} is not supported")
-        sh, sw = int(self.option("stride_h", 1)), int(self.option("stride_w", 1))
-        fh, fw = int(self.option("filter_height", 1)), int(self.option("filter_width", 1))
-        if min(sh, sw, fh, fw) < 1:
-            self.fail(f"strides ({sh}, {sw}) and filter size ({fh}, {fw}) must be >= 1")
+        padding = self.enum_option("padding", "SAME", ("SAME", "VALID"))
+        sh, sw = self.int_option("stride_h", 1), self.int_option("stride_w", 1)
+        fh, fw = self.int_option("filter_height", 1), self.int_option("filter_width", 1)
         _, in_h, in_w, ch = inp.shape
+        # TFLite computes the padded extent (out - 1) * stride + filter in int32
+        if (in_h + sh) + fh > INT32_MAX or (in_w + sw) + fw > INT32_MAX:
+            self.fail(f"strides ({sh}, {sw}) and filter size ({fh}, {fw}) overflow int32")
         out_h, out_w, pad_h, pad_w, _, _ = compute_padding_height_width(sh, sw, 1, 1, in_h, in_w, fh, fw, padding)
         if out_h < 1 or out_w < 1:
             self.fail(f"the filter ({fh}, {fw}) does not fit the input ({in_h}, {in_w}) with {padding} padding")
@@ -65,10 +66,9 @@ class _Pool2D(PreparedOp):
             self.fail(f"output shape {out.shape} differs from the computed (N, {out_h}, {out_w}, {ch})")
         # TFLM's AveragePool returns an error for a window without any input element.
         for o, s, p, f, size in ((out_h, sh, pad_h, fh, in_h), (out_w, sw, pad_w, fw, in_w)):
-            for k in range(o):
-                start = k * s - p
-                if min(f, size - start) <= max(0, -start):
-                    self.fail("a pooling window lies entirely in the padding")
+            start = np.arange(o, dtype=np.int64) * s - p
+            if np.any(np.minimum(f, size - start) <= np.maximum(0, -start)):
+                self.fail("a pooling window lies entirely in the padding")
         self.act_min, self.act_max = self.activation(out)
         self.stride_h, self.stride_w, self.filter_h, self.filter_w = sh, sw, fh, fw
         self.pad_h, self.pad_w = pad_h, pad_w
@@ -138,7 +138,7 @@ class Mean(PreparedOp):
                 axes.append(a)
         if len(axes) > MEAN_MAX_AXES:
             self.fail(f"{len(axes)} distinct axes are not supported (TFLite Micro handles at most {MEAN_MAX_AXES})")
-        keep_dims = bool(self.option("keep_dims", False))
+        keep_dims = self.bool_option("keep_dims", False)
         if 0 in axes and not keep_dims:
             self.fail("reducing the batch dimension (axis 0) without keep_dims is not supported")
         if keep_dims:
@@ -154,7 +154,7 @@ class Mean(PreparedOp):
             self.fail("the reduced dimensions are empty")
         real = float(np.float32(inp.quant.scale[0])) / float(np.float32(out.quant.scale[0]))
         try:
-            m, s = quantize_multiplier(real, self.model.rounding)
+            m, s = check_multiplier_shift(*quantize_multiplier(real, self.model.rounding), self.model.rounding)
         except ArithmeticContractError as e:
             self.fail(f"quantization not supported: {e}")
         self.multiplier, self.shift = mean_output_multiplier(m, s, count)
@@ -166,6 +166,12 @@ class Mean(PreparedOp):
         self.reduce_axes = tuple(sorted(a for a in axes if a != 0))
         self.keep_axes = tuple(k for k in range(rank) if k not in self.reduce_axes)
         self._inp, self._out = inp, out
+
+    def buffer_bytes(self, n: int) -> dict:
+        """The transposed input copy and the output for a batch of ``n``."""
+        out = super().buffer_bytes(n)
+        out["transposed input"] = n * math.prod(self._inp.shape[1:])
+        return out
 
     def compute(self, x):
         """int8[N, ...] -> int8[N, out_shape[1:]]."""

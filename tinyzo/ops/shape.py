@@ -62,8 +62,8 @@ class Reshape(PreparedOp):
             if not shape_t.is_constant or shape_t.dtype not in (np.int32, np.int64):
                 self.fail("the shape input must be a constant int32/int64 tensor")
             new_shape = np.asarray(shape_t.data).reshape(-1).tolist()
-        elif self.option("new_shape") is not None and len(self.option("new_shape")) > 0:
-            new_shape = [int(d) for d in self.option("new_shape")]
+        elif self.int_list_option("new_shape", []):
+            new_shape = self.int_list_option("new_shape", [])
         else:
             new_shape = list(out.shape)
         n_elems = int(np.prod(inp.shape, dtype=np.int64))
@@ -160,15 +160,12 @@ class Concatenation(PreparedOp):
             self.fail(f"needs 1..{CONCAT_MAX_INPUTS} inputs and 1 output, got {n_in} and {len(self.op.outputs)}")
         out = self.tensor(0, output=True)
         self.require_int8(out, "output")
-        if self.option("fused_activation_function", "NONE") != "NONE":
-            self.fail(f"fused activation {self.option('fused_activation_function')} is not supported (TFLite Micro requires NONE)")
+        self.enum_option("fused_activation_function", "NONE", ("NONE",))
         rank = len(out.shape)
         if not 1 <= rank <= CONCAT_MAX_RANK:
             self.fail(f"output rank {rank} is not supported (1..{CONCAT_MAX_RANK})")
-        axis = int(self.option("axis", 0))
+        axis = self.int_option("axis", 0, lo=-rank, hi=rank - 1)
         axis = axis + rank if axis < 0 else axis
-        if not 0 <= axis < rank:
-            self.fail(f"axis {self.option('axis', 0)} is out of range for rank {rank}")
         if axis == 0:
             self.fail("concatenating along the batch dimension (axis 0) is not supported")
         ins = [self.tensor(k) for k in range(n_in)]

@@ -120,7 +120,7 @@ class Softmax(PreparedOp):
                 f"int8 output {out.name!r} must have scale 1/256 and zero point -128 (TFLite Micro requires it), "
                 f"got scale {float(out.quant.scale[0])!r} and zero point {int(out.quant.zero_point[0])}"
             )
-        self.beta = float(np.float32(self.option("beta", 1.0)))
+        self.beta = self.float_option("beta", 1.0)
         rounding = getattr(self.model, "rounding", DOUBLE_ROUNDING)
         self.rounding = rounding_code(rounding)
         try:
