@@ -219,13 +219,13 @@ def test_ops_refuse_bad_graphs():
     with pytest.raises(UnsupportedOperatorError, match="differs from input shape"):
         Model([Tensor("x", (1, 4), np.int8, qp(0.1, 0)), Tensor("y", (1, 5), np.int8, qp(0.1, 0))],
               [Operator("RELU", (0,), (1,))], (0,), (1,))
-    with pytest.raises(UnsupportedOperatorError, match="constant input"):
+    with pytest.raises(UnsupportedOperatorError, match="constant input|every input is a constant"):
         Model([Tensor("c", (1, 4), np.int8, qp(0.1, 0), data=np.zeros((1, 4), np.int8)),
                Tensor("x", (1, 4), np.int8, qp(0.1, 0)),
                Tensor("y", (1, 4), np.int8, qp(0.1, 0)), Tensor("z", (1, 4), np.int8, qp(0.1, 0))],
               [Operator("TANH", (0,), (2,)), Operator("ADD", (1, 2), (3,), {"fused_activation_function": "NONE"})],
               (1,), (3,))
-    with pytest.raises(UnsupportedOperatorError, match="needs 1 input"):
+    with pytest.raises(UnsupportedOperatorError, match="needs 1 input|takes 1 input"):
         Model([Tensor("x", (1, 4), np.int8, qp(0.1, 0)), Tensor("y", (1, 4), np.int8, qp(0.1, 0))],
               [Operator("RELU", (0, 0), (1,))], (0,), (1,))
 

@@ -349,11 +349,14 @@ class Model:
                     return
                 try:
                     res = part(s)
-                    with lock:
+                    m = s.stop - s.start
+                    with lock:  # rows per sample: 1, except a constant output stacked per sample (F3)
                         if not out:
-                            out.update({k: np.empty((n,) + a.shape[1:], a.dtype) for k, a in res.items()})
+                            out.update({k: np.empty((n * (a.shape[0] // m),) + a.shape[1:], a.dtype)
+                                        for k, a in res.items()})
                     for k, a in res.items():
-                        out[k][s] = a
+                        r = a.shape[0] // m
+                        out[k][s.start * r:s.stop * r] = a
                 except BaseException:
                     failed.append(True)
                     raise
