@@ -23,6 +23,7 @@ import numpy as np
 from numba import njit
 
 from tinyzo.kernels.arith import multiply_by_quantized_multiplier, wrap_int32
+from tinyzo.kernels.requant import requantize_row_s8
 
 
 @njit(cache=True, nogil=True)
@@ -136,8 +137,16 @@ def depthwise_conv2d_s8(x, w, bias, stride_h, stride_w, dil_h, dil_w, pad_h, pad
                         out[b, oy, ox, oc] = v
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _tap_run(rows, fx, dil_w, s, c, owc):
+    """The OW*C input values filter column fx multiplies along one output row (see depthwise_conv2d_s8_fast)."""
+    col = fx * dil_w
+    start = (col // s) * c
+    return rows[col % s, start:start + owc]
+
+
 @njit(cache=True, nogil=True)
-def depthwise_conv2d_s8_fast(x, wtile, ctile, mtile, stile, stride_h, stride_w, dil_h, dil_w, pad_h, pad_w,
+def depthwise_conv2d_s8_fast(x, wtile, ctile, rq, stride_h, stride_w, dil_h, dil_w, pad_h, pad_w,
                              depth_multiplier, pad_value, output_offset, act_min, act_max, rounding, xq, out,
                              oy_start, oy_stop):
     """Depthwise convolution, fast path; equal to :func:`depthwise_conv2d_s8` (TFLM's loop) for every input.
@@ -146,7 +155,8 @@ def depthwise_conv2d_s8_fast(x, wtile, ctile, mtile, stile, stride_h, stride_w, 
         x: int8[N,H,W,Cin]; output channels C = Cin * depth_multiplier.
         wtile: int32[KH,KW,OW*C], the filter tiled along an output row: ``wtile[fy,fx,ox*C+k] = w[0,fy,fx,k]``.
         ctile: int32[OW*C], tiled ``const[k] = input_offset * sum(w[..., k]) + bias[k]`` (wrapped to int32).
-        mtile, stile: int32[OW*C], tiled per-channel multipliers and shifts.
+        rq: int32[5, OW*C], the per-channel requantization parameters tiled along a row
+            (:func:`tinyzo.kernels.requant.requant_params`).
         pad_value: the input zero point (its offset-corrected value is 0).
         xq: int8[HP, S, WQ*C] work buffer, S = stride_w, HP/WQ covering every tap (see the op's prepare).
         out: int8[N,OH,OW,C]; output rows ``oy_start <= oy < oy_stop`` are written (the whole output
@@ -156,8 +166,9 @@ def depthwise_conv2d_s8_fast(x, wtile, ctile, mtile, stile, stride_h, stride_w, 
     Steps: (1) copy the input into ``xq`` padded with ``pad_value``, each input channel repeated
     ``depth_multiplier`` times and the columns split by phase ``col % stride_w``, so that every
     filter tap reads one contiguous run of OW*C values; (2) per output row, start the int32
-    accumulators at ``const`` and multiply-add each tap (a padded position adds ``w * zp``, which
-    ``const`` cancels exactly); (3) requantize the row. The int32 sums wrap like C's, and a sum
+    accumulators at ``const`` and multiply-add the taps, up to three filter columns per pass over
+    the accumulators (a padded position adds ``w * zp``, which ``const`` cancels exactly); (3) requantize the row in one vectorized pass
+    (:func:`tinyzo.kernels.requant.requantize_row_s8`). The int32 sums wrap like C's, and a sum
     modulo 2**32 does not depend on its order, so the result equals the reference loop.
     Loops index slices with plain range variables: a computed index such as ``row[base + j]``
     makes Numba emit a negative-index check that stops LLVM from vectorizing.
@@ -210,22 +221,31 @@ def depthwise_conv2d_s8_fast(x, wtile, ctile, mtile, stile, stride_h, stride_w, 
                 acc[j] = ctile[j]
             for fy in range(kh):
                 rows = xq[oy * stride_h + fy * dil_h]
-                for fx in range(kw):
-                    col = fx * dil_w
-                    start = (col // s) * c
-                    xs = rows[col % s, start:start + owc]
-                    wt = wtile[fy, fx]
-                    for j in range(owc):
-                        acc[j] += wt[j] * np.int32(xs[j])
+                wrow = wtile[fy]
+                fx = 0
+                while fx < kw:  # up to three taps per pass over the accumulators
+                    taps = min(3, kw - fx)
+                    x0 = _tap_run(rows, fx, dil_w, s, c, owc)
+                    w0 = wrow[fx]
+                    if taps == 3:
+                        x1 = _tap_run(rows, fx + 1, dil_w, s, c, owc)
+                        x2 = _tap_run(rows, fx + 2, dil_w, s, c, owc)
+                        w1 = wrow[fx + 1]
+                        w2 = wrow[fx + 2]
+                        for j in range(owc):
+                            acc[j] = np.int32(acc[j] + w0[j] * np.int32(x0[j]) + w1[j] * np.int32(x1[j])
+                                              + w2[j] * np.int32(x2[j]))
+                    elif taps == 2:
+                        x1 = _tap_run(rows, fx + 1, dil_w, s, c, owc)
+                        w1 = wrow[fx + 1]
+                        for j in range(owc):
+                            acc[j] = np.int32(acc[j] + w0[j] * np.int32(x0[j]) + w1[j] * np.int32(x1[j]))
+                    else:
+                        for j in range(owc):
+                            acc[j] = np.int32(acc[j] + w0[j] * np.int32(x0[j]))
+                    fx += taps
             # (3) requantize
-            orow = out[b, oy].reshape(owc)
-            for j in range(owc):
-                v = multiply_by_quantized_multiplier(acc[j], mtile[j], stile[j], rounding) + output_offset
-                if v < act_min:
-                    v = act_min
-                elif v > act_max:
-                    v = act_max
-                orow[j] = v
+            requantize_row_s8(acc, rq, output_offset, act_min, act_max, rounding, out[b, oy].reshape(owc))
 
 
 @njit(cache=True, nogil=True)

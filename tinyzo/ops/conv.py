@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyzo.kernels.conv import depthwise_conv2d_s8_fast, im2col_s8, requantize_acc_s8
+from tinyzo.kernels.conv import depthwise_conv2d_s8_fast
+from tinyzo.kernels.conv_gemm import conv2d_s8_gemm, requantize_gemm_s8
+from tinyzo.kernels.conv_int import conv2d_s8_int
+from tinyzo.kernels.requant import requant_params
+from tinyzo.ops import conv_paths
 from tinyzo.ops.base import PreparedOp, register
 from tinyzo.quant import quantize_multiplier, rounding_code
 from tinyzo.spec.conv import compute_out_size, compute_padding
@@ -18,14 +22,23 @@ def gemm_requant(op: PreparedOp, a_s8: np.ndarray, out: np.ndarray) -> None:
 
     ``a_s8``: int8[M, K]; ``op.wt``: [K, O] float holding int8 values, float32 while K <= 1024 (every
     partial sum is an integer below 2**24, so float32 is exact in any order), else float64;
-    ``out``: int8[M, O], written.
+    ``out``: int8[M, O], written. The requantization is the vectorized one
+    (:func:`tinyzo.kernels.conv_gemm.requantize_gemm_s8`), with ``op.const`` and the per-channel
+    parameters tiled once per ``op.const`` (a training update replaces ``op.const``).
     """
     a = op.scratch("gemm_a", a_s8.shape, op.wt.dtype)
     np.copyto(a, a_s8)
     raw = op.scratch("gemm_raw", (a_s8.shape[0], op.wt.shape[1]), op.wt.dtype)
     np.matmul(a, op.wt, out=raw)
-    requantize_acc_s8(raw, op.const, op.multiplier, op.shift, op.output_offset, op.act_min, op.act_max,
-                      op.rounding, out)
+    tiles = getattr(op, "_gemm_tiles", None)
+    if tiles is None or tiles[0] is not op.const:
+        o = op.wt.shape[1]
+        block = max(1, conv_paths.BLOCK_ELEMS // o)
+        tiles = (op.const, np.tile(conv_paths.wrap32(op.const), block),
+                 requant_params(op.multiplier, op.shift, op.rounding, block * o))
+        op._gemm_tiles = tiles
+    acc = op.scratch("gemm_acc", (tiles[1].size,), np.int32)
+    requantize_gemm_s8(raw, tiles[1], tiles[2], op.output_offset, op.act_min, op.act_max, op.rounding, acc, out)
 
 
 def per_channel_multipliers(op: PreparedOp, input_scale, weight_scales, output_scale, n_out: int):
@@ -103,8 +116,10 @@ class _ConvBase(PreparedOp):
 class Conv2D(_ConvBase):
     """int8 CONV_2D (per-channel weights OHWI, stride, SAME/VALID, dilation, fused activation).
 
-    Bit-exact with TFLM ``ConvPerChannel``; computed as im2col + exact float GEMM
-    + integer requantization (see :mod:`tinyzo.kernels.conv`).
+    Bit-exact with TFLM ``ConvPerChannel`` along either of two paths chosen per layer at prepare
+    time (:mod:`tinyzo.ops.conv_paths`): an exact float GEMM by BLAS or integer multiply-accumulate
+    loops, both with the requantization fused (:mod:`tinyzo.kernels.conv_gemm`,
+    :mod:`tinyzo.kernels.conv_int`). :attr:`path` names the one in use; :meth:`set_path` changes it.
     """
 
     def prepare(self):
@@ -116,28 +131,46 @@ class Conv2D(_ConvBase):
         self.pointwise = (self.kh == 1 and self.kw == 1 and self.stride_h == 1 and self.stride_w == 1
                           and self.pad_h == 0 and self.pad_w == 0)
         self.pad_value = -self.input_offset
+        self.conv_params = conv_paths.conv_params(self)
+        self.path = conv_paths.choose_path(self.k_len, self.n_out)
+        self.load_params()
+
+    def set_path(self, path: str) -> None:
+        """Compute this layer along ``path`` ("gemm" or "int"; every path gives the same output)."""
+        self.path = conv_paths.check_path(path)
         self.load_params()
 
     def load_params(self):
-        """Recompute the GEMM operands from the current weights and bias (after a training update)."""
+        """Recompute the kernel operands from the current weights and bias (after a training update)."""
         w, bias = self._read_params()
         w2 = w.reshape(self.n_out, self.k_len)
-        ftype = np.float32 if self.k_len <= FLOAT32_EXACT_K else np.float64
-        self.wt = np.ascontiguousarray(w2.T.astype(ftype))
         self.const = self.input_offset * w2.astype(np.int64).sum(axis=1) + bias.astype(np.int64)
+        pixels = self.out_h * self.out_w
+        if self.path == "gemm":
+            self.block = conv_paths.block_pixels(self.k_len, self.n_out, pixels)
+            self.wt, self.const_tile, self.rq = conv_paths.gemm_operands(
+                w2, self.const, self.multiplier, self.shift, self.rounding, self.block)
+        else:
+            self.block = conv_paths.block_pixels(self.k_len, conv_paths.padded_channels(self.n_out), pixels)
+            self.wp, self.const_tile, self.rq = conv_paths.int_operands(
+                w2, self.const, self.multiplier, self.shift, self.rounding, self.block)
 
     def compute(self, x):
-        n = x.shape[0]
-        m_rows = n * self.out_h * self.out_w
-        if self.pointwise:
-            cols = x.reshape(m_rows, self.k_len)
+        x = np.ascontiguousarray(x)
+        out = np.empty((x.shape[0], self.out_h, self.out_w, self.n_out), dtype=np.int8)
+        if self.path == "gemm":
+            ft = self.wt.dtype
+            conv2d_s8_gemm(x, self.wt, self.const_tile, self.rq, self.conv_params,
+                           self.scratch("cols", (self.block, self.k_len), ft),
+                           self.scratch("raw", (self.block, self.n_out), ft),
+                           self.scratch("acc", (self.block * self.n_out,), np.int32), out)
         else:
-            cols = self.scratch("cols", (m_rows, self.k_len), np.int8)
-            im2col_s8(x, self.kh, self.kw, self.stride_h, self.stride_w, self.dil_h, self.dil_w,
-                      self.pad_h, self.pad_w, self.out_h, self.out_w, self.pad_value, cols)
-        out = np.empty((m_rows, self.n_out), dtype=np.int8)
-        gemm_requant(self, cols, out)
-        return out.reshape(n, self.out_h, self.out_w, self.n_out)
+            n_pad = self.wp.shape[1]
+            conv2d_s8_int(x, self.wp, self.const_tile, self.rq, self.conv_params,
+                          self.scratch("patch", (self.k_len,), np.int8),
+                          self.scratch("acc", (self.block, n_pad), np.int32),
+                          self.scratch("obuf", (self.block, n_pad), np.int8), out)
+        return out
 
     def macs(self):
         return self.out_h * self.out_w * self.n_out * self.k_len
@@ -165,8 +198,7 @@ class DepthwiseConv2D(_ConvBase):
         self.depth_multiplier = dm
         self.pad_value = -self.input_offset
         ow = self.out_w
-        self.mtile = np.tile(self.multiplier, ow)  # per-row tiles of the per-channel parameters
-        self.stile = np.tile(self.shift, ow)
+        self.rq = requant_params(self.multiplier, self.shift, self.rounding, ow * self.n_out)  # tiled along a row
         self.load_params()
         s = self.stride_w
         self.hp = max((self.out_h - 1) * self.stride_h + (self.kh - 1) * self.dil_h + 1, x.shape[1] + self.pad_h)
@@ -187,7 +219,7 @@ class DepthwiseConv2D(_ConvBase):
     def compute(self, x):
         out = np.empty((x.shape[0], self.out_h, self.out_w, self.n_out), dtype=np.int8)
         xq = self.scratch("xq", (self.hp, self.stride_w, self.wq * self.n_out), np.int8)
-        depthwise_conv2d_s8_fast(x, self.wtile, self.ctile, self.mtile, self.stile, self.stride_h, self.stride_w,
+        depthwise_conv2d_s8_fast(x, self.wtile, self.ctile, self.rq, self.stride_h, self.stride_w,
                                  self.dil_h, self.dil_w, self.pad_h, self.pad_w, self.depth_multiplier,
                                  self.pad_value, self.output_offset, self.act_min, self.act_max, self.rounding,
                                  xq, out, 0, self.out_h)
