@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).parent
-FILES = ["test_arith.py", "test_conv.py", "test_float_nn.py"]
+FILES = ["test_arith.py", "test_conv.py", "test_conv_int.py", "test_float_nn.py"]
 
 
 @pytest.mark.slow

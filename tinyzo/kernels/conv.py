@@ -233,16 +233,16 @@ def depthwise_conv2d_s8_fast(x, wtile, ctile, rq, stride_h, stride_w, dil_h, dil
                         w1 = wrow[fx + 1]
                         w2 = wrow[fx + 2]
                         for j in range(owc):
-                            acc[j] = np.int32(acc[j] + w0[j] * np.int32(x0[j]) + w1[j] * np.int32(x1[j])
+                            acc[j] = np.int32(np.int64(acc[j]) + w0[j] * np.int32(x0[j]) + w1[j] * np.int32(x1[j])
                                               + w2[j] * np.int32(x2[j]))
                     elif taps == 2:
                         x1 = _tap_run(rows, fx + 1, dil_w, s, c, owc)
                         w1 = wrow[fx + 1]
                         for j in range(owc):
-                            acc[j] = np.int32(acc[j] + w0[j] * np.int32(x0[j]) + w1[j] * np.int32(x1[j]))
+                            acc[j] = np.int32(np.int64(acc[j]) + w0[j] * np.int32(x0[j]) + w1[j] * np.int32(x1[j]))
                     else:
                         for j in range(owc):
-                            acc[j] = np.int32(acc[j] + w0[j] * np.int32(x0[j]))
+                            acc[j] = np.int32(np.int64(acc[j]) + w0[j] * np.int32(x0[j]))
                     fx += taps
             # (3) requantize
             requantize_row_s8(acc, rq, output_offset, act_min, act_max, rounding, out[b, oy].reshape(owc))

@@ -83,7 +83,8 @@ def mac_pairs(src, so, k_len, wf, n_pad, af, ao):
         wf: int32[ceil(K / 2) * n_pad], :func:`pack_weight_pairs` flattened.
         af: int32[...] flat accumulators, the pixel's n_pad values start at ``ao`` (uint64).
 
-    Offsets are unsigned and the arrays flat so that every index is a plain unsigned sum: a signed
+    The sum is formed in int64 and wrapped to int32 (C's int32 sum; the same without the JIT, where
+    NumPy's int32 scalars would warn). Offsets are unsigned and the arrays flat so that every index is a plain unsigned sum: a signed
     index makes Numba emit a negative-index wraparound, and an array view per pixel costs atomic
     reference counting; either keeps the loop from running at full speed.
     """
@@ -101,7 +102,7 @@ def mac_pairs(src, so, k_len, wf, n_pad, af, ao):
         for j in range(n_pad):
             u = wf[wa + j]
             v = wf[wb + j]
-            af[ao + j] = np.int32(af[ao + j] + np.int32(_lo16(u) * a0) + np.int32(_hi16(u) * a1)
+            af[ao + j] = np.int32(np.int64(af[ao + j]) + np.int32(_lo16(u) * a0) + np.int32(_hi16(u) * a1)
                                   + np.int32(_lo16(v) * b0) + np.int32(_hi16(v) * b1))
         kp += 2
     while kp < k2:  # the last one or two pairs; an odd K's missing input is 0 (its weight is 0 too)
@@ -111,7 +112,7 @@ def mac_pairs(src, so, k_len, wf, n_pad, af, ao):
         wa = np.uint64(kp) * n_pad
         for j in range(n_pad):
             u = wf[wa + j]
-            af[ao + j] = np.int32(af[ao + j] + np.int32(_lo16(u) * a0) + np.int32(_hi16(u) * a1))
+            af[ao + j] = np.int32(np.int64(af[ao + j]) + np.int32(_lo16(u) * a0) + np.int32(_hi16(u) * a1))
         kp += 1
 
 
