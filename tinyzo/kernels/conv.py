@@ -138,11 +138,10 @@ def depthwise_conv2d_s8(x, w, bias, stride_h, stride_w, dil_h, dil_w, pad_h, pad
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _tap_run(rows, fx, dil_w, s, c, owc):
-    """The OW*C input values filter column fx multiplies along one output row (see depthwise_conv2d_s8_fast)."""
+def _tap_start(rbase, fx, dil_w, s, c, phase_len):
+    """Flat offset in ``xq`` of the OW*C input values filter column fx multiplies along one output row."""
     col = fx * dil_w
-    start = (col // s) * c
-    return rows[col % s, start:start + owc]
+    return np.uint64(rbase + (col % s) * phase_len + (col // s) * c)
 
 
 @njit(cache=True, nogil=True)
@@ -170,15 +169,24 @@ def depthwise_conv2d_s8_fast(x, wtile, ctile, rq, stride_h, stride_w, dil_h, dil
     the accumulators (a padded position adds ``w * zp``, which ``const`` cancels exactly); (3) requantize the row in one vectorized pass
     (:func:`tinyzo.kernels.requant.requantize_row_s8`). The int32 sums wrap like C's, and a sum
     modulo 2**32 does not depend on its order, so the result equals the reference loop.
-    Loops index slices with plain range variables: a computed index such as ``row[base + j]``
-    makes Numba emit a negative-index check that stops LLVM from vectorizing.
+    The loops index flat arrays with unsigned offsets: a signed computed index makes Numba emit a
+    negative-index check that stops LLVM from vectorizing, and an array view per row or tap costs
+    atomic reference counting (about as much as a small layer's arithmetic). ``x`` and ``out`` must
+    be C-contiguous.
     """
     n, h, wd, cin = x.shape
     kh, kw, owc = wtile.shape
     _, oh, ow, c = out.shape
     s = stride_w
     wq = xq.shape[2] // c
+    phase_len = wq * c  # one phase of one padded row
+    row_len = s * phase_len  # one padded row (all phases)
     acc = np.empty(owc, dtype=np.int32)
+    xf = x.reshape(-1)
+    xqf = xq.reshape(-1)
+    wf = wtile.reshape(-1)
+    of = out.reshape(-1)
+    n_j = np.uint64(owc)
     # padded rows read by output rows [oy_start, oy_stop), and the input rows among them
     py_lo = oy_start * stride_h
     py_hi = (oy_stop - 1) * stride_h + (kh - 1) * dil_h + 1
@@ -188,13 +196,7 @@ def depthwise_conv2d_s8_fast(x, wtile, ctile, rq, stride_h, stride_w, dil_h, dil
         # (1) pad, expand channels, split columns by phase
         xq[py_lo:py_hi] = pad_value
         for iy in range(iy_lo, iy_hi):
-            xr2 = x[b, iy]  # (W, Cin)
-            if s == 1 and depth_multiplier == 1:  # one contiguous run
-                dst1 = xq[iy + pad_h, 0, pad_w * c:(pad_w + wd) * c]
-                src1 = xr2.reshape(wd * c)
-                for j in range(wd * c):
-                    dst1[j] = src1[j]
-                continue
+            src_row = np.uint64(((b * h + iy) * wd) * cin)
             for phase in range(s):
                 # input columns ix whose padded column ix + pad_w falls in this phase
                 col0 = pad_w + (phase - pad_w) % s
@@ -202,50 +204,57 @@ def depthwise_conv2d_s8_fast(x, wtile, ctile, rq, stride_h, stride_w, dil_h, dil
                     continue
                 ix0 = col0 - pad_w
                 cnt = (wd - ix0 + s - 1) // s
-                q0 = col0 // s
-                src = xr2[ix0::s]
-                dst = xq[iy + pad_h, phase].reshape(wq, c)[q0:q0 + cnt]
-                if depth_multiplier == 1:
+                dst0 = np.uint64((iy + pad_h) * row_len + phase * phase_len + (col0 // s) * c)
+                if s == 1 and depth_multiplier == 1:  # one contiguous run
+                    src0 = src_row + np.uint64(ix0 * c)
+                    for j in range(np.uint64(cnt * c)):
+                        xqf[dst0 + j] = xf[src0 + j]
+                elif depth_multiplier == 1:
                     for q in range(cnt):
-                        for k in range(c):
-                            dst[q, k] = src[q, k]
-                else:
+                        src0 = src_row + np.uint64((ix0 + q * s) * c)
+                        d0 = dst0 + np.uint64(q * c)
+                        for k in range(np.uint64(c)):
+                            xqf[d0 + k] = xf[src0 + k]
+                else:  # output channel ic * M + m reads input channel ic
                     for q in range(cnt):
+                        src0 = src_row + np.uint64((ix0 + q * s) * cin)
+                        d0 = dst0 + np.uint64(q * c)
                         for ic in range(cin):
-                            v = src[q, ic]
+                            v = xf[src0 + np.uint64(ic)]
                             for m in range(depth_multiplier):
-                                dst[q, ic * depth_multiplier + m] = v
+                                xqf[d0 + np.uint64(ic * depth_multiplier + m)] = v
         for oy in range(oy_start, oy_stop):
             # (2) accumulate
             for j in range(owc):
                 acc[j] = ctile[j]
             for fy in range(kh):
-                rows = xq[oy * stride_h + fy * dil_h]
-                wrow = wtile[fy]
+                rbase = (oy * stride_h + fy * dil_h) * row_len
                 fx = 0
                 while fx < kw:  # up to three taps per pass over the accumulators
                     taps = min(3, kw - fx)
-                    x0 = _tap_run(rows, fx, dil_w, s, c, owc)
-                    w0 = wrow[fx]
+                    x0 = _tap_start(rbase, fx, dil_w, s, c, phase_len)
+                    w0 = np.uint64((fy * kw + fx) * owc)
                     if taps == 3:
-                        x1 = _tap_run(rows, fx + 1, dil_w, s, c, owc)
-                        x2 = _tap_run(rows, fx + 2, dil_w, s, c, owc)
-                        w1 = wrow[fx + 1]
-                        w2 = wrow[fx + 2]
-                        for j in range(owc):
-                            acc[j] = np.int32(np.int64(acc[j]) + w0[j] * np.int32(x0[j]) + w1[j] * np.int32(x1[j])
-                                              + w2[j] * np.int32(x2[j]))
+                        x1 = _tap_start(rbase, fx + 1, dil_w, s, c, phase_len)
+                        x2 = _tap_start(rbase, fx + 2, dil_w, s, c, phase_len)
+                        w1 = w0 + n_j
+                        w2 = w1 + n_j
+                        for j in range(n_j):
+                            acc[j] = np.int32(np.int64(acc[j]) + wf[w0 + j] * np.int32(xqf[x0 + j])
+                                              + wf[w1 + j] * np.int32(xqf[x1 + j]) + wf[w2 + j] * np.int32(xqf[x2 + j]))
                     elif taps == 2:
-                        x1 = _tap_run(rows, fx + 1, dil_w, s, c, owc)
-                        w1 = wrow[fx + 1]
-                        for j in range(owc):
-                            acc[j] = np.int32(np.int64(acc[j]) + w0[j] * np.int32(x0[j]) + w1[j] * np.int32(x1[j]))
+                        x1 = _tap_start(rbase, fx + 1, dil_w, s, c, phase_len)
+                        w1 = w0 + n_j
+                        for j in range(n_j):
+                            acc[j] = np.int32(np.int64(acc[j]) + wf[w0 + j] * np.int32(xqf[x0 + j])
+                                              + wf[w1 + j] * np.int32(xqf[x1 + j]))
                     else:
-                        for j in range(owc):
-                            acc[j] = np.int32(np.int64(acc[j]) + w0[j] * np.int32(x0[j]))
+                        for j in range(n_j):
+                            acc[j] = np.int32(np.int64(acc[j]) + wf[w0 + j] * np.int32(xqf[x0 + j]))
                     fx += taps
             # (3) requantize
-            requantize_row_s8(acc, rq, output_offset, act_min, act_max, rounding, out[b, oy].reshape(owc))
+            o0 = (b * oh + oy) * owc
+            requantize_row_s8(acc, rq, output_offset, act_min, act_max, rounding, of[o0:o0 + owc])
 
 
 @njit(cache=True, nogil=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from tinyzo.kernels.conv import depthwise_conv2d_s8_fast
@@ -155,21 +157,31 @@ class Conv2D(_ConvBase):
             self.wp, self.const_tile, self.rq = conv_paths.int_operands(
                 w2, self.const, self.multiplier, self.shift, self.rounding, self.block)
 
+    def _work_arrays(self) -> tuple:
+        """This thread's kernel work arrays (they depend on the path and block, not on the batch)."""
+        key = (threading.get_ident(), "conv")
+        layout = (self.path, self.block)
+        bufs = self._scratch.get(key)
+        if bufs is None or bufs[0] != layout:
+            if self.path == "gemm":
+                ft = self.wt.dtype
+                bufs = (layout, np.empty((self.block, self.k_len), ft), np.empty((self.block, self.n_out), ft),
+                        np.empty(self.block * self.n_out, np.int32))
+            else:
+                n_pad = self.wp.shape[1]
+                bufs = (layout, np.empty(self.k_len, np.int8), np.empty((self.block, n_pad), np.int32),
+                        np.empty((self.block, n_pad), np.int8))
+            self._scratch[key] = bufs
+        return bufs
+
     def compute(self, x):
         x = np.ascontiguousarray(x)
         out = np.empty((x.shape[0], self.out_h, self.out_w, self.n_out), dtype=np.int8)
+        _, b1, b2, b3 = self._work_arrays()
         if self.path == "gemm":
-            ft = self.wt.dtype
-            conv2d_s8_gemm(x, self.wt, self.const_tile, self.rq, self.conv_params,
-                           self.scratch("cols", (self.block, self.k_len), ft),
-                           self.scratch("raw", (self.block, self.n_out), ft),
-                           self.scratch("acc", (self.block * self.n_out,), np.int32), out)
+            conv2d_s8_gemm(x, self.wt, self.const_tile, self.rq, self.conv_params, b1, b2, b3, out)
         else:
-            n_pad = self.wp.shape[1]
-            conv2d_s8_int(x, self.wp, self.const_tile, self.rq, self.conv_params,
-                          self.scratch("patch", (self.k_len,), np.int8),
-                          self.scratch("acc", (self.block, n_pad), np.int32),
-                          self.scratch("obuf", (self.block, n_pad), np.int8), out)
+            conv2d_s8_int(x, self.wp, self.const_tile, self.rq, self.conv_params, b1, b2, b3, out)
         return out
 
     def macs(self):
@@ -217,8 +229,12 @@ class DepthwiseConv2D(_ConvBase):
         self.ctile = np.tile(self.const32, ow)
 
     def compute(self, x):
+        x = np.ascontiguousarray(x)
         out = np.empty((x.shape[0], self.out_h, self.out_w, self.n_out), dtype=np.int8)
-        xq = self.scratch("xq", (self.hp, self.stride_w, self.wq * self.n_out), np.int8)
+        key = (threading.get_ident(), "xq")
+        xq = self._scratch.get(key)
+        if xq is None:  # depends on the layer only
+            xq = self._scratch[key] = np.empty((self.hp, self.stride_w, self.wq * self.n_out), np.int8)
         depthwise_conv2d_s8_fast(x, self.wtile, self.ctile, self.rq, self.stride_h, self.stride_w,
                                  self.dil_h, self.dil_w, self.pad_h, self.pad_w, self.depth_multiplier,
                                  self.pad_value, self.output_offset, self.act_min, self.act_max, self.rounding,
