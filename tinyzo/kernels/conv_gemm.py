@@ -51,39 +51,40 @@ def requantize_gemm_s8(raw, const_tile, rq, output_offset, act_min, act_max, rou
 
 
 @njit(cache=True, nogil=True, inline="always")
-def gather_patch(x, b, oy, ox, kh, kw, stride_h, stride_w, dil_h, dil_w, pad_h, pad_w, pad_value, row):
-    """row[KH*KW*C] = the receptive field of output (b, oy, ox) in OHWI order, pad_value outside the image.
+def gather_patch(xf, x_shape, b, oy, ox, kh, kw, stride_h, stride_w, dil_h, dil_w, pad_h, pad_w, pad_value,
+                 dst, d0):
+    """dst[d0 : d0 + KH*KW*C] = the receptive field of output (b, oy, ox) in OHWI order, pad_value outside the image.
 
-    x: int8[N, H, W, C]; row: any numeric dtype (int8 for the integer kernel, float for GEMM).
+    xf: int8[N*H*W*C], the C-contiguous NHWC input flattened; x_shape: its (N, H, W, C);
+    dst: flat, any numeric dtype (int8 for the integer kernel, float for GEMM); d0: uint64 offset.
+    Flat arrays and unsigned offsets: an array view per tap would cost atomic reference counting,
+    more than the copy itself for a small C.
     """
-    _, h, w, c = x.shape
+    _, h, w, c = x_shape
     span = kw * c
     for fy in range(kh):
         iy = oy * stride_h - pad_h + dil_h * fy
-        dst = row[fy * span:(fy + 1) * span]
+        row = d0 + np.uint64(fy * span)
         ix0 = ox * stride_w - pad_w
         ix1 = ix0 + dil_w * (kw - 1)
         if iy < 0 or iy >= h:
-            for j in range(span):
-                dst[j] = pad_value
+            for j in range(np.uint64(span)):
+                dst[row + j] = pad_value
         elif dil_w == 1 and ix0 >= 0 and ix1 < w:  # the KW taps are adjacent input pixels
-            src = x[b, iy, ix0:ix0 + kw]  # (no reshape here: Numba's reshape costs ~90 ns per call)
-            for fx in range(kw):
-                d = dst[fx * c:(fx + 1) * c]
-                s = src[fx]
-                for j in range(c):
-                    d[j] = s[j]
+            src = np.uint64(((b * h + iy) * w + ix0) * c)
+            for j in range(np.uint64(span)):
+                dst[row + j] = xf[src + j]
         else:
             for fx in range(kw):
                 ix = ix0 + dil_w * fx
-                d = dst[fx * c:(fx + 1) * c]
+                d = row + np.uint64(fx * c)
                 if ix >= 0 and ix < w:
-                    src = x[b, iy, ix]
-                    for j in range(c):
-                        d[j] = src[j]
+                    src = np.uint64(((b * h + iy) * w + ix) * c)
+                    for j in range(np.uint64(c)):
+                        dst[d + j] = xf[src + j]
                 else:
-                    for j in range(c):
-                        d[j] = pad_value
+                    for j in range(np.uint64(c)):
+                        dst[d + j] = pad_value
 
 
 @njit(cache=True, nogil=True)
@@ -91,7 +92,7 @@ def conv2d_s8_gemm(x, wt, const_tile, rq, params, cols, raw, acc, out):
     """int8 CONV_2D (TFLM ``ConvPerChannel``): exact float GEMM per block of pixels + fused requantization.
 
     Args:
-        x: int8[N, H, W, C].
+        x: int8[N, H, W, C], C-contiguous.
         wt: float32[K, O] (K <= 1024) or float64[K, O]: the filter's int8 values, K = KH*KW*C (OHWI).
         const_tile: int32[B*O], ``bias + input_offset * sum_k w`` wrapped to int32, tiled B times.
         rq: int32[5, >= B*O], requantization parameters tiled B times
@@ -123,12 +124,15 @@ def conv2d_s8_gemm(x, wt, const_tile, rq, params, cols, raw, acc, out):
             requantize_gemm_s8(raw[:cnt], const_tile, rq, p["output_offset"], p["act_min"], p["act_max"],
                                p["rounding"], acc, out2[first:first + cnt])
         return
+    xf = x.reshape(-1)
+    cf = cols.reshape(-1)
+    ku = np.uint64(k_len)
     i = 0
     first = 0
     for b in range(n):
         for oy in range(oh):
             for ox in range(ow):
-                gather_patch(x, b, oy, ox, kh, kw, sh, sw, dh, dw, ph, pw, pv, cols[i])
+                gather_patch(xf, x.shape, b, oy, ox, kh, kw, sh, sw, dh, dw, ph, pw, pv, cf, np.uint64(i) * ku)
                 i += 1
                 if i == block or first + i == total:
                     np.dot(cols[:i], wt, raw[:i])

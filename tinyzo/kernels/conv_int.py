@@ -179,7 +179,7 @@ def conv2d_s8_int(x, wp, const32, rq, params, patch, acc, obuf, out):
                     so = np.uint64(((b * h + oy * sh) * w + ox * sw) * c)
                     mac_pairs(xf, so, k_len, wf, npu, af, ao)
                 else:
-                    gather_patch(x, b, oy, ox, kh, kw, sh, sw, dh, dw, ph, pw, pv, patch)
+                    gather_patch(xf, x.shape, b, oy, ox, kh, kw, sh, sw, dh, dw, ph, pw, pv, patch, np.uint64(0))
                     mac_pairs(patch, np.uint64(0), k_len, wf, npu, af, ao)
                 i += 1
                 if i == block:
