@@ -29,11 +29,15 @@ ENV = "TINYZO_CONV_PATH"
 #: accumulator elements per block of output pixels (a block's work arrays stay in L1/L2)
 BLOCK_ELEMS = 4096
 
-#: cost model, nanoseconds per output pixel (measured by benchmarks/calibrate_conv.py):
+#: cost model, nanoseconds per output pixel, fitted by ``python benchmarks/calibrate_conv.py`` on the
+#: reference machine (Xeon, Ice Lake, AVX-512 + VNNI, shared 2-core VM; docs/benchmarks.md):
 #: gemm: GEMM_PIXEL + GEMM_K * K + GEMM_N * N + K * N / GEMM_MACS_PER_NS
 #: int:  INT_PIXEL + INT_QUAD * ceil(K / 4) + INT_N * NP + K * NP / INT_MACS_PER_NS  (NP = N padded)
-GEMM_PIXEL, GEMM_K, GEMM_N, GEMM_MACS_PER_NS = 10.0, 0.6, 0.9, 30.0
-INT_PIXEL, INT_QUAD, INT_N, INT_MACS_PER_NS = 10.0, 2.0, 0.9, 16.0
+#: With these numbers the GEMM path wins for every 1x1 shape of the calibration grid (K 8..576,
+#: N 8..256): the integer loops pay a fixed ~95 ns per output pixel (loop set-up per pass over
+#: the channels) and reach 13 MAC/ns, BLAS 30.
+GEMM_PIXEL, GEMM_K, GEMM_N, GEMM_MACS_PER_NS = 5.6, 0.21, 0.98, 30.4
+INT_PIXEL, INT_QUAD, INT_N, INT_MACS_PER_NS = 94.8, 5.40, 1.42, 13.0
 
 
 class ConvPathError(TinyzoError, ValueError):
