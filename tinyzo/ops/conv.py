@@ -192,7 +192,10 @@ class Conv2D(_ConvBase):
 class DepthwiseConv2D(_ConvBase):
     """int8 DEPTHWISE_CONV_2D (per-channel weights 1HWC, depth multiplier, stride, padding, dilation).
 
-    Bit-exact with TFLM ``DepthwiseConvPerChannel``.
+    Bit-exact with TFLM ``DepthwiseConvPerChannel``. On a one-channel input (person_detect's first
+    layer) it is a CONV_2D with M = depth_multiplier output channels, the same arithmetic term for
+    term, and runs on CONV_2D's GEMM path (:func:`tinyzo.kernels.conv_gemm.conv2d_s8_gemm`), 2x
+    faster than the row kernel, which would repeat every input value M times.
     """
 
     def prepare(self):
@@ -209,6 +212,8 @@ class DepthwiseConv2D(_ConvBase):
             dm = w.shape[3] // c
         self.depth_multiplier = dm
         self.pad_value = -self.input_offset
+        self.as_conv = c == 1
+        self.conv_params = conv_paths.conv_params(self)
         ow = self.out_w
         self.rq = requant_params(self.multiplier, self.shift, self.rounding, ow * self.n_out)  # tiled along a row
         self.load_params()
@@ -225,12 +230,28 @@ class DepthwiseConv2D(_ConvBase):
         # the int32 accumulator starts at const; C's int32 wraps, so wrap it the same way
         self.const32 = (((self.const + 2**31) % 2**32) - 2**31).astype(np.int32)
         ow = self.out_w
+        if self.as_conv:  # filter [1, KH, KW, M] on one input channel = CONV_2D filter [M, KH, KW, 1]
+            w2 = self.w[0].reshape(self.kh * self.kw, self.n_out).T
+            self.block = conv_paths.block_pixels(w2.shape[1], self.n_out, self.out_h * ow)
+            self.wt, self.const_tile, self.conv_rq = conv_paths.gemm_operands(
+                w2, self.const, self.multiplier, self.shift, self.rounding, self.block)
+            return
         self.wtile = np.ascontiguousarray(np.tile(self.w[0].astype(np.int32), (1, 1, ow)))
         self.ctile = np.tile(self.const32, ow)
 
     def compute(self, x):
         x = np.ascontiguousarray(x)
         out = np.empty((x.shape[0], self.out_h, self.out_w, self.n_out), dtype=np.int8)
+        if self.as_conv:
+            key = (threading.get_ident(), "conv")
+            bufs = self._scratch.get(key)
+            if bufs is None:  # depends on the layer only
+                k_len = self.kh * self.kw
+                bufs = self._scratch[key] = (np.empty((self.block, k_len), self.wt.dtype),
+                                             np.empty((self.block, self.n_out), self.wt.dtype),
+                                             np.empty(self.block * self.n_out, np.int32))
+            conv2d_s8_gemm(x, self.wt, self.const_tile, self.conv_rq, self.conv_params, *bufs, out)
+            return out
         key = (threading.get_ident(), "xq")
         xq = self._scratch.get(key)
         if xq is None:  # depends on the layer only
