@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_inference import batchable_tflite, tflm_runner  # noqa: E402
+from bench_inference import batchable_tflite, tflm_runner
 
 #: (name, zoo builder name or None for the TFLM file, input shape, description)
 MODELS = [
@@ -146,11 +146,11 @@ def bench_one(name, zoo, shape, repeats, tmpdir):
     for batch in (1, 32):
         x = x32[:batch]
         rep = repeats if batch == 1 else max(3, repeats // 3)
-        times[("tinyzo", batch)] = best_time(lambda: model(x), rep)
-        times[("TFLM", batch)] = best_time(lambda: tflm(x), max(3, rep // 3) if batch == 1 else 1, warmup=1)
+        times[("tinyzo", batch)] = best_time(lambda x=x: model(x), rep)
+        times[("TFLM", batch)] = best_time(lambda x=x: tflm(x), max(3, rep // 3) if batch == 1 else 1, warmup=1)
         for threads in (1, 2):
             run = litert_runner(path, batch, shape, threads)
-            times[(f"LiteRT XNNPACK {threads}T", batch)] = best_time(lambda: run(x), rep)
+            times[(f"LiteRT XNNPACK {threads}T", batch)] = best_time(lambda run=run, x=x: run(x), rep)
     # is XNNPACK running this file? LiteRT with its built-in kernels only, for comparison
     run = litert_runner(path, 1, shape, 1, xnnpack=False)
     times[("LiteRT builtin 1T", 1)] = best_time(lambda: run(x32[:1]), repeats)

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from test_conv import conv_case, conv_model
 
 import tinyzo.spec.arith as s
-from test_conv import conv_case, conv_model
 from tinyzo.kernels.arith import multiply_by_quantized_multiplier, requantize_s8
 from tinyzo.kernels.conv import conv2d_acc_ref
 from tinyzo.kernels.conv_int import pack_weight_pairs

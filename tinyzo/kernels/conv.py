@@ -6,14 +6,10 @@ Two implementations of each accumulation, tested equal to each other and to
 * ``*_acc_ref``: the TFLM reference loop, one output element at a time
   (accumulate ``w * (x + input_offset)`` in int32, skip padding positions);
   this is the code to read next to a C port.
-* the fast path used by the models: ``im2col_s8`` + a float matrix product of
-  raw int8 values (exact: every partial sum of int8 x int8 products is an
-  integer of magnitude < 2**24 while the dot length K <= 1024, so float32
-  products and sums are exact in any order; longer dots use float64), then
-  ``requantize_acc_s8`` adds ``input_offset * sum(w) + bias`` in int64, wraps
-  to int32 as the C accumulator does, and requantizes. Padding positions are
-  filled with the input zero point, whose offset-corrected value is 0, so
-  they contribute nothing, exactly like skipping them.
+* the fast paths used by the models: CONV_2D in :mod:`tinyzo.kernels.conv_gemm`
+  (exact float GEMM) and :mod:`tinyzo.kernels.conv_int` (integer loops), both
+  with the requantization of :mod:`tinyzo.kernels.requant` fused in; the
+  depthwise row kernel :func:`depthwise_conv2d_s8_fast` below.
 
 Depthwise convolution is a direct loop (channels innermost, contiguous in NHWC).
 Shapes: activations NHWC, conv filters OHWI, depthwise filters 1HWC.
@@ -22,57 +18,8 @@ Shapes: activations NHWC, conv filters OHWI, depthwise filters 1HWC.
 import numpy as np
 from numba import njit
 
-from tinyzo.kernels.arith import multiply_by_quantized_multiplier, wrap_int32
+from tinyzo.kernels.arith import multiply_by_quantized_multiplier
 from tinyzo.kernels.requant import requantize_row_s8
-
-
-@njit(cache=True, nogil=True)
-def im2col_s8(x, kh, kw, stride_h, stride_w, dil_h, dil_w, pad_h, pad_w, out_h, out_w, pad_value, cols):
-    """Gather convolution patches. x int8[N,H,W,C] -> cols int8[N*OH*OW, KH*KW*C] (OHWI order of K).
-
-    Positions outside the image get ``pad_value`` (the input zero point).
-    """
-    n, h, w, c = x.shape
-    row = 0
-    for b in range(n):
-        for oy in range(out_h):
-            for ox in range(out_w):
-                col = 0
-                for fy in range(kh):
-                    iy = oy * stride_h - pad_h + dil_h * fy
-                    for fx in range(kw):
-                        ix = ox * stride_w - pad_w + dil_w * fx
-                        if iy >= 0 and iy < h and ix >= 0 and ix < w:
-                            for ic in range(c):
-                                cols[row, col + ic] = x[b, iy, ix, ic]
-                        else:
-                            for ic in range(c):
-                                cols[row, col + ic] = pad_value
-                        col += c
-                row += 1
-
-
-@njit(cache=True, nogil=True)
-def requantize_acc_s8(raw, const, multiplier, shift, output_offset, act_min, act_max, rounding, out):
-    """Finish a float-GEMM accumulation: ``out = clamp(MBQM(wrap32(raw + const)) + output_offset)``.
-
-    Args:
-        raw: float32/float64[M, O], exact integer sums of ``w * x`` (raw int8 values).
-        const: int64[O], ``input_offset * sum_k(w[o, k]) + bias[o]``.
-        multiplier, shift: int32[O] (per channel; repeat a per-tensor value).
-        output_offset, act_min, act_max: ints; rounding: 0 double, 1 single.
-        out: int8[M, O], written.
-    """
-    m_rows, n_ch = raw.shape
-    for i in range(m_rows):
-        for c in range(n_ch):
-            acc = wrap_int32(np.int64(raw[i, c]) + const[c])
-            v = multiply_by_quantized_multiplier(acc, multiplier[c], shift[c], rounding) + output_offset
-            if v < act_min:
-                v = act_min
-            elif v > act_max:
-                v = act_max
-            out[i, c] = v
 
 
 @njit(cache=True, nogil=True)

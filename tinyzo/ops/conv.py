@@ -15,8 +15,7 @@ from tinyzo.ops.base import PreparedOp, register
 from tinyzo.quant import quantize_multiplier, rounding_code
 from tinyzo.spec.conv import compute_out_size, compute_padding
 
-#: longest dot product for which a float32 product of int8 values is exact
-FLOAT32_EXACT_K = 1024
+FLOAT32_EXACT_K = conv_paths.FLOAT32_EXACT_K  # (re-exported for fully_connected)
 
 
 def gemm_requant(op: PreparedOp, a_s8: np.ndarray, out: np.ndarray) -> None:

@@ -24,6 +24,8 @@ from tinyzo.kernels.conv_int import CONV_PARAMS, LANE_PAD, pack_weight_pairs
 from tinyzo.kernels.requant import requant_params
 
 PATHS = ("gemm", "int")
+#: longest dot product for which a float32 product of int8 values is exact (float64 beyond)
+FLOAT32_EXACT_K = 1024
 ENV = "TINYZO_CONV_PATH"
 
 #: accumulator elements per block of output pixels (a block's work arrays stay in L1/L2)
@@ -59,7 +61,7 @@ def padded_channels(n_out: int) -> int:
 def estimated_ns_per_pixel(path: str, k_len: int, n_out: int) -> float:
     """The cost model's time for one output pixel of a CONV_2D with dot length K and N output channels."""
     if path == "gemm":
-        rate = GEMM_MACS_PER_NS if k_len <= 1024 else GEMM_MACS_PER_NS / 2  # float64 beyond K = 1024
+        rate = GEMM_MACS_PER_NS if k_len <= FLOAT32_EXACT_K else GEMM_MACS_PER_NS / 2  # float64: half the rate
         return GEMM_PIXEL + GEMM_K * k_len + GEMM_N * n_out + k_len * n_out / rate
     n_pad = padded_channels(n_out)
     return INT_PIXEL + INT_QUAD * -(-k_len // 4) + INT_N * n_pad + k_len * n_pad / INT_MACS_PER_NS
@@ -98,7 +100,7 @@ def wrap32(v: np.ndarray) -> np.ndarray:
 def gemm_operands(w2: np.ndarray, const: np.ndarray, multiplier, shift, rounding: int, block: int):
     """(wt float[K, O], const tiled int32[B*O], rq int32[5, B*O]) for :func:`conv2d_s8_gemm`."""
     n_out, k_len = w2.shape
-    ftype = np.float32 if k_len <= 1024 else np.float64
+    ftype = np.float32 if k_len <= FLOAT32_EXACT_K else np.float64
     wt = np.ascontiguousarray(w2.T.astype(ftype))
     return wt, np.tile(wrap32(const), block), requant_params(multiplier, shift, rounding, block * n_out)
 
