@@ -16,7 +16,10 @@ def _random_inputs(model, n, seed):
 
 
 @pytest.mark.oracle
-def test_every_intermediate_tensor_equals_tflm(real_model_name):
+@pytest.mark.parametrize("conv_path", ["auto", "gemm", "int"])
+def test_every_intermediate_tensor_equals_tflm(real_model_name, conv_path, monkeypatch):
+    """Every CONV_2D along the path the cost model picks ("auto"), then all along each forced path."""
+    monkeypatch.setenv("TINYZO_CONV_PATH", conv_path)
     data = model_path(real_model_name).read_bytes()
     model = tinyzo.load(model_path(real_model_name))
     n = 4 if real_model_name == "person_detect" else 16

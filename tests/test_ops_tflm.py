@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from single_op import CASES, compare_with_tflm
+from tinyzo.ops.conv_paths import PATHS
 
 pytest.importorskip("tflite_micro")
 
@@ -31,6 +32,18 @@ def test_random_single_op_models_equal_tflm(opcode):
         assert d == 0, f"{opcode} case {k}: {d} of {n} elements differ from TFLM ({model.operators[0].options})"
         total += n
     assert total > 0
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("path", PATHS)
+def test_every_conv2d_path_equals_tflm(path):
+    """The same random CONV_2D models, each computed along one forced path (float GEMM, integer loops)."""
+    rng = np.random.default_rng(sum(map(ord, "CONV_2D")))
+    for k in range(N_MODELS["CONV_2D"]):
+        model = CASES["CONV_2D"](rng)
+        model.prepared[0].set_path(path)
+        n, d = compare_with_tflm(model, n=4, seed=k)
+        assert d == 0, f"CONV_2D case {k}, path {path}: {d} of {n} elements differ from TFLM"
 
 
 @pytest.mark.oracle

@@ -38,10 +38,13 @@ def _random_params(net, seed):
 
 
 @pytest.mark.oracle
+@pytest.mark.parametrize("conv_path", ["auto", "gemm", "int"])
 @pytest.mark.parametrize("name", models.names())
-def test_zoo_model_ptq_equals_tflm(name):
+def test_zoo_model_ptq_equals_tflm(name, conv_path, monkeypatch):
+    """Every CONV_2D along the path the cost model picks ("auto"), then all along each forced path."""
     from oracle import tflm_run
 
+    monkeypatch.setenv("TINYZO_CONV_PATH", conv_path)
     shape = _small_shape(name)
     net = models.build(name, input_shape=shape, num_classes=10)
     params = _random_params(net, seed=0)

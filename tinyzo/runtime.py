@@ -1,8 +1,8 @@
 """Threads: how a batch is spread over the CPU cores, and BLAS kept single-threaded.
 
-tinyzo computes convolutions and fully-connected layers with an exact float
-matrix product (BLAS). Two thread pools on two cores (BLAS's and ours) fight
-each other, so BLAS is limited to one thread (once, on the first model call;
+tinyzo computes most convolutions and fully-connected layers with an exact float
+matrix product (BLAS: NumPy's, and SciPy's called from jitted kernels). Two thread pools on two
+cores (BLAS's and ours) fight each other, so BLAS is limited to one thread (once, on the first model call;
 see :func:`limit_blas_threads`) and a batch is split in contiguous chunks that
 run in parallel Python threads (the jitted kernels release the GIL). Results do not depend on the number of threads:
 every sample is computed by the same integer code.
@@ -74,6 +74,9 @@ def limit_blas_threads() -> None:
     if not _state.get("blas_done"):
         _state["blas_done"] = True
         if os.environ.get("TINYZO_KEEP_BLAS_THREADS") != "1":
+            # the jitted CONV_2D kernels call BLAS through SciPy's own OpenBLAS (Numba's np.dot):
+            # load it first so that the limit reaches it too
+            import scipy.linalg.cython_blas  # noqa: F401
             from threadpoolctl import threadpool_limits
 
             threadpool_limits(limits=1, user_api="blas")

@@ -6,14 +6,10 @@ Two implementations of each accumulation, tested equal to each other and to
 * ``*_acc_ref``: the TFLM reference loop, one output element at a time
   (accumulate ``w * (x + input_offset)`` in int32, skip padding positions);
   this is the code to read next to a C port.
-* the fast path used by the models: ``im2col_s8`` + a float matrix product of
-  raw int8 values (exact: every partial sum of int8 x int8 products is an
-  integer of magnitude < 2**24 while the dot length K <= 1024, so float32
-  products and sums are exact in any order; longer dots use float64), then
-  ``requantize_acc_s8`` adds ``input_offset * sum(w) + bias`` in int64, wraps
-  to int32 as the C accumulator does, and requantizes. Padding positions are
-  filled with the input zero point, whose offset-corrected value is 0, so
-  they contribute nothing, exactly like skipping them.
+* the fast paths used by the models: CONV_2D in :mod:`tinyzo.kernels.conv_gemm`
+  (exact float GEMM) and :mod:`tinyzo.kernels.conv_int` (integer loops), both
+  with the requantization of :mod:`tinyzo.kernels.requant` fused in; the
+  depthwise row kernel :func:`depthwise_conv2d_s8_fast` below.
 
 Depthwise convolution is a direct loop (channels innermost, contiguous in NHWC).
 Shapes: activations NHWC, conv filters OHWI, depthwise filters 1HWC.
@@ -22,56 +18,8 @@ Shapes: activations NHWC, conv filters OHWI, depthwise filters 1HWC.
 import numpy as np
 from numba import njit
 
-from tinyzo.kernels.arith import multiply_by_quantized_multiplier, wrap_int32
-
-
-@njit(cache=True, nogil=True)
-def im2col_s8(x, kh, kw, stride_h, stride_w, dil_h, dil_w, pad_h, pad_w, out_h, out_w, pad_value, cols):
-    """Gather convolution patches. x int8[N,H,W,C] -> cols int8[N*OH*OW, KH*KW*C] (OHWI order of K).
-
-    Positions outside the image get ``pad_value`` (the input zero point).
-    """
-    n, h, w, c = x.shape
-    row = 0
-    for b in range(n):
-        for oy in range(out_h):
-            for ox in range(out_w):
-                col = 0
-                for fy in range(kh):
-                    iy = oy * stride_h - pad_h + dil_h * fy
-                    for fx in range(kw):
-                        ix = ox * stride_w - pad_w + dil_w * fx
-                        if iy >= 0 and iy < h and ix >= 0 and ix < w:
-                            for ic in range(c):
-                                cols[row, col + ic] = x[b, iy, ix, ic]
-                        else:
-                            for ic in range(c):
-                                cols[row, col + ic] = pad_value
-                        col += c
-                row += 1
-
-
-@njit(cache=True, nogil=True)
-def requantize_acc_s8(raw, const, multiplier, shift, output_offset, act_min, act_max, rounding, out):
-    """Finish a float-GEMM accumulation: ``out = clamp(MBQM(wrap32(raw + const)) + output_offset)``.
-
-    Args:
-        raw: float32/float64[M, O], exact integer sums of ``w * x`` (raw int8 values).
-        const: int64[O], ``input_offset * sum_k(w[o, k]) + bias[o]``.
-        multiplier, shift: int32[O] (per channel; repeat a per-tensor value).
-        output_offset, act_min, act_max: ints; rounding: 0 double, 1 single.
-        out: int8[M, O], written.
-    """
-    m_rows, n_ch = raw.shape
-    for i in range(m_rows):
-        for c in range(n_ch):
-            acc = wrap_int32(np.int64(raw[i, c]) + const[c])
-            v = multiply_by_quantized_multiplier(acc, multiplier[c], shift[c], rounding) + output_offset
-            if v < act_min:
-                v = act_min
-            elif v > act_max:
-                v = act_max
-            out[i, c] = v
+from tinyzo.kernels.arith import multiply_by_quantized_multiplier
+from tinyzo.kernels.requant import requantize_row_s8
 
 
 @njit(cache=True, nogil=True)
@@ -136,8 +84,15 @@ def depthwise_conv2d_s8(x, w, bias, stride_h, stride_w, dil_h, dil_w, pad_h, pad
                         out[b, oy, ox, oc] = v
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _tap_start(rbase, fx, dil_w, s, c, phase_len):
+    """Flat offset in ``xq`` of the OW*C input values filter column fx multiplies along one output row."""
+    col = fx * dil_w
+    return np.uint64(rbase + (col % s) * phase_len + (col // s) * c)
+
+
 @njit(cache=True, nogil=True)
-def depthwise_conv2d_s8_fast(x, wtile, ctile, mtile, stile, stride_h, stride_w, dil_h, dil_w, pad_h, pad_w,
+def depthwise_conv2d_s8_fast(x, wtile, ctile, rq, stride_h, stride_w, dil_h, dil_w, pad_h, pad_w,
                              depth_multiplier, pad_value, output_offset, act_min, act_max, rounding, xq, out,
                              oy_start, oy_stop):
     """Depthwise convolution, fast path; equal to :func:`depthwise_conv2d_s8` (TFLM's loop) for every input.
@@ -146,7 +101,8 @@ def depthwise_conv2d_s8_fast(x, wtile, ctile, mtile, stile, stride_h, stride_w, 
         x: int8[N,H,W,Cin]; output channels C = Cin * depth_multiplier.
         wtile: int32[KH,KW,OW*C], the filter tiled along an output row: ``wtile[fy,fx,ox*C+k] = w[0,fy,fx,k]``.
         ctile: int32[OW*C], tiled ``const[k] = input_offset * sum(w[..., k]) + bias[k]`` (wrapped to int32).
-        mtile, stile: int32[OW*C], tiled per-channel multipliers and shifts.
+        rq: int32[5, OW*C], the per-channel requantization parameters tiled along a row
+            (:func:`tinyzo.kernels.requant.requant_params`).
         pad_value: the input zero point (its offset-corrected value is 0).
         xq: int8[HP, S, WQ*C] work buffer, S = stride_w, HP/WQ covering every tap (see the op's prepare).
         out: int8[N,OH,OW,C]; output rows ``oy_start <= oy < oy_stop`` are written (the whole output
@@ -156,18 +112,28 @@ def depthwise_conv2d_s8_fast(x, wtile, ctile, mtile, stile, stride_h, stride_w, 
     Steps: (1) copy the input into ``xq`` padded with ``pad_value``, each input channel repeated
     ``depth_multiplier`` times and the columns split by phase ``col % stride_w``, so that every
     filter tap reads one contiguous run of OW*C values; (2) per output row, start the int32
-    accumulators at ``const`` and multiply-add each tap (a padded position adds ``w * zp``, which
-    ``const`` cancels exactly); (3) requantize the row. The int32 sums wrap like C's, and a sum
+    accumulators at ``const`` and multiply-add the taps, up to three filter columns per pass over
+    the accumulators (a padded position adds ``w * zp``, which ``const`` cancels exactly); (3) requantize the row in one vectorized pass
+    (:func:`tinyzo.kernels.requant.requantize_row_s8`). The int32 sums wrap like C's, and a sum
     modulo 2**32 does not depend on its order, so the result equals the reference loop.
-    Loops index slices with plain range variables: a computed index such as ``row[base + j]``
-    makes Numba emit a negative-index check that stops LLVM from vectorizing.
+    The loops index flat arrays with unsigned offsets: a signed computed index makes Numba emit a
+    negative-index check that stops LLVM from vectorizing, and an array view per row or tap costs
+    atomic reference counting (about as much as a small layer's arithmetic). ``x`` and ``out`` must
+    be C-contiguous.
     """
     n, h, wd, cin = x.shape
     kh, kw, owc = wtile.shape
     _, oh, ow, c = out.shape
     s = stride_w
     wq = xq.shape[2] // c
+    phase_len = wq * c  # one phase of one padded row
+    row_len = s * phase_len  # one padded row (all phases)
     acc = np.empty(owc, dtype=np.int32)
+    xf = x.reshape(-1)
+    xqf = xq.reshape(-1)
+    wf = wtile.reshape(-1)
+    of = out.reshape(-1)
+    n_j = np.uint64(owc)
     # padded rows read by output rows [oy_start, oy_stop), and the input rows among them
     py_lo = oy_start * stride_h
     py_hi = (oy_stop - 1) * stride_h + (kh - 1) * dil_h + 1
@@ -177,13 +143,7 @@ def depthwise_conv2d_s8_fast(x, wtile, ctile, mtile, stile, stride_h, stride_w, 
         # (1) pad, expand channels, split columns by phase
         xq[py_lo:py_hi] = pad_value
         for iy in range(iy_lo, iy_hi):
-            xr2 = x[b, iy]  # (W, Cin)
-            if s == 1 and depth_multiplier == 1:  # one contiguous run
-                dst1 = xq[iy + pad_h, 0, pad_w * c:(pad_w + wd) * c]
-                src1 = xr2.reshape(wd * c)
-                for j in range(wd * c):
-                    dst1[j] = src1[j]
-                continue
+            src_row = np.uint64(((b * h + iy) * wd) * cin)
             for phase in range(s):
                 # input columns ix whose padded column ix + pad_w falls in this phase
                 col0 = pad_w + (phase - pad_w) % s
@@ -191,41 +151,57 @@ def depthwise_conv2d_s8_fast(x, wtile, ctile, mtile, stile, stride_h, stride_w, 
                     continue
                 ix0 = col0 - pad_w
                 cnt = (wd - ix0 + s - 1) // s
-                q0 = col0 // s
-                src = xr2[ix0::s]
-                dst = xq[iy + pad_h, phase].reshape(wq, c)[q0:q0 + cnt]
-                if depth_multiplier == 1:
+                dst0 = np.uint64((iy + pad_h) * row_len + phase * phase_len + (col0 // s) * c)
+                if s == 1 and depth_multiplier == 1:  # one contiguous run
+                    src0 = src_row + np.uint64(ix0 * c)
+                    for j in range(np.uint64(cnt * c)):
+                        xqf[dst0 + j] = xf[src0 + j]
+                elif depth_multiplier == 1:
                     for q in range(cnt):
-                        for k in range(c):
-                            dst[q, k] = src[q, k]
-                else:
+                        src0 = src_row + np.uint64((ix0 + q * s) * c)
+                        d0 = dst0 + np.uint64(q * c)
+                        for k in range(np.uint64(c)):
+                            xqf[d0 + k] = xf[src0 + k]
+                else:  # output channel ic * M + m reads input channel ic
                     for q in range(cnt):
+                        src0 = src_row + np.uint64((ix0 + q * s) * cin)
+                        d0 = dst0 + np.uint64(q * c)
                         for ic in range(cin):
-                            v = src[q, ic]
+                            v = xf[src0 + np.uint64(ic)]
                             for m in range(depth_multiplier):
-                                dst[q, ic * depth_multiplier + m] = v
+                                xqf[d0 + np.uint64(ic * depth_multiplier + m)] = v
         for oy in range(oy_start, oy_stop):
             # (2) accumulate
             for j in range(owc):
                 acc[j] = ctile[j]
             for fy in range(kh):
-                rows = xq[oy * stride_h + fy * dil_h]
-                for fx in range(kw):
-                    col = fx * dil_w
-                    start = (col // s) * c
-                    xs = rows[col % s, start:start + owc]
-                    wt = wtile[fy, fx]
-                    for j in range(owc):
-                        acc[j] += wt[j] * np.int32(xs[j])
+                rbase = (oy * stride_h + fy * dil_h) * row_len
+                fx = 0
+                while fx < kw:  # up to three taps per pass over the accumulators
+                    taps = min(3, kw - fx)
+                    x0 = _tap_start(rbase, fx, dil_w, s, c, phase_len)
+                    w0 = np.uint64((fy * kw + fx) * owc)
+                    if taps == 3:
+                        x1 = _tap_start(rbase, fx + 1, dil_w, s, c, phase_len)
+                        x2 = _tap_start(rbase, fx + 2, dil_w, s, c, phase_len)
+                        w1 = w0 + n_j
+                        w2 = w1 + n_j
+                        for j in range(n_j):
+                            acc[j] = np.int32(np.int64(acc[j]) + wf[w0 + j] * np.int32(xqf[x0 + j])
+                                              + wf[w1 + j] * np.int32(xqf[x1 + j]) + wf[w2 + j] * np.int32(xqf[x2 + j]))
+                    elif taps == 2:
+                        x1 = _tap_start(rbase, fx + 1, dil_w, s, c, phase_len)
+                        w1 = w0 + n_j
+                        for j in range(n_j):
+                            acc[j] = np.int32(np.int64(acc[j]) + wf[w0 + j] * np.int32(xqf[x0 + j])
+                                              + wf[w1 + j] * np.int32(xqf[x1 + j]))
+                    else:
+                        for j in range(n_j):
+                            acc[j] = np.int32(np.int64(acc[j]) + wf[w0 + j] * np.int32(xqf[x0 + j]))
+                    fx += taps
             # (3) requantize
-            orow = out[b, oy].reshape(owc)
-            for j in range(owc):
-                v = multiply_by_quantized_multiplier(acc[j], mtile[j], stile[j], rounding) + output_offset
-                if v < act_min:
-                    v = act_min
-                elif v > act_max:
-                    v = act_max
-                orow[j] = v
+            o0 = (b * oh + oy) * owc
+            requantize_row_s8(acc, rq, output_offset, act_min, act_max, rounding, of[o0:o0 + owc])
 
 
 @njit(cache=True, nogil=True)
