@@ -252,7 +252,9 @@ class Model:
             return result, env
         return result
 
-    def _run_ops(self, env: dict, start: int, keep_all: bool, add=None) -> dict:
+    def _run_ops(self, env: dict, start: int, keep_all: bool, add=None, outputs=None) -> dict:
+        """Run operators ``start:`` on ``env``; return every tensor (``keep_all``) or only ``outputs``
+        (default: the model outputs)."""
         add = add or {}
         for prep in self.prepared[start:]:
             prep.run(env)
@@ -260,7 +262,7 @@ class Model:
                 if t in add:
                     env[t] = _saturating_add_int8(env[t], add[t])
         self._constant_outputs(env)
-        return env if keep_all else {i: env[i] for i in self.outputs}
+        return env if keep_all else {i: env[i] for i in (self.outputs if outputs is None else outputs)}
 
     @property
     def sample_bytes(self) -> int:
@@ -310,7 +312,7 @@ class Model:
             check_buffer(n * data.nbytes, f"constant output tensor {t} ({self.tensors[t].name!r})", n)
             env[t] = np.tile(data.reshape(data.shape or (1,)), (n,) + (1,) * max(data.ndim - 1, 0))
 
-    def _run_split(self, env: dict, start: int, keep_all: bool, add=None) -> dict:
+    def _run_split(self, env: dict, start: int, keep_all: bool, add=None, outputs=None) -> dict:
         """Run operators ``start:`` on a batch held in ``env``, in chunks spread over threads (see :mod:`tinyzo.runtime`).
 
         The batch is cut into equal chunks of at most :meth:`chunk_samples` samples (at least one per
@@ -328,13 +330,13 @@ class Model:
         runtime.limit_blas_threads()
         parts = max(-(-n // self.chunk_samples()), min(threads, n))
         if parts == 1:
-            return self._run_ops(dict(env), start, keep_all, add)
+            return self._run_ops(dict(env), start, keep_all, add, outputs)
         size = -(-n // parts)
         slices = [slice(s, min(s + size, n)) for s in range(0, n, size)]
 
         def part(s):
             sub_add = {k: (v[s] if np.ndim(v) and np.shape(v)[0] == n else v) for k, v in (add or {}).items()}
-            return self._run_ops({k: v[s] for k, v in env.items()}, start, keep_all, sub_add)
+            return self._run_ops({k: v[s] for k, v in env.items()}, start, keep_all, sub_add, outputs)
 
         lock = threading.Lock()
         todo = iter(slices)
@@ -497,12 +499,15 @@ class Model:
         sizes = {env[t].shape[0] for t in needed}
         if len(sizes) > 1:
             raise InputError(f"env arrays disagree on the batch size: {sorted(sizes)}")
-        out_env = self._run_split({t: env[t] for t in needed}, start, True, add)
+        want = list(self.outputs) if output is None else [output]
+        if output is not None and output not in produced_later and output not in env:
+            raise InputError(f"output: tensor {output} is neither in env nor computed by operators {start}..")
+        # without intermediates only the wanted tensors are kept (each query of a ZO step runs here)
+        compute = tuple(t for t in want if t in produced_later or t not in env)
+        out_env = self._run_split({t: env[t] for t in needed}, start, intermediates, add, outputs=compute)
         merged = dict(env)
         merged.update(out_env)
         if output is not None:
-            if output not in merged:
-                raise InputError(f"output: tensor {output} is neither in env nor computed by operators {start}..")
             result = merged[output]
         else:
             outs = tuple(merged[i] for i in self.outputs)

@@ -24,10 +24,14 @@ __all__ = ["LOG_REFRESH_SECONDS", "interactive", "step_bar", "outer_bar"]
 LOG_REFRESH_SECONDS = 60.0
 
 
+def _mode() -> str:
+    return os.environ.get("TINYZO_PROGRESS", "auto").strip().lower()
+
+
 def interactive(stream=None) -> bool:
     """True when bars should redraw freely: ``TINYZO_PROGRESS=always``, or ``auto`` and ``stream``
     (default ``sys.stderr``, where tqdm writes) is a terminal."""
-    mode = os.environ.get("TINYZO_PROGRESS", "auto").strip().lower()
+    mode = _mode()
     if mode == "always":
         return True
     if mode == "never":
@@ -54,7 +58,5 @@ def outer_bar(*, total: int, desc: str, initial: int = 0, enabled: bool = True) 
     On a terminal it redraws as tqdm does; in a log at most once per :data:`LOG_REFRESH_SECONDS`.
     Disabled when ``enabled`` is false or ``TINYZO_PROGRESS=never``.
     """
-    mode = os.environ.get("TINYZO_PROGRESS", "auto").strip().lower()
-    live = interactive()
-    return tqdm(total=total, initial=initial, desc=desc, disable=not enabled or mode == "never",
-                mininterval=0.1 if live else LOG_REFRESH_SECONDS)
+    return tqdm(total=total, initial=initial, desc=desc, disable=not enabled or _mode() == "never",
+                mininterval=0.1 if interactive() else LOG_REFRESH_SECONDS)

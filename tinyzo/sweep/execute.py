@@ -231,11 +231,11 @@ def _run_pool(sweep, todo, db, bar, summary, prior, n_workers, retries) -> None:
                             queue.append(run)
                         continue
                     result = fut.result()
-                    if not result.get("ok") and started[run.key] <= retries and not queue:
-                        started[run.key] += 1
-                        pending[pool.submit(execute_run, run.argv())] = run
-                        continue
                     if not result.get("ok") and started[run.key] <= retries:
-                        queue.append(run)  # the pool broke meanwhile: retry in the next one
+                        if queue:  # the pool broke meanwhile: retry in the next one
+                            queue.append(run)
+                        else:
+                            started[run.key] += 1
+                            pending[pool.submit(execute_run, run.argv())] = run
                         continue
                     _finish(db, sweep, run, result, prior[run.key] + started[run.key] + lost[run.key], bar, summary)

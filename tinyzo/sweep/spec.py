@@ -244,12 +244,24 @@ def parse_spec(text: str, *, base_dir=".", name: str = "sweep", path: Path | Non
     lengths = {k: len(_as_list(v)) for k, v in zipped.items()}
     if len(set(lengths.values())) > 1:
         raise SweepSpecError(f"{where}: [zip] lists must have one length, got {lengths}")
+    for k in grid:
+        if k in zipped:
+            raise SweepSpecError(f"{where}: {k} is in both [grid] and [zip]")
     methods = _table(doc, "methods", where)
     if not methods:
         raise SweepSpecError(f"{where}: no [methods.NAME] table; add at least one (e.g. [methods.bp] method = \"bp\")")
     file_digests = {"model": sha256_file(model)}
     if data_path is not None:
         file_digests["data"] = sha256_file(data_path)
+
+    cache = {}
+
+    def resolved(value: str, what: str, w: str) -> tuple:
+        """(path, SHA-256) of a file option, read once per sweep whatever the number of runs naming it."""
+        if value not in cache:
+            p = _resolve_file(value, base, what, w)
+            cache[value] = (p, sha256_file(p))
+        return cache[value]
 
     runs, seen = [], {}
     zip_points = [dict(zip(zipped, vals)) for vals in zip(*(_as_list(v) for v in zipped.values()))] or [{}]
@@ -262,9 +274,6 @@ def parse_spec(text: str, *, base_dir=".", name: str = "sweep", path: Path | Non
             clash = [t for t, d in (("[train]", common), ("[grid]", grid), ("[zip]", zipped)) if k in d]
             if clash and (clash != ["[train]"]):
                 raise SweepSpecError(f"{w}: {k} is also set in {clash[0]}; set each option in one place")
-        for k in grid:
-            if k in zipped:
-                raise SweepSpecError(f"{where}: {k} is in both [grid] and [zip]")
         for gp in _expand_product(grid) or [{}]:
             for zp in zip_points:
                 for mp in _expand_product(mopts) or [{}]:
@@ -275,10 +284,8 @@ def parse_spec(text: str, *, base_dir=".", name: str = "sweep", path: Path | Non
                     digests = dict(file_digests)
                     for k in FILE_OPTIONS:
                         if k in opts:
-                            p = _resolve_file(str(opts[k]), base, k, w)
-                            files[k] = str(p)
-                            opts[k] = str(p)
-                            digests[k] = sha256_file(p)
+                            p, digests[k] = resolved(str(opts[k]), k, w)
+                            files[k] = opts[k] = str(p)
                     opts = {k: opts[k] for k in sorted(opts)}
                     for seed in seeds:
                         hashed = {k: v for k, v in opts.items() if k not in FILE_OPTIONS}
