@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import functools
+
 import numpy as np
 
 from tinyzo.errors import InputError, UnsupportedModelError
@@ -264,10 +266,10 @@ class Model:
         self._constant_outputs(env)
         return env if keep_all else {i: env[i] for i in (self.outputs if outputs is None else outputs)}
 
-    @property
+    @functools.cached_property
     def sample_bytes(self) -> int:
         """Bytes of every tensor the model computes (and its inputs) for one sample: what
-        ``intermediates=True`` returns per sample."""
+        ``intermediates=True`` returns per sample (computed once: shapes never change)."""
         return sum(t.nbytes for t in self.tensors if not t.is_constant)
 
     @property
@@ -504,13 +506,16 @@ class Model:
             raise InputError(f"output: tensor {output} is neither in env nor computed by operators {start}..")
         # without intermediates only the wanted tensors are kept (each query of a ZO step runs here)
         compute = tuple(t for t in want if t in produced_later or t not in env)
-        out_env = self._run_split({t: env[t] for t in needed}, start, intermediates, add, outputs=compute)
-        merged = dict(env)
-        merged.update(out_env)
-        if output is not None:
-            result = merged[output]
+        if not compute and not intermediates:  # everything wanted is already in env: nothing to run
+            out_env = {}
         else:
-            outs = tuple(merged[i] for i in self.outputs)
+            out_env = self._run_split({t: env[t] for t in needed}, start, intermediates, add, outputs=compute)
+        merged = {**env, **out_env} if intermediates else None
+        pick = merged.get if intermediates else (lambda t: out_env[t] if t in out_env else env[t])
+        if output is not None:
+            result = pick(output)
+        else:
+            outs = tuple(pick(i) for i in self.outputs)
             result = outs[0] if len(outs) == 1 else outs
         return (result, merged) if intermediates else result
 

@@ -152,6 +152,7 @@ class ZOTrainer:
 
         config.validate(model)
         self.model = model
+        self._loss_t, self._loss_q = model.loss_tensor, model.loss_quant()  # the logits (Model.loss_tensor)
         self.config = config
         self.layers = sorted(config.layers if config.layers is not None else model.trainable_ops())
         if config.target == "weight":
@@ -206,7 +207,7 @@ class ZOTrainer:
         """Per-sample cross-entropy of the int8 logits (float32[N])."""
         from tinyzo.zo.loss import cross_entropy_int8
 
-        scale, zero_point = self.model.loss_quant()
+        scale, zero_point = self._loss_q
         return cross_entropy_int8(logits.reshape(len(y), -1), y, scale, zero_point)
 
     def directions(self, q: int):
@@ -263,7 +264,7 @@ class ZOTrainer:
                     b2 = np.clip(b.astype(np.int64) + sign * d["b"], -(2**31), 2**31 - 1).astype(np.int32)
                 self.model.set_params(k, w2, b2)
             add = {self.model.operators[k].outputs[0]: (u if sign > 0 else -u) for k, u in node_dirs.items()}
-            logits = self.model.forward_from(env, self.first, add=add or None, output=self.model.loss_tensor)
+            logits = self.model.forward_from(env, self.first, add=add or None, output=self._loss_t)
             self.forward_passes += 1
             return self.losses(logits, y)
         finally:
@@ -356,7 +357,7 @@ class ZOTrainer:
 
         c = self.config
         _, env = self.model(xq, intermediates=True)
-        logits = env[self.model.loss_tensor]
+        logits = env[self._loss_t]
         self.forward_passes += 1
         base = self.losses(logits, y)
         base_mean = mean_float32(base)
