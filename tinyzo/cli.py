@@ -263,17 +263,6 @@ def _cmd_memory(args) -> int:
 
 
 # ---------------------------------------------------------------------------------------- contrib
-def _contrib_memory_fn(args, model, state_bytes: int):
-    """``(memory_fn or None, label)`` of ``tinyzo contrib --memory``: the simple count or the memory planner."""
-    from tinyzo.memory import scheme_peak_bytes
-
-    if args.memory == "count":
-        return None, f"simple per-layer count, batch 1, {state_bytes} optimizer bytes/parameter"
-    opt = _contrib_planner_optimizer(args)
-    return ((lambda scheme: scheme_peak_bytes(model, scheme, optimizer=opt)),
-            f"memory planner peak, batch 1, optimizer {opt}")
-
-
 def _contrib_planner_optimizer(args) -> str:
     """The memory planner's optimizer name for ``tinyzo contrib``'s optimizer flags."""
     from tinyzo.memory import optimizer_name
@@ -287,6 +276,7 @@ def _cmd_contrib(args) -> int:
 
     import tinyzo
     from tinyzo import data
+    from tinyzo.bp.budget import largest_last_k, scheme_memory_fn
     from tinyzo.bp.contrib import contribution_analysis, parse_ratios
     from tinyzo.bp.optim import BPOptimizer
     from tinyzo.bp.scheme import SparseScheme
@@ -323,11 +313,13 @@ def _cmd_contrib(args) -> int:
         raise InputError("--layers and --k-values are comma-separated integers, e.g. 0,4,8 and 2,4,6") from None
     opt = {"kind": args.optimizer, "momentum": args.momentum, "mode": args.update, "rounding": args.rounding}
     state = BPOptimizer(lr=args.lr, **opt).state_bytes_per_param
-    memory_fn, mem_label = _contrib_memory_fn(args, model, state)
+    mem = scheme_memory_fn(model, args.memory, opt)
+    memory_fn = None if args.memory == "count" else mem
+    mem_label = (f"simple per-layer count, batch 1, {state} optimizer bytes/parameter" if args.memory == "count"
+                 else f"memory planner peak, batch 1, optimizer {_contrib_planner_optimizer(args)}")
     method = args.search or ("dp" if memory_fn is None else "evolution")
     if method == "dp" and memory_fn is not None:
         raise InputError("--search dp is exact only for --memory count; use --search evolution with the planner")
-    mem = memory_fn or (lambda s: s.memory_bytes(model, state_bytes_per_param=state))
     budget = int(args.budget_kb * 1024)
     smallest = mem(SparseScheme(bias_last_k=0, classifier=True))
     if smallest > budget:   # checked before the (long) analysis
@@ -341,8 +333,10 @@ def _cmd_contrib(args) -> int:
     scheme.save(out)
     title = Path(args.model).name + (f" ({args.corruption} {args.severity})" if args.corruption else "")
     contrib.plot(plot_path, title=title)
-    n = len(model.trainable_ops())
-    last = [k for k in range(1, n + 1) if mem(SparseScheme.last_k(model, k)) <= budget]
+    try:
+        last = largest_last_k(model, budget, mem)
+    except InputError:
+        last = None
     print(f"validation accuracy: {contrib.start_accuracy * 100:.1f}% before training, "
           f"{contrib.base_accuracy * 100:.1f}% after classifier-only training ({contrib.config['steps']} steps)")
     print(f"best scheme ({method}, {mem_label}): {scheme.label}")
@@ -354,9 +348,8 @@ def _cmd_contrib(args) -> int:
         peak = scheme_peak_bytes(model, scheme, optimizer=_contrib_planner_optimizer(args))
         print(f"  device peak SRAM of this scheme (memory planner: forward activations included, batch 1): "
               f"{peak:,} bytes; --memory planner searches under that instead")
-    if last:
-        print(f"  largest 'last k layers' scheme in the budget: last {last[-1]} "
-              f"({mem(SparseScheme.last_k(model, last[-1])):,} bytes)")
+    if last is not None:
+        print(f"  largest 'last k layers' scheme in the budget: {last.label} ({mem(last):,} bytes)")
     else:
         print("  no 'last k layers' scheme fits the budget")
     data_args = f"--data {args.data}" + (f" --corruption {args.corruption} --severity {args.severity}"

@@ -14,16 +14,25 @@ def add_train_arguments(s) -> None:
     s.add_argument("model", help=".tflite or tinyzo .npz int8 model")
     s.add_argument("--data", required=True, help="'digits' or a dataset file/folder")
     s.add_argument("--method", default="zo-rge-weight",
-                   help="zo-<rge|spsa|signspsa>-<weight|node|mixed> or bp (default zo-rge-weight)")
+                   help="zo-<rge|spsa|signspsa>-<weight|node|mixed>, bp, or fp32 (the float twin trained with float "
+                   "SGD: the baseline of docs/qas_table.md) (default zo-rge-weight)")
     s.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"], help="bp: optimizer (default sgd)")
     s.add_argument("--momentum", type=float, default=0.0, help="bp sgd: momentum (default 0: no extra memory)")
     s.add_argument("--no-qas", action="store_true", help="bp: no Quantization-Aware Scaling")
     s.add_argument("--scheme", help="bp: sparse-update scheme JSON (see docs/training_bp.md)")
+    s.add_argument("--scheme-search", choices=["dp", "evolution", "last-k"],
+                   help="bp: choose the scheme under --scheme-budget-kb: contribution analysis on the train/val "
+                   "splits + dp or evolution, or the largest last k layers (docs/contrib.md)")
+    s.add_argument("--scheme-budget-kb", type=finite_float, help="bp: the memory budget of --scheme-search (kB = 1024 B)")
+    s.add_argument("--scheme-memory", choices=["count", "planner"], default="count",
+                   help="bp: memory model of --scheme-search: the per-layer count (default) or the planner's peak")
+    s.add_argument("--contrib-epochs", type=POS1, default=1, help="bp: epochs of each contribution measurement "
+                   "of --scheme-search dp/evolution (default 1)")
     s.add_argument("--budget-kb", type=finite_float,
                    help="refuse a run whose training peak SRAM on the device (batch 1, tinyzo memory) exceeds this")
     s.add_argument("--corruption", help="adapt to this corruption (applied to every split)")
     s.add_argument("--severity", type=int, help="corruption severity 1..5")
-    s.add_argument("--layers", help="operator indices (e.g. 9,11) or last<K> (default: all trainable)")
+    s.add_argument("--layers", help="operator indices (e.g. 9,11), last<K> or all (default: all trainable)")
     s.add_argument("--select", choices=["ratio", "test-and-pick", "last"],
                    help="choose the layers automatically (see docs/zo_selection.md)")
     s.add_argument("--select-k", type=POS1, default=2, help="how many layers --select keeps (default 2)")
@@ -65,7 +74,7 @@ def _parse_method(method: str):
 def _parse_layers(text, model):
     from tinyzo.errors import InputError
 
-    if text is None:
+    if text is None or text == "all":
         return None
     trainable = model.trainable_ops()
     if text.startswith("last"):
@@ -79,18 +88,29 @@ def _parse_layers(text, model):
     try:
         layers = [int(v) for v in text.split(",")]
     except ValueError:
-        raise InputError(f"--layers must be operator indices like 9,11 or last<K>, got {text!r}") from None
+        raise InputError(f"--layers must be operator indices like 9,11, last<K> or all, got {text!r}") from None
     bad = [k for k in layers if k not in trainable]
     if bad:
         raise InputError(f"--layers {bad} are not trainable operators; trainable: {trainable}")
     return layers
 
 
-def _bp_trainer(args, model, layers, total_steps):
-    """The back-propagation stepper of ``tinyzo train --method bp`` (QAS optimizer + sparse scheme)."""
+def _bp_trainer(args, model, layers, total_steps, train, val):
+    """The back-propagation stepper of ``tinyzo train --method bp`` (QAS optimizer + sparse scheme);
+    ``train``/``val`` are the int8 ``(x, y)`` splits --scheme-search analyses."""
     from tinyzo.bp import BPOptimizer, BPTrainer, SparseScheme
 
-    if args.scheme:
+    if args.scheme_search:
+        from tinyzo.bp.budget import scheme_under_budget
+
+        opt = {"kind": args.optimizer, "momentum": args.momentum, "mode": args.update, "rounding": args.rounding}
+        scheme, info = scheme_under_budget(model, train, val, int(args.scheme_budget_kb * 1024),
+                                           search=args.scheme_search, memory=args.scheme_memory, optimizer=opt,
+                                           lr=args.lr, epochs=args.contrib_epochs, batch_size=args.batch_size,
+                                           seed=args.seed, progress=not args.no_progress)
+        print(f"--scheme-search {args.scheme_search}: {scheme.label}, {info['memory_bytes']:,} bytes "
+              f"({args.scheme_memory}) of the {args.scheme_budget_kb:g} kB budget")
+    elif args.scheme:
         scheme = SparseScheme.load(args.scheme)
     elif layers is not None:
         scheme = SparseScheme(bias_last_k=len(model.trainable_ops()) - model.trainable_ops().index(min(layers)),
@@ -104,9 +124,10 @@ def _bp_trainer(args, model, layers, total_steps):
     return BPTrainer(model, scheme=scheme, optimizer=opt, seed=args.seed)
 
 
-def _check_training_memory(args, trainer) -> int:
+def _check_training_memory(args, trainer) -> dict:
     """Print the device peak SRAM of ``tinyzo train``'s trainer (batch 1, memory planner) and, with
-    ``--budget-kb N``, refuse a run that does not fit N kB, before any training. Returns the peak."""
+    ``--budget-kb N``, refuse a run that does not fit N kB, before any training. Returns the
+    :func:`tinyzo.memory.trainer_memory_report`."""
     from tinyzo.errors import InputError
     from tinyzo.memory import trainer_memory_report
 
@@ -120,7 +141,7 @@ def _check_training_memory(args, trainer) -> int:
             hint += " or update per step (--update per_step: no float32 shadow copy)"
         raise InputError(f"the run needs {peak:,} bytes of SRAM to train on the device (batch 1, memory planner), "
                          f"over the {args.budget_kb:g} kB budget; train {hint}")
-    return peak
+    return rep
 
 
 def _check_train_args(args) -> None:
@@ -138,6 +159,21 @@ def _check_train_args(args) -> None:
         raise InputError("--resume continues the checkpoint in --out-dir: give --out-dir too")
     if args.budget_kb is not None and not args.budget_kb > 0:
         raise InputError(f"--budget-kb must be a positive number of kB (1 kB = 1024 bytes), got {args.budget_kb:g}")
+    if (args.scheme_search is None) != (args.scheme_budget_kb is None):
+        raise InputError("--scheme-search and --scheme-budget-kb go together")
+    if args.scheme_search is not None:
+        if args.method != "bp":
+            raise InputError("--scheme-search chooses a sparse scheme for --method bp")
+        if args.scheme or args.layers:
+            raise InputError("--scheme-search chooses the scheme itself: do not give --scheme or --layers too")
+        if not args.scheme_budget_kb >= 0:
+            raise InputError(f"--scheme-budget-kb must be >= 0 kB, got {args.scheme_budget_kb:g}")
+    if args.method == "fp32":
+        for flag, given in (("--out", args.out), ("--budget-kb", args.budget_kb is not None),
+                            ("--select", args.select), ("--scheme", args.scheme)):
+            if given:
+                raise InputError(f"{flag} is for the int8 methods; --method fp32 trains the float twin of the model "
+                                 "(a baseline: no int8 model, no device memory)")
 
 
 def train_run(args) -> dict:
@@ -146,9 +182,10 @@ def train_run(args) -> dict:
     Returns ``before``, ``after``, ``clean`` (test accuracy before and after training on the
     (corrupted) test split, and of the starting model on the uncorrupted test split; None without a
     test split), ``recovered`` ((after - before) / (clean - before), None without a corruption),
-    ``forward_passes``, ``backward_passes``, ``sram_bytes`` / ``sram_lean_bytes`` (the training peak on
-    the device as run / with plain SGD and per-step rounding, memory planner, batch 1) and ``history``
-    (one dict per epoch, :func:`tinyzo.train.fit`).
+    ``forward_passes``, ``backward_passes`` (batches), ``sram_bytes`` / ``sram_lean_bytes`` (the
+    training peak on the device as run / with plain SGD and per-step rounding, memory planner, batch 1;
+    None for fp32), ``trained_params``, ``scheme`` / ``scheme_bytes`` (bp: the sparse scheme's label and
+    per-layer memory count; None otherwise) and ``history`` (one dict per epoch, :func:`tinyzo.train.fit`).
     """
     from pathlib import Path
 
@@ -162,7 +199,7 @@ def train_run(args) -> dict:
 
     _check_train_args(args)
     model = tinyzo.load(args.model)
-    if args.method != "bp":
+    if args.method not in ("bp", "fp32"):
         est, target = _parse_method(args.method)
     elif args.select is not None:
         raise InputError("--select is for the zo methods; give bp a --scheme or --layers")
@@ -177,10 +214,12 @@ def train_run(args) -> dict:
         splits[s] = (x, y)
     if len(splits["train"][0]) == 0:
         raise InputError(f"{args.data} has no training split")
-    before = evaluate(model, *splits["test"]) if len(splits["test"][0]) else None
     xq = {s: images_to_input(model, x) if len(x) else None for s, (x, _) in splits.items()}
     steps_per_epoch = -(-len(xq["train"]) // args.batch_size)
     layers = _parse_layers(args.layers, model)
+    if args.method == "fp32":
+        return _fp32_run(args, model, ds, splits, xq, layers, steps_per_epoch)
+    before = evaluate(model, *splits["test"]) if len(splits["test"][0]) else None
     if args.select is not None:
         from tinyzo.zo.selection import select_layers
 
@@ -194,14 +233,15 @@ def train_run(args) -> dict:
         print(f"--select {args.select}: training operators {layers}")
     total_steps = args.epochs * steps_per_epoch
     if args.method == "bp":
-        trainer = _bp_trainer(args, model, layers, total_steps)
+        trainer = _bp_trainer(args, model, layers, total_steps, (xq["train"], splits["train"][1]),
+                              None if xq["val"] is None else (xq["val"], splits["val"][1]))
     else:
         cfg = ZOConfig(layers=layers, target=target, estimator=est, queries=args.queries,
                        sigma=args.sigma, sigma_bias=args.sigma_bias, sigma_node=args.sigma_node, lr=args.lr,
                        schedule=args.schedule, update=args.update, rounding=args.rounding, seed=args.seed,
                        mixed_split=args.mixed_split)
         trainer = ZOTrainer(model, cfg, total_steps=total_steps)
-    sram = _check_training_memory(args, trainer)
+    mem = _check_training_memory(args, trainer)
     out_dir = Path(args.out_dir) if args.out_dir else None
     title = f"{args.method} on {args.data}" + (f" ({args.corruption} {args.severity})" if args.corruption else "")
     sram_lean = trainer_memory_report(trainer, lean=True)["peak_sram_bytes"]
@@ -221,13 +261,62 @@ def train_run(args) -> dict:
         print(f"wrote {args.out}")
     b = None if before is None else before["accuracy"]
     a = None if after is None else after["accuracy"]
-    recovered = None
-    if clean is not None and b is not None and clean != b:
-        recovered = (a - b) / (clean - b)
-    return {"before": b, "after": a, "clean": clean, "recovered": recovered,
+    scheme = getattr(trainer, "scheme", None)
+    return {"before": b, "after": a, "clean": clean, "recovered": _recovered(clean, b, a),
             "forward_passes": int(getattr(trainer, "forward_passes", 0)),
             "backward_passes": int(getattr(trainer, "backward_passes", 0)),
-            "sram_bytes": int(sram), "sram_lean_bytes": int(sram_lean), "history": history}
+            "sram_bytes": int(mem["peak_sram_bytes"]), "sram_lean_bytes": int(sram_lean),
+            "trained_params": int(mem["trained_params"]),
+            "scheme": None if scheme is None else scheme.label,
+            "scheme_bytes": None if scheme is None else int(scheme.memory_bytes(model)),
+            "history": history}
+
+
+def _recovered(clean, before, after):
+    """(after - before) / (clean - before): the share of the corruption's damage training undid (None
+    without a corruption or a test split)."""
+    if clean is None or before is None or clean == before:
+        return None
+    return (after - before) / (clean - before)
+
+
+def _fp32_run(args, model, ds, splits, xq, layers, steps_per_epoch) -> dict:
+    """``tinyzo train --method fp32``: the float twin of ``model`` (its architecture, dequantized
+    parameters: :func:`tinyzo.bp.fp32.float_net_from_int8`) trained with float32 SGD (``--lr``,
+    ``--momentum``, ``--schedule``, no weight decay) on ``--layers`` (the others frozen), on the
+    dequantized int8 inputs; accuracies from :func:`tinyzo.fp.evaluate`. The upper reference of
+    int8 training (docs/qas_table.md); it has no device memory (``sram_bytes`` None)."""
+    from pathlib import Path
+
+    from tinyzo import fp
+    from tinyzo.bp.fp32 import dequantize_input, float_layer_names, float_net_from_int8
+    from tinyzo.evaluate import images_to_input
+
+    net, params = float_net_from_int8(model)
+    names = float_layer_names(model)
+    trained = [names[k] for k in (layers if layers is not None else model.trainable_ops())]
+    x = {s: None if xq[s] is None else dequantize_input(model, xq[s]) for s in xq}
+    test = x["test"] is not None
+    before = fp.evaluate(net, params, x["test"], splits["test"][1])["accuracy"] if test else None
+    clean = None
+    if args.corruption is not None and test:
+        xc, yc = ds.split("test")
+        clean = fp.evaluate(net, params, dequantize_input(model, images_to_input(model, xc)), yc)["accuracy"]
+    ckpt = Path(args.out_dir) / "checkpoint_fp32.npz" if args.out_dir else None
+    history = fp.train(net, params, x["train"], splits["train"][1], x["val"],
+                       None if x["val"] is None else splits["val"][1], epochs=args.epochs,
+                       batch_size=args.batch_size, lr=args.lr, momentum=args.momentum, weight_decay=0.0,
+                       schedule=args.schedule, seed=args.seed, progress=not args.no_progress, checkpoint=ckpt,
+                       resume=args.resume, trainable=trained)
+    after = fp.evaluate(net, params, x["test"], splits["test"][1])["accuracy"] if test else None
+    if before is not None:
+        print(f"fp32 test accuracy: {before * 100:.2f}% before, {after * 100:.2f}% after")
+    steps = len(history) * steps_per_epoch
+    n_params = sum(int(v.size) for n in trained for k, v in params[n].items() if k not in ("mean", "var"))
+    return {"before": before, "after": after, "clean": clean, "recovered": _recovered(clean, before, after),
+            "forward_passes": steps, "backward_passes": steps, "sram_bytes": None, "sram_lean_bytes": None,
+            "trained_params": n_params, "scheme": None, "scheme_bytes": None,
+            "history": [{k: v for k, v in h.items()} for h in history]}
 
 
 parse_method, parse_layers = _parse_method, _parse_layers

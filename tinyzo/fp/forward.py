@@ -191,18 +191,19 @@ def forward(net, params: dict, x, training: bool = False):
     return out[net.layers[-1].name], cache
 
 
-def update_bn_stats(net, params: dict, cache: dict, momentum: float = 0.1) -> None:
+def update_bn_stats(net, params: dict, cache: dict, momentum: float = 0.1, layers=None) -> None:
     """Fold a training-mode cache's batch statistics into the running ``mean``/``var`` in place.
 
     ``running = (1 - momentum) * running + momentum * batch``; the batch variance is the biased one
     (over N*H*W values) times ``n / (n - 1)`` (the unbiased estimate, as PyTorch/Keras keep it).
-    Layers without batch norm are skipped. ``momentum`` in [0, 1].
+    Layers without batch norm are skipped, and with ``layers`` (a collection of layer names) every
+    layer not in it (frozen layers keep their statistics). ``momentum`` in [0, 1].
     """
     if not cache.get("training"):
         raise FloatNetError("update_bn_stats needs the cache of a forward pass with training=True")
     m = float(momentum)
     for lay in net.layers:
-        if not lay.bn:
+        if not lay.bn or (layers is not None and lay.name not in layers):
             continue
         bn = cache["aux"][lay.name]["bn"]
         p = params[lay.name]

@@ -175,7 +175,7 @@ def _all_finite(grads: dict) -> bool:
 def train(net, params: dict, x_train, y_train, x_val=None, y_val=None, *, epochs: int, batch_size: int = 64,
           lr: float = 0.05, momentum: float = 0.9, weight_decay: float = 5e-4, schedule: str = "cosine",
           warmup_epochs: float = 0, augment=None, seed: int = 0, bn_momentum: float = 0.1, progress: bool = True,
-          checkpoint=None, resume: bool = False, on_epoch=None):
+          checkpoint=None, resume: bool = False, on_epoch=None, trainable=None):
     """Train ``net`` in float32 with mini-batch SGD; updates ``params`` in place.
 
     Args:
@@ -201,6 +201,8 @@ def train(net, params: dict, x_train, y_train, x_val=None, y_val=None, *, epochs
             restored in place; the result equals an uninterrupted run); start fresh if it does not.
         on_epoch: ``callable(record) -> bool | None`` called after each epoch with its history
             record; returning True stops training.
+        trainable: names of the layers to update (default: every layer with weights); the others stay
+            frozen, batch-norm running statistics included (e.g. the fp32 baseline of sparse training).
 
     Returns:
         ``history`` (a list subclass whose ``.params`` is ``params``, trained in place): one dict per completed epoch (resumed ones included) with ``epoch`` (1-based),
@@ -237,6 +239,13 @@ def train(net, params: dict, x_train, y_train, x_val=None, y_val=None, *, epochs
     if n == 0:
         raise FloatNetError("the training set is empty")
 
+    if trainable is not None:
+        trainable = set(trainable)
+        weighted = {lay.name for lay in net.layers if lay.has_weights}
+        unknown = sorted(trainable - weighted)
+        if unknown or not trainable:
+            raise TinyzoError(f"trainable must name layers with weights of {net.name}: {sorted(weighted)}; "
+                              f"got {sorted(trainable) if not unknown else unknown}")
     has_bn = any(lay.bn for lay in net.layers)
     slices = _batch_slices(n, batch_size, has_bn)
     steps_per_epoch = len(slices)
@@ -290,7 +299,9 @@ def train(net, params: dict, x_train, y_train, x_val=None, y_val=None, *, epochs
             if not _all_finite(grads):
                 raise TrainingDivergedError(f"training diverged in epoch {e + 1} (batch {b + 1}/{steps_per_epoch}): "
                                             f"a gradient is NaN/inf; lower lr (this step {lr_t:.4g}){last_good}")
-            update_bn_stats(net, params, cache, bn_momentum)
+            update_bn_stats(net, params, cache, bn_momentum, layers=trainable)
+            if trainable is not None:
+                grads = {n: g for n, g in grads.items() if n in trainable}
             sgd_step(params, grads, velocity, lr_t, momentum, weight_decay)
 
             loss_sum += float(np.sum(per_sample, dtype=np.float64))

@@ -14,13 +14,17 @@ from pathlib import Path
 
 from tinyzo.errors import TinyzoError
 
-__all__ = ["ResultsDBError", "ResultsDB", "SCHEMA_VERSION", "METRIC_COLUMNS"]
+__all__ = ["ResultsDBError", "ResultsDB", "SCHEMA_VERSION", "METRIC_COLUMNS", "TEXT_COLUMNS"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # numeric result columns (REAL or INTEGER), in report order
 METRIC_COLUMNS = ("before", "after", "clean", "recovered", "forward_passes", "backward_passes", "seconds",
-                  "sram_bytes", "sram_lean_bytes")
+                  "sram_bytes", "sram_lean_bytes", "trained_params", "scheme_bytes")
+# text result columns
+TEXT_COLUMNS = ("scheme",)
+# columns added by each schema version after 1: an older database gains them (NULL in its old rows)
+_ADDED = {2: (("trained_params", "INTEGER"), ("scheme_bytes", "INTEGER"), ("scheme", "TEXT"))}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -43,6 +47,9 @@ CREATE TABLE IF NOT EXISTS runs (
     seconds         REAL,               -- wall time of the run in its worker
     sram_bytes      INTEGER,            -- training peak SRAM on the device (memory planner, batch 1, as run)
     sram_lean_bytes INTEGER,            -- the same with plain SGD and per-step rounding
+    trained_params  INTEGER,            -- parameters the run updates
+    scheme_bytes    INTEGER,            -- bp: the sparse scheme's per-layer memory count (docs/training_bp.md)
+    scheme          TEXT,               -- bp: the sparse scheme's label (e.g. chosen by --scheme-search)
     history         TEXT,               -- JSON: one object per epoch (tinyzo.train.fit's history)
     tinyzo_version  TEXT,
     command         TEXT NOT NULL,      -- the `tinyzo train ...` command that reproduces the run alone
@@ -76,10 +83,22 @@ class ResultsDB:
                 row = self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
                 if row is None:
                     self.conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-                elif int(row[0]) != SCHEMA_VERSION:
-                    raise ResultsDBError(f"{self.path}: schema version {row[0]}, this tinyzo reads {SCHEMA_VERSION}")
+                elif int(row[0]) > SCHEMA_VERSION:
+                    raise ResultsDBError(f"{self.path}: schema version {row[0]} is newer than this tinyzo's "
+                                         f"({SCHEMA_VERSION}); upgrade tinyzo to read it")
+                elif int(row[0]) < SCHEMA_VERSION:
+                    self._upgrade(int(row[0]))
         except sqlite3.DatabaseError as e:
             raise ResultsDBError(f"{self.path} is not a tinyzo results database: {e}") from None
+
+    def _upgrade(self, version: int) -> None:
+        """Add the columns of the schema versions after ``version`` (inside the open transaction)."""
+        have = {r[1] for r in self.conn.execute("PRAGMA table_info(runs)")}
+        for v in range(version + 1, SCHEMA_VERSION + 1):
+            for name, kind in _ADDED.get(v, ()):
+                if name not in have:
+                    self.conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+        self.conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
     def __enter__(self):
         return self
@@ -105,7 +124,7 @@ class ResultsDB:
             "options": json.dumps(run.options, sort_keys=True), "config": json.dumps(run.config, sort_keys=True),
             "status": "done" if ok else "failed", "attempts": int(attempts),
             "error": None if ok else str(result.get("error", "unknown error"))[:4000],
-            **{c: m.get(c) for c in METRIC_COLUMNS},
+            **{c: m.get(c) for c in METRIC_COLUMNS + TEXT_COLUMNS},
             "history": json.dumps(m.get("history")) if ok else None,
             "tinyzo_version": result.get("tinyzo_version"), "command": run.command, "worker": result.get("worker"),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from tinyzo.errors import TinyzoError
-from tinyzo.sweep.db import METRIC_COLUMNS
+from tinyzo.sweep.db import METRIC_COLUMNS, TEXT_COLUMNS
 
 __all__ = ["ReportError", "value_of", "aggregate", "to_markdown", "to_csv", "plot_vs_param", "plot_pareto",
            "plot_curves", "update_markdown", "DEFAULT_METRICS", "BEGIN_MARK", "END_MARK"]
@@ -35,7 +35,7 @@ class ReportError(TinyzoError):
 
 def value_of(row: dict, key: str):
     """The value of grouping key or metric ``key`` in a database row (None when the run lacks it)."""
-    if key in ("method", "seed", "sweep", "status") or key in METRIC_COLUMNS:
+    if key in ("method", "seed", "sweep", "status") or key in METRIC_COLUMNS + TEXT_COLUMNS:
         return row.get(key)
     return row["options"].get(key.replace("-", "_"))
 
