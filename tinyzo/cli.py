@@ -470,7 +470,7 @@ def _cmd_sweep_report(args) -> int:
             raise ReportError(f"--plots: the folder {out} does not exist")
         written = [plot_curves(rows, out / "curves.png", by=group_by[0] if group_by else "method")]
         if any(r.get("recovered") is not None for r in rows):
-            written.append(plot_pareto(rows, out / "pareto.png", by=group_by[0] if group_by else "method"))
+            written.append(plot_pareto(rows, out / "pareto.png", by=group_by or "method"))
         if args.x:
             written.append(plot_vs_param(rows, args.x, out / f"vs_{args.x}.png", metric=metrics[0],
                                          by=group_by[0] if group_by else "method"))

@@ -181,10 +181,12 @@ def plot_vs_param(rows: list, param: str, path, *, metric: str = "after", by: st
 
 
 def plot_pareto(rows: list, path, *, metric: str = "recovered", memory: str = "sram_lean_bytes",
-                by: str = "method") -> Path:
-    """Save ``metric`` against training SRAM (KiB), one point per ``by`` with error bars (mean ± std)
-    in both directions, and the Pareto front (most ``metric`` for the least memory) as a line."""
-    table = [t for t in aggregate(rows, [by], [metric, memory]) if t[f"{metric}_mean"] is not None
+                by="method") -> Path:
+    """Save ``metric`` against training SRAM (KiB), one point per group of ``by`` (a key or a list of
+    keys, e.g. method and budget) with error bars (mean ± std) in both directions, and the Pareto front
+    (most ``metric`` for the least memory) as a line."""
+    keys = [by] if isinstance(by, str) else list(by)
+    table = [t for t in aggregate(rows, keys, [metric, memory]) if t[f"{metric}_mean"] is not None
              and t[f"{memory}_mean"] is not None]
     if not table:
         raise ReportError(f"no run reports both {metric} and {memory}")
@@ -193,7 +195,8 @@ def plot_pareto(rows: list, path, *, metric: str = "recovered", memory: str = "s
     fig, ax = plt.subplots(figsize=(6, 4))
     for t in table:
         ax.errorbar(t[f"{memory}_mean"] / 1024, t[f"{metric}_mean"] * scale, xerr=(t[f"{memory}_std"] or 0) / 1024,
-                    yerr=(t[f"{metric}_std"] or 0) * scale, marker="o", capsize=3, label=str(t[by]))
+                    yerr=(t[f"{metric}_std"] or 0) * scale, marker="o", capsize=3,
+                    label=", ".join(str(t[k]) for k in keys))
     pts = sorted((t[f"{memory}_mean"] / 1024, t[f"{metric}_mean"] * scale) for t in table)
     front, best = [], -math.inf
     for x, y in pts:
