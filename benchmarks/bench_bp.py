@@ -34,7 +34,7 @@ import bench_zo as bz  # noqa: E402  (shared helpers: batches, PyTorch twin, tim
 
 HEADING = "## Back-propagation training step"
 
-#: name -> (BPOptimizer arguments, scheme spec: ("full",) / ("last", k) / ("bias", k), PyTorch twin: None = all
+#: name -> (QASOptimizer arguments, scheme spec: ("full",) / ("last", k) / ("bias", k), PyTorch twin: None = all
 #: layers, k = the last k weighted layers)
 SETTINGS = {
     "all layers, SGD + QAS, per-step rounding": ({"kind": "sgd", "lr": 5e-3}, ("full",), None),
@@ -49,8 +49,8 @@ SETTINGS = {
 def make_trainer(opt_args: dict, spec: tuple):
     """A BPTrainer on a fresh copy of the reference model for one setting."""
     import tinyzo
-    from tinyzo.bp.optim import BPOptimizer
-    from tinyzo.bp.scheme import SparseScheme
+    from tinyzo.training.update import QASOptimizer
+    from tinyzo.training.scheme import SparseScheme
     from tinyzo.bp.trainer import BPTrainer
 
     model = tinyzo.load(bz.MODEL)
@@ -62,7 +62,7 @@ def make_trainer(opt_args: dict, spec: tuple):
         scheme = SparseScheme.bias_only(model, spec[1], classifier=True)
     opt_args = dict(opt_args)
     kind = opt_args.pop("kind")
-    return BPTrainer(model, scheme=scheme, optimizer=BPOptimizer(kind, **opt_args))
+    return BPTrainer(model, scheme=scheme, optimizer=QASOptimizer(kind, **opt_args))
 
 
 def main(argv=None):

@@ -3,8 +3,8 @@
     python benchmarks/bench_checkpoint.py [--repeats 30] [--dir /tmp]
 
 For three trainers of ``reference_models/digits_cnn.tflite`` (after one step, so every optimizer
-buffer exists) it times :func:`tinyzo.train.save_checkpoint` (build the file in memory, write the
-temporary file, fsync, ``os.replace``, fsync the folder) and :func:`tinyzo.train.load_checkpoint`
+buffer exists) it times :func:`tinyzo.training.loop.save_checkpoint` (build the file in memory, write the
+temporary file, fsync, ``os.replace``, fsync the folder) and :func:`tinyzo.training.loop.load_checkpoint`
 (read and verify: member bounds, headers, CRC, SHA-256, consistency), and the in-memory build alone
 (:func:`tinyzo.checkpoint.encode_checkpoint`). Medians over ``--repeats``; the fsync time depends on
 the disk and on what else writes to it, so the write times are indicative. Prints a Markdown table.
@@ -21,10 +21,10 @@ import numpy as np
 
 import tinyzo
 from tinyzo import data
-from tinyzo.bp import BPOptimizer, BPTrainer, SparseScheme
+from tinyzo.bp import QASOptimizer, BPTrainer, SparseScheme
 from tinyzo.checkpoint import encode_checkpoint, flatten_tree
 from tinyzo.evaluate import images_to_input
-from tinyzo.train import load_checkpoint, save_checkpoint
+from tinyzo.training.loop import load_checkpoint, save_checkpoint
 from tinyzo.zo.trainer import ZOConfig, ZOTrainer
 
 REF = Path(__file__).resolve().parents[1] / "reference_models" / "digits_cnn.tflite"
@@ -34,7 +34,7 @@ TRAINERS = {
     "ZO weight, all layers, shadow": lambda m: ZOTrainer(m, ZOConfig(layers=m.trainable_ops(), target="weight",
                                                                      update="shadow", lr=1e-3), total_steps=10),
     "BP full, Adam, shadow": lambda m: BPTrainer(m, scheme=SparseScheme.full(m),
-                                                 optimizer=BPOptimizer("adam", 1e-3, mode="shadow")),
+                                                 optimizer=QASOptimizer("adam", 1e-3, mode="shadow")),
 }
 
 

@@ -71,7 +71,7 @@ def _ram_symbols(elf: Path) -> dict:
 def _build(vec_dir: Path, elf: Path, train: bool, lean: bool = False) -> tuple[int, int, int]:
     defs = (["-DTZ_SIZE_TRAIN"] if train else []) + (["-DTZ_LEAN_WEIGHT"] if lean else [])
     cmd = [CC, *FLAGS, *defs, f"-I{vec_dir}", f"-I{ROOT / 'port' / 'c'}",
-           f"-I{ROOT / 'tinyzo' / 'zo' / 'c'}", *[str(ROOT / "port" / "c" / s) for s in SOURCES], "-o", str(elf), "-lm"]
+           f"-I{ROOT / 'tinyzo' / 'training' / 'c'}", *[str(ROOT / "port" / "c" / s) for s in SOURCES], "-o", str(elf), "-lm"]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     return _size(elf)
 

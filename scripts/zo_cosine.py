@@ -50,7 +50,7 @@ def ste_last_two(model, xq, y):
     per input element; the conv's local backward gives its weight gradient. Returns only the layers
     this pattern (conv -> MEAN -> FC = output) covers.
     """
-    from tinyzo.zo.local_backward import local_backward, output_grad_to_acc_grad
+    from tinyzo.training.local_backward import local_backward, output_grad_to_acc_grad
 
     fc = model.trainable_ops()[-1]
     op_fc = model.operators[fc]

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 import tinyzo
 from tinyzo import data
 from tinyzo.evaluate import evaluate, images_to_input
-from tinyzo.train import fit
+from tinyzo.training.loop import fit
 from tinyzo.zo.selection import gradient_weight_ratio, select_layers, test_and_pick
 from tinyzo.zo.trainer import ZOConfig, ZOTrainer
 

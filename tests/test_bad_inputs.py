@@ -133,9 +133,9 @@ def test_cli_issue_cases_in_a_subprocess(work, argv):
 
 def _api_cases():
     x8 = np.zeros((2, 32, 32, 1), np.int8)
-    from tinyzo.bp import BPOptimizer, BPTrainer
+    from tinyzo.bp import QASOptimizer, BPTrainer
     from tinyzo.evaluate import evaluate
-    from tinyzo.train import fit
+    from tinyzo.training.loop import fit
     from tinyzo.zo.trainer import ZOConfig, ZOTrainer
 
     nan_imgs = np.full((5, 8, 8), 0.5, np.float32)
@@ -179,7 +179,7 @@ def _api_cases():
         ("ZOConfig direction", lambda m: ZOTrainer(m, ZOConfig(direction="bogus")), TinyzoError, "direction"),
         ("ZOTrainer total_steps 0", lambda m: ZOTrainer(m, ZOConfig(), total_steps=0), TinyzoError, "total_steps"),
         ("ZOTrainer model None", lambda m: ZOTrainer(None, ZOConfig()), TinyzoError, "tinyzo.Model"),
-        ("BPTrainer model None", lambda m: BPTrainer(None, optimizer=BPOptimizer("sgd", 1e-3)), TinyzoError,
+        ("BPTrainer model None", lambda m: BPTrainer(None, optimizer=QASOptimizer("sgd", 1e-3)), TinyzoError,
          "tinyzo.Model"),
         ("fit batch_size 0", lambda m: fit(ZOTrainer(m, ZOConfig()), m, x8, np.zeros(2, np.int64), epochs=1,
                                            batch_size=0, progress=False), TinyzoError, "batch_size"),

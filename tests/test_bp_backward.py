@@ -10,7 +10,7 @@ import tinyzo
 from tinyzo import data
 from tinyzo.bp import BackwardError, backward, logits_gradient
 from tinyzo.evaluate import images_to_input
-from tinyzo.zo.local_backward import local_backward
+from tinyzo.training.local_backward import local_backward
 
 REF = Path(__file__).resolve().parents[1] / "reference_models" / "digits_cnn.tflite"
 

@@ -189,10 +189,10 @@ def test_analysis_runs_and_leaves_the_model_alone(model, task, tmp_path):
     # a measurement equals an independent BPTrainer run of its scheme over the same batches
     import copy
 
-    from tinyzo.bp import BPOptimizer, BPTrainer
+    from tinyzo.bp import QASOptimizer, BPTrainer
 
     m = copy.deepcopy(model)
-    opt = BPOptimizer(lr=3e-3, total_steps=2, seed=0, **contrib_mod.DEFAULT_OPTIMIZER)
+    opt = QASOptimizer(lr=3e-3, total_steps=2, seed=0, **contrib_mod.DEFAULT_OPTIMIZER)
     tr = BPTrainer(m, scheme=SparseScheme(weights={9: 0.5}, classifier=True), optimizer=opt, seed=0)
     order = np.random.default_rng(0).permutation(96)
     for t in range(2):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import tinyzo
-from tinyzo.bp.scheme import SchemeError, SparseScheme
+from tinyzo.training.scheme import SchemeError, SparseScheme
 from tinyzo.zo.selection import select_channels
 
 REF = Path(__file__).resolve().parents[1] / "reference_models" / "digits_cnn.tflite"

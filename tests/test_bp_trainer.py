@@ -9,11 +9,11 @@ import pytest
 
 import tinyzo
 from tinyzo import data
-from tinyzo.bp.optim import BPOptimizer, OptimizerError
-from tinyzo.bp.scheme import SchemeError, SparseScheme
+from tinyzo.training.update import QASOptimizer, OptimizerError
+from tinyzo.training.scheme import SchemeError, SparseScheme
 from tinyzo.bp.trainer import BPTrainer, BPTrainerError
 from tinyzo.evaluate import evaluate, images_to_input
-from tinyzo.train import fit
+from tinyzo.training.loop import fit
 
 REF = Path(__file__).resolve().parents[1] / "reference_models" / "digits_cnn.tflite"
 
@@ -28,15 +28,15 @@ S_W = (np.array([0.5, 0.25], dtype=np.float32), 0)   # per-channel weight scale,
 
 def test_sgd_qas_is_the_real_step_and_without_qas_it_is_s_squared_smaller():
     # QAS: d = lr g / s**2: ch0 0.1*2/0.25 = 0.8 -> 9.2 -> 9; ch1 0.1*(-1)/0.0625 = -1.6 -> -3.4 -> -3
-    new = BPOptimizer("sgd", 0.1, qas=True).step({"w": W}, {"w": G}, {"w": S_W})["w"]
+    new = QASOptimizer("sgd", 0.1, qas=True).step({"w": W}, {"w": G}, {"w": S_W})["w"]
     assert new.dtype == np.int8 and new.ravel().tolist() == [9, -3]
     # no QAS: d = lr g: 0.2 -> 9.8 -> 10; -0.1 -> -4.9 -> -5: nothing moves
-    new = BPOptimizer("sgd", 0.1, qas=False).step({"w": W}, {"w": G}, {"w": S_W})["w"]
+    new = QASOptimizer("sgd", 0.1, qas=False).step({"w": W}, {"w": G}, {"w": S_W})["w"]
     assert new.ravel().tolist() == [10, -5]
     # the shadow shows the exact steps: their ratio is s**2 per channel
     moves = []
     for qas in (True, False):
-        opt = BPOptimizer("sgd", 0.1, qas=qas, mode="shadow")
+        opt = QASOptimizer("sgd", 0.1, qas=qas, mode="shadow")
         new = opt.step({"w": W}, {"w": G}, {"w": S_W})["w"]
         moves.append(W.astype(np.float64) - opt.shadow_value("w", new))
     np.testing.assert_allclose(moves[0].ravel(), [0.8, -1.6], rtol=1e-6)
@@ -49,8 +49,8 @@ def test_bias_qas_divides_by_the_bias_scale_squared():
     g = np.array([0.003, 0.0], dtype=np.float32)
     sb = (np.array([0.5 * 0.02, 0.5 * 0.02], dtype=np.float32), 0)  # s_x s_w = 0.01
     # d = 0.1 * 0.003 / 1e-4 = 3
-    assert BPOptimizer("sgd", 0.1).step({"b": b}, {"b": g}, {"b": sb})["b"].tolist() == [997, -20]
-    assert BPOptimizer("sgd", 0.1, qas=False).step({"b": b}, {"b": g})["b"].tolist() == [1000, -20]
+    assert QASOptimizer("sgd", 0.1).step({"b": b}, {"b": g}, {"b": sb})["b"].tolist() == [997, -20]
+    assert QASOptimizer("sgd", 0.1, qas=False).step({"b": b}, {"b": g})["b"].tolist() == [1000, -20]
 
 
 def _adam_reference(gs, lr, s, b1=0.9, b2=0.999, eps=1e-8):
@@ -69,21 +69,21 @@ def test_adam_first_steps_with_and_without_qas():
     w = np.array([10], dtype=np.int8)
     sc = {"w": (np.array([0.25], np.float32), 0)}
     # step 1: m_hat = G, v_hat = G**2, so the real step is lr * sign(G): 0.3 real = 1.2 integer units (QAS)
-    opt = BPOptimizer("adam", 0.3, qas=True, mode="shadow")
+    opt = QASOptimizer("adam", 0.3, qas=True, mode="shadow")
     w1 = opt.step({"w": w}, {"w": np.array([2.0], np.float32)}, sc)["w"]
     assert w1.tolist() == [9]                                           # 10 - 1.2 = 8.8 -> 9
     np.testing.assert_allclose(opt.shadow_value("w", w1), [8.8], rtol=1e-6)
     w2 = opt.step({"w": w1}, {"w": np.array([-1.0], np.float32)}, sc)["w"]
     np.testing.assert_allclose(opt.shadow_value("w", w2), 10 - _adam_reference([2.0, -1.0], 0.3, 0.25), rtol=1e-6)
     # no QAS: the raw gradient, the step lr * sign(g) = 0.3 applied in integer units (s times fp32's)
-    opt = BPOptimizer("adam", 0.3, qas=False, mode="shadow")
+    opt = QASOptimizer("adam", 0.3, qas=False, mode="shadow")
     w1 = opt.step({"w": w}, {"w": np.array([2.0], np.float32)})["w"]
     assert w1.tolist() == [10]                                          # 9.7 -> 10
     np.testing.assert_allclose(opt.shadow_value("w", w1), [9.7], rtol=1e-6)
     w2 = opt.step({"w": w1}, {"w": np.array([-1.0], np.float32)})["w"]
     np.testing.assert_allclose(opt.shadow_value("w", w2), 10 - _adam_reference([2.0, -1.0], 0.3, 1.0), rtol=1e-6)
     # masked (zero-gradient) parameters never move, also under Adam
-    opt = BPOptimizer("adam", 0.3, mode="shadow")
+    opt = QASOptimizer("adam", 0.3, mode="shadow")
     for _ in range(3):
         out = opt.step({"w": W}, {"w": np.array([[1.0], [0.0]], np.float32)}, {"w": S_W})["w"]
     assert out[1, 0] == W[1, 0] and opt.shadow_value("w", out)[1, 0] == W[1, 0]
@@ -93,7 +93,7 @@ def test_per_step_rounding_vs_float_shadow():
     """0.3-LSB steps: nearest rounding every step never moves; the shadow accumulates 9.7, 9.4, 9.1."""
     w = np.array([10], dtype=np.int8)
     g = {"w": np.array([1.0], np.float32)}
-    per, sh = BPOptimizer("sgd", 0.3, qas=False), BPOptimizer("sgd", 0.3, qas=False, mode="shadow")
+    per, sh = QASOptimizer("sgd", 0.3, qas=False), QASOptimizer("sgd", 0.3, qas=False, mode="shadow")
     a, b, got = w, w, []
     for _ in range(3):
         a = per.step({"w": a}, g)["w"]
@@ -103,11 +103,11 @@ def test_per_step_rounding_vs_float_shadow():
     assert [x[1] for x in got] == [10, 9, 9]
     np.testing.assert_allclose([x[2] for x in got], [9.7, 9.4, 9.1], rtol=1e-6)
     # momentum 0.5: v = 1, 1.5 -> steps 0.3, 0.45
-    mo = BPOptimizer("sgd", 0.3, qas=False, mode="shadow", momentum=0.5)
+    mo = QASOptimizer("sgd", 0.3, qas=False, mode="shadow", momentum=0.5)
     c = mo.step({"w": w}, g)["w"]
     c = mo.step({"w": c}, g)["w"]
     np.testing.assert_allclose(mo.shadow_value("w", c), [9.25], rtol=1e-6)
-    assert mo.state_bytes_per_param == 8 and BPOptimizer("adam", 1e-3).state_bytes_per_param == 8
+    assert mo.state_bytes_per_param == 8 and QASOptimizer("adam", 1e-3).state_bytes_per_param == 8
 
 
 @pytest.mark.parametrize("kind, extra", [("adam", {}), ("sgd", {"momentum": 0.9})])
@@ -119,7 +119,7 @@ def test_optimizer_state_round_trip(kind, extra):
              for _ in range(4)]
 
     def make():
-        return BPOptimizer(kind, 1e-3, mode="shadow", rounding="stochastic", seed=7, schedule="cosine",
+        return QASOptimizer(kind, 1e-3, mode="shadow", rounding="stochastic", seed=7, schedule="cosine",
                            total_steps=4, **extra)
 
     a = make()
@@ -140,7 +140,7 @@ def test_optimizer_state_round_trip(kind, extra):
         np.testing.assert_array_equal(pa[k], pb[k])
         np.testing.assert_array_equal(a.shadow_value(k, pa[k]), b.shadow_value(k, pb[k]))
     with pytest.raises(OptimizerError, match="configuration differs"):
-        BPOptimizer(kind, 2e-3, mode="shadow", rounding="stochastic", seed=7, schedule="cosine", total_steps=4,
+        QASOptimizer(kind, 2e-3, mode="shadow", rounding="stochastic", seed=7, schedule="cosine", total_steps=4,
                     **extra).load_state_dict(state)
 
 
@@ -158,14 +158,14 @@ def test_optimizer_state_round_trip(kind, extra):
 ])
 def test_bad_optimizer_options(kwargs, needle):
     with pytest.raises(OptimizerError, match=needle):
-        BPOptimizer(**{"kind": "sgd", "lr": 1e-3, **kwargs})
+        QASOptimizer(**{"kind": "sgd", "lr": 1e-3, **kwargs})
 
 
 def test_qas_needs_scales_and_gradients_must_be_finite():
     with pytest.raises(OptimizerError, match="scale"):
-        BPOptimizer("sgd", 0.1).step({"w": W}, {"w": G}, {})
+        QASOptimizer("sgd", 0.1).step({"w": W}, {"w": G}, {})
     with pytest.raises(OptimizerError, match="NaN"):
-        BPOptimizer("adam", 0.1).step({"w": W}, {"w": G * np.float32("nan")}, {"w": S_W})
+        QASOptimizer("adam", 0.1).step({"w": W}, {"w": G * np.float32("nan")}, {"w": S_W})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -190,7 +190,7 @@ def test_same_seed_identical_int8_weights(blurred):
     runs = []
     for _ in range(2):
         m = tinyzo.load(REF)
-        opt = BPOptimizer("sgd", 3e-3, momentum=0.5, rounding="stochastic", seed=5)
+        opt = QASOptimizer("sgd", 3e-3, momentum=0.5, rounding="stochastic", seed=5)
         tr = BPTrainer(m, scheme=SparseScheme(bias_last_k=6, weights={-3: 0.5, -2: 0.25}, channel_select="random"),
                        optimizer=opt, seed=3)
         for s in range(3):
@@ -220,7 +220,7 @@ def test_frozen_parameters_do_not_change_and_get_no_gradient_work(blurred, monke
     monkeypatch.setattr(bw, "backward", spy)
     m = tinyzo.load(REF)
     scheme = SparseScheme(bias_last_k=1, weights={9: 0.25})  # op 9: a quarter of its weights, not its bias
-    tr = BPTrainer(m, scheme=scheme, optimizer=BPOptimizer("sgd", 3e-2, mode="shadow"))
+    tr = BPTrainer(m, scheme=scheme, optimizer=QASOptimizer("sgd", 3e-2, mode="shadow"))
     for s in range(3):
         tr.step(xtr[s * 32:(s + 1) * 32], ytr[s * 32:(s + 1) * 32])
     assert calls == [([9, 11], [9, 11])] * 3   # the backward stops at op 9: nothing below it is differentiated
@@ -240,7 +240,7 @@ def test_loss_decreases_on_a_batch(blurred):
     """Repeated QAS-SGD steps on one batch of 64 blurred digits: the loss falls well below its start."""
     xtr, ytr, _, _ = blurred
     m = tinyzo.load(REF)
-    tr = BPTrainer(m, scheme=SparseScheme.last_k(m, 6), optimizer=BPOptimizer("sgd", 3e-3, mode="shadow"))
+    tr = BPTrainer(m, scheme=SparseScheme.last_k(m, 6), optimizer=QASOptimizer("sgd", 3e-3, mode="shadow"))
     losses = [tr.step(xtr[:64], ytr[:64])["loss"] for _ in range(6)]
     # measured: 6.94, 2.75, 2.19, 1.96, 1.77, 1.58 (monotone); the bound leaves a wide margin
     assert losses[-1] < 0.5 * losses[0], losses
@@ -257,7 +257,7 @@ def test_two_epochs_of_qas_sgd_win_back_blurred_accuracy(blurred):
     xtr, ytr, xte, yte = blurred
     m = tinyzo.load(REF)
     before = evaluate(m, xte, yte)["accuracy"]
-    tr = BPTrainer(m, scheme=SparseScheme.last_k(m, 6), optimizer=BPOptimizer("sgd", 3e-3, mode="shadow"))
+    tr = BPTrainer(m, scheme=SparseScheme.last_k(m, 6), optimizer=QASOptimizer("sgd", 3e-3, mode="shadow"))
     hist = fit(tr, m, xtr, ytr, epochs=2, batch_size=32, seed=0, progress=False)
     after = evaluate(m, xte, yte)["accuracy"]
     assert after >= before + 0.25, (before, after)
@@ -271,8 +271,8 @@ def test_resume_equals_an_uninterrupted_run(blurred, tmp_path, kind):
 
     def run(epochs, out, resume=False):
         m = tinyzo.load(REF)
-        opt = (BPOptimizer("adam", 1e-3, mode="shadow", schedule="cosine", total_steps=9) if kind == "adam" else
-               BPOptimizer("sgd", 3e-3, momentum=0.9, rounding="stochastic", seed=2, schedule="linear", total_steps=9))
+        opt = (QASOptimizer("adam", 1e-3, mode="shadow", schedule="cosine", total_steps=9) if kind == "adam" else
+               QASOptimizer("sgd", 3e-3, momentum=0.9, rounding="stochastic", seed=2, schedule="linear", total_steps=9))
         scheme = SparseScheme(bias_last_k=4, weights={-3: 0.5, -2: 0.25}, channel_select="random")
         tr = BPTrainer(m, scheme=scheme, optimizer=opt, seed=1)
         hist = fit(tr, m, xtr, ytr, epochs=epochs, batch_size=32, seed=1, out_dir=out, resume=resume, progress=False)
@@ -291,13 +291,13 @@ def test_resume_equals_an_uninterrupted_run(blurred, tmp_path, kind):
 
 def test_bad_trainer_input(blurred):
     m = tinyzo.load(REF)
-    with pytest.raises(BPTrainerError, match="BPOptimizer"):
+    with pytest.raises(BPTrainerError, match="QASOptimizer"):
         BPTrainer(m)
-    assert BPTrainer(m, optimizer=BPOptimizer()).layers == m.trainable_ops()  # default: full BP
+    assert BPTrainer(m, optimizer=QASOptimizer()).layers == m.trainable_ops()  # default: full BP
     with pytest.raises(SchemeError, match="not a trainable operator"):
-        BPTrainer(m, scheme=SparseScheme(weights={10: 1.0}), optimizer=BPOptimizer())
-    tr = BPTrainer(m, scheme=SparseScheme.last_k(m, 2), optimizer=BPOptimizer())
-    other = BPTrainer(m, scheme=SparseScheme.last_k(m, 3), optimizer=BPOptimizer())
+        BPTrainer(m, scheme=SparseScheme(weights={10: 1.0}), optimizer=QASOptimizer())
+    tr = BPTrainer(m, scheme=SparseScheme.last_k(m, 2), optimizer=QASOptimizer())
+    other = BPTrainer(m, scheme=SparseScheme.last_k(m, 3), optimizer=QASOptimizer())
     with pytest.raises(BPTrainerError, match="another sparse scheme"):
         other.load_state_dict(tr.state_dict())
 

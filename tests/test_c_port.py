@@ -41,7 +41,7 @@ def _compiler():
 def _build_and_run(vec_dir: Path, exe: Path, defines=(), sources=None) -> tuple[int, str, dict]:
     """Compile the harness against the vectors in ``vec_dir``, run it: (exit code, stdout, {what: (checked, bad)})."""
     cc = _compiler()
-    cmd = [cc, *FLAGS, *defines, f"-I{vec_dir}", f"-I{ROOT / 'port' / 'c'}", f"-I{ROOT / 'tinyzo' / 'zo' / 'c'}",
+    cmd = [cc, *FLAGS, *defines, f"-I{vec_dir}", f"-I{ROOT / 'port' / 'c'}", f"-I{ROOT / 'tinyzo' / 'training' / 'c'}",
            *[str(ROOT / "port" / "c" / s) for s in (sources or SOURCES)], "-o", str(exe), "-lm"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -106,7 +106,7 @@ def test_vectors_for_lean_need_weight_target(tmp_path):
     assert main(["vectors", str(DIGITS), "--data", "digits", "--method", "zo-rge-node", "--steps", "1", "--layers",
                  "11", "--samples", "1", "--out", str(vec)]) == 0
     cmd = [_compiler(), *FLAGS, "-DTZ_LEAN_WEIGHT", f"-I{vec}", f"-I{ROOT / 'port' / 'c'}",
-           f"-I{ROOT / 'tinyzo' / 'zo' / 'c'}", "-c", str(ROOT / "port" / "c" / "test_main.c"), "-o",
+           f"-I{ROOT / 'tinyzo' / 'training' / 'c'}", "-c", str(ROOT / "port" / "c" / "test_main.c"), "-o",
            str(tmp_path / "x.o")]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode != 0 and "TZ_LEAN_WEIGHT needs weight-perturbation vectors" in r.stderr

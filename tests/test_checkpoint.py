@@ -30,7 +30,7 @@ from tinyzo.cli import main
 from tinyzo.errors import CheckpointError, TinyzoError
 from tinyzo.evaluate import images_to_input
 from tinyzo.nn import Layer, Net, init_params
-from tinyzo.train import fit, load_checkpoint, save_checkpoint
+from tinyzo.training.loop import fit, load_checkpoint, save_checkpoint
 from tinyzo.zo.trainer import ZOConfig, ZOTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -389,9 +389,9 @@ def test_old_two_file_checkpoint_and_foreign_runs_are_refused(saved_runs, tmp_pa
             _resume(saved_runs, run, **kw)
         assert "\n" not in str(e.value)
     m = tinyzo.load(REF)
-    from tinyzo.bp import BPOptimizer, BPTrainer, SparseScheme
+    from tinyzo.bp import QASOptimizer, BPTrainer, SparseScheme
 
-    tr = BPTrainer(m, scheme=SparseScheme.last_k(m, 2), optimizer=BPOptimizer())
+    tr = BPTrainer(m, scheme=SparseScheme.last_k(m, 2), optimizer=QASOptimizer())
     before = {k: m.get_params(k)[0].copy() for k in m.trainable_ops()}
     with pytest.raises(CheckpointError, match="written by a ZOTrainer"):
         fit(tr, m, saved_runs["xq"], saved_runs["y"], epochs=3, batch_size=16, seed=1, out_dir=run, resume=True,

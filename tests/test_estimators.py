@@ -24,7 +24,7 @@ from tinyzo.zo.estimators import (
     estimate_per_sample,
     second_moment,
 )
-from tinyzo.zo.loss import (
+from tinyzo.training.loss import (
     LN2_Q30,
     LossInputError,
     accuracy_int8,
@@ -37,7 +37,7 @@ from tinyzo.zo.loss import (
     prepare_cross_entropy_lut,
     q16_to_float,
 )
-from tinyzo.zo.prng import derive_seed, gaussian_int, perturbation, uniform_int
+from tinyzo.training.prng import derive_seed, gaussian_int, perturbation, uniform_int
 
 N_DIM = 8
 
@@ -382,7 +382,7 @@ def test_same_results_without_jit():
     code = (
         "import numpy as np\n"
         "from tinyzo.zo.estimators import estimate\n"
-        "from tinyzo.zo.prng import derive_seed\n"
+        "from tinyzo.training.prng import derive_seed\n"
         "A = np.diag(np.arange(1.0, 7.0)); f = lambda d: float(0.5 * (d + 3) @ A @ (d + 3))\n"
         "out = []\n"
         "for meth, dirn in [('rge', 'rademacher'), ('spsa', 'gaussian'), ('sign-spsa', 'uniform')]:\n"

@@ -5,7 +5,7 @@ import pytest
 
 import tinyzo
 from tinyzo.kernels import float_nn
-from tinyzo.zo.local_backward import local_backward, output_grad_to_acc_grad
+from tinyzo.training.local_backward import local_backward, output_grad_to_acc_grad
 from pathlib import Path
 
 REF = Path(__file__).resolve().parents[1] / "reference_models" / "digits_cnn.tflite"

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 import tinyzo
-from tinyzo.bp import BPOptimizer, BPTrainer, SparseScheme
+from tinyzo.bp import QASOptimizer, BPTrainer, SparseScheme
 from tinyzo.memory import trainer_memory_report
 from tinyzo.memory.training import training_schedule
-from tinyzo.zo.loss import cross_entropy_int8, mean_float32
+from tinyzo.training.loss import cross_entropy_int8, mean_float32
 from tinyzo.zo.trainer import ZOConfig, ZOTrainer
 
 DATA = Path(__file__).parent / "data" / "tflite-micro"
@@ -46,7 +46,7 @@ def test_zo_and_bp_take_the_same_loss_on_the_same_tensor(path):
     zo = ZOTrainer(model, ZOConfig(layers=[last], target="node", queries=1, lr=1e-6), total_steps=1)
     zo_info = zo.step(xq, y)
     model_bp = tinyzo.load(path)
-    bp = BPTrainer(model_bp, scheme=SparseScheme.last_k(model_bp, 1), optimizer=BPOptimizer("sgd", 1e-6))
+    bp = BPTrainer(model_bp, scheme=SparseScheme.last_k(model_bp, 1), optimizer=QASOptimizer("sgd", 1e-6))
     bp_info = bp.step(xq, y)
     assert zo_info["loss"] == bp_info["loss"] == float(want)   # the same float32 value, bit for bit
     if model.loss_tensor != model.outputs[0]:
@@ -78,4 +78,4 @@ def test_training_front_doors():
     import tinyzo.zo
 
     assert tinyzo.zo.ZOTrainer is ZOTrainer and tinyzo.zo.ZOConfig is ZOConfig
-    assert tinyzo.bp.BPTrainer is BPTrainer and tinyzo.bp.BPOptimizer is BPOptimizer
+    assert tinyzo.bp.BPTrainer is BPTrainer and tinyzo.bp.QASOptimizer is QASOptimizer

@@ -15,7 +15,7 @@ import pytest
 
 import tinyzo
 from tinyzo.bp import SparseScheme
-from tinyzo.bp.scheme import SchemeError
+from tinyzo.training.scheme import SchemeError
 from tinyzo.errors import TinyzoError
 from tinyzo.graph import Model, Operator, Tensor
 from tinyzo.memory import (
@@ -311,7 +311,7 @@ def test_published_data_bundled():
 
 def test_trainer_memory_report_is_the_schedule_the_trainer_runs(digits):
     """The report derived from a trainer equals memory_report of the method, layers and optimizer it runs."""
-    from tinyzo.bp import BPOptimizer, BPTrainer, SparseScheme
+    from tinyzo.bp import QASOptimizer, BPTrainer, SparseScheme
     from tinyzo.memory import optimizer_name, trainer_memory_report
     from tinyzo.zo.trainer import ZOConfig, ZOTrainer
 
@@ -322,7 +322,7 @@ def test_trainer_memory_report_is_the_schedule_the_trainer_runs(digits):
     lean = memory_report(digits, "zo-signspsa-mixed-layerwise", layers=layers, optimizer="sgd", mixed_split=1)
     assert trainer_memory_report(zo, lean=True)["peak_sram_bytes"] == lean["peak_sram_bytes"] < want["peak_sram_bytes"]
     scheme = SparseScheme.last_k(digits, 2)
-    bp = BPTrainer(digits, scheme=scheme, optimizer=BPOptimizer("adam", 1e-3, mode="shadow"))
+    bp = BPTrainer(digits, scheme=scheme, optimizer=QASOptimizer("adam", 1e-3, mode="shadow"))
     rep = trainer_memory_report(bp, budget_bytes=10_000)
     assert rep["optimizer"] == optimizer_name("adam", 0.0, "shadow") == "adam+shadow"
     assert rep["peak_sram_bytes"] == scheme_peak_bytes(digits, scheme, optimizer="adam+shadow")

@@ -1,4 +1,4 @@
-"""Integer updates (tinyzo.optim): exact rounding, QAS scaling, clamps, shadow vs per-step, schedules, state."""
+"""Integer updates (tinyzo.training.update): exact rounding, QAS scaling, clamps, shadow vs per-step, schedules, state."""
 
 import math
 
@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinyzo.optim import (
+from tinyzo.training.update import (
     ROUNDING_QUERY,
-    ZOSGD,
+    IntegerSGD,
     FloatShadow,
     OptimizerError,
     int8_weight_update,
@@ -21,7 +21,7 @@ from tinyzo.optim import (
     round_subtract_spec,
     stochastic_bits,
 )
-from tinyzo.zo.prng import derive_seed, xorshift32_sequence
+from tinyzo.training.prng import derive_seed, xorshift32_sequence
 
 f32 = np.float32
 
@@ -133,7 +133,7 @@ def test_stochastic_rounding_is_unbiased(frac):
 
 
 # ----------------------------------------------------------------------------------------------
-# ZOSGD: shadow vs per-step, momentum, stochastic streams
+# IntegerSGD: shadow vs per-step, momentum, stochastic streams
 # ----------------------------------------------------------------------------------------------
 
 
@@ -149,18 +149,18 @@ def run(opt, w0, g, steps, scale=1.0):
 def test_tiny_lr_accumulates_in_shadow_but_rounds_away_per_step():
     # step d = 0.125 per step on w = 10 (exact binary fractions): per-step nearest never moves;
     # the shadow goes 9.875, 9.75, 9.625, 9.5 (tie, away from zero -> 10), 9.375 -> 9, ...
-    per_step = run(ZOSGD(0.125, mode="per_step"), [10], [1.0], 13)
+    per_step = run(IntegerSGD(0.125, mode="per_step"), [10], [1.0], 13)
     assert per_step == [10] * 13
-    shadow = run(ZOSGD(0.125, mode="shadow"), [10], [1.0], 13)
+    shadow = run(IntegerSGD(0.125, mode="shadow"), [10], [1.0], 13)
     assert shadow == [10, 10, 10, 10, 9, 9, 9, 9, 9, 9, 9, 9, 8]       # 8.5 -> 9 (away from zero), 8.375 -> 8
     # stochastic per-step rounding moves on average: 200 steps of -0.125 -> about -25 in expectation
-    drift = run(ZOSGD(0.125, mode="per_step", rounding="stochastic", seed=5), [100], [1.0], 200)
+    drift = run(IntegerSGD(0.125, mode="per_step", rounding="stochastic", seed=5), [100], [1.0], 200)
     # each step is -1 w.p. 1/8: the total is Binomial(200, 1/8), mean 25, sd 4.68; 5 sd -> [1.6, 48.4]
     assert abs((100 - drift[-1]) - 25) <= 5 * math.sqrt(200 * 0.125 * 0.875)
 
 
 def test_shadow_does_not_wind_up_at_the_clamp():
-    opt = ZOSGD(1.0, mode="shadow")
+    opt = IntegerSGD(1.0, mode="shadow")
     p = {"w": np.array([127], np.int8)}
     for _ in range(5):
         p = opt.step(p, {"w": np.array([-3.0], np.float32)}, {"w": None})      # pushes up, clamped
@@ -171,7 +171,7 @@ def test_shadow_does_not_wind_up_at_the_clamp():
 
 
 def test_shadow_keeps_int32_biases_exact():
-    opt = ZOSGD(1.0, mode="shadow")
+    opt = IntegerSGD(1.0, mode="shadow")
     p = {"b": np.array([2**25 + 1, -(2**30) + 3], np.int32)}
     for _ in range(3):
         p = opt.step(p, {"b": np.array([0.25, -0.25], np.float32)}, {"b": None})
@@ -184,11 +184,11 @@ def test_shadow_keeps_int32_biases_exact():
 
 def test_momentum_hand_computed():
     # v1 = 1, v2 = 1.5, v3 = 1.75; per-step nearest: 0 -> -1 -> -2.5 -> -3 -> -4.75 -> -5
-    assert run(ZOSGD(1.0, momentum=0.5), [0], [1.0], 3) == [-1, -3, -5]
-    opt = ZOSGD(1.0, momentum=0.5)
+    assert run(IntegerSGD(1.0, momentum=0.5), [0], [1.0], 3) == [-1, -3, -5]
+    opt = IntegerSGD(1.0, momentum=0.5)
     run(opt, [0], [1.0], 3)
     assert opt.buffers["w"].dtype == np.float32 and opt.buffers["w"][0] == 1.75
-    assert ZOSGD(1.0).buffers == {} and not ZOSGD(1.0).state_dict().get("momentum/w")
+    assert IntegerSGD(1.0).buffers == {} and not IntegerSGD(1.0).state_dict().get("momentum/w")
 
 
 def test_zosgd_int8_and_int32_with_per_channel_scales():
@@ -196,7 +196,7 @@ def test_zosgd_int8_and_int32_with_per_channel_scales():
     params = {"0/w": np.zeros((2, 3), np.int8), "0/b": np.zeros(2, np.int32)}
     grads = {"0/w": np.ones((2, 3), np.float32), "0/b": np.ones(2, np.float32)}
     scales = {"0/w": (s_w, 0), "0/b": ((np.float32(0.5) * s_w).astype(np.float32), 0)}
-    out = ZOSGD(0.25).step(params, grads, scales)
+    out = IntegerSGD(0.25).step(params, grads, scales)
     np.testing.assert_array_equal(out["0/w"], [[-1, -1, -1], [0, 0, 0]])        # steps 1 and 0.25
     np.testing.assert_array_equal(out["0/b"], [-4, -1])                          # steps 4 and 1
     assert out["0/w"].dtype == np.int8 and out["0/b"].dtype == np.int32
@@ -204,7 +204,7 @@ def test_zosgd_int8_and_int32_with_per_channel_scales():
 
 
 def test_stochastic_streams_per_parameter_and_step():
-    opt = ZOSGD(1.0, rounding="stochastic", seed=77)
+    opt = IntegerSGD(1.0, rounding="stochastic", seed=77)
     p = {"a": np.zeros(64, np.int8), "b": np.zeros(64, np.int8)}
     g = {"a": np.full(64, 0.5, np.float32), "b": np.full(64, 0.5, np.float32)}
     out = opt.step(p, g, {"a": None, "b": None})
@@ -235,7 +235,7 @@ def test_schedules():
     assert lr_schedule("linear", 0, 4, 1.0) == 1.0
     assert lr_schedule("linear", 3, 4, 1.0) == 0.25
     assert lr_schedule("linear", 9, 4, 1.0) == 0.0
-    opt = ZOSGD(0.2, "cosine", total_steps=10)
+    opt = IntegerSGD(0.2, "cosine", total_steps=10)
     assert [opt.lr_at(k) for k in (0, 5)] == [pytest.approx(0.2), pytest.approx(0.1)]
 
 
@@ -254,7 +254,7 @@ def test_state_dict_round_trip(tmp_path):
               "seed": 123}
 
     def make():
-        return ZOSGD(0.05, **kw)
+        return IntegerSGD(0.05, **kw)
 
     full = make()
     p = dict(params0)
@@ -274,7 +274,7 @@ def test_state_dict_round_trip(tmp_path):
         q = resumed.step(q, g, scales)
     for k in p:
         np.testing.assert_array_equal(p[k], q[k])
-    other = ZOSGD(0.05, **dict(kw, mode="per_step"))
+    other = IntegerSGD(0.05, **dict(kw, mode="per_step"))
     with pytest.raises(OptimizerError, match="mode"):
         other.load_state_dict(state)
     with pytest.raises(OptimizerError, match="step"):
@@ -306,19 +306,19 @@ def test_bad_arguments():
         (lambda: int8_weight_update(w, g, 1.0, np.array([1.0, 2.0, 3.0], np.float32), axis=2), "out of range"),
         (lambda: int8_weight_update(w, g, 1.0, 1.0, clamp=(5, -5)), "clamp"),
         (lambda: int32_bias_update(w, g, 1.0, 1.0), "int32"),
-        (lambda: ZOSGD(0.0), "lr must be > 0"),
-        (lambda: ZOSGD(0.1, mode="ema"), "unknown mode"),
-        (lambda: ZOSGD(0.1, rounding="up"), "unknown rounding"),
-        (lambda: ZOSGD(0.1, momentum=1.0), "momentum"),
-        (lambda: ZOSGD(0.1, schedule="step"), "unknown schedule"),
-        (lambda: ZOSGD(0.1, schedule="cosine"), "needs total_steps"),
-        (lambda: ZOSGD(0.1, seed=-1), "seed"),
+        (lambda: IntegerSGD(0.0), "lr must be > 0"),
+        (lambda: IntegerSGD(0.1, mode="ema"), "unknown mode"),
+        (lambda: IntegerSGD(0.1, rounding="up"), "unknown rounding"),
+        (lambda: IntegerSGD(0.1, momentum=1.0), "momentum"),
+        (lambda: IntegerSGD(0.1, schedule="step"), "unknown schedule"),
+        (lambda: IntegerSGD(0.1, schedule="cosine"), "needs total_steps"),
+        (lambda: IntegerSGD(0.1, seed=-1), "seed"),
         (lambda: lr_schedule("linear", 0, 5, 1.0, warmup_steps=6), "exceeds"),
         (lambda: lr_schedule("linear", -1, 5, 1.0), "step"),
         (lambda: lr_schedule("linear", 0, 0, 1.0), "total_steps"),
-        (lambda: ZOSGD(0.1).step({"w": w}, {}, {"w": None}), "same names"),
-        (lambda: ZOSGD(0.1).step({"w": w}, {"w": g}, {}), "no scale"),
-        (lambda: ZOSGD(0.1).step({"w": w.astype(np.float32)}, {"w": g}, {"w": None}), "int8 .weights. or int32"),
+        (lambda: IntegerSGD(0.1).step({"w": w}, {}, {"w": None}), "same names"),
+        (lambda: IntegerSGD(0.1).step({"w": w}, {"w": g}, {}), "no scale"),
+        (lambda: IntegerSGD(0.1).step({"w": w.astype(np.float32)}, {"w": g}, {"w": None}), "int8 .weights. or int32"),
     ]
     for fn, msg in cases:
         with pytest.raises(OptimizerError, match=msg):

@@ -1,4 +1,4 @@
-"""tinyzo.zo.prng: jitted == spec == C header, known answers, and statistics with bounds from the math."""
+"""tinyzo.training.prng: jitted == spec == C header, known answers, and statistics with bounds from the math."""
 
 import math
 import os
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 import tinyzo.spec.prng as s
-import tinyzo.zo.prng as k
+import tinyzo.training.prng as k
 from tinyzo.errors import TinyzoError
 
 HEADER = Path(k.__file__).parent / "c" / "tinyzo_prng.h"

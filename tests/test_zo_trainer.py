@@ -13,7 +13,7 @@ import tinyzo
 from tinyzo import data
 from tinyzo.cli import main
 from tinyzo.evaluate import evaluate, images_to_input
-from tinyzo.train import fit
+from tinyzo.training.loop import fit
 from tinyzo.zo.trainer import ZOConfig, ZOConfigError, ZOTrainer
 
 REF = Path(__file__).resolve().parents[1] / "reference_models" / "digits_cnn.tflite"

@@ -1,6 +1,6 @@
 """Training checkpoints: one file per run, written atomically, verified when read, never unpickled.
 
-Both training loops keep their checkpoint in this one format: the int8 loop :func:`tinyzo.train.fit`
+Both training loops keep their checkpoint in this one format: the int8 loop :func:`tinyzo.training.loop.fit`
 (ZO and BP; ``<out_dir>/checkpoint.npz``) and the float loop :func:`tinyzo.fp.train.train` (its
 ``checkpoint=`` path). A checkpoint is one unit: the model arrays, the training state (optimizer
 buffers and the step counters every random stream is derived from, epoch, history, run config) and a

@@ -278,8 +278,8 @@ def _cmd_contrib(args) -> int:
     from tinyzo import data
     from tinyzo.bp.budget import largest_last_k, scheme_memory_fn
     from tinyzo.bp.contrib import contribution_analysis, parse_ratios
-    from tinyzo.bp.optim import BPOptimizer
-    from tinyzo.bp.scheme import SparseScheme
+    from tinyzo.training.update import QASOptimizer
+    from tinyzo.training.scheme import SparseScheme
     from tinyzo.bp.search import best_scheme
     from tinyzo.errors import InputError
     from tinyzo.evaluate import images_to_input
@@ -312,7 +312,7 @@ def _cmd_contrib(args) -> int:
     except ValueError:
         raise InputError("--layers and --k-values are comma-separated integers, e.g. 0,4,8 and 2,4,6") from None
     opt = {"kind": args.optimizer, "momentum": args.momentum, "mode": args.update, "rounding": args.rounding}
-    state = BPOptimizer(lr=args.lr, **opt).state_bytes_per_param
+    state = QASOptimizer(lr=args.lr, **opt).state_bytes_per_param
     mem = scheme_memory_fn(model, args.memory, opt)
     memory_fn = None if args.memory == "count" else mem
     mem_label = (f"simple per-layer count, batch 1, {state} optimizer bytes/parameter" if args.memory == "count"

@@ -52,9 +52,9 @@ def make_trainer(model, name: str, *, total_steps: int, seed: int = 0):
     opts = dict(DEMO_METHODS[name])
     last = opts.pop("last")
     if opts.pop("bp", False):
-        from tinyzo.bp import BPOptimizer, BPTrainer, SparseScheme
+        from tinyzo.bp import QASOptimizer, BPTrainer, SparseScheme
 
-        opt = BPOptimizer("sgd", opts["lr"], momentum=opts["momentum"], qas=True, mode="shadow",
+        opt = QASOptimizer("sgd", opts["lr"], momentum=opts["momentum"], qas=True, mode="shadow",
                           total_steps=total_steps, seed=seed)
         return BPTrainer(model, scheme=SparseScheme.last_k(model, last), optimizer=opt, seed=seed)
     from tinyzo.zo.trainer import ZOConfig, ZOTrainer
@@ -89,7 +89,7 @@ def run_demo(*, corruption: str = "motion_blur", severity: int = 5, methods=("zo
     from tinyzo import data
     from tinyzo.evaluate import evaluate, images_to_input
     from tinyzo.memory import trainer_memory_report
-    from tinyzo.train import fit, write_history
+    from tinyzo.training.loop import fit, write_history
 
     for m in methods:
         if m not in DEMO_METHODS:

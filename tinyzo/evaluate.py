@@ -4,7 +4,7 @@ Images go to the model as a microcontroller's camera pipeline would hand them ov
 (or floats in [0, 1]) are fitted to the model's input shape (:func:`tinyzo.data.fit_to_model`),
 scaled to floats in ``input_range`` (default [0, 1]) and quantized with the model's input scale and
 zero point. The loss is the cross-entropy of the int8 logits as the on-device trainers compute it
-(:func:`tinyzo.zo.loss.cross_entropy_int8`, float32); for a model that ends in SOFTMAX it is
+(:func:`tinyzo.training.loss.cross_entropy_int8`, float32); for a model that ends in SOFTMAX it is
 ``-log p`` of the dequantized probability, clipped below at half an output step. The accuracy is the argmax of the int8 output (ties: the lowest
 index, as ``np.argmax``).
 """
@@ -90,7 +90,7 @@ def evaluate(model, x, y, *, batch_size: int = 256, input_range=(0.0, 1.0)) -> d
     n_classes = int(np.prod(out_t.shape[1:]))
     if y.min() < 0 or y.max() >= n_classes:
         raise InputError(f"labels must be in [0, {n_classes - 1}] for this model's {n_classes} outputs")
-    from tinyzo.zo.loss import cross_entropy_int8
+    from tinyzo.training.loss import cross_entropy_int8
 
     ends_in_softmax = any(op.opcode == "SOFTMAX" and model.outputs[0] in op.outputs for op in model.operators)
     correct = 0

@@ -15,9 +15,18 @@ import functools
 
 import numpy as np
 
-from tinyzo.errors import InputError, UnsupportedModelError
+from tinyzo.errors import InputError, TinyzoError, UnsupportedModelError
 from tinyzo.limits import check_buffer
 from tinyzo.quant import DOUBLE_ROUNDING, ROUNDING_MODES, QuantParams, dequantize, quantize
+
+# the model writer, set by tinyzo.io at import (register_saver): graph does not depend on io
+_SAVER = None
+
+
+def register_saver(fn) -> None:
+    """Set the function ``fn(model, path)`` that :meth:`Model.save` calls (tinyzo.io registers ``save``)."""
+    global _SAVER
+    _SAVER = fn
 
 __all__ = ["Tensor", "Operator", "Model", "CHUNK_ACTIVATION_BYTES", "MAX_INTERMEDIATES_BYTES"]
 
@@ -594,10 +603,11 @@ class Model:
 
     # ------------------------------------------------------------------ io
     def save(self, path) -> None:
-        """Write the model: ``.npz`` (tinyzo's native format) or ``.tflite``."""
-        from tinyzo.io import save
-
-        save(self, path)
+        """Write the model: ``.npz`` (tinyzo's native format) or ``.tflite`` (:func:`tinyzo.io.save`,
+        which :mod:`tinyzo.io` registers here when it is imported, so this module does not import it)."""
+        if _SAVER is None:
+            raise TinyzoError("no model writer registered: import tinyzo (or tinyzo.io) first")
+        _SAVER(self, path)
 
     def __repr__(self):
         return (

@@ -98,7 +98,7 @@ def _parse_layers(text, model):
 def _bp_trainer(args, model, layers, total_steps, train, val):
     """The back-propagation stepper of ``tinyzo train --method bp`` (QAS optimizer + sparse scheme);
     ``train``/``val`` are the int8 ``(x, y)`` splits --scheme-search analyses."""
-    from tinyzo.bp import BPOptimizer, BPTrainer, SparseScheme
+    from tinyzo.bp import QASOptimizer, BPTrainer, SparseScheme
 
     if args.scheme_search:
         from tinyzo.bp.budget import scheme_under_budget
@@ -118,7 +118,7 @@ def _bp_trainer(args, model, layers, total_steps, train, val):
     else:
         scheme = SparseScheme.full(model)
     scheme.validate(model)
-    opt = BPOptimizer(args.optimizer, args.lr, momentum=args.momentum, qas=not args.no_qas, mode=args.update,
+    opt = QASOptimizer(args.optimizer, args.lr, momentum=args.momentum, qas=not args.no_qas, mode=args.update,
                       rounding=args.rounding, schedule=args.schedule, total_steps=total_steps, seed=args.seed)
     print(f"bp: scheme {scheme.label}, {scheme.param_count(model):,} trained parameters")
     return BPTrainer(model, scheme=scheme, optimizer=opt, seed=args.seed)
@@ -185,7 +185,7 @@ def train_run(args) -> dict:
     ``forward_passes``, ``backward_passes`` (batches), ``sram_bytes`` / ``sram_lean_bytes`` (the
     training peak on the device as run / with plain SGD and per-step rounding, memory planner, batch 1;
     None for fp32), ``trained_params``, ``scheme`` / ``scheme_bytes`` (bp: the sparse scheme's label and
-    per-layer memory count; None otherwise) and ``history`` (one dict per epoch, :func:`tinyzo.train.fit`).
+    per-layer memory count; None otherwise) and ``history`` (one dict per epoch, :func:`tinyzo.training.loop.fit`).
     """
     from pathlib import Path
 
@@ -194,7 +194,7 @@ def train_run(args) -> dict:
     from tinyzo.errors import InputError
     from tinyzo.evaluate import evaluate, images_to_input
     from tinyzo.memory import trainer_memory_report
-    from tinyzo.train import fit
+    from tinyzo.training.loop import fit
     from tinyzo.zo.trainer import ZOConfig, ZOTrainer
 
     _check_train_args(args)

@@ -5,7 +5,7 @@
  * estimates (float32 bit patterns) and the parameters after each step. Prints mismatch counts;
  * exit status 0 iff there is none. Build (from the repository root):
  *
- *   cc -std=c99 -O2 -ffp-contract=off -Wall -Wextra -Werror -I<vectors dir> -Iport/c -Itinyzo/zo/c \
+ *   cc -std=c99 -O2 -ffp-contract=off -Wall -Wextra -Werror -I<vectors dir> -Iport/c -Itinyzo/training/c \
  *      port/c/test_main.c port/c/tz_kernels.c port/c/tz_softmax.c port/c/tz_graph.c port/c/tz_train.c -lm
  *
  * With -DTZ_LEAN_WEIGHT (add port/c/tz_train_lean.c) the steps are tz_zo_step_weight_lean's: everything

@@ -5,7 +5,7 @@
  * Plain C99, no dynamic allocation, no global state: the caller owns one static arena for the
  * activations (offsets planned on the host, like TFLite Micro's greedy planner) and, for
  * training, a workspace of static buffers (tz_zo_ws_t). Random numbers: tinyzo_prng.h
- * (xorshift32 and the seed schedule, shared with tinyzo/zo/c/). libm: exp and log only, for
+ * (xorshift32 and the seed schedule, shared with tinyzo/training/c/). libm: exp and log only, for
  * the float32 cross-entropy (TZ_EXPF / TZ_LOGF below).
  *
  * Verified bit for bit against tinyzo's golden vectors by port/c/test_main.c

@@ -6,7 +6,7 @@ updates divide by ``s_w**2`` and ``(s_x s_w)**2``). Rounding is passed straight 
 (fused ReLU/ReLU6 and int8 saturation) masks the gradient. Per operator, with ``m = s_in / s_out``:
 
 * CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED: ``dL/dacc = g_y * s_x s_w[c] / s_y * mask``
-  (:func:`tinyzo.zo.local_backward.output_grad_to_acc_grad`), then the float trainer's backward
+  (:func:`tinyzo.training.local_backward.output_grad_to_acc_grad`), then the float trainer's backward
   kernels give ``dL/dw``, ``dL/db`` and ``dL/dx = W^T dL/dacc`` (acc is linear in ``x - zp_x``);
 * ADD: ``g_x1 = g_y * mask * s_1 / s_y`` (summed over broadcast dimensions), likewise ``g_x2``;
 * AVERAGE_POOL_2D: ``avgpool_backward(g_y * mask)`` (same scale in and out); MAX_POOL_2D: to the
@@ -25,7 +25,7 @@ import numpy as np
 from tinyzo.errors import TinyzoError
 from tinyzo.kernels import float_nn
 from tinyzo.quant import activation_range
-from tinyzo.zo.local_backward import output_grad_to_acc_grad
+from tinyzo.training.local_backward import output_grad_to_acc_grad
 
 
 class BackwardError(TinyzoError):

@@ -26,15 +26,15 @@ MEMORY_MODELS = ("count", "planner")
 
 def scheme_memory_fn(model, memory: str, optimizer: dict):
     """``scheme -> bytes`` (int) of memory model ``memory`` (``"count"`` or ``"planner"``) for
-    ``model`` trained with ``optimizer`` (:class:`tinyzo.bp.BPOptimizer` keyword arguments without
+    ``model`` trained with ``optimizer`` (:class:`tinyzo.bp.QASOptimizer` keyword arguments without
     ``lr``: ``kind``, ``momentum``, ``mode``, ...), at batch 1."""
-    from tinyzo.bp.optim import BPOptimizer
+    from tinyzo.training.update import QASOptimizer
     from tinyzo.memory import optimizer_name, scheme_peak_bytes
 
     if memory not in MEMORY_MODELS:
         raise InputError(f"unknown memory model {memory!r}; choose one of {', '.join(MEMORY_MODELS)}")
     if memory == "count":
-        state = BPOptimizer(lr=1.0, **optimizer).state_bytes_per_param
+        state = QASOptimizer(lr=1.0, **optimizer).state_bytes_per_param
         return lambda scheme: scheme.memory_bytes(model, state_bytes_per_param=state)
     name = optimizer_name(optimizer.get("kind", "sgd"), optimizer.get("momentum", 0.0),
                           optimizer.get("mode", "per_step"))
@@ -45,7 +45,7 @@ def largest_last_k(model, budget_bytes: int, memory_fn):
     """The :meth:`SparseScheme.last_k` scheme with the largest k whose ``memory_fn`` fits ``budget_bytes``.
 
     Raises :class:`tinyzo.errors.InputError` naming the bytes of "last 1 layer" if no k fits."""
-    from tinyzo.bp.scheme import SparseScheme
+    from tinyzo.training.scheme import SparseScheme
 
     n = len(model.trainable_ops())
     fits = [k for k in range(1, n + 1) if memory_fn(SparseScheme.last_k(model, k)) <= budget_bytes]
@@ -67,7 +67,7 @@ def scheme_under_budget(model, train, val, budget_bytes: int, *, search: str, me
         budget_bytes: int >= 0.
         search: ``"dp"``, ``"evolution"`` or ``"last-k"``; memory: ``"count"`` or ``"planner"``
             (``"dp"`` is exact for the count only and refuses the planner).
-        optimizer, lr, epochs, steps, batch_size, seed: the analysis runs' optimizer (BPOptimizer
+        optimizer, lr, epochs, steps, batch_size, seed: the analysis runs' optimizer (QASOptimizer
             keywords without lr), learning rate, length (default 1 epoch), batch and seed; also the
             memory model's optimizer state.
         progress: a bar over the analysis' measurements.
@@ -84,7 +84,7 @@ def scheme_under_budget(model, train, val, budget_bytes: int, *, search: str, me
             (checked before the analysis, naming the smallest scheme's bytes).
     """
     from tinyzo.bp.contrib import contribution_analysis
-    from tinyzo.bp.scheme import SparseScheme
+    from tinyzo.training.scheme import SparseScheme
     from tinyzo.bp.search import best_scheme
 
     if search not in SEARCHES:

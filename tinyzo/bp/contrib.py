@@ -28,7 +28,7 @@ Gains are stored as integer counts of correct validation predictions (``correct`
 
 **Batches.** Step ``t`` of every run uses batch ``t mod B`` of epoch ``t div B`` (``B`` batches per
 epoch), where epoch ``e`` is the permutation ``numpy.random.default_rng(seed + e)`` of the training
-set cut into batches of ``batch_size``, the order :func:`tinyzo.train.fit` uses.
+set cut into batches of ``batch_size``, the order :func:`tinyzo.training.loop.fit` uses.
 
 **Resume.** With ``checkpoint=path`` the results are rewritten atomically (temporary file +
 ``os.replace``) after every measurement, so an interruption loses at most the measurement under way;
@@ -75,7 +75,7 @@ CONTRIB_FORMAT = "tinyzo.contributions"
 _VERSION = 1
 #: tiny-training's channel ratios
 DEFAULT_RATIOS = (1 / 8, 1 / 4, 1 / 2, 1.0)
-#: BPOptimizer keyword arguments of the measuring runs (SGD without momentum and without a float copy,
+#: QASOptimizer keyword arguments of the measuring runs (SGD without momentum and without a float copy,
 #: stochastic rounding: no optimizer memory, as tiny-training's on-device setting)
 DEFAULT_OPTIMIZER = {"kind": "sgd", "momentum": 0.0, "mode": "per_step", "rounding": "stochastic"}
 
@@ -387,7 +387,7 @@ def _count_correct(model, x, y, batch: int = 256) -> int:
 
 
 def _batches(n: int, batch_size: int, steps: int, seed: int):
-    """Index arrays of ``steps`` batches in :func:`tinyzo.train.fit`'s order (module docstring)."""
+    """Index arrays of ``steps`` batches in :func:`tinyzo.training.loop.fit`'s order (module docstring)."""
     per_epoch = -(-n // batch_size)
     order = None
     for t in range(steps):
@@ -399,12 +399,12 @@ def _batches(n: int, batch_size: int, steps: int, seed: int):
 
 def _measure(model0, scheme, train, val, cfg, label: str) -> dict:
     """One short BPTrainer run of ``scheme`` on a copy of ``model0``; the entry of its result."""
-    from tinyzo.bp.optim import BPOptimizer
+    from tinyzo.training.update import QASOptimizer
     from tinyzo.bp.trainer import BPTrainer
 
     t0 = time.perf_counter()
     model = copy.deepcopy(model0)
-    opt = BPOptimizer(lr=cfg["lr"], total_steps=cfg["steps"], seed=cfg["seed"], **cfg["optimizer"])
+    opt = QASOptimizer(lr=cfg["lr"], total_steps=cfg["steps"], seed=cfg["seed"], **cfg["optimizer"])
     trainer = BPTrainer(model, scheme=scheme, optimizer=opt, seed=cfg["seed"])
     losses = []
     for t, idx in enumerate(_batches(len(train[0]), cfg["batch_size"], cfg["steps"], cfg["seed"])):
@@ -436,7 +436,7 @@ def contribution_analysis(model, train, val, *, ratios=DEFAULT_RATIOS, k_values=
         steps / epochs: length of every run: ``steps`` >= 1, or ``epochs`` >= 1 full passes (give at
             most one; default 1 epoch).
         batch_size: >= 1. lr: the optimizer's learning rate (real units with QAS).
-        optimizer: ``BPOptimizer`` keyword arguments without ``lr`` (default :data:`DEFAULT_OPTIMIZER`:
+        optimizer: ``QASOptimizer`` keyword arguments without ``lr`` (default :data:`DEFAULT_OPTIMIZER`:
             SGD, QAS, no momentum, per-step stochastic rounding; no optimizer memory).
         channel_select: ``"magnitude"`` or ``"random"``: the channels of a ratio < 1.
         seed: int in [0, 2**32 - 1]: batches, stochastic rounding and random channels of every run.
@@ -448,8 +448,8 @@ def contribution_analysis(model, train, val, *, ratios=DEFAULT_RATIOS, k_values=
         ContribError: bad arguments, a checkpoint made with another configuration, a diverged run.
         SchemeError: a layer the model does not have.
     """
-    from tinyzo.bp.optim import BPOptimizer
-    from tinyzo.bp.scheme import CHANNEL_RULES, SchemeError, SparseScheme
+    from tinyzo.training.update import QASOptimizer
+    from tinyzo.training.scheme import CHANNEL_RULES, SchemeError, SparseScheme
 
     ops = model.trainable_ops()
     if len(ops) < 2:
@@ -500,7 +500,7 @@ def contribution_analysis(model, train, val, *, ratios=DEFAULT_RATIOS, k_values=
         if key in opt_kwargs:
             raise ContribError(f"optimizer: give {key} as the argument of contribution_analysis, not in the optimizer dict")
     try:
-        probe = BPOptimizer(lr=lr, total_steps=steps, seed=seed, **opt_kwargs)
+        probe = QASOptimizer(lr=lr, total_steps=steps, seed=seed, **opt_kwargs)
     except TypeError as e:
         raise ContribError(f"optimizer: {e}") from None
     cfg = {"steps": int(steps), "batch_size": int(batch_size), "lr": float(lr), "optimizer": opt_kwargs,

@@ -10,7 +10,7 @@ kept as an integer count of validation predictions (``Contributions.*_gain_count
 comparisons are exact. :func:`best_scheme` maximizes it subject to ``memory_fn(scheme) <= budget``.
 
 **DP** (``method="dp"``): exact for the default memory function, the per-layer count
-:meth:`tinyzo.bp.scheme.SparseScheme.memory_bytes` at ``batch`` with ``state_bytes_per_param``. That
+:meth:`tinyzo.training.scheme.SparseScheme.memory_bytes` at ``batch`` with ``state_bytes_per_param``. That
 count is additive except for the clamp masks, which run from the *first trained operator* ``f`` to
 the end (:class:`CountCostModel` splits it)::
 
@@ -90,7 +90,7 @@ class _Space:
         return self.k_score[ki] + sum(self.w_score[j][g] for j, g in enumerate(rs))
 
     def scheme(self, genome, name=None):
-        from tinyzo.bp.scheme import SparseScheme
+        from tinyzo.training.scheme import SparseScheme
 
         ki, rs = genome
         return SparseScheme(bias_last_k=self.ks[ki],
@@ -143,7 +143,7 @@ class CountCostModel:
     """
 
     def __init__(self, model, layers, ratios, *, batch: int = 1, state_bytes_per_param: int = 0):
-        from tinyzo.bp.scheme import SparseScheme
+        from tinyzo.training.scheme import SparseScheme
 
         ops = model.trainable_ops()
         self.cls_op = ops[-1]

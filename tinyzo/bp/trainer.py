@@ -3,15 +3,15 @@
 A step on a batch (int8 inputs ``xq``, labels ``y``):
 
 1. **forward** once, keeping every activation (``model(xq, intermediates=True)``); the loss is the
-   float32 mean (:func:`tinyzo.zo.loss.mean_float32`) of the per-sample cross-entropy of the int8
-   logits (:func:`tinyzo.zo.loss.cross_entropy_int8`), as the ZO trainer's; the logits are the
+   float32 mean (:func:`tinyzo.training.loss.mean_float32`) of the per-sample cross-entropy of the int8
+   logits (:func:`tinyzo.training.loss.cross_entropy_int8`), as the ZO trainer's; the logits are the
    tensor :func:`tinyzo.bp.logits_gradient` differentiates (the input of a final SOFTMAX, if any).
 2. **backward** (:func:`tinyzo.bp.backward`) for the scheme's trained layers only: the pass stops at
    the earliest trained layer, so the frozen part below it gets no gradient work.
 3. **mask**: the weight gradients of a layer trained at ratio < 1 are zeroed outside its selected
-   output channels (:meth:`tinyzo.bp.scheme.SparseScheme.channel_masks`, chosen once at construction);
+   output channels (:meth:`tinyzo.training.scheme.SparseScheme.channel_masks`, chosen once at construction);
    weights and biases the scheme does not train are not passed to the optimizer at all.
-4. **update** (:class:`tinyzo.bp.optim.BPOptimizer`: SGD / Adam, with or without QAS, per-step
+4. **update** (:class:`tinyzo.training.update.QASOptimizer`: SGD / Adam, with or without QAS, per-step
    rounding or float shadow) and :meth:`tinyzo.Model.set_params`.
 """
 
@@ -35,9 +35,9 @@ class BPTrainer:
 
     Args:
         model: the int8 model (its trained layers' weights and biases change).
-        scheme: a :class:`tinyzo.bp.scheme.SparseScheme` (default: every weight and bias of every
+        scheme: a :class:`tinyzo.training.scheme.SparseScheme` (default: every weight and bias of every
             trainable layer, :meth:`SparseScheme.full`).
-        optimizer: a :class:`tinyzo.bp.optim.BPOptimizer` (required).
+        optimizer: a :class:`tinyzo.training.update.QASOptimizer` (required).
         seed: seed of the random channel selection (``channel_select="random"``), in [0, 2**32 - 1].
 
     :meth:`step` returns ``{"loss", "accuracy", "forward_passes", "backward_passes", "lr"}`` (the
@@ -45,19 +45,19 @@ class BPTrainer:
     """
 
     def __init__(self, model, *, scheme=None, optimizer=None, seed: int = 0):
-        from tinyzo.bp.optim import BPOptimizer
-        from tinyzo.bp.scheme import SparseScheme
+        from tinyzo.training.update import QASOptimizer
+        from tinyzo.training.scheme import SparseScheme
 
         from tinyzo.graph import Model
 
         if not isinstance(model, Model):
             raise BPTrainerError(f"model must be a tinyzo.Model (tinyzo.load), got {type(model).__name__}")
-        if not isinstance(optimizer, BPOptimizer):
-            raise BPTrainerError(f"optimizer must be a tinyzo.bp.optim.BPOptimizer, got {type(optimizer).__name__}")
+        if not isinstance(optimizer, QASOptimizer):
+            raise BPTrainerError(f"optimizer must be a tinyzo.training.update.QASOptimizer, got {type(optimizer).__name__}")
         if scheme is None:
             scheme = SparseScheme.full(model)
         if not isinstance(scheme, SparseScheme):
-            raise BPTrainerError(f"scheme must be a tinyzo.bp.scheme.SparseScheme, got {type(scheme).__name__}")
+            raise BPTrainerError(f"scheme must be a tinyzo.training.scheme.SparseScheme, got {type(scheme).__name__}")
         self.model = model
         self.scheme = scheme
         self.optimizer = optimizer
@@ -91,7 +91,7 @@ class BPTrainer:
     def step(self, xq, y) -> dict:
         """One BP step on the int8 batch ``xq`` [N, ...] with int labels ``y`` [N]."""
         from tinyzo.bp.backward import backward
-        from tinyzo.zo.loss import cross_entropy_int8, mean_float32
+        from tinyzo.training.loss import cross_entropy_int8, mean_float32
 
         y = np.asarray(y)
         _, env = self.model(xq, intermediates=True)
@@ -137,7 +137,7 @@ class BPTrainer:
         Keys: ``step_count``, ``forward_passes``, ``backward_passes``, ``scheme`` (its JSON as uint8
         bytes), ``masks`` (``{"<op>": bool[O]}``: the channel selection, kept so a resumed run trains
         the same channels even though the weights have moved) and ``optimizer``
-        (:meth:`BPOptimizer.state_dict`).
+        (:meth:`QASOptimizer.state_dict`).
         """
         return {"step_count": np.asarray(self.step_count), "forward_passes": np.asarray(self.forward_passes),
                 "backward_passes": np.asarray(self.backward_passes), "scheme": self._scheme_bytes(),

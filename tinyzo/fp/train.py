@@ -35,7 +35,7 @@ from tinyzo.fp.forward import (
     update_bn_stats,
 )
 from tinyzo.kernels import float_nn as K
-from tinyzo.optim import SCHEDULES, lr_schedule
+from tinyzo.training.update import SCHEDULES, lr_schedule
 from tinyzo.progress import step_bar
 
 CHECKPOINT_KIND = "fp-train"
@@ -57,7 +57,7 @@ class History(list):
 
 def learning_rate(step: int, total_steps: int, lr: float, schedule: str = "cosine", warmup_steps: int = 0) -> float:
     """Learning rate of optimizer step ``step`` (0-based) out of ``total_steps``: the one schedule of
-    every tinyzo trainer, :func:`tinyzo.optim.lr_schedule` (linear warm-up, then constant, cosine or
+    every tinyzo trainer, :func:`tinyzo.training.update.lr_schedule` (linear warm-up, then constant, cosine or
     linear decay), with ``lr = 0`` allowed (float training may freeze everything)."""
     if schedule not in SCHEDULES:
         raise TinyzoError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")

@@ -90,7 +90,7 @@ def _check_model(model) -> None:
 def model_tables(model) -> dict:
     """The model's C tables: ``{"model/...": array}`` (tensors, operators, parameters, arena offsets)."""
     from tinyzo.memory import inference_schedule, plan_arena
-    from tinyzo.zo.local_backward import _weight_scales
+    from tinyzo.training.local_backward import _weight_scales
 
     _check_model(model)
     plan = plan_arena(inference_schedule(model), in_place=False)
@@ -125,7 +125,7 @@ def model_tables(model) -> dict:
             out[f"model/op{k}/weight_scale"] = ws
             out[f"model/op{k}/bias_scale"] = (s_x * ws).astype(np.float32)
             s_y = float(model.tensors[op.outputs[0]].quant.scale[0])
-            # the local backward's dy -> dacc factor, exactly as tinyzo.zo.local_backward computes it
+            # the local backward's dy -> dacc factor, exactly as tinyzo.training.local_backward computes it
             out[f"model/op{k}/acc_scale"] = (s_x * _weight_scales(model, k) / s_y).astype(np.float32)
             f.update(input_offset=prep.input_offset, output_offset=prep.output_offset, act_min=prep.act_min,
                      act_max=prep.act_max, n_out=prep.n_out, has_params=1)
@@ -191,10 +191,10 @@ def training_vectors(model, xq, y, config, steps: int) -> dict:
     lacks (mixed target, shadow update, momentum, channel subsets, sphere directions) or if the
     replay disagrees with :meth:`tinyzo.zo.ZOTrainer.step`.
     """
-    from tinyzo.optim import ROUNDING_QUERY, param_layer_id
-    from tinyzo.zo.local_backward import local_backward
-    from tinyzo.zo.loss import mean_float32
-    from tinyzo.zo.prng import derive_seed
+    from tinyzo.training.update import ROUNDING_QUERY, param_layer_id
+    from tinyzo.training.local_backward import local_backward
+    from tinyzo.training.loss import mean_float32
+    from tinyzo.training.prng import derive_seed
     from tinyzo.zo.trainer import ZOTrainer
 
     if config.target not in TARGET_CODES:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 
+from tinyzo import graph as _graph
 from tinyzo.errors import InputError, ModelFileNotFoundError, ModelFormatError, OutputPathError, TinyzoError
 from tinyzo.io.npz import load_npz, read_npz_parts, save_npz
 from tinyzo.io.tflite_read import MAX_FILE_BYTES, read_tflite, read_tflite_parts
@@ -111,6 +112,8 @@ def save(model, path) -> None:
     except OSError as e:
         raise OutputPathError(f"cannot write the model to {path!r}: {e.strerror or e}") from None
 
+
+_graph.register_saver(save)  # Model.save writes through this module
 
 def check_save_path(path):
     """Check, without writing, that :func:`save` can write ``path``; return it as a :class:`pathlib.Path`.

@@ -1,6 +1,6 @@
 """Weight and bias gradients of one int8 layer in a defined summation order (node perturbation).
 
-The local backward of node perturbation (:mod:`tinyzo.zo.local_backward`) turns ``dL/dacc`` (float32,
+The local backward of node perturbation (:mod:`tinyzo.training.local_backward`) turns ``dL/dacc`` (float32,
 the layer's output shape) into ``dL/dw`` and ``dL/db`` per integer unit. A BLAS matrix product sums
 in an order (and with FMA) that a firmware port cannot reproduce; these kernels fix the order so a C
 port gives the same bits (``port/c/tz_train.c``):

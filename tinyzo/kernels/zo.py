@@ -37,7 +37,7 @@ def masked_scale(g, y, lo, hi, scale, out):
     """``out = (g * [lo < y < hi]) * scale[c]`` in float32 (c: the last axis), element by element.
 
     The clamp mask and per-channel requantization scale of the one-layer local backward
-    (:func:`tinyzo.zo.local_backward.output_grad_to_acc_grad`), the same float32 operations as the
+    (:func:`tinyzo.training.local_backward.output_grad_to_acc_grad`), the same float32 operations as the
     numpy expression ``g * mask * scale`` (a masked-out element is ``(g * 0) * scale``, a signed zero).
 
     Args:

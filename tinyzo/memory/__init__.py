@@ -156,7 +156,7 @@ def memory_report(model, method: str = "inference", *, scheme=None, layers=None,
           when it does not fit).
 
     Raises:
-        ScheduleError, PlanError, tinyzo.bp.scheme.SchemeError: bad method, scheme, layers,
+        ScheduleError, PlanError, tinyzo.training.scheme.SchemeError: bad method, scheme, layers,
             optimizer, batch or budget.
     """
     budget = _check_budget(budget_bytes)

@@ -170,7 +170,7 @@ class TinyTrainingScheme:
 
     def to_sparse_scheme(self, model):
         """The equivalent :class:`tinyzo.bp.SparseScheme` (output channels, same trained-weight count)."""
-        from tinyzo.bp.scheme import SparseScheme
+        from tinyzo.training.scheme import SparseScheme
 
         convs = self._check(model)
         weights = {}

@@ -180,7 +180,7 @@ def trained_layers(model, method: str = "bp", *, scheme=None, layers=None) -> di
       selected channels (copied aside).
     * ZO methods: ``layers`` (default every trainable layer), weights and biases fully.
     """
-    from tinyzo.bp.scheme import SparseScheme
+    from tinyzo.training.scheme import SparseScheme
 
     _check_model(model)
     fam = parse_method(method)["family"]
@@ -504,7 +504,7 @@ def training_schedule(model, method: str = "bp", *, scheme=None, layers=None, ba
 
     Raises:
         ScheduleError: unknown method or optimizer, bad batch, a scheme with a ZO method, layers the
-            model lacks; :class:`tinyzo.bp.scheme.SchemeError` for a scheme that does not fit the model.
+            model lacks; :class:`tinyzo.training.scheme.SchemeError` for a scheme that does not fit the model.
     """
     _check_model(model)
     parsed = parse_method(method)

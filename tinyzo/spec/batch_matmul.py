@@ -19,8 +19,7 @@ import itertools
 
 import numpy as np
 
-from tinyzo.quant import DOUBLE_ROUNDING
-from tinyzo.spec.arith import multiply_by_quantized_multiplier, wrap_int32
+from tinyzo.spec.arith import DOUBLE_ROUNDING, multiply_by_quantized_multiplier, wrap_int32
 
 __all__ = ["batch_matmul_s8", "batch_matmul_shape"]
 

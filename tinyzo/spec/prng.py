@@ -1,8 +1,8 @@
 """Pure-Python specification of tinyzo's perturbation PRNG (xorshift32 and its distributions).
 
 Plain Python ``int`` everywhere, with every C ``uint32_t`` wrap written out as ``& MASK32``. Each
-function is the definition that the jitted kernel of the same name in :mod:`tinyzo.zo.prng` and the
-C function in ``tinyzo/zo/c/tinyzo_prng.h`` are tested to equal, value for value. The recipes are
+function is the definition that the jitted kernel of the same name in :mod:`tinyzo.training.prng` and the
+C function in ``tinyzo/training/c/tinyzo_prng.h`` are tested to equal, value for value. The recipes are
 documented in ``docs/zo_prng.md``.
 
 Functions that generate a stream return ``(values, final_state)``: passing ``final_state`` as the

@@ -50,7 +50,7 @@ CREATE TABLE IF NOT EXISTS runs (
     trained_params  INTEGER,            -- parameters the run updates
     scheme_bytes    INTEGER,            -- bp: the sparse scheme's per-layer memory count (docs/training_bp.md)
     scheme          TEXT,               -- bp: the sparse scheme's label (e.g. chosen by --scheme-search)
-    history         TEXT,               -- JSON: one object per epoch (tinyzo.train.fit's history)
+    history         TEXT,               -- JSON: one object per epoch (tinyzo.training.loop.fit's history)
     tinyzo_version  TEXT,
     command         TEXT NOT NULL,      -- the `tinyzo train ...` command that reproduces the run alone
     worker          TEXT,               -- where it ran

@@ -1,14 +1,14 @@
 """Quantized zeroth-order (back-propagation-free) training.
 
-``tinyzo.zo.prng``: the firmware-portable perturbation generator (xorshift32, the seed schedule
+``tinyzo.training.prng``: the firmware-portable perturbation generator (xorshift32, the seed schedule
 ``derive_seed(base_seed, step, query, layer)``, Rademacher / uniform / integer-Gaussian / sphere
-perturbations); the same sequences come out of the C header ``tinyzo/zo/c/tinyzo_prng.h``.
+perturbations); the same sequences come out of the C header ``tinyzo/training/c/tinyzo_prng.h``.
 
 The front door for training: :class:`ZOTrainer` with its :class:`ZOConfig` (the estimators RGE,
-SPSA, Sign-m-SPSA; weight, node and mixed perturbation), run by :func:`tinyzo.train.fit`.
+SPSA, Sign-m-SPSA; weight, node and mixed perturbation), run by :func:`tinyzo.training.loop.fit`.
 """
 
-from tinyzo.zo.prng import (  # noqa: F401
+from tinyzo.training.prng import (  # noqa: F401
     GAUSSIAN_SIGMA_MAX,
     KINDS,
     PRNGError,

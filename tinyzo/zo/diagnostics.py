@@ -7,7 +7,7 @@ respect to the *integer* weights and biases of one layer (per integer unit, the 
 
     g_fd[i] = (L(theta + h_i e_i) - L(theta - h_i e_i)) / (theta_i^+ - theta_i^-)
 
-``L`` is the float64 mean of :func:`tinyzo.zo.loss.cross_entropy_int8` over the batch (the same
+``L`` is the float64 mean of :func:`tinyzo.training.loss.cross_entropy_int8` over the batch (the same
 per-sample float32 losses the trainer uses; float64 only for the mean, so the mean adds no rounding
 to differences of ~1e-4). ``theta_i^+- = clamp(theta_i +- h_i)`` (int8 weights in [-127, 127]); the
 denominator is the step actually taken, so a weight at the clamp still gets a correct (one-sided) quotient.
@@ -37,7 +37,7 @@ spread, not bias).
 
 The estimates (:func:`zo_gradient`, :func:`zo_gradients`) are exactly :meth:`ZOTrainer.step`'s,
 computed with its public pieces (``directions``, ``node_directions``, ``perturbed_losses``,
-``_norm``, :func:`tinyzo.zo.local_backward.local_backward`) but without the update: the model is
+``_norm``, :func:`tinyzo.training.local_backward.local_backward`) but without the update: the model is
 left unchanged. :func:`cosine_table` compares weight and node perturbation per trainable layer for
 several query counts m and :func:`plot_cosines` draws the figure of docs/zo_diagnostics.md.
 
@@ -127,7 +127,7 @@ def _check_int(name, v, low, high=None, allow_negative=False) -> int:
 
 def batch_mean_loss(model, logits, y) -> float:
     """Mean (float64) of the per-sample float32 :func:`cross_entropy_int8` of int8 ``logits[N, K]``."""
-    from tinyzo.zo.loss import cross_entropy_int8
+    from tinyzo.training.loss import cross_entropy_int8
 
     scale, zero_point = model.loss_quant()
     per = cross_entropy_int8(np.asarray(logits).reshape(len(y), -1), y, scale, zero_point)
@@ -281,7 +281,7 @@ def zo_gradients(model, op_index: int, xq, y, *, target: str, queries=(1, 8, 64)
         op_index: the trainable operator whose gradient is estimated (the only perturbed layer).
         xq, y: int8 input batch ``[N, ...]`` and integer labels ``[N]``.
         target: ``"weight"`` (perturb the weights and biases) or ``"node"`` (perturb the layer's int8
-            output per sample, then :func:`tinyzo.zo.local_backward.local_backward`).
+            output per sample, then :func:`tinyzo.training.local_backward.local_backward`).
         queries: iterable of query counts m >= 1.
         seed, step: the trainer's base seed and step counter (different steps give independent
             directions).
@@ -291,8 +291,8 @@ def zo_gradients(model, op_index: int, xq, y, *, target: str, queries=(1, 8, 64)
     Returns:
         ``{m: (g_w float32[w.shape], g_b float32[O] or None)}``, gradients per integer unit.
     """
-    from tinyzo.zo.local_backward import local_backward
-    from tinyzo.zo.loss import mean_float32
+    from tinyzo.training.local_backward import local_backward
+    from tinyzo.training.loss import mean_float32
     from tinyzo.zo.trainer import ZOConfig, ZOTrainer
 
     op_index = _check_layer(model, op_index)
@@ -413,11 +413,11 @@ def ste_gradient_output_layer(model, op_index: int, xq, y):
 
     ``dL_i/dq_ij = s (softmax(s (q_i - zp))_j - [j = y_i]) / N`` is the exact derivative of the
     mean cross-entropy with respect to the dequantized int8 logits (per integer unit); the layer's
-    :func:`tinyzo.zo.local_backward.local_backward` turns it into weight and bias gradients. For a
+    :func:`tinyzo.training.local_backward.local_backward` turns it into weight and bias gradients. For a
     fully-connected output layer that is exact up to the output rounding (linear before its clamp):
     the reference the FD and node perturbation are both checked against in the tests.
     """
-    from tinyzo.zo.local_backward import local_backward
+    from tinyzo.training.local_backward import local_backward
 
     op_index = _check_layer(model, op_index)
     xq, y = _check_batch(model, xq, y)

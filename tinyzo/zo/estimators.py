@@ -30,7 +30,7 @@ a symmetric direction vanish): with iid coordinates E[d d^T] = mu2 I, hence the 
 
 * ``rademacher``: ``d = sigma * (+-1)``, mu2 = sigma**2 (E[u u^T] = I);
 * ``uniform``: ``d`` uniform on the integers [-sigma, sigma], mu2 = sigma (sigma + 1) / 3;
-* ``gaussian``: the integer Gaussian of :func:`tinyzo.zo.prng.gaussian_int`, mu2 its exact second
+* ``gaussian``: the integer Gaussian of :func:`tinyzo.training.prng.gaussian_int`, mu2 its exact second
   moment over a full xorshift32 period (within 0.3% of sigma**2; :func:`second_moment`);
 * ``sphere``: ``d = sigma * u`` with u uniform on the unit sphere, E[u u^T] = I / n, mu2 = sigma**2 / n
   (the familiar factor n of the sphere estimator).
@@ -94,7 +94,7 @@ class EstimatorError(TinyzoError):
 @functools.lru_cache(maxsize=64)
 def _gaussian_second_moment(sigma: int) -> float:
     """Exact E[v**2] of prng.gaussian_int(sigma) over one full xorshift32 period (all non-zero words)."""
-    from tinyzo.zo.prng import gaussian_multiplier
+    from tinyzo.training.prng import gaussian_multiplier
 
     ones = np.ones(256, dtype=np.int64)
     counts = ones
@@ -113,7 +113,7 @@ def second_moment(direction: str, sigma, n: int) -> float:
     """Per-coordinate second moment E[delta_i**2] of the perturbation ``direction`` of size ``n``.
 
     rademacher: sigma**2; uniform on [-sigma, sigma]: sigma (sigma + 1) / 3; gaussian: the exact
-    moment of :func:`tinyzo.zo.prng.gaussian_int`; sphere (sigma times a unit vector): sigma**2 / n.
+    moment of :func:`tinyzo.training.prng.gaussian_int`; sphere (sigma times a unit vector): sigma**2 / n.
     """
     if direction == "rademacher":
         return float(sigma) ** 2
@@ -184,12 +184,12 @@ def _seed(seeds, q: int) -> int:
     s = seeds(q) if callable(seeds) else seeds[q]
     if isinstance(s, (bool, np.bool_)) or not isinstance(s, numbers.Integral) or not 1 <= int(s) <= 0xFFFFFFFF:
         raise EstimatorError(f"seeds({q}) returned {s!r}; a seed must be an integer in [1, 2**32 - 1] "
-                             "(use tinyzo.zo.prng.derive_seed)")
+                             "(use tinyzo.training.prng.derive_seed)")
     return int(s)
 
 
 def _direction(direction: str, seed: int, n: int, sigma):
-    from tinyzo.zo.prng import perturbation
+    from tinyzo.training.prng import perturbation
 
     if direction == "sphere":
         return perturbation("sphere", seed, (n,), 1.0) * np.float32(sigma)

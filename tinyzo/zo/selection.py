@@ -30,6 +30,7 @@ import numbers
 
 import numpy as np
 
+from tinyzo.training.layers import CHANNEL_RULES, select_channels, trainable_layer  # noqa: F401 (re-exported)
 from tinyzo.zo.trainer import ZOConfig, ZOConfigError, ZOTrainer
 
 __all__ = [
@@ -43,8 +44,6 @@ __all__ = [
 
 #: the layer-selection methods of :func:`select_layers`
 METHODS = ("ratio", "test-and-pick", "last")
-#: the channel-selection rules of :func:`select_channels`
-CHANNEL_RULES = ("magnitude", "random")
 _TARGETS = ("weight", "node")
 
 
@@ -66,18 +65,6 @@ def _restore(model, snap: dict) -> None:
     """Write :func:`_snapshot`'s arrays back (set_params re-prepares each operator)."""
     for k, (w, b) in snap.items():
         model.set_params(k, w, b)
-
-
-def _channel_scales(model, k: int) -> np.ndarray:
-    """float64[O]: the weight scale of each output channel of operator ``k`` (per-tensor broadcast)."""
-    s = model.tensors[model.operators[k].inputs[1]].quant.scale.astype(np.float64)
-    n_out = model.prepared[k].n_out
-    return np.full(n_out, s[0]) if s.size == 1 else s
-
-
-def _per_channel(model, k: int, a) -> np.ndarray:
-    """``a`` (the weight tensor's shape) reshaped to (O, -1), output channels first."""
-    return np.moveaxis(np.asarray(a), model.out_channel_axis(k), 0).reshape(model.prepared[k].n_out, -1)
 
 
 def _check_int(name, v, low, high=None) -> int:
@@ -144,7 +131,7 @@ def _batches(n: int, batch_size: int, steps: int, seed: int) -> list:
 
 def _loss_acc(model, xq, y, batch_size: int = 512):
     """Mean float32 cross-entropy (MCU loss) and accuracy of the int8 model on ``xq``."""
-    from tinyzo.zo.loss import cross_entropy_int8
+    from tinyzo.training.loss import cross_entropy_int8
 
     scale, zero_point = model.loss_quant()
     losses, correct = [], 0
@@ -235,9 +222,10 @@ def gradient_weight_ratio(model, xq, y, *, target: str = "node", steps: int = 4,
     rows = []
     for k in sorted(layers):
         w, b = snap[k]
-        s = _channel_scales(model, k)
-        w_real = _per_channel(model, k, w).astype(np.float64) * s[:, None]
-        g_real = _per_channel(model, k, sums[k]) / s[:, None]
+        lay = trainable_layer(model, k)
+        s = lay.channel_scales()
+        w_real = lay.per_channel(w).astype(np.float64) * s[:, None]
+        g_real = lay.per_channel(sums[k]) / s[:, None]
         wn = float(np.linalg.norm(w_real))
         gn = float(np.linalg.norm(g_real))
         rows.append({"layer": k, "opcode": model.operators[k].opcode,
@@ -321,41 +309,6 @@ def test_and_pick(model, xq_train, y_train, xq_val, y_val, *, candidates=None, b
 
 
 test_and_pick.__test__ = False  # not a pytest test despite its name
-
-
-# ----------------------------------------------------------------------------------------------
-# channels
-# ----------------------------------------------------------------------------------------------
-
-
-def select_channels(model, layer: int, ratio: float, *, by: str = "magnitude", seed: int = 0) -> list:
-    """``ceil(ratio * O)`` of the ``O`` output channels of ``layer``, for ``ZOConfig(channels={layer: ...})``.
-
-    Args:
-        model: int8 :class:`tinyzo.Model` (only read).
-        layer: a trainable op index.
-        ratio: fraction in (0, 1]; ``ceil`` keeps at least one channel and ``ratio=1`` keeps all.
-        by: ``"magnitude"``: the channels with the largest L2 norm of their real weights
-            ``s_w[c] * w_int[c, ...]``, largest first (ties: lower index first); ``"random"``: a
-            uniform draw without replacement from ``np.random.default_rng(seed)``, in ascending order.
-        seed: seed of the random draw (ignored by ``"magnitude"``).
-
-    Returns:
-        list[int] of distinct channel indices in [0, O).
-    """
-    layer = _check_layers(model, [layer], "layer")[0]
-    if isinstance(ratio, (bool, np.bool_)) or not isinstance(ratio, numbers.Real) or not (0.0 < float(ratio) <= 1.0):
-        raise SelectionError(f"ratio must be a number in (0, 1], got {ratio!r}")
-    if by not in CHANNEL_RULES:
-        raise SelectionError(f"by must be one of {CHANNEL_RULES}, got {by!r}")
-    seed = _check_int("seed", seed, 0, 2**32 - 1)
-    n_out = model.prepared[layer].n_out
-    n = min(n_out, max(1, math.ceil(float(ratio) * n_out - 1e-9)))
-    if by == "random":
-        return sorted(int(c) for c in np.random.default_rng(seed).choice(n_out, size=n, replace=False))
-    w, _ = model.get_params(layer)
-    norms = np.linalg.norm(_per_channel(model, layer, w).astype(np.float64), axis=1) * _channel_scales(model, layer)
-    return [int(c) for c in np.argsort(-norms, kind="stable")[:n]]
 
 
 # ----------------------------------------------------------------------------------------------

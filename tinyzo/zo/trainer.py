@@ -3,7 +3,7 @@
 A step on a batch (int8 inputs ``xq``, labels ``y``):
 
 1. **forward**: run the model once, keeping every activation (``model(xq, intermediates=True)``);
-   per-sample losses on the int8 logits (:func:`tinyzo.zo.loss.cross_entropy_int8`).
+   per-sample losses on the int8 logits (:func:`tinyzo.training.loss.cross_entropy_int8`).
 2. **perturb**: for each query ``q``, regenerate from ``derive_seed(seed, step, q, layer)`` an
    integer direction ``u`` (Rademacher +-1 by default) for every trained layer: weight perturbation
    adds ``sigma * u`` to the int8 weights (clamped to [-127, 127]) and ``sigma_bias * u`` to the int32
@@ -12,8 +12,8 @@ A step on a batch (int8 inputs ``xq``, labels ``y``):
    cached activations before it), per-sample losses; undo the weight perturbation.
 4. **estimate** (:func:`tinyzo.zo.estimators.estimate_per_sample`): weight gradients from the mean loss
    difference; node-perturbation output gradients per sample, turned into weight and bias gradients by
-   the one-layer local backward (:mod:`tinyzo.zo.local_backward`).
-5. **update** (:class:`tinyzo.optim.ZOSGD`): ``w <- clamp(round(w - lr * g / s_w**2))``, biases with
+   the one-layer local backward (:mod:`tinyzo.training.local_backward`).
+5. **update** (:class:`tinyzo.training.update.IntegerSGD`): ``w <- clamp(round(w - lr * g / s_w**2))``, biases with
    ``(s_x s_w)**2``, per-step rounding or a float shadow copy.
 
 Nothing but the seeds is stored for the perturbations (O(1) memory per layer); every step can be
@@ -36,7 +36,7 @@ class ZOConfigError(TinyzoError):
 
 ESTIMATORS = ("rge", "spsa", "sign-spsa")
 TARGETS = ("weight", "node")
-#: integer perturbation directions the trainer draws (tinyzo.zo.prng.perturbation)
+#: integer perturbation directions the trainer draws (tinyzo.training.prng.perturbation)
 DIRECTIONS = ("rademacher", "gaussian", "uniform")
 
 
@@ -148,7 +148,7 @@ class ZOTrainer:
     """
 
     def __init__(self, model, config: ZOConfig, total_steps: int = 1):
-        from tinyzo.optim import ZOSGD
+        from tinyzo.training.update import IntegerSGD
 
         config.validate(model)
         self.model = model
@@ -168,7 +168,7 @@ class ZOTrainer:
             raise ZOConfigError(f"total_steps must be an integer >= 1 (the planned steps, for the schedule), "
                                 f"got {total_steps!r}")
         self.total_steps = int(total_steps)
-        self.optimizer = ZOSGD(lr=config.lr, schedule=config.schedule, total_steps=self.total_steps,
+        self.optimizer = IntegerSGD(lr=config.lr, schedule=config.schedule, total_steps=self.total_steps,
                                warmup_steps=config.warmup_steps, momentum=config.momentum, mode=config.update,
                                rounding=config.rounding, seed=config.seed)
         self.forward_passes = 0
@@ -205,7 +205,7 @@ class ZOTrainer:
     # ------------------------------------------------------------------ the step, in visible calls
     def losses(self, logits, y) -> np.ndarray:
         """Per-sample cross-entropy of the int8 logits (float32[N])."""
-        from tinyzo.zo.loss import cross_entropy_int8
+        from tinyzo.training.loss import cross_entropy_int8
 
         scale, zero_point = self._loss_q
         return cross_entropy_int8(logits.reshape(len(y), -1), y, scale, zero_point)
@@ -217,7 +217,7 @@ class ZOTrainer:
         firmware port regenerates one layer's perturbation without the others'. Values are
         ``sigma * (+-1)`` for Rademacher directions, and ``sigma_b[c] * (+-1)`` for bias channel c.
         """
-        from tinyzo.zo.prng import derive_seed, perturbation
+        from tinyzo.training.prng import derive_seed, perturbation
 
         c = self.config
         out = {}
@@ -237,7 +237,7 @@ class ZOTrainer:
 
     def node_directions(self, q: int, shapes: dict):
         """Per-sample integer output perturbations of query ``q`` (seed layer id ``1_000_000 + k``)."""
-        from tinyzo.zo.prng import derive_seed, perturbation
+        from tinyzo.training.prng import derive_seed, perturbation
 
         c = self.config
         # int8 is exact for |sigma_node| <= 127 (validated) and makes the saturating add cheap
@@ -296,7 +296,7 @@ class ZOTrainer:
         per sample, ``base_mean`` their float32 mean), ``(L(theta + delta) - L(theta - delta)) / 2``
         (spsa) or the sign of that (sign-spsa).
         """
-        from tinyzo.zo.loss import mean_float32
+        from tinyzo.training.loss import mean_float32
 
         c = self.config
         dirs = self.directions(q)
@@ -352,8 +352,8 @@ class ZOTrainer:
             self._step_params = None
 
     def _step(self, xq, y) -> dict:
-        from tinyzo.zo.local_backward import local_backward
-        from tinyzo.zo.loss import mean_float32
+        from tinyzo.training.local_backward import local_backward
+        from tinyzo.training.loss import mean_float32
 
         c = self.config
         _, env = self.model(xq, intermediates=True)

@@ -1,7 +1,7 @@
 /* tinyzo_prng.h -- tinyzo's zeroth-order perturbation generator in plain C99.
  *
  * Header-only, static inline, no allocation, no floating point, no global state. Every function
- * gives exactly the integers of tinyzo.zo.prng / tinyzo.spec.prng (tests/test_prng.py compiles
+ * gives exactly the integers of tinyzo.training.prng / tinyzo.spec.prng (tests/test_prng.py compiles
  * this header and compares). Recipes and moments: docs/zo_prng.md.
  *
  *   uint32_t s = tzo_derive_seed(base_seed, step, query, layer);   // never 0

@@ -7,7 +7,7 @@ work (the backward stops at the earliest trained layer):
 * ``weights``: ``{layer: ratio}``: the int8 weights of these layers, a fraction ``ratio`` in (0, 1] of
   their output channels (``ceil(ratio * O)`` channels, at least one);
 * ``channel_select``: how those channels are picked: ``"magnitude"`` (largest L2 norm of the real
-  weights first) or ``"random"`` (:func:`tinyzo.zo.selection.select_channels`; layer ``k`` draws with
+  weights first) or ``"random"`` (:func:`tinyzo.training.layers.select_channels`; layer ``k`` draws with
   seed ``(seed + k) mod 2**32``); chosen once, when training starts;
 * ``classifier``: always train the last trainable layer fully (weights, ratio 1, and bias), as
   tiny-training does; it overrides a smaller ratio given for that layer in ``weights``.
@@ -63,11 +63,11 @@ from pathlib import Path
 import numpy as np
 
 from tinyzo.errors import TinyzoError
+from tinyzo.training.layers import CHANNEL_RULES, select_channels
 
 __all__ = ["CHANNEL_RULES", "SCHEME_FORMAT", "SchemeError", "SparseScheme"]
 
 #: the channel-selection rules
-CHANNEL_RULES = ("magnitude", "random")
 #: the "format" value of the JSON form
 SCHEME_FORMAT = "tinyzo.sparse_scheme"
 _VERSION = 1
@@ -313,11 +313,9 @@ class SparseScheme:
     def channel_masks(self, model, seed: int = 0) -> dict:
         """``{op index: bool[O]}``: the trained output channels of every weight-trained layer.
 
-        ``ceil(ratio * O)`` channels by :func:`tinyzo.zo.selection.select_channels` (``channel_select``;
+        ``ceil(ratio * O)`` channels by :func:`tinyzo.training.layers.select_channels` (``channel_select``;
         layer ``k`` uses seed ``(seed + k) mod 2**32``). Depends on the current weights (magnitude).
         """
-        from tinyzo.zo.selection import select_channels
-
         if not _is_int(seed) or not 0 <= seed <= 0xFFFFFFFF:
             raise SchemeError(f"seed must be an integer in [0, 2**32 - 1], got {seed!r}")
         masks = {}

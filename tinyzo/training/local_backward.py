@@ -14,7 +14,7 @@ so, straight through the rounding and zero outside the clamp,
     dL/dw[c,k] = sum dL/dacc[c] * (x[k] - zp_x)      dL/db[c] = sum dL/dacc[c]
 
 The gradients are per *integer unit* of the weights and biases (what the integer update of
-:mod:`tinyzo.optim` divides by ``s_w**2`` or ``(s_x s_w)**2``). The back-propagation engine uses the
+:mod:`tinyzo.training.update` divides by ``s_w**2`` or ``(s_x s_w)**2``). The back-propagation engine uses the
 same chain rule (:func:`output_grad_to_acc_grad`) with the float trainer's kernels; the two agree to
 float32 rounding.
 """

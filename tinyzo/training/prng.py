@@ -4,7 +4,7 @@ Every perturbation is a pure function of ``(base_seed, step, query, layer)``: :f
 hashes the four 32-bit values to a non-zero xorshift32 seed, and a generator fills the perturbation
 from that seed. Perturbations are regenerated whenever needed and never stored, so the extra memory
 of a trainable layer is O(1) (one uint32 state). The same integer sequences come out of the C header
-``tinyzo/zo/c/tinyzo_prng.h``; the recipes (bit order, rejection rule, Gaussian formula and its
+``tinyzo/training/c/tinyzo_prng.h``; the recipes (bit order, rejection rule, Gaussian formula and its
 moments) are in ``docs/zo_prng.md``, the executable definition in :mod:`tinyzo.spec.prng`.
 
 Layout of this module (as the rest of tinyzo): ``@njit`` cores that fill a caller-provided 1-D array

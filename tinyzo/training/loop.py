@@ -234,7 +234,7 @@ def fit(stepper, model, x_train, y_train, x_val=None, y_val=None, *, epochs: int
         The history: one dict per epoch (epoch, train_loss, train_acc, val_loss, val_acc,
         forward_passes, seconds, lr if the stepper reports it).
     """
-    from tinyzo.zo.loss import cross_entropy_int8
+    from tinyzo.training.loss import cross_entropy_int8
 
     for name, v in (("epochs", epochs), ("batch_size", batch_size)):
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 1:
