@@ -100,7 +100,7 @@ def test_frozen_layers_get_no_work(batch):
 
 def test_bias_only_layers_get_no_weight_gradient_and_the_same_biases(batch, monkeypatch):
     """weights=[]: every layer bias-only; the biases (and the gradients flowing down) are unchanged."""
-    from tinyzo.kernels import float_nn
+    from tinyzo.fp import kernels as float_nn
 
     m, env, y = batch
     layers = m.trainable_ops()[-4:]

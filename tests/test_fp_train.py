@@ -11,7 +11,7 @@ import pytest
 from tinyzo import fp
 from tinyzo.errors import TinyzoError
 from tinyzo.fp import augment as A
-from tinyzo.kernels import float_nn as K
+from tinyzo.fp import kernels as K
 from tinyzo.nn import Layer, Net, init_params
 
 # --------------------------------------------------------------------------------------------------

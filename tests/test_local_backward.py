@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import tinyzo
-from tinyzo.kernels import float_nn
+from tinyzo.fp import kernels as float_nn
 from tinyzo.training.local_backward import local_backward, output_grad_to_acc_grad
 from pathlib import Path
 

@@ -2,7 +2,7 @@
 
 * :func:`tinyzo.bp.backward.backward`: gradients of the int8 weights and int32 biases from an int8
   forward pass, straight through the roundings and masked at every clamp, with the float trainer's
-  layer-backward kernels (:mod:`tinyzo.kernels.float_nn`).
+  layer-backward kernels (:mod:`tinyzo.fp.kernels`).
 * :class:`tinyzo.training.update.QASOptimizer`: SGD (momentum) and Adam, with or without QAS.
 * :class:`tinyzo.training.scheme.SparseScheme`: which biases, layers and channels to update (JSON form).
 * :class:`tinyzo.bp.trainer.BPTrainer`: the step (forward, loss, backward, update) for :func:`tinyzo.training.loop.fit`.

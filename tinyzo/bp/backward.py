@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyzo.errors import TinyzoError
-from tinyzo.kernels import float_nn
+from tinyzo.fp import kernels as float_nn
 from tinyzo.quant import activation_range
 from tinyzo.training.local_backward import output_grad_to_acc_grad
 

@@ -1,7 +1,7 @@
 """Float32 training of :class:`tinyzo.nn.Net` networks without a deep-learning framework.
 
 * :func:`forward`, :func:`backward`: the network interpreter over the float kernels of
-  :mod:`tinyzo.kernels.float_nn` (conv, depthwise, fc, add, pools, gap, flatten, upsample, batch
+  :mod:`tinyzo.fp.kernels` (conv, depthwise, fc, add, pools, gap, flatten, upsample, batch
   norm, ReLU/ReLU6), params in the int8 engine's layouts.
 * :func:`activations` (every layer's eval-mode output, for quantization calibration),
   :func:`predict`, :func:`evaluate`.

@@ -1,7 +1,7 @@
 """Float executor of a :class:`tinyzo.nn.Net`: forward, backward, per-layer activations, evaluation.
 
 The executor is an interpreter: it walks ``net.layers`` in order and calls one kernel of
-:mod:`tinyzo.kernels.float_nn` per step, so each layer reads as a C port would write it:
+:mod:`tinyzo.fp.kernels` per step, so each layer reads as a C port would write it:
 
 * ``conv`` / ``depthwise``: convolution (bias only without batch norm) -> batch norm (if ``bn``)
   -> activation;
@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyzo.errors import TinyzoError
-from tinyzo.kernels import float_nn as K
+from tinyzo.fp import kernels as K
 from tinyzo.spec.conv import compute_padding
 
 BN_EPS = 1e-3
@@ -226,7 +226,7 @@ def backward(net, params: dict, cache: dict, dlogits) -> dict:
         net, params: as given to :func:`forward`.
         cache: the cache :func:`forward` returned for this batch.
         dlogits: float32[N, ...] gradient of the (mean) loss with respect to the logits, e.g. the
-            ``dlogits`` of :func:`tinyzo.kernels.float_nn.softmax_cross_entropy` (already / N).
+            ``dlogits`` of :func:`tinyzo.fp.kernels.softmax_cross_entropy` (already / N).
 
     Returns:
         ``{layer name: {"w": dw, "b": db}}`` or ``{"w", "gamma", "beta"}`` for batch-norm layers:

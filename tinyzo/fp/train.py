@@ -34,7 +34,7 @@ from tinyzo.fp.forward import (
     evaluate,
     update_bn_stats,
 )
-from tinyzo.kernels import float_nn as K
+from tinyzo.fp import kernels as K
 from tinyzo.training.update import SCHEDULES, lr_schedule
 from tinyzo.progress import step_bar
 

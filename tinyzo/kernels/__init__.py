@@ -1,8 +1,9 @@
 """Numba-jitted array kernels, one module per operator family.
 
 The int8 modules (arith, conv, elementwise, binary, activations, pool, shape, softmax, matmul) and
-the copying/conversion modules (layout: any integer dtype; cast) are bit-exact with TFLite Micro. ``float_nn`` holds the float32 forward/backward kernels used for training (float math,
-not a bit-exact reference).
+the copying/conversion modules (layout: any integer dtype; cast) are bit-exact with TFLite Micro;
+``zo`` and ``local_grad`` are the training kernels whose float32 order is part of the firmware
+contract. The float32 layer kernels of float training live with it, in :mod:`tinyzo.fp.kernels`.
 
 
 Int8 conventions: ``@njit(cache=True, nogil=True)``, no fastmath, no Python objects, outputs

@@ -1,4 +1,4 @@
-"""Float layer kernels (tinyzo.kernels.float_nn): forward against naive float64 loops, backward
+"""Float layer kernels (tinyzo.fp.kernels): forward against naive float64 loops, backward
 against central finite differences of the forward.
 
 Tolerances, and why:
@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from tinyzo.errors import TinyzoError
-from tinyzo.kernels import float_nn as F
+from tinyzo.fp import kernels as F
 
 U32 = 2.0 ** -24  # float32 unit roundoff
 FD_LIN = {"h": 1e-3, "rtol": 1e-8, "atol": 1e-8}
