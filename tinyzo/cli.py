@@ -398,8 +398,12 @@ def _cmd_vectors(args) -> int:
     if args.steps:
         if y is None:
             raise InputError(f"{args.data} has no labels (y): training vectors need them")
-        est, target = _parse_method(args.method)
-        cfg = ZOConfig(layers=_parse_layers(args.layers, model), target=target, estimator=est, queries=args.queries,
+        method = _parse_method(args.method)
+        if method.family != "zo":
+            raise InputError(f"training vectors are for the zo methods (zo-<rge|spsa|signspsa>-<weight|node|mixed>), "
+                             f"got {args.method!r}")
+        cfg = ZOConfig(layers=_parse_layers(args.layers, model), target=method.target, estimator=method.estimator,
+                       queries=args.queries,
                        direction=args.direction, sigma=args.sigma, sigma_bias=args.sigma_bias,
                        sigma_node=args.sigma_node, lr=args.lr, schedule=args.schedule, rounding=args.rounding,
                        seed=args.seed)

@@ -57,18 +57,10 @@ def add_train_arguments(s) -> None:
 
 
 def _parse_method(method: str):
-    """``zo-<estimator>-<target>`` -> (estimator, target); see docs/training_zo.md for the names."""
-    from tinyzo.errors import InputError
-    from tinyzo.zo.trainer import ESTIMATORS, TARGETS
+    """``tinyzo train --method`` -> a :class:`tinyzo.training.methods.Method` (zo, bp or fp32)."""
+    from tinyzo.training.methods import parse_method
 
-    parts = method.split("-")
-    if len(parts) >= 3 and parts[0] == "zo":
-        est = "-".join(parts[1:-1]).replace("signspsa", "sign-spsa")
-        target = parts[-1]
-        if est in ESTIMATORS and target in TARGETS + ("mixed",):
-            return est, target
-    names = [f"zo-{e.replace('sign-spsa', 'signspsa')}-{t}" for e in ESTIMATORS for t in TARGETS + ("mixed",)]
-    raise InputError(f"unknown method {method!r}; methods: {', '.join(names)}")
+    return parse_method(method, allow=("zo", "bp", "fp32"), layerwise=False)
 
 
 def _parse_layers(text, model):
@@ -199,9 +191,8 @@ def train_run(args) -> dict:
 
     _check_train_args(args)
     model = tinyzo.load(args.model)
-    if args.method not in ("bp", "fp32"):
-        est, target = _parse_method(args.method)
-    elif args.select is not None:
+    method = _parse_method(args.method)
+    if method.family == "bp" and args.select is not None:
         raise InputError("--select is for the zo methods; give bp a --scheme or --layers")
     ds = data.load(args.data)
     if (args.corruption is None) != (args.severity is None):
@@ -217,7 +208,7 @@ def train_run(args) -> dict:
     xq = {s: images_to_input(model, x) if len(x) else None for s, (x, _) in splits.items()}
     steps_per_epoch = -(-len(xq["train"]) // args.batch_size)
     layers = _parse_layers(args.layers, model)
-    if args.method == "fp32":
+    if method.family == "fp32":
         return _fp32_run(args, model, ds, splits, xq, layers, steps_per_epoch)
     before = evaluate(model, *splits["test"]) if len(splits["test"][0]) else None
     if args.select is not None:
@@ -232,11 +223,11 @@ def train_run(args) -> dict:
                                xq_val=xq["val"], y_val=splits["val"][1], **opts)
         print(f"--select {args.select}: training operators {layers}")
     total_steps = args.epochs * steps_per_epoch
-    if args.method == "bp":
+    if method.family == "bp":
         trainer = _bp_trainer(args, model, layers, total_steps, (xq["train"], splits["train"][1]),
                               None if xq["val"] is None else (xq["val"], splits["val"][1]))
     else:
-        cfg = ZOConfig(layers=layers, target=target, estimator=est, queries=args.queries,
+        cfg = ZOConfig(layers=layers, target=method.target, estimator=method.estimator, queries=args.queries,
                        sigma=args.sigma, sigma_bias=args.sigma_bias, sigma_node=args.sigma_node, lr=args.lr,
                        schedule=args.schedule, update=args.update, rounding=args.rounding, seed=args.seed,
                        mixed_split=args.mixed_split)

@@ -265,15 +265,8 @@ def training_vectors(model, xq, y, config, steps: int) -> dict:
             op = m_a.operators[k]
             g_w, g_b = local_backward(m_a, k, env[op.inputs[0]], env[op.outputs[0]], g_nodes[k])
             grads[f"{k}/w"], grads[f"{k}/b"] = g_w, g_b
-        params = {}
-        for key in grads:
-            k, kind = key.split("/")
-            w, b = tr._params(int(k))
-            params[key] = w if kind == "w" else b
         lrs.append(np.float32(tr.optimizer.lr_at(tr.optimizer.step_count)))
-        new = tr.optimizer.step(params, grads, {key: tr._scales[key] for key in grads})
-        for k in tr.layers:
-            m_a.set_params(k, new.get(f"{k}/w"), new.get(f"{k}/b"))
+        tr.apply_update(grads)      # the trainer's own update (masks, scales, rounding) on m_a
         tr.step_count += 1
         tr._step_params = None
         twin.step(xq, y)

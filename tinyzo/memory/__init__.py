@@ -21,6 +21,7 @@ import numbers
 from tinyzo.errors import TinyzoError
 from tinyzo.memory.arena import Plan, PlanError, check_plan, greedy_offsets, plan_arena
 from tinyzo.memory.schedule import Buffer, InPlace, Schedule, ScheduleError, Step, inference_schedule
+from tinyzo.training.update import optimizer_memory_name as optimizer_name
 from tinyzo.memory.training import (
     METHODS,
     LayerTraining,
@@ -206,36 +207,14 @@ def scheme_peak_bytes(model, scheme, *, optimizer: str = "sgd", batch: int = 1, 
     return int(plan_arena(sched, in_place=in_place, alignment=alignment).peak_bytes)
 
 
-def optimizer_name(kind: str = "sgd", momentum: float = 0.0, mode: str = "per_step") -> str:
-    """The planner's optimizer name (``"sgd"``, ``"momentum"``, ``"adam"``, each optionally ``"+shadow"``).
-
-    Args:
-        kind: ``"sgd"`` or ``"adam"``; momentum: float >= 0 (SGD with momentum if > 0);
-        mode: the update mode, ``"shadow"`` (float32 shadow copy) or ``"per_step"``.
-    """
-    name = "adam" if kind == "adam" else ("momentum" if momentum > 0 else "sgd")
-    return name + ("+shadow" if mode == "shadow" else "")
-
-
 def trainer_memory_report(trainer, *, lean: bool = False, budget_bytes=None) -> dict:
-    """:func:`memory_report` of the MCU training step a trainer runs, at batch 1, derived from the trainer.
-
-    ``trainer``: a :class:`tinyzo.bp.BPTrainer` (sparse BP with its scheme and optimizer state) or a
-    :class:`tinyzo.zo.trainer.ZOTrainer` (layer-wise ZO of its estimator, target and layers, as it
-    reruns each query from the first trained layer; its update's state). ``lean=True``: the same
-    method with plain SGD and per-step rounding (no optimizer state). ``budget_bytes``: as
-    :func:`memory_report` (adds ``fits`` and ``margin_bytes``).
+    """:func:`memory_report` of the MCU training step a trainer runs, at batch 1, as the trainer
+    describes it (:meth:`tinyzo.training.trainer.Trainer.memory_spec`: sparse BP with its scheme and
+    optimizer state; layer-wise ZO of its estimator, target and layers, as it reruns each query from
+    the first trained layer). ``lean=True``: the same method with plain SGD and per-step rounding (no
+    optimizer state). ``budget_bytes``: as :func:`memory_report` (adds ``fits`` and ``margin_bytes``).
     """
-    model = trainer.model
-    if hasattr(trainer, "scheme"):  # back propagation
-        o = trainer.optimizer
-        opt = "sgd" if lean else optimizer_name(o.kind, o.momentum, o.mode)
-        return memory_report(model, "bp", scheme=trainer.scheme, optimizer=opt, budget_bytes=budget_bytes)
-    c = trainer.config
-    opt = "sgd" if lean else optimizer_name("sgd", c.momentum, c.update)
-    method = f"zo-{c.estimator.replace('-', '')}-{c.target}-layerwise"
-    return memory_report(model, method, layers=list(trainer.layers), optimizer=opt, mixed_split=c.mixed_split,
-                         budget_bytes=budget_bytes)
+    return memory_report(trainer.model, **trainer.memory_spec(lean=lean), budget_bytes=budget_bytes)
 
 
 def plot_timeline(report: dict, path, *, title: str | None = None) -> None:

@@ -43,6 +43,10 @@ from tinyzo.memory.schedule import (
     inference_schedule,
     scratch_bytes,
 )
+from tinyzo.errors import InputError
+from tinyzo.training.methods import Method
+from tinyzo.training.methods import parse_method as _parse
+from tinyzo.training.scheme import SparseScheme
 
 __all__ = [
     "METHODS",
@@ -56,8 +60,6 @@ __all__ = [
 
 #: the method names (ZO: ``zo-<target>`` or ``zo-<estimator>-<target>``, optional ``-layerwise``)
 METHODS = ("inference", "bp", "zo-weight", "zo-node", "zo-mixed")
-_ESTIMATORS = {"rge": "rge", "spsa": "spsa", "signspsa": "sign-spsa", "sign-spsa": "sign-spsa"}
-_TARGETS = ("weight", "node", "mixed")
 #: optimizer state bytes per trained parameter; ``"+shadow"`` adds a float32 shadow copy (4 B)
 OPTIMIZER_STATE_BYTES = {"sgd": 0, "momentum": 4, "adam": 8}
 _WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
@@ -89,25 +91,21 @@ class LayerTraining:
 def parse_method(method) -> dict:
     """``method`` -> ``{"family", "estimator", "target", "layerwise"}``; :class:`ScheduleError` if unknown.
 
-    Names: ``"inference"``, ``"bp"``, ``"zo-weight"`` / ``"zo-node"`` / ``"zo-mixed"`` (estimator RGE) or
-    ``"zo-<rge|spsa|signspsa>-<weight|node|mixed>"`` (the names ``tinyzo train`` accepts), each ZO name
-    optionally followed by ``"-layerwise"``.
+    Names (:func:`tinyzo.training.methods.parse_method`): ``"inference"``, ``"bp"``, ``"zo-weight"`` /
+    ``"zo-node"`` / ``"zo-mixed"`` (estimator RGE) or ``"zo-<rge|spsa|signspsa>-<weight|node|mixed>"``
+    (the names ``tinyzo train`` accepts), each ZO name optionally followed by ``"-layerwise"``; or a
+    :class:`tinyzo.training.methods.Method`.
     """
-    known = ("inference, bp, zo-<weight|node|mixed>, zo-<rge|spsa|signspsa>-<weight|node|mixed>, "
-             "each zo name optionally + -layerwise")
-    if not isinstance(method, str):
-        raise ScheduleError(f"method must be a string ({known}), got {method!r}")
-    if method in ("inference", "bp"):
-        return {"family": method, "estimator": None, "target": None, "layerwise": False}
-    name, layerwise = method, False
-    if name.endswith("-layerwise"):
-        name, layerwise = name[: -len("-layerwise")], True
-    parts = name.split("-")
-    if len(parts) >= 2 and parts[0] == "zo" and parts[-1] in _TARGETS:
-        est = "-".join(parts[1:-1]) or "rge"
-        if est in _ESTIMATORS:
-            return {"family": "zo", "estimator": _ESTIMATORS[est], "target": parts[-1], "layerwise": layerwise}
-    raise ScheduleError(f"unknown method {method!r}; methods: {known}")
+    if isinstance(method, Method):
+        m = method
+    else:
+        try:
+            m = _parse(method, allow=("inference", "bp", "zo"))
+        except InputError as e:
+            raise ScheduleError(str(e)) from None
+    if m.family not in ("inference", "bp", "zo"):
+        raise ScheduleError(f"the memory planner has no schedule for {m.name!r}; methods: inference, bp, zo-...")
+    return {"family": m.family, "estimator": m.estimator, "target": m.target, "layerwise": m.layerwise}
 
 
 def optimizer_state_bytes(optimizer) -> int:
@@ -180,8 +178,6 @@ def trained_layers(model, method: str = "bp", *, scheme=None, layers=None) -> di
       selected channels (copied aside).
     * ZO methods: ``layers`` (default every trainable layer), weights and biases fully.
     """
-    from tinyzo.training.scheme import SparseScheme
-
     _check_model(model)
     fam = parse_method(method)["family"]
     if fam == "inference":

@@ -127,6 +127,7 @@ __all__ = [
     "int8_weight_update",
     "int32_bias_update",
     "lr_schedule",
+    "optimizer_memory_name",
     "param_layer_id",
     "qas_step",
     "round_subtract",
@@ -413,6 +414,17 @@ def lr_schedule(kind: str, step: int, total_steps, base_lr, warmup_steps: int = 
 # ----------------------------------------------------------------------------------------------
 
 
+def optimizer_memory_name(kind: str = "sgd", momentum: float = 0.0, mode: str = "per_step") -> str:
+    """The memory planner's name of an optimizer's state: ``"sgd"`` (none), ``"momentum"`` (a float32
+    buffer), ``"adam"`` (two), each ``"+shadow"`` with the float32 shadow copy of ``mode="shadow"``.
+
+    Args: kind ``"sgd"`` or ``"adam"``; momentum float >= 0 (SGD with momentum if > 0); mode
+    ``"per_step"`` or ``"shadow"``.
+    """
+    name = "adam" if kind == "adam" else ("momentum" if momentum > 0 else "sgd")
+    return name + ("+shadow" if mode == "shadow" else "")
+
+
 def param_layer_id(name: str) -> int:
     """The ``layer`` argument of derive_seed for parameter ``name``: CRC-32 of its UTF-8 bytes (zlib)."""
     return zlib.crc32(name.encode("utf-8")) & 0xFFFFFFFF
@@ -508,6 +520,11 @@ class IntegerSGD:
         self.step_count = 0
         self.buffers: dict[str, np.ndarray] = {}
         self.shadow = FloatShadow() if mode == "shadow" else None
+
+    @property
+    def memory_name(self) -> str:
+        """The planner's name of this optimizer's state (:func:`optimizer_memory_name`)."""
+        return optimizer_memory_name("sgd", self.momentum, self.mode)
 
     def lr_at(self, step: int) -> float:
         """The scheduled learning rate at ``step``."""
@@ -703,6 +720,11 @@ class QASOptimizer:
     def state_bytes_per_param(self) -> int:
         """Optimizer memory per trained parameter: float32 shadow 4, momentum 4, Adam moments 8 (bytes)."""
         return 4 * (self.mode == "shadow") + 4 * (self.momentum > 0) + 8 * (self.kind == "adam")
+
+    @property
+    def memory_name(self) -> str:
+        """The planner's name of this optimizer's state (:func:`optimizer_memory_name`)."""
+        return optimizer_memory_name(self.kind, self.momentum, self.mode)
 
     def lr_at(self, step: int) -> float:
         """The scheduled learning rate at ``step`` (0-based)."""

@@ -64,6 +64,7 @@ import numbers
 import numpy as np
 
 from tinyzo.errors import TinyzoError
+from tinyzo.training.loss import mean_float32
 
 __all__ = [
     "COORD_SCHEMES",
@@ -73,6 +74,8 @@ __all__ = [
     "dim_scale",
     "estimate",
     "estimate_per_sample",
+    "projected_difference",
+    "query_norm",
     "second_moment",
 ]
 
@@ -129,6 +132,44 @@ def second_moment(direction: str, sigma, n: int) -> float:
 def dim_scale(queries: int, n: int) -> float:
     """The optional dimension scaling ``q / (q + d - 1)`` for q queries and d = n coordinates."""
     return queries / (queries + n - 1.0)
+
+
+def query_norm(estimator: str, direction: str, sigma, queries: int, n: int = 1, factor: float = 1.0):
+    """The float32 normalization ``norm`` of the estimate ``g = sum_q float32(coef_q * norm) * delta_q``.
+
+    ``factor / (m * E[delta**2])`` for ``"rge"`` and ``"spsa"`` (whose coefficient is already halved by
+    :func:`projected_difference`), ``factor / (m * sigma)`` for ``"sign-spsa"``; computed in double,
+    rounded to float32 once (a firmware constant). ``sigma`` is a number, or per channel an array
+    (bias perturbations ``sigma_b[c] * v``, second moment ``sigma_b[c]**2 * E[v**2]``): then a
+    float32 array. ``n``: the perturbed coordinates (the sphere's second moment depends on it);
+    ``factor``: the optional dimension scaling (:func:`dim_scale`). The one definition used by
+    :func:`estimate`, :func:`estimate_per_sample` and :class:`tinyzo.zo.ZOTrainer`.
+    """
+    m = queries
+    if estimator == "sign-spsa":
+        return (factor / (m * np.asarray(sigma, np.float64))).astype(np.float32)
+    if np.ndim(sigma):
+        mu = second_moment(direction, 1, n) * np.asarray(sigma, np.float64) ** 2
+        return (factor / (m * mu)).astype(np.float32)
+    return np.float32(factor / (m * second_moment(direction, sigma, n)))
+
+
+def projected_difference(estimator: str, plus, other):
+    """A query's projected loss difference (float32, per sample or of the batch means).
+
+    ``"rge"``: ``plus - other`` (``other`` = the unperturbed loss); ``"spsa"``: ``(plus - other) / 2``
+    (``other`` = the loss at ``theta - delta``); ``"sign-spsa"``: the sign of that (sign(0) = 0).
+    ``plus``, ``other``: float32 scalars or float32[N]; returns the same shape, float32.
+    """
+    diff = np.float32(plus - other) if np.ndim(plus) == 0 else (plus - other).astype(np.float32)
+    if estimator == "rge":
+        return diff
+    half = diff / np.float32(2)
+    if estimator == "spsa":
+        return np.float32(half) if np.ndim(half) == 0 else half.astype(np.float32)
+    if estimator == "sign-spsa":
+        return np.float32(np.sign(half)) if np.ndim(half) == 0 else np.sign(half).astype(np.float32)
+    raise EstimatorError(f"unknown estimator {estimator!r}; choose one of rge, spsa, sign-spsa")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -229,11 +270,6 @@ class _Objective:
         return arr
 
 
-def _mean32(v: np.ndarray) -> np.float32:
-    """float32 mean, summed left to right (the batch loss an MCU computes)."""
-    return np.float32(np.add.accumulate(v, dtype=np.float32)[-1] / np.float32(v.size))
-
-
 # ----------------------------------------------------------------------------------------------
 # the engine (scalar and per-sample share it: a scalar objective is one "sample")
 # ----------------------------------------------------------------------------------------------
@@ -261,19 +297,15 @@ def _run(obj: _Objective, n, method, sigma, queries, direction, seeds, base_loss
             base = b.reshape(-1).astype(np.float32)
             if not np.all(np.isfinite(base)):
                 raise EstimatorError("base_loss is not finite")
-    base_mean = None if base is None else (_mean32(base) if per_sample else base[0])
+    base_mean = None if base is None else (mean_float32(base) if per_sample else base[0])
 
     # the float32 normalisation constant: c_q = float32(diff_q * norm) (sign-spsa: sign_q * norm)
     if method == "coord":
-        norm = 1.0 / (sigma * sigma) if not two_sided else 1.0 / (2.0 * sigma * sigma)
+        norm32 = np.float32(1.0 / (sigma * sigma) if not two_sided else 1.0 / (2.0 * sigma * sigma))
         mu2 = float(sigma) ** 2
-    elif method == "sign-spsa":
-        mu2 = second_moment(direction, sigma, n)
-        norm = factor / (m * float(sigma))
     else:
         mu2 = second_moment(direction, sigma, n)
-        norm = factor / (m * mu2) if method == "rge" else factor / (2.0 * m * mu2)
-    norm32 = np.float32(norm)
+        norm32 = query_norm(method, direction, sigma, m, n, factor)
 
     g = np.zeros(n, dtype=np.float32)
     coeffs = np.zeros(m, dtype=np.float32)
@@ -296,15 +328,14 @@ def _run(obj: _Objective, n, method, sigma, queries, direction, seeds, base_loss
             a, b = plus, minus
         else:
             a, b = plus, base
-        a_mean = _mean32(a) if per_sample else a[0]
-        b_mean = _mean32(b) if per_sample else b[0]
-        diff = np.float32(a_mean - b_mean)
-        if method == "sign-spsa":
-            c = np.float32(np.sign(diff) * norm32)
-            c_ps = (np.sign((a - b).astype(np.float32)) * norm32).astype(np.float32)
-        else:
-            c = np.float32(diff * norm32)
+        a_mean = mean_float32(a) if per_sample else a[0]
+        b_mean = mean_float32(b) if per_sample else b[0]
+        if method == "coord":
+            c = np.float32(np.float32(a_mean - b_mean) * norm32)
             c_ps = ((a - b).astype(np.float32) * norm32).astype(np.float32)
+        else:
+            c = np.float32(projected_difference(method, a_mean, b_mean) * norm32)
+            c_ps = (projected_difference(method, a, b) * norm32).astype(np.float32)
         coeffs[q] = c
         losses[q] = (a_mean, b_mean) if two_sided else a_mean
         if per_sample:

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tinyzo.errors import TinyzoError
+from tinyzo.training.methods import Method
+from tinyzo.training.trainer import Trainer
 
 
 class ZOConfigError(TinyzoError):
@@ -138,8 +140,12 @@ class ZOConfig:
                 raise ZOConfigError(f"channels of layer {k} must be a non-empty list of indices in [0, {n_out - 1}]")
 
 
-class ZOTrainer:
+class ZOTrainer(Trainer):
     """Zeroth-order trainer of an int8 :class:`tinyzo.Model` (updates the model in place).
+
+    The gradient source on the training core (:class:`tinyzo.training.trainer.Trainer`: scales,
+    masks, loss, update, checkpoint state and memory description live there); this class supplies
+    the perturbations and the estimate (module docstring).
 
     Args:
         model: the int8 model (its trainable operators' weights and biases change).
@@ -151,10 +157,15 @@ class ZOTrainer:
         from tinyzo.training.update import IntegerSGD
 
         config.validate(model)
-        self.model = model
-        self._loss_t, self._loss_q = model.loss_tensor, model.loss_quant()  # the logits (Model.loss_tensor)
+        if isinstance(total_steps, (bool, np.bool_)) or not isinstance(total_steps, (int, np.integer)) or total_steps < 1:
+            raise ZOConfigError(f"total_steps must be an integer >= 1 (the planned steps, for the schedule), "
+                                f"got {total_steps!r}")
+        self.total_steps = int(total_steps)
+        optimizer = IntegerSGD(lr=config.lr, schedule=config.schedule, total_steps=self.total_steps,
+                               warmup_steps=config.warmup_steps, momentum=config.momentum, mode=config.update,
+                               rounding=config.rounding, seed=config.seed)
+        super().__init__(model, config.layers if config.layers is not None else model.trainable_ops(), optimizer)
         self.config = config
-        self.layers = sorted(config.layers if config.layers is not None else model.trainable_ops())
         if config.target == "weight":
             self.weight_layers, self.node_layers = list(self.layers), []
         elif config.target == "node":
@@ -163,53 +174,24 @@ class ZOTrainer:
             k = max(0, min(config.mixed_split, len(self.layers)))
             self.weight_layers, self.node_layers = self.layers[:k], self.layers[k:]
         self.first = self.layers[0]
-        self.step_count = 0
-        if isinstance(total_steps, (bool, np.bool_)) or not isinstance(total_steps, (int, np.integer)) or total_steps < 1:
-            raise ZOConfigError(f"total_steps must be an integer >= 1 (the planned steps, for the schedule), "
-                                f"got {total_steps!r}")
-        self.total_steps = int(total_steps)
-        self.optimizer = IntegerSGD(lr=config.lr, schedule=config.schedule, total_steps=self.total_steps,
-                               warmup_steps=config.warmup_steps, momentum=config.momentum, mode=config.update,
-                               rounding=config.rounding, seed=config.seed)
-        self.forward_passes = 0
-        self._scales = {}
-        for k in self.layers:
-            op = model.operators[k]
-            s_x = float(model.tensors[op.inputs[0]].quant.scale[0])
-            s_w = model.tensors[op.inputs[1]].quant.scale.astype(np.float32)
-            self._scales[f"{k}/w"] = (s_w, model.out_channel_axis(k))
-            self._scales[f"{k}/b"] = ((s_x * s_w).astype(np.float32), 0)
-        # sparse update: per-layer masks of the trained output channels (broadcast over w and b)
-        self._masks = {}
+        # sparse update: the trained output channels (perturbations and gradients are zero elsewhere)
         for k, chans in (config.channels or {}).items():
-            n_out = model.prepared[k].n_out
-            sel = np.zeros(n_out, bool)
+            sel = np.zeros(self.view[k].n_out, bool)
             sel[np.asarray(chans)] = True
-            w_shape = model.tensors[model.operators[k].inputs[1]].shape
-            shape = [1] * len(w_shape)
-            shape[model.out_channel_axis(k)] = n_out
-            self._masks[k] = (sel.reshape(shape), sel)
+            self.channel_masks[k] = sel
         # bias perturbation per output channel (int32 units)
         self._sigma_b = {}
         for k in self.weight_layers:
-            n_out = model.prepared[k].n_out
+            lay = self.view[k]
             if config.sigma_bias > 0:
-                self._sigma_b[k] = np.full(n_out, config.sigma_bias, np.int64)
+                self._sigma_b[k] = np.full(lay.n_out, config.sigma_bias, np.int64)
             else:
-                op = model.operators[k]
-                s_y = float(model.tensors[op.outputs[0]].quant.scale[0])
-                sb = self._scales[f"{k}/b"][0].astype(np.float64)
-                sb = np.full(n_out, sb[0]) if sb.size == 1 else sb
-                self._sigma_b[k] = np.maximum(1, np.round(s_y / sb)).astype(np.int64)
+                sb = lay.s_b.astype(np.float64)
+                sb = np.full(lay.n_out, sb[0]) if sb.size == 1 else sb
+                self._sigma_b[k] = np.maximum(1, np.round(float(lay.s_y) / sb)).astype(np.int64)
+        self._step_params = None
 
     # ------------------------------------------------------------------ the step, in visible calls
-    def losses(self, logits, y) -> np.ndarray:
-        """Per-sample cross-entropy of the int8 logits (float32[N])."""
-        from tinyzo.training.loss import cross_entropy_int8
-
-        scale, zero_point = self._loss_q
-        return cross_entropy_int8(logits.reshape(len(y), -1), y, scale, zero_point)
-
     def directions(self, q: int):
         """Integer perturbations of query ``q`` at the current step: ``{layer: {"w": int32[...], "b": int32[O]}}``.
 
@@ -222,16 +204,15 @@ class ZOTrainer:
         c = self.config
         out = {}
         for k in self.weight_layers:
-            w, b = self._params(k)
+            w, b = self.params_of(k)
             d = {"w": perturbation(c.direction, derive_seed(c.seed, self.step_count, q, 2 * k), w.shape, c.sigma)}
             if c.train_bias and b is not None:
                 d["b"] = self._sigma_b[k] * perturbation(c.direction, derive_seed(c.seed, self.step_count, q, 2 * k + 1),
                                                          b.shape, 1).astype(np.int64)
-            if k in self._masks:
-                mw, mb = self._masks[k]
-                d["w"] = d["w"] * mw
+            if k in self.channel_masks:
+                d["w"] = d["w"] * self.view[k].weight_mask(self.channel_masks[k])
                 if "b" in d:
-                    d["b"] = d["b"] * mb
+                    d["b"] = d["b"] * self.channel_masks[k]
             out[k] = d
         return out
 
@@ -244,11 +225,10 @@ class ZOTrainer:
         return {k: perturbation(c.direction, derive_seed(c.seed, self.step_count, q, 1_000_000 + k), shapes[k],
                                 c.sigma_node).astype(np.int8) for k in self.node_layers}
 
-    def _params(self, k: int):
+    def params_of(self, k: int):
         """Layer ``k``'s current (weights, bias): read once per step inside :meth:`step`, else from the model."""
-        cached = getattr(self, "_step_params", None)
-        if cached is not None and k in cached:
-            return cached[k]
+        if self._step_params is not None and k in self._step_params:
+            return self._step_params[k]
         return self.model.get_params(k)
 
     def perturbed_losses(self, env, y, dirs, node_dirs, sign: int = 1) -> np.ndarray:
@@ -256,7 +236,7 @@ class ZOTrainer:
         saved = {}
         try:
             for k, d in dirs.items():
-                w, b = self._params(k)
+                w, b = self.params_of(k)
                 saved[k] = (w, b)
                 w2 = np.clip(w.astype(np.int32) + sign * d["w"], -127, 127).astype(np.int8)
                 b2 = None
@@ -264,7 +244,7 @@ class ZOTrainer:
                     b2 = np.clip(b.astype(np.int64) + sign * d["b"], -(2**31), 2**31 - 1).astype(np.int32)
                 self.model.set_params(k, w2, b2)
             add = {self.model.operators[k].outputs[0]: (u if sign > 0 else -u) for k, u in node_dirs.items()}
-            logits = self.model.forward_from(env, self.first, add=add or None, output=self._loss_t)
+            logits = self.model.forward_from(env, self.first, add=add or None, output=self.loss_tensor)
             self.forward_passes += 1
             return self.losses(logits, y)
         finally:
@@ -272,44 +252,30 @@ class ZOTrainer:
                 self.model.set_params(k, w, b)
 
     def _norm(self, sigma):
-        """1 / (m * E[delta**2]) (rge, spsa) or 1 / (m * sigma) (sign-spsa): E[coef * delta * norm] = gradient.
+        """The estimate's float32 normalization for perturbation size ``sigma`` (a number or a
+        per-channel array): :func:`tinyzo.zo.estimators.query_norm`."""
+        from tinyzo.zo.estimators import query_norm
 
-        ``sigma`` is a number or a per-channel array (bias perturbations ``sigma_b[c] * v``, whose second
-        moment is ``sigma_b[c]**2 * E[v**2]``).
-        """
-        from tinyzo.zo.estimators import second_moment
-
-        m = self.config.queries
-        if self.config.estimator == "sign-spsa":
-            return (1.0 / (m * np.asarray(sigma, np.float64))).astype(np.float32)
-        if np.ndim(sigma):
-            mu = second_moment(self.config.direction, 1, 1) * np.asarray(sigma, np.float64) ** 2
-        else:
-            mu = second_moment(self.config.direction, sigma, 1)
-        return (1.0 / (m * mu)).astype(np.float32) if np.ndim(mu) else np.float32(1.0 / (m * mu))
+        return query_norm(self.config.estimator, self.config.direction, sigma, self.config.queries)
 
     def query(self, env, y, base, base_mean, q: int, node_shapes: dict):
         """Query ``q``: its perturbations and projected loss differences.
 
         Returns ``(dirs, node_dirs, coef float32[N], coef_mean float32)``: ``coef`` per sample and
-        ``coef_mean`` for the batch's float32 mean loss: ``L(theta + delta) - L(theta)`` (rge; ``base``
-        per sample, ``base_mean`` their float32 mean), ``(L(theta + delta) - L(theta - delta)) / 2``
-        (spsa) or the sign of that (sign-spsa).
+        ``coef_mean`` for the batch's float32 mean loss, :func:`tinyzo.zo.estimators.projected_difference`
+        of ``L(theta + delta)`` and ``L(theta)`` (rge; ``base`` per sample, ``base_mean`` their float32
+        mean) or ``L(theta - delta)`` (spsa, sign-spsa).
         """
-        from tinyzo.training.loss import mean_float32
+        from tinyzo.zo.estimators import projected_difference
 
         c = self.config
         dirs = self.directions(q)
         ndirs = self.node_directions(q, node_shapes)
         plus = self.perturbed_losses(env, y, dirs, ndirs, +1)
-        if c.estimator == "rge":
-            coef, coef_mean = plus - base, np.float32(mean_float32(plus) - base_mean)
-        else:
-            minus = self.perturbed_losses(env, y, dirs, ndirs, -1)
-            coef = (plus - minus) / np.float32(2)
-            coef_mean = np.float32((mean_float32(plus) - mean_float32(minus)) / np.float32(2))
-        if c.estimator == "sign-spsa":
-            coef, coef_mean = np.sign(coef), np.float32(np.sign(coef_mean))
+        other = base if c.estimator == "rge" else self.perturbed_losses(env, y, dirs, ndirs, -1)
+        other_mean = base_mean if c.estimator == "rge" else self.mean_loss(other)
+        coef = projected_difference(c.estimator, plus, other)
+        coef_mean = projected_difference(c.estimator, self.mean_loss(plus), other_mean)
         return dirs, ndirs, coef, coef_mean
 
     def accumulate(self, grads: dict, g_nodes: dict, dirs, ndirs, coef, coef_mean, n: int) -> None:
@@ -335,32 +301,33 @@ class ZOTrainer:
     def step(self, xq, y) -> dict:
         """One ZO step on the int8 batch ``xq`` with labels ``y``; returns loss, accuracy and cost.
 
-        The estimate is :func:`tinyzo.zo.estimators.estimate_per_sample`'s, written out per layer:
-        for query q with perturbation ``delta_q`` the projected difference is
-        ``c_q = L(theta + delta_q) - L(theta)`` (rge; the base loss of the forward pass is reused),
-        ``(L(theta + delta_q) - L(theta - delta_q)) / 2`` (spsa) or its sign (sign-spsa), and
-        ``g = sum_q c_q * delta_q / (m * E[delta**2])`` (sign-spsa: ``/ (m * sigma)``). Weight
-        gradients use the float32 mean loss of the batch; node perturbation uses each sample's own
-        difference on its own output perturbation, divided by N for the mean loss.
+        The estimate is :func:`tinyzo.zo.estimators.estimate_per_sample`'s, written out per layer
+        with the same functions (:func:`~tinyzo.zo.estimators.query_norm`,
+        :func:`~tinyzo.zo.estimators.projected_difference`): for query q with perturbation
+        ``delta_q`` the projected difference is ``c_q = L(theta + delta_q) - L(theta)`` (rge; the
+        base loss of the forward pass is reused), ``(L(theta + delta_q) - L(theta - delta_q)) / 2``
+        (spsa) or its sign (sign-spsa), and ``g = sum_q c_q * delta_q / (m * E[delta**2])``
+        (sign-spsa: ``/ (m * sigma)``). Weight gradients use the float32 mean loss of the batch; node
+        perturbation uses each sample's own difference on its own output perturbation, divided by N
+        for the mean loss.
         """
-        y = np.asarray(y)
         # the parameters do not change until the update: read them once, not once per query
         self._step_params = {k: self.model.get_params(k) for k in self.layers}
         try:
-            return self._step(xq, y)
+            return super().step(xq, y)
         finally:
             self._step_params = None
 
-    def _step(self, xq, y) -> dict:
+    def gradients(self, xq, y):
+        """``(grads, logits, base losses)`` of one batch (:meth:`step` has the estimate)."""
         from tinyzo.training.local_backward import local_backward
-        from tinyzo.training.loss import mean_float32
 
         c = self.config
         _, env = self.model(xq, intermediates=True)
-        logits = env[self._loss_t]
+        logits = env[self.loss_tensor]
         self.forward_passes += 1
         base = self.losses(logits, y)
-        base_mean = mean_float32(base)
+        base_mean = self.mean_loss(base)
         n = len(y)
         node_shapes = {k: env[self.model.operators[k].outputs[0]].shape for k in self.node_layers}
         grads = {}
@@ -374,34 +341,11 @@ class ZOTrainer:
             grads[f"{k}/w"] = g_w
             if c.train_bias:
                 grads[f"{k}/b"] = g_b
-        for key, g in grads.items():
-            k, kind = key.split("/")
-            if int(k) in self._masks:
-                grads[key] = g * self._masks[int(k)][0 if kind == "w" else 1]
-        params = {}
-        for key in grads:
-            k, kind = key.split("/")
-            w, b = self._params(int(k))
-            params[key] = w if kind == "w" else b
-        new = self.optimizer.step(params, grads, {key: self._scales[key] for key in grads})
-        for k in self.layers:
-            w = new.get(f"{k}/w")
-            b = new.get(f"{k}/b")
-            if w is not None or b is not None:
-                self.model.set_params(k, w, b)
-        self.step_count += 1
-        acc = float(np.mean(np.argmax(logits.reshape(n, -1), axis=1) == y))
-        return {"loss": float(base_mean), "accuracy": acc, "forward_passes": self.forward_passes,
-                "lr": float(self.optimizer.lr_at(self.step_count - 1)) if hasattr(self.optimizer, "lr_at") else None}
+        return grads, logits, base
 
-    # ------------------------------------------------------------------ checkpoints
-    def state_dict(self) -> dict:
-        """Everything needed to continue exactly (numpy values only; the model is saved apart)."""
-        return {"step_count": np.asarray(self.step_count), "forward_passes": np.asarray(self.forward_passes),
-                "optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        """Restore :meth:`state_dict`'s output."""
-        self.step_count = int(state["step_count"])
-        self.forward_passes = int(state["forward_passes"])
-        self.optimizer.load_state_dict(state["optimizer"])
+    # ------------------------------------------------------------------ memory
+    def memory_spec(self, lean: bool = False) -> dict:
+        """The layer-wise ZO step of this estimator, target and layers (:meth:`Trainer.memory_spec`)."""
+        c = self.config
+        return {"method": Method("zo", c.estimator, c.target, True).name, "layers": list(self.layers),
+                "optimizer": "sgd" if lean else self.optimizer.memory_name, "mixed_split": c.mixed_split}
