@@ -34,7 +34,8 @@ def bits(v) -> np.ndarray:
 
 
 def assert_f32_equal(spec_values, fast_values):
-    np.testing.assert_array_equal(bits(spec_values), bits(np.asarray(fast_values, np.float32).reshape(np.shape(spec_values))))
+    fast = np.asarray(fast_values, np.float32).reshape(np.shape(spec_values))
+    np.testing.assert_array_equal(bits(spec_values), bits(fast))
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +67,8 @@ def test_float32_ops_through_double_equal_numpy_float32_ops():
     b = (rng.standard_normal(3000) * 10.0 ** rng.integers(-20, 20, 3000)).astype(np.float32)
     for op in (np.add, np.subtract, np.multiply, np.divide):
         spec = [st.f32(float(op(float(x), float(y)))) for x, y in zip(a, b)]
-        assert_f32_equal(spec, op(a, b))
+        with np.errstate(over="ignore"):
+            assert_f32_equal(spec, op(a, b))
 
 
 def _logits_cases(rng):
@@ -118,7 +120,8 @@ def test_projected_difference_is_float32():
 def test_perturbation_and_second_moment(direction):
     for sigma in (1, 2, 5, 64):
         seed = derive_seed(11, sigma, 3, 22)
-        np.testing.assert_array_equal(st.perturbation(direction, seed, 77, sigma), perturbation(direction, seed, 77, sigma))
+        np.testing.assert_array_equal(st.perturbation(direction, seed, 77, sigma),
+                                      perturbation(direction, seed, 77, sigma))
         assert st.second_moment(direction, sigma) == second_moment(direction, sigma, 1)
 
 
@@ -190,7 +193,8 @@ def test_node_acc_grad_equals_masked_scale():
     scale = rng.uniform(0.01, 2, 3).astype(np.float32)
     out = np.empty_like(g)
     masked_scale(g, y, 0, 100, scale, out)
-    spec = [st.node_acc_grad(gr.reshape(-1).tolist(), yr.reshape(-1).tolist(), 0, 100, scale.tolist()) for gr, yr in zip(g, y)]
+    spec = [st.node_acc_grad(gr.reshape(-1).tolist(), yr.reshape(-1).tolist(), 0, 100, scale.tolist())
+            for gr, yr in zip(g, y)]
     assert_f32_equal(spec, out.reshape(6, -1))
 
 
@@ -448,7 +452,8 @@ def test_zo_node_step_replays_zotrainer_step(digits, layers, estimator):
         def forward(add):
             adds = {model.operators[k].outputs[0]: np.array(u).reshape(env[model.operators[k].outputs[0]].shape)
                     for k, u in add.items()}
-            return model.forward_from(env, ks[0], add=adds or None, output=model.loss_tensor).reshape(len(y), -1).tolist()
+            logits = model.forward_from(env, ks[0], add=adds or None, output=model.loss_tensor)
+            return logits.reshape(len(y), -1).tolist()
     qo = model.loss_quant()
     new, rec = st.zo_node_step(forward, [_spec_layer(model, k, env) for k in ks], y.tolist(), out_scale=qo[0],
                                out_zero_point=qo[1], seed=7, step=0, lr=0.05, queries=2, estimator=estimator,

@@ -9,22 +9,26 @@ the order of :class:`tinyzo.zo.trainer.ZOTrainer` and ``port/c/tz_train.c``. The
 
 Values are Python ``int`` (exact) and Python ``float`` (IEEE double). **float32 arithmetic** is
 written out with :func:`f32`, which rounds a double to the nearest float32 (ties to even, as C's
-``(float)x``): the C float32 operation ``a op b`` on float32 operands is ``f32(a op b)`` with the
-operation done in double. That is exact for ``+ - * /``: double has 53 >= 2 * 24 + 2 significand
-bits, so rounding the double result once more to float32 gives the correctly rounded float32 result
-(double rounding is innocuous, Figueroa 1995). Every float32 operation of a C port appears below as
-one ``f32(...)``; a C port compiled with ``-ffp-contract=off`` (no FMA) performs the same operations.
-Where C uses double (the local backward's accumulator, prepare-time constants) the spec uses plain
-Python floats.
+``(float)x``, via a ``struct`` round trip): the C float32 operation ``a op b`` on float32 operands is
+``f32(a op b)`` with the operation done in double. For ``+ - * /`` this is the same result: double
+has 53 >= 2 * 24 + 2 significand bits, so rounding the double result once more to float32 gives the
+correctly rounded float32 result (double rounding is innocuous, Figueroa 1995). Every float32
+operation of the C step appears below as one ``f32(...)``, in its order; a C port compiled with
+``-ffp-contract=off`` (no FMA) performs the same operations. Where C uses double (the local
+backward's accumulator, prepare-time constants) the spec uses plain Python floats.
 
-``exp`` and ``log`` of the loss: ``expf(a) = (float)exp((double)a)`` and ``logf(x) =
-(float)log((double)x)``, the double libm result rounded once (the port's default ``TZ_EXPF`` /
-``TZ_LOGF``). This is the correctly rounded float32 exp/log except when the exact value lies within
-one double ULP of a float32 rounding boundary; the host's libm (``math.exp``) and numpy's own float64
-exp (what :func:`tinyzo.training.loss.cross_entropy_int8` calls) differ in the last double bit on about
-5% of arguments here, yet give the same float32 on every float32 argument of the loss (checked
-exhaustively, see ``docs/porting.md``). A firmware ``expf`` / ``logf`` (newlib, Arm optimized-routines)
-can be 1 ULP off in rare cases.
+``exp`` and ``log`` of the loss: ``expf(a) = (float)exp((double)a)`` and
+``logf(x) = (float)log((double)x)``, the double libm result rounded once (the port's default
+``TZ_EXPF`` / ``TZ_LOGF``). This is the correctly rounded float32 exp/log except when the exact value
+lies within one double ULP of a float32 rounding boundary. The host's libm (``math.exp``) and numpy's
+own float64 exp (what :func:`tinyzo.training.loss.cross_entropy_int8` calls) differ in the last
+double bit on about 5% of arguments here, yet give the same float32 on every float32 argument of the
+loss (checked exhaustively: ``scripts/expf_exhaustive.py``, numbers in ``docs/porting.md``). A
+firmware ``expf`` / ``logf`` (newlib, Arm optimized-routines) can be 1 ULP off in rare cases.
+
+Scope: what the C port implements. The per-step update without momentum (the float shadow and
+momentum of :class:`tinyzo.training.update.IntegerSGD` are host options), integer directions
+(rademacher, gaussian, uniform), every output channel of a trained layer (no channel subsets).
 
 No input validation (the public fast paths validate); bad option names raise
 :class:`tinyzo.errors.TrainingError`.
@@ -197,7 +201,10 @@ def second_moment(direction: str, sigma: int) -> float:
 
 
 def weight_norm(estimator: str, direction: str, sigma: int, queries: int) -> float:
-    """``norm_w`` (also ``norm_node``): float32 of the double ``1 / (m * E[delta**2])``, sign-spsa ``1 / (m * sigma)``."""
+    """``norm_w`` (also ``norm_node``): float32 of the double ``1 / (m * E[delta**2])``.
+
+    sign-spsa: ``1 / (m * sigma)``; ``m`` = queries.
+    """
     _check(estimator, ESTIMATORS, "estimator")
     if estimator == "sign-spsa":
         return f32(1.0 / (queries * float(sigma)))
@@ -205,7 +212,10 @@ def weight_norm(estimator: str, direction: str, sigma: int, queries: int) -> flo
 
 
 def bias_norm(estimator: str, direction: str, sigma_b, queries: int) -> list[float]:
-    """``norm_b[c]``: float32 of ``1 / (m * (E[u**2] * sigma_b[c]**2))`` (u drawn with sigma 1), sign-spsa ``1 / (m * sigma_b[c])``."""
+    """``norm_b[c]``: float32 of the double ``1 / (m * (E[u**2] * sigma_b[c]**2))`` (u drawn with sigma 1).
+
+    sign-spsa: ``1 / (m * sigma_b[c])``; ``m`` = queries.
+    """
     _check(estimator, ESTIMATORS, "estimator")
     if estimator == "sign-spsa":
         return [f32(1.0 / (queries * float(sb))) for sb in sigma_b]
@@ -272,7 +282,11 @@ def node_acc_grad(g_y, y, act_min: int, act_max: int, scale) -> list[float]:
     A masked element is ``(g * 0.0f) * scale``: a signed zero.
     """
     nc = len(scale)
-    return [f32(f32(g * (1.0 if act_min < v < act_max else 0.0)) * scale[i % nc]) for i, (g, v) in enumerate(zip(g_y, y))]
+    out = []
+    for i, (g, v) in enumerate(zip(g_y, y)):
+        mask = 1.0 if act_min < v < act_max else 0.0
+        out.append(f32(f32(g * mask) * scale[i % nc]))
+    return out
 
 
 def local_weight_grad(dacc, x, x_zero_point: int, *, in_shape, out_shape, kernel=(1, 1), stride=(1, 1),
@@ -282,7 +296,8 @@ def local_weight_grad(dacc, x, x_zero_point: int, *, in_shape, out_shape, kernel
     ``dacc``: float32[N][OH*OW*O] and ``x``: int8[N][H*W*C] per sample, flat NHWC (``in_shape`` =
     (H, W, C), ``out_shape`` = (OH, OW, O)); ``padding`` the leading (top, left) padding. For each
     weight (conv OHWI ``[o][fy][fx][ic]``; depthwise, ``depth_multiplier`` M >= 1, 1HWO ``[fy][fx][o]``
-    reading input channel ``o // M``; a fully-connected layer is a 1x1 conv over its rows)::
+    reading input channel ``o // M``; a fully-connected layer [O, K] is a 1x1 conv over its R rows per
+    sample: ``in_shape`` (1, R, K), ``out_shape`` (1, R, O))::
 
         gw = (float) sum over (b, oy, ox) in C order of (double)dacc * (double)(x - zp)
         gb = (float) sum over (b, oy, ox) in C order of (double)dacc
@@ -397,7 +412,8 @@ def stochastic_r24(seed: int, n: int) -> list[int]:
 def update_tensor(name: str, values, grads, scales, *, lr: float, rounding: str, seed: int, step: int,
                   clamp) -> list[int]:
     """:func:`qas_update` of every element of parameter tensor ``name`` (per-element ``scales``)."""
-    r24 = stochastic_r24(rounding_seed(seed, step, name), len(values)) if rounding == "stochastic" else [None] * len(values)
+    n = len(values)
+    r24 = stochastic_r24(rounding_seed(seed, step, name), n) if rounding == "stochastic" else [None] * n
     return [qas_update(x, g, s, lr, rounding, r, clamp) for x, g, s, r in zip(values, grads, scales, r24)]
 
 
