@@ -40,6 +40,13 @@ point ``zp``) with integer labels ``y[N]``:
 :func:`accuracy_int8` is the fraction of rows whose argmax (ties: lowest index, as ``np.argmax``
 and a C loop with ``>``) equals the label. :func:`mean_float32` is the float32 left-to-right mean an
 MCU computes for the batch loss.
+
+Executable definition (plain Python, every float32 operation explicit, what the C port and the golden
+vectors cite): :func:`tinyzo.spec.train.cross_entropy_sample` (with ``expf`` / ``logf``) and
+:func:`tinyzo.spec.train.mean_f32`, tested equal to :func:`cross_entropy_int8` and :func:`mean_float32`
+bit for bit (``tests/test_spec_train.py``); ``scripts/expf_exhaustive.py`` checks that numpy's float64
+``exp`` / ``log`` used here round to the same float32 as the C library's on every float32 argument of
+the loss.
 """
 
 from __future__ import annotations

@@ -32,8 +32,8 @@ sticky. With ``A = V >> 24`` and ``R = V & (2**24 - 1)``:
   of ``w - d`` to within 2**-24, so the rounding is unbiased to within 2**-24. The stream for element i
   (C order) of a tensor is output i of ``xorshift32`` from the given seed.
 
-:func:`round_subtract_spec` states the same with Python fractions (the executable definition) and
-is tested equal.
+:func:`tinyzo.spec.train.round_subtract_spec` (re-exported here) states the same with Python fractions
+(the executable definition) and is tested equal; :mod:`tinyzo.spec.train` is the whole step's.
 
 Per-step rounding vs float shadow (:class:`IntegerSGD` ``mode``):
 
@@ -106,11 +106,11 @@ from __future__ import annotations
 import math
 import numbers
 import zlib
-from fractions import Fraction
 
 import numpy as np
 
 from tinyzo.errors import TinyzoError
+from tinyzo.spec.train import round_subtract_spec  # the executable definition, re-exported
 
 __all__ = [
     "MODES",
@@ -181,28 +181,6 @@ def round_subtract(x, d, rounding: str = "nearest", r24=None) -> np.ndarray:
         if r24 is None:
             raise OptimizerError("stochastic rounding needs the random bits r24 (give a seed)")
         return (v + np.asarray(r24, dtype=np.int64) - sticky) >> 24
-    raise OptimizerError(f"unknown rounding {rounding!r}; choose one of {', '.join(ROUNDINGS)}")
-
-
-def round_subtract_spec(x: int, d: float, rounding: str = "nearest", r24: int | None = None) -> int:
-    """Pure-Python definition of :func:`round_subtract` for one element, on exact rationals.
-
-    ``v = x - d`` exactly (``d`` a float32 value held in a Python float); nearest: the closer integer,
-    ties away from zero; stochastic: ``floor(v + r24 / 2**24)``. Unclamped (clip |d| <= 2**38 first,
-    as the fast path does, only matters beyond any int32 clamp).
-    """
-    d = max(-_DELTA_LIMIT, min(_DELTA_LIMIT, float(d)))
-    v = Fraction(int(x)) - Fraction(d)
-    if rounding == "nearest":
-        fl = math.floor(v)
-        frac = v - fl
-        if frac > Fraction(1, 2):
-            return fl + 1
-        if frac < Fraction(1, 2):
-            return fl
-        return fl + 1 if v > 0 else fl
-    if rounding == "stochastic":
-        return math.floor(v + Fraction(int(r24), _ONE24))
     raise OptimizerError(f"unknown rounding {rounding!r}; choose one of {', '.join(ROUNDINGS)}")
 
 
