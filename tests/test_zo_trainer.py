@@ -205,3 +205,18 @@ def test_cli_train_zo_budget_uses_the_planners_device_peak(capsys):
     assert f"needs {peak:,} bytes" in err and "--update per_step" in err
     assert main(base + ["--budget-kb", f"{(peak + 0.5) / 1024:.6f}"]) == 0   # just enough: it trains
     assert f"training peak SRAM on the device (batch 1, sgd+shadow) {peak:,} bytes" in capsys.readouterr().out
+
+
+def test_gaussian_node_perturbation_must_fit_int8():
+    """An integer-Gaussian node perturbation beyond int8 would wrap (as in the C port): refused."""
+    import tinyzo
+    from tinyzo.reference_models import path
+    from tinyzo.training.prng import perturbation
+    from tinyzo.zo.trainer import GAUSSIAN_NODE_SIGMA_MAX, ZOConfig, ZOConfigError
+
+    model = tinyzo.load(path("digits_cnn"))
+    top = int(np.abs(perturbation("gaussian", 1, (200_000,), GAUSSIAN_NODE_SIGMA_MAX)).max())
+    assert top <= 127
+    ZOConfig(target="node", direction="gaussian", sigma_node=GAUSSIAN_NODE_SIGMA_MAX).validate(model)
+    with pytest.raises(ZOConfigError, match="beyond int8"):
+        ZOConfig(target="node", direction="gaussian", sigma_node=GAUSSIAN_NODE_SIGMA_MAX + 1).validate(model)

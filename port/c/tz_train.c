@@ -130,7 +130,7 @@ static void node_sample_dir(const tz_model_t *m, const tz_zo_config_t *cfg, tz_z
                             uint32_t seed, int32_t n) {
     const int32_t size = m->tensor_size[m->ops[cfg->layers[li]].out];
     tz_perturbation(cfg->direction, seed, cfg->sigma_node, n * size, size, ws->dir);
-    for (int32_t i = 0; i < size; ++i) ws->u_node[li][i] = (int8_t)ws->dir[i]; /* |u| <= 127 (sigma_node <= 64) */
+    for (int32_t i = 0; i < size; ++i) ws->u_node[li][i] = (int8_t)ws->dir[i]; /* |u| <= 127: sigma_node <= 64, and <= 36 with gaussian directions (ZOConfig checks) */
 }
 
 /* losses of every sample with the perturbation of query (seeds) applied with `sign` */

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tinyzo.errors import TinyzoError
-from tinyzo.training.methods import Method
+from tinyzo.training.methods import ESTIMATORS, Method
+from tinyzo.training.methods import TARGETS as METHOD_TARGETS
 from tinyzo.training.trainer import Trainer
 
 
@@ -36,8 +37,10 @@ class ZOConfigError(TinyzoError):
     """A zeroth-order training option is out of range or names something the model lacks."""
 
 
-ESTIMATORS = ("rge", "spsa", "sign-spsa")
-TARGETS = ("weight", "node")
+#: the estimators (tinyzo.training.methods.ESTIMATORS) and the pure perturbation targets ("mixed" combines them)
+TARGETS = tuple(t for t in METHOD_TARGETS if t != "mixed")
+#: the largest sigma_node whose integer-Gaussian node perturbations fit int8 (max |v| = 124 at 36, 128 at 37)
+GAUSSIAN_NODE_SIGMA_MAX = 36
 #: integer perturbation directions the trainer draws (tinyzo.training.prng.perturbation)
 DIRECTIONS = ("rademacher", "gaussian", "uniform")
 
@@ -114,6 +117,11 @@ class ZOConfig:
             raise ZOConfigError(f"sigma {self.sigma} LSB would swamp int8 weights; use 1..64")
         if self.sigma_node > 64:
             raise ZOConfigError(f"sigma_node {self.sigma_node} LSB would swamp int8 activations; use 1..64")
+        if self.direction == "gaussian" and self.sigma_node > GAUSSIAN_NODE_SIGMA_MAX:
+            # the integer Gaussian reaches round(510 * multiplier / 2**16): past 36 that exceeds the int8
+            # range the node perturbation is added in (it would wrap, in tinyzo and in the C port alike)
+            raise ZOConfigError(f"sigma_node {self.sigma_node} with gaussian directions gives output perturbations "
+                                f"beyond int8; use 1..{GAUSSIAN_NODE_SIGMA_MAX}")
         for name in ("lr", "momentum"):
             v = getattr(self, name)
             if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
