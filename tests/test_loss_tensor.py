@@ -57,6 +57,27 @@ def test_zo_and_bp_take_the_same_loss_on_the_same_tensor(path):
         assert old != want
 
 
+@pytest.mark.parametrize("path", [DATA / "person_detect.tflite", DIGITS], ids=["person_detect", "digits"])
+def test_evaluation_and_fit_report_the_trainers_loss(path):
+    """tinyzo eval / fit's val_loss: the same cross-entropy on the loss tensor; accuracy from the output."""
+    from tinyzo.training.loop import fit
+    from tinyzo.training.loss import loss_and_accuracy
+
+    model = tinyzo.load(path)
+    xq, y = _batch(model, n=6)
+    _, env = model(xq, intermediates=True)
+    per_sample = cross_entropy_int8(env[model.loss_tensor].reshape(len(y), -1), y, *model.loss_quant())
+    r = loss_and_accuracy(model, xq, y, batch_size=4)       # two batches: 4 + 2
+    assert r["loss"] == float(per_sample.astype(np.float64).sum()) / len(y)
+    out = env[model.outputs[0]].reshape(len(y), -1)
+    assert r["correct"] == int(np.count_nonzero(np.argmax(out, axis=1) == y))
+    last = model.trainable_ops()[-1]
+    hist = fit(ZOTrainer(model, ZOConfig(layers=[last], lr=1e-9), total_steps=1), model, xq, y, xq, y, epochs=1,
+               batch_size=len(y), progress=False)
+    after = loss_and_accuracy(model, xq, y)
+    assert hist[0]["val_loss"] == after["loss"] and hist[0]["val_acc"] == after["accuracy"]
+
+
 @pytest.mark.parametrize("method", ["zo-rge-node-layerwise", "zo-rge-weight", "bp"])
 def test_the_planned_step_takes_its_loss_on_the_loss_tensor(method):
     """The memory planner's LOSS steps read the buffer of model.loss_tensor, the tensor the trainers use."""

@@ -4,9 +4,9 @@ Images go to the model as a microcontroller's camera pipeline would hand them ov
 (or floats in [0, 1]) are fitted to the model's input shape (:func:`tinyzo.data.fit_to_model`),
 scaled to floats in ``input_range`` (default [0, 1]) and quantized with the model's input scale and
 zero point. The loss is the cross-entropy of the int8 logits as the on-device trainers compute it
-(:func:`tinyzo.training.loss.cross_entropy_int8`, float32); for a model that ends in SOFTMAX it is
-``-log p`` of the dequantized probability, clipped below at half an output step. The accuracy is the argmax of the int8 output (ties: the lowest
-index, as ``np.argmax``).
+(:func:`tinyzo.training.loss.cross_entropy_int8`, float32, on :attr:`tinyzo.Model.loss_tensor`: for a
+model that ends in SOFTMAX, the softmax's input; :func:`tinyzo.training.loss.loss_and_accuracy`). The accuracy is the argmax
+of the int8 output (ties: the lowest index, as ``np.argmax``).
 """
 
 from __future__ import annotations
@@ -90,24 +90,13 @@ def evaluate(model, x, y, *, batch_size: int = 256, input_range=(0.0, 1.0)) -> d
     n_classes = int(np.prod(out_t.shape[1:]))
     if y.min() < 0 or y.max() >= n_classes:
         raise InputError(f"labels must be in [0, {n_classes - 1}] for this model's {n_classes} outputs")
-    from tinyzo.training.loss import cross_entropy_int8
+    from tinyzo.training.loss import loss_and_accuracy
 
-    ends_in_softmax = any(op.opcode == "SOFTMAX" and model.outputs[0] in op.outputs for op in model.operators)
-    correct = 0
-    loss_sum = 0.0
+    correct, loss_sum = 0, 0.0
     for s in range(0, len(x), batch_size):
-        xq = images_to_input(model, x[s : s + batch_size], input_range)
-        out = model(xq)
-        out = out[0] if isinstance(out, tuple) else out
-        out = out.reshape(len(xq), -1)
-        yy = y[s : s + batch_size].astype(np.int64)
-        correct += int(np.count_nonzero(np.argmax(out, axis=1) == yy))
-        if ends_in_softmax:
-            values = model.dequantize_output(out).astype(np.float64)
-            floor = 0.5 * float(out_t.quant.scale[0])
-            loss_sum += float(-np.log(np.maximum(values[np.arange(len(yy)), yy], floor)).sum())
-        else:  # the same float32 loss the on-device trainers use
-            loss_sum += float(cross_entropy_int8(out, yy, float(out_t.quant.scale[0]),
-                                                 int(out_t.quant.zero_point[0])).astype(np.float64).sum())
+        r = loss_and_accuracy(model, images_to_input(model, x[s : s + batch_size], input_range), y[s : s + batch_size])
+        correct += r["correct"]
+        loss_sum += r["loss"] * r["n"]
     n = len(x)
     return {"accuracy": correct / n, "loss": loss_sum / n, "n": n, "correct": correct}
+

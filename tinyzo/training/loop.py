@@ -26,6 +26,7 @@ import numpy as np
 from tinyzo.checkpoint import flatten_tree, read_checkpoint, unflatten_tree, write_checkpoint
 from tinyzo.errors import CheckpointError, TinyzoError, TrainingError  # noqa: F401 (re-exported)
 from tinyzo.progress import step_bar
+from tinyzo.training.loss import loss_and_accuracy
 
 
 CHECKPOINT_NAME = "checkpoint.npz"
@@ -234,8 +235,6 @@ def fit(stepper, model, x_train, y_train, x_val=None, y_val=None, *, epochs: int
         The history: one dict per epoch (epoch, train_loss, train_acc, val_loss, val_acc,
         forward_passes, seconds, lr if the stepper reports it).
     """
-    from tinyzo.training.loss import cross_entropy_int8
-
     for name, v in (("epochs", epochs), ("batch_size", batch_size)):
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 1:
             raise TrainingError(f"{name} must be an integer >= 1, got {v!r}")
@@ -259,13 +258,10 @@ def fit(stepper, model, x_train, y_train, x_val=None, y_val=None, *, epochs: int
     elif out_dir is not None:
         step_offset = int(stepper.state_dict().get("step_count", 0))
 
-    scale, zero_point = model.loss_quant()
-
-    def measure(x, y):  # the loss every trainer optimizes: cross-entropy on the logits (model.loss_tensor)
+    def measure(x, y):  # the loss every trainer optimizes (model.loss_tensor) and the model's accuracy
         n = min(len(x), eval_train_max)
-        logits = model.forward_from({model.inputs[0]: x[:n]}, 0, output=model.loss_tensor).reshape(n, -1)
-        loss = cross_entropy_int8(logits, y[:n], scale, zero_point)
-        return float(loss.mean()), float(np.mean(np.argmax(logits, axis=1) == y[:n]))
+        r = loss_and_accuracy(model, x[:n], y[:n])
+        return r["loss"], r["accuracy"]
 
     for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()

@@ -70,6 +70,7 @@ __all__ = [
     "log2_q16",
     "lut_error_bound",
     "mean_float32",
+    "loss_and_accuracy",
     "prepare_cross_entropy_lut",
     "q16_to_float",
 ]
@@ -350,3 +351,33 @@ def mean_float32(values) -> np.float32:
     if v.size == 0:
         raise LossInputError("mean of an empty array")
     return np.float32(np.add.accumulate(v, dtype=np.float32)[-1] / np.float32(v.size))
+
+
+def loss_and_accuracy(model, xq, y, *, batch_size: int = 256) -> dict:
+    """Accuracy and mean loss of ``model`` on int8 model inputs ``xq`` [N, ...] with labels ``y`` [N].
+
+    The accuracy is the model's decision (argmax of its output ``model.outputs[0]``, as the device
+    reports it); the loss is the one every trainer optimizes: the float32 cross-entropy of the int8
+    logits :attr:`tinyzo.Model.loss_tensor` (the input of a final SOFTMAX, if any;
+    :func:`tinyzo.training.loss.cross_entropy_int8`), averaged in float64 over the samples.
+    ``batch_size`` bounds memory, not results. Returns ``{"accuracy", "loss", "n", "correct"}``.
+    """
+    xq, y = np.asarray(xq), np.asarray(y).astype(np.int64)
+    if len(xq) == 0 or len(xq) != len(y):
+        raise LossInputError(f"need as many labels as inputs (>= 1), got {len(xq)} inputs and {len(y)} labels")
+    scale, zero_point = model.loss_quant()
+    loss_t, out_t = model.loss_tensor, model.outputs[0]
+    correct, loss_sum = 0, 0.0
+    for s in range(0, len(xq), batch_size):
+        xb, yb = xq[s : s + batch_size], y[s : s + batch_size]
+        env = {model.inputs[0]: xb}
+        if loss_t == out_t:
+            out = logits = model.forward_from(env, 0, output=loss_t)
+        else:
+            _, env = model.forward_from(env, 0, intermediates=True)
+            out, logits = env[out_t], env[loss_t]
+        correct += int(np.count_nonzero(np.argmax(out.reshape(len(yb), -1), axis=1) == yb))
+        loss_sum += float(cross_entropy_int8(logits.reshape(len(yb), -1), yb, scale, zero_point)
+                          .astype(np.float64).sum())
+    n = len(xq)
+    return {"accuracy": correct / n, "loss": loss_sum / n, "n": n, "correct": correct}
