@@ -482,6 +482,13 @@ def _cmd_sweep_report(args) -> int:
     return 0
 
 
+def _add_corruption_arguments(s, corruption_help: str) -> None:
+    """``--corruption``, ``--severity`` and ``--seed`` (the corruption's seed) of ``tinyzo eval`` / ``data``."""
+    s.add_argument("--corruption", help=corruption_help)
+    s.add_argument("--severity", type=int, help="corruption severity 1..5")
+    s.add_argument("--seed", type=int, default=0, help="corruption seed (default 0)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the ``tinyzo`` command."""
     import tinyzo
@@ -514,9 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("model", help=".tflite or tinyzo .npz model")
     s.add_argument("--data", required=True, help="dataset: 'digits' (bundled) or a file/folder tinyzo.data.load reads")
     s.add_argument("--split", default="test", help="train, val or test (default test)")
-    s.add_argument("--corruption", help="corrupt the images first (see tinyzo.data.corruptions())")
-    s.add_argument("--severity", type=int, help="corruption severity 1..5")
-    s.add_argument("--seed", type=int, default=0, help="corruption seed (default 0)")
+    _add_corruption_arguments(s, "corrupt the images first (see tinyzo.data.corruptions())")
     s.add_argument("--input-range", default="0,1", help="float range pixels [0, 255] map to before quantization")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=_cmd_eval)
@@ -524,9 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("data", help="write a dataset (optionally corrupted) in the tinyzo dataset format")
     s.add_argument("source", help="'digits' or a dataset file/folder")
     s.add_argument("--out", required=True, help="output .npz")
-    s.add_argument("--corruption", help="corruption name")
-    s.add_argument("--severity", type=int, help="corruption severity 1..5")
-    s.add_argument("--seed", type=int, default=0, help="corruption seed (default 0)")
+    _add_corruption_arguments(s, "corruption name")
     s.add_argument("--split", default="test", help="which split to corrupt: train, val, test or all (default test)")
     s.set_defaults(func=_cmd_data)
 

@@ -54,3 +54,11 @@ class MemoryLimitError(TinyzoError):
     is called (for the given batch: run it in smaller batches). The message names the operator, the
     buffer, its size and the limit.
     """
+
+
+def check_choice(value, choices, what: str, error=InputError):
+    """Return ``value`` if it is one of ``choices``; else raise ``error`` (a :class:`TinyzoError`
+    subclass) saying ``unknown <what> <value>; choose one of <choices>``."""
+    if value not in choices:
+        raise error(f"unknown {what} {value!r}; choose one of {', '.join(map(str, choices))}")
+    return value

@@ -109,7 +109,7 @@ import zlib
 
 import numpy as np
 
-from tinyzo.errors import TinyzoError
+from tinyzo.errors import TinyzoError, check_choice
 from tinyzo.spec.train import round_subtract_spec  # the executable definition, re-exported
 
 __all__ = [
@@ -205,9 +205,7 @@ def _check_lr(lr) -> float:
 
 
 def _check_rounding(rounding) -> str:
-    if rounding not in ROUNDINGS:
-        raise OptimizerError(f"unknown rounding {rounding!r}; choose one of {', '.join(ROUNDINGS)}")
-    return rounding
+    return check_choice(rounding, ROUNDINGS, "rounding", OptimizerError)
 
 
 def _check_seed(seed, rounding) -> int | None:
@@ -311,14 +309,19 @@ def int8_weight_update(w, g, lr, scale, *, axis=None, rounding: str = "nearest",
     w = np.asarray(w)
     if w.dtype != np.int8:
         raise OptimizerError(f"w must be int8 weights, got {w.dtype}")
-    g = _check_grad(g, w.shape)
+    lo, hi = _check_clamp(clamp, -128, 127, "int8 weights")
+    return _one_shot(w, g, lr, scale, axis, rounding, seed, lo, hi)
+
+
+def _one_shot(p, g, lr, scale, axis, rounding, seed, lo: int, hi: int) -> np.ndarray:
+    """The checked one-shot update of :func:`int8_weight_update` / :func:`int32_bias_update`."""
+    g = _check_grad(g, p.shape)
     lr = _check_lr(lr)
     rounding = _check_rounding(rounding)
     seed = _check_seed(seed, rounding)
-    lo, hi = _check_clamp(clamp, -128, 127, "int8 weights")
     d = qas_step(g, lr, scale, axis)
-    r24 = stochastic_bits(seed, w.size).reshape(w.shape) if seed is not None else None
-    return _finish(round_subtract(w, d, rounding, r24), lo, hi, np.int8)
+    r24 = stochastic_bits(seed, p.size).reshape(p.shape) if seed is not None else None
+    return _finish(round_subtract(p, d, rounding, r24), lo, hi, p.dtype)
 
 
 def int32_bias_update(b, g, lr, bias_scale, *, rounding: str = "nearest", seed=None) -> np.ndarray:
@@ -337,13 +340,7 @@ def int32_bias_update(b, g, lr, bias_scale, *, rounding: str = "nearest", seed=N
     b = np.asarray(b)
     if b.dtype != np.int32:
         raise OptimizerError(f"b must be int32 biases, got {b.dtype}")
-    g = _check_grad(g, b.shape)
-    lr = _check_lr(lr)
-    rounding = _check_rounding(rounding)
-    seed = _check_seed(seed, rounding)
-    d = qas_step(g, lr, bias_scale, axis=-1 if b.ndim else None)
-    r24 = stochastic_bits(seed, b.size).reshape(b.shape) if seed is not None else None
-    return _finish(round_subtract(b, d, rounding, r24), INT32_MIN, INT32_MAX, np.int32)
+    return _one_shot(b, g, lr, bias_scale, -1 if b.ndim else None, rounding, seed, INT32_MIN, INT32_MAX)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -647,16 +644,12 @@ class QASOptimizer:
                  eps: float = 1e-8, qas: bool = True, mode: str = "per_step", rounding: str = "nearest",
                  schedule: str = "constant", total_steps=None, warmup_steps: int = 0, seed: int = 0,
                  weight_clamp=(-127, 127)):
-        if kind not in KINDS:
-            raise OptimizerError(f"unknown optimizer {kind!r}; choose one of {', '.join(KINDS)}")
+        check_choice(kind, KINDS, "optimizer", OptimizerError)
         if not isinstance(qas, (bool, np.bool_)):
             raise OptimizerError(f"qas must be True or False, got {qas!r}")
-        if mode not in MODES:
-            raise OptimizerError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-        if rounding not in ROUNDINGS:
-            raise OptimizerError(f"unknown rounding {rounding!r}; choose one of {', '.join(ROUNDINGS)}")
-        if schedule not in SCHEDULES:
-            raise OptimizerError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        check_choice(mode, MODES, "mode", OptimizerError)
+        check_choice(rounding, ROUNDINGS, "rounding", OptimizerError)
+        check_choice(schedule, SCHEDULES, "schedule", OptimizerError)
         self.kind = kind
         self.qas = bool(qas)
         self.momentum = _real(momentum, "momentum", 0.0, 1.0, hi_open=True)

@@ -63,7 +63,7 @@ import numbers
 
 import numpy as np
 
-from tinyzo.errors import TinyzoError
+from tinyzo.errors import TinyzoError, check_choice
 from tinyzo.training.loss import mean_float32
 
 __all__ = [
@@ -187,12 +187,9 @@ def _check_int(value, name: str, minimum: int) -> int:
 
 def _check_options(n, method, sigma, queries, direction, seeds, dim_scaling, coord_scheme):
     n = _check_int(n, "n (number of perturbed parameters)", 1)
-    if method not in METHODS:
-        raise EstimatorError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    if direction not in DIRECTIONS:
-        raise EstimatorError(f"unknown direction {direction!r}; choose one of {', '.join(DIRECTIONS)}")
-    if coord_scheme not in COORD_SCHEMES:
-        raise EstimatorError(f"unknown coord_scheme {coord_scheme!r}; choose one of {', '.join(COORD_SCHEMES)}")
+    check_choice(method, METHODS, "method", EstimatorError)
+    check_choice(direction, DIRECTIONS, "direction", EstimatorError)
+    check_choice(coord_scheme, COORD_SCHEMES, "coord_scheme", EstimatorError)
     if isinstance(sigma, (bool, np.bool_)) or not isinstance(sigma, numbers.Real) or not math.isfinite(float(sigma)):
         raise EstimatorError(f"sigma must be a finite number > 0, got {sigma!r}")
     if float(sigma) <= 0:
