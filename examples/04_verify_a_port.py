@@ -72,7 +72,7 @@ def check(out: Path, args, cc: str) -> int:
     # 2. compile the port against them
     exe = out / "port_check"
     build = [cc, "-std=c99", "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror", f"-I{vec}",
-             f"-I{ROOT / 'port' / 'c'}", f"-I{ROOT / 'tinyzo' / 'zo' / 'c'}",
+             f"-I{ROOT / 'port' / 'c'}", f"-I{ROOT / 'tinyzo' / 'training' / 'c'}",
              *[str(ROOT / "port" / "c" / s) for s in SOURCES], "-o", str(exe), "-lm"]
     print("$ " + " ".join(Path(a).name if a.startswith(str(ROOT)) else a for a in build))
     subprocess.run(build, check=True)

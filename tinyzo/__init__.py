@@ -6,7 +6,7 @@ rounding-mode names. See docs/ for the arithmetic contract.
 
 __version__ = "0.1.0"
 
-from tinyzo.errors import (  # noqa: E402,F401
+from tinyzo.errors import (  # noqa: F401
     ArithmeticContractError,
     InputError,
     MemoryLimitError,
@@ -17,6 +17,6 @@ from tinyzo.errors import (  # noqa: E402,F401
     UnsupportedModelError,
     UnsupportedOperatorError,
 )
-from tinyzo.graph import Model, Operator, Tensor  # noqa: E402,F401
-from tinyzo.io import load, save  # noqa: E402,F401
-from tinyzo.quant import DOUBLE_ROUNDING, SINGLE_ROUNDING, QuantParams  # noqa: E402,F401
+from tinyzo.graph import Model, Operator, Tensor  # noqa: F401
+from tinyzo.io import load, save  # noqa: F401
+from tinyzo.quant import DOUBLE_ROUNDING, SINGLE_ROUNDING, QuantParams  # noqa: F401

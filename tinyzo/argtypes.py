@@ -7,7 +7,7 @@ import argparse
 
 import numpy as np
 
-__all__ = ["Parser", "int_at_least", "finite_float", "POS1", "NONNEG"]
+__all__ = ["NONNEG", "POS1", "Parser", "finite_float", "int_at_least"]
 
 
 class Parser(argparse.ArgumentParser):

@@ -124,7 +124,6 @@ def _cmd_eval(args) -> int:
 def _cmd_data(args) -> int:
     from tinyzo import data
     from tinyzo.errors import InputError
-
     from tinyzo.paths import check_output_file
 
     if (args.corruption is None) != (args.severity is None):
@@ -153,7 +152,6 @@ def _load_input(path: str):
 def _cmd_run(args) -> int:
     import tinyzo
     from tinyzo.errors import InputError
-
     from tinyzo.paths import check_output_file
 
     if args.output:
@@ -278,12 +276,12 @@ def _cmd_contrib(args) -> int:
     from tinyzo import data
     from tinyzo.bp.budget import largest_last_k, scheme_memory_fn
     from tinyzo.bp.contrib import contribution_analysis, parse_ratios
-    from tinyzo.training.update import QASOptimizer
-    from tinyzo.training.scheme import SparseScheme
     from tinyzo.bp.search import best_scheme
     from tinyzo.errors import InputError
     from tinyzo.evaluate import images_to_input
     from tinyzo.paths import check_output_file, plot_suffixes
+    from tinyzo.training.scheme import SparseScheme
+    from tinyzo.training.update import QASOptimizer
 
     if args.budget_kb is None or not args.budget_kb >= 0:
         raise InputError(f"--budget-kb must be a number >= 0, got {args.budget_kb}")
@@ -385,9 +383,8 @@ def _cmd_vectors(args) -> int:
     import tinyzo
     from tinyzo.errors import InputError
     from tinyzo.golden import make_vectors, write_vectors
-    from tinyzo.zo.trainer import ZOConfig
-
     from tinyzo.paths import check_output_dir
+    from tinyzo.zo.trainer import ZOConfig
 
     check_output_dir(args.out, "--out")
     model = tinyzo.load(args.model)

@@ -18,8 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyzo import reference_models
+from tinyzo import data, reference_models
+from tinyzo.bp import BPTrainer, QASOptimizer, SparseScheme
 from tinyzo.errors import InputError
+from tinyzo.evaluate import evaluate, images_to_input
+from tinyzo.memory import trainer_memory_report
+from tinyzo.training.loop import fit, write_history
+from tinyzo.zo.trainer import ZOConfig, ZOTrainer
 
 #: method name -> ZO settings used by the demo (see docs/training_zo.md)
 DEMO_METHODS = {
@@ -52,12 +57,9 @@ def make_trainer(model, name: str, *, total_steps: int, seed: int = 0):
     opts = dict(DEMO_METHODS[name])
     last = opts.pop("last")
     if opts.pop("bp", False):
-        from tinyzo.bp import QASOptimizer, BPTrainer, SparseScheme
-
         opt = QASOptimizer("sgd", opts["lr"], momentum=opts["momentum"], qas=True, mode="shadow",
                           total_steps=total_steps, seed=seed)
         return BPTrainer(model, scheme=SparseScheme.last_k(model, last), optimizer=opt, seed=seed)
-    from tinyzo.zo.trainer import ZOConfig, ZOTrainer
 
     return ZOTrainer(model, ZOConfig(layers=model.trainable_ops()[-last:], update="shadow", seed=seed, **opts),
                      total_steps=total_steps)
@@ -71,8 +73,6 @@ def training_memory(model, name: str, *, as_run: bool = True) -> dict:
     last-k scheme, momentum and a shadow copy. ``as_run=False``: the same method with plain SGD and
     per-step rounding (no shadow, no momentum), the leanest way to run it on a device.
     """
-    from tinyzo.memory import trainer_memory_report
-
     return trainer_memory_report(make_trainer(model, name, total_steps=1), lean=not as_run)
 
 
@@ -86,10 +86,6 @@ def run_demo(*, corruption: str = "motion_blur", severity: int = 5, methods=("zo
     backward_passes, seconds, sram_bytes, fits`` (``after`` etc. are None for a skipped method).
     """
     import tinyzo
-    from tinyzo import data
-    from tinyzo.evaluate import evaluate, images_to_input
-    from tinyzo.memory import trainer_memory_report
-    from tinyzo.training.loop import fit, write_history
 
     for m in methods:
         if m not in DEMO_METHODS:

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinyzo.data import fit_to_model
+from tinyzo.data.datasets import check_float_pixels
 from tinyzo.errors import InputError
+from tinyzo.training.loss import loss_and_accuracy
 
 
 def _check_input_range(input_range) -> tuple:
@@ -39,9 +42,6 @@ def images_to_input(model, x, input_range=(0.0, 1.0)) -> np.ndarray:
     Returns:
         int8[N, H, W, C] quantized with the model's input parameters.
     """
-    from tinyzo.data import fit_to_model
-
-    from tinyzo.data.datasets import check_float_pixels
 
     t = model.tensors[model.inputs[0]]
     if len(t.shape) != 4:
@@ -90,7 +90,6 @@ def evaluate(model, x, y, *, batch_size: int = 256, input_range=(0.0, 1.0)) -> d
     n_classes = int(np.prod(out_t.shape[1:]))
     if y.min() < 0 or y.max() >= n_classes:
         raise InputError(f"labels must be in [0, {n_classes - 1}] for this model's {n_classes} outputs")
-    from tinyzo.training.loss import loss_and_accuracy
 
     correct, loss_sum = 0, 0.0
     for s in range(0, len(x), batch_size):

@@ -9,9 +9,8 @@ on the parameters (multipliers, shifts, offsets, clamps), like TFLite Micro's
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import functools
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -28,7 +27,7 @@ def register_saver(fn) -> None:
     global _SAVER
     _SAVER = fn
 
-__all__ = ["Tensor", "Operator", "Model", "CHUNK_ACTIVATION_BYTES", "MAX_INTERMEDIATES_BYTES"]
+__all__ = ["CHUNK_ACTIVATION_BYTES", "MAX_INTERMEDIATES_BYTES", "Model", "Operator", "Tensor"]
 
 #: A batch runs in chunks whose activation tensors (every tensor the model computes, summed over the
 #: chunk's samples) take about this many bytes: ``model(x)``'s working memory does not grow with the

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tinyzo.errors import OutputPathError
 
-__all__ = ["check_output_file", "check_output_dir", "plot_suffixes"]
+__all__ = ["check_output_dir", "check_output_file", "plot_suffixes"]
 
 
 def _writable(folder: Path) -> str | None:

@@ -19,7 +19,7 @@ import sys
 
 from tqdm import tqdm
 
-__all__ = ["LOG_REFRESH_SECONDS", "interactive", "step_bar", "outer_bar"]
+__all__ = ["LOG_REFRESH_SECONDS", "interactive", "outer_bar", "step_bar"]
 
 LOG_REFRESH_SECONDS = 60.0
 

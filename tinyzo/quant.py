@@ -24,18 +24,18 @@ from tinyzo.spec.arith import DOUBLE_ROUNDING, ROUNDING_MODES, SINGLE_ROUNDING
 
 __all__ = [
     "DOUBLE_ROUNDING",
-    "SINGLE_ROUNDING",
     "ROUNDING_MODES",
-    "rounding_code",
+    "SINGLE_ROUNDING",
     "QuantParams",
-    "quantize_multiplier",
+    "activation_range",
+    "as_real_float32",
     "check_multiplier_shift",
+    "dequantize",
+    "quantize",
+    "quantize_multiplier",
     "quantize_multiplier_greater_than_one",
     "quantize_multiplier_smaller_than_one_exp",
-    "as_real_float32",
-    "quantize",
-    "dequantize",
-    "activation_range",
+    "rounding_code",
 ]
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 
 def _fmt_shape(shape) -> str:
     return "x".join(str(d) for d in shape)

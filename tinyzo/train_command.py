@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from tinyzo.argtypes import NONNEG, POS1, finite_float
 
-__all__ = ["add_train_arguments", "train_run", "parse_method", "parse_layers"]
+__all__ = ["add_train_arguments", "parse_layers", "parse_method", "train_run"]
 
 
 def add_train_arguments(s) -> None:
@@ -90,7 +90,7 @@ def _parse_layers(text, model):
 def _bp_trainer(args, model, layers, total_steps, train, val):
     """The back-propagation stepper of ``tinyzo train --method bp`` (QAS optimizer + sparse scheme);
     ``train``/``val`` are the int8 ``(x, y)`` splits --scheme-search analyses."""
-    from tinyzo.bp import QASOptimizer, BPTrainer, SparseScheme
+    from tinyzo.bp import BPTrainer, QASOptimizer, SparseScheme
 
     if args.scheme_search:
         from tinyzo.bp.budget import scheme_under_budget

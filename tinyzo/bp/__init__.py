@@ -12,7 +12,7 @@
 
 from tinyzo.bp.backward import BackwardError, backward, logits_gradient  # noqa: F401
 from tinyzo.bp.contrib import ContribError, Contributions, contribution_analysis  # noqa: F401
-from tinyzo.training.update import QASOptimizer  # noqa: F401
-from tinyzo.training.scheme import SchemeError, SparseScheme  # noqa: F401
 from tinyzo.bp.search import SearchError, best_scheme  # noqa: F401
 from tinyzo.bp.trainer import BPTrainer  # noqa: F401
+from tinyzo.training.scheme import SchemeError, SparseScheme  # noqa: F401
+from tinyzo.training.update import QASOptimizer  # noqa: F401

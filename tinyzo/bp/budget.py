@@ -16,9 +16,14 @@ memory planner's device peak of one training step (:func:`tinyzo.memory.scheme_p
 
 from __future__ import annotations
 
+from tinyzo.bp.contrib import contribution_analysis
+from tinyzo.bp.search import best_scheme
 from tinyzo.errors import InputError
+from tinyzo.memory import optimizer_name, scheme_peak_bytes
+from tinyzo.training.scheme import SparseScheme
+from tinyzo.training.update import QASOptimizer
 
-__all__ = ["SEARCHES", "MEMORY_MODELS", "scheme_memory_fn", "largest_last_k", "scheme_under_budget"]
+__all__ = ["MEMORY_MODELS", "SEARCHES", "largest_last_k", "scheme_memory_fn", "scheme_under_budget"]
 
 SEARCHES = ("dp", "evolution", "last-k")
 MEMORY_MODELS = ("count", "planner")
@@ -28,8 +33,6 @@ def scheme_memory_fn(model, memory: str, optimizer: dict):
     """``scheme -> bytes`` (int) of memory model ``memory`` (``"count"`` or ``"planner"``) for
     ``model`` trained with ``optimizer`` (:class:`tinyzo.bp.QASOptimizer` keyword arguments without
     ``lr``: ``kind``, ``momentum``, ``mode``, ...), at batch 1."""
-    from tinyzo.training.update import QASOptimizer
-    from tinyzo.memory import optimizer_name, scheme_peak_bytes
 
     if memory not in MEMORY_MODELS:
         raise InputError(f"unknown memory model {memory!r}; choose one of {', '.join(MEMORY_MODELS)}")
@@ -45,8 +48,6 @@ def largest_last_k(model, budget_bytes: int, memory_fn):
     """The :meth:`SparseScheme.last_k` scheme with the largest k whose ``memory_fn`` fits ``budget_bytes``.
 
     Raises :class:`tinyzo.errors.InputError` naming the bytes of "last 1 layer" if no k fits."""
-    from tinyzo.training.scheme import SparseScheme
-
     n = len(model.trainable_ops())
     fits = [k for k in range(1, n + 1) if memory_fn(SparseScheme.last_k(model, k)) <= budget_bytes]
     if not fits:
@@ -83,9 +84,6 @@ def scheme_under_budget(model, train, val, budget_bytes: int, *, search: str, me
         InputError: an unknown search or memory model, dp with the planner, or a budget nothing fits
             (checked before the analysis, naming the smallest scheme's bytes).
     """
-    from tinyzo.bp.contrib import contribution_analysis
-    from tinyzo.training.scheme import SparseScheme
-    from tinyzo.bp.search import best_scheme
 
     if search not in SEARCHES:
         raise InputError(f"unknown scheme search {search!r}; choose one of {', '.join(SEARCHES)}")

@@ -64,8 +64,11 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyzo.bp.trainer import BPTrainer
 from tinyzo.errors import TinyzoError
 from tinyzo.progress import outer_bar
+from tinyzo.training.scheme import CHANNEL_RULES, SchemeError, SparseScheme
+from tinyzo.training.update import QASOptimizer
 
 __all__ = ["CONTRIB_FORMAT", "DEFAULT_OPTIMIZER", "DEFAULT_RATIOS", "ContribError", "Contributions",
            "contribution_analysis"]
@@ -399,8 +402,6 @@ def _batches(n: int, batch_size: int, steps: int, seed: int):
 
 def _measure(model0, scheme, train, val, cfg, label: str) -> dict:
     """One short BPTrainer run of ``scheme`` on a copy of ``model0``; the entry of its result."""
-    from tinyzo.training.update import QASOptimizer
-    from tinyzo.bp.trainer import BPTrainer
 
     t0 = time.perf_counter()
     model = copy.deepcopy(model0)
@@ -448,8 +449,6 @@ def contribution_analysis(model, train, val, *, ratios=DEFAULT_RATIOS, k_values=
         ContribError: bad arguments, a checkpoint made with another configuration, a diverged run.
         SchemeError: a layer the model does not have.
     """
-    from tinyzo.training.update import QASOptimizer
-    from tinyzo.training.scheme import CHANNEL_RULES, SchemeError, SparseScheme
 
     ops = model.trainable_ops()
     if len(ops) < 2:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyzo.errors import TinyzoError
+from tinyzo.nn import Layer, Net
 
 __all__ = ["Fp32GraphError", "dequantize_input", "float_layer_names", "float_net_from_int8"]
 
@@ -96,8 +97,6 @@ def float_net_from_int8(model):
             ``keep_dims``, unquantized weights, several inputs/outputs, or an output that is not
             the last operator's.
     """
-    from tinyzo.nn import Layer, Net
-
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise Fp32GraphError(f"{model.name}: the float reference net needs one input and one output, got "
                              f"{len(model.inputs)} and {len(model.outputs)}")

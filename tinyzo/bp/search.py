@@ -46,6 +46,7 @@ import numbers
 import numpy as np
 
 from tinyzo.errors import TinyzoError
+from tinyzo.training.scheme import SparseScheme
 
 __all__ = ["METHODS", "CountCostModel", "SearchError", "best_scheme", "scheme_score"]
 
@@ -90,8 +91,6 @@ class _Space:
         return self.k_score[ki] + sum(self.w_score[j][g] for j, g in enumerate(rs))
 
     def scheme(self, genome, name=None):
-        from tinyzo.training.scheme import SparseScheme
-
         ki, rs = genome
         return SparseScheme(bias_last_k=self.ks[ki],
                             weights={self.layers[j]: self.ratios[g] for j, g in enumerate(rs) if g > 0},
@@ -143,8 +142,6 @@ class CountCostModel:
     """
 
     def __init__(self, model, layers, ratios, *, batch: int = 1, state_bytes_per_param: int = 0):
-        from tinyzo.training.scheme import SparseScheme
-
         ops = model.trainable_ops()
         self.cls_op = ops[-1]
         kw = {"batch": batch, "state_bytes_per_param": state_bytes_per_param}

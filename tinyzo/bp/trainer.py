@@ -21,8 +21,12 @@ import json
 
 import numpy as np
 
+from tinyzo.bp.backward import backward
 from tinyzo.errors import TinyzoError
+from tinyzo.graph import Model
+from tinyzo.training.scheme import SparseScheme
 from tinyzo.training.trainer import Trainer
+from tinyzo.training.update import QASOptimizer
 
 __all__ = ["BPTrainer", "BPTrainerError"]
 
@@ -53,9 +57,6 @@ class BPTrainer(Trainer):
     mask_bias = False
 
     def __init__(self, model, *, scheme=None, optimizer=None, seed: int = 0):
-        from tinyzo.graph import Model
-        from tinyzo.training.scheme import SparseScheme
-        from tinyzo.training.update import QASOptimizer
 
         if not isinstance(model, Model):
             raise BPTrainerError(f"model must be a tinyzo.Model (tinyzo.load), got {type(model).__name__}")
@@ -80,8 +81,6 @@ class BPTrainer(Trainer):
 
     def gradients(self, xq, y):
         """``(grads, logits, losses)`` of one batch; ``grads`` None if the loss is not finite."""
-        from tinyzo.bp.backward import backward
-
         _, env = self.model(xq, intermediates=True)
         self.forward_passes += 1
         logits = env[self.loss_tensor].reshape(len(y), -1)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyzo.data.corruptions import corrupt
 from tinyzo.data.datasets import (
     SPLITS,
     DataError,
@@ -469,8 +470,6 @@ def write_dataset(source, out_path, corruption: str | None = None, severity: int
         ``image_shape``, ``dtype``, ``n_classes``, ``corruption``, ``severity``,
         ``seed``, ``corrupted_splits``, ``bytes``.
     """
-    from tinyzo.data.corruptions import corrupt
-
     if (corruption is None) != (severity is None):
         raise DataError("write_dataset: give both a corruption and a severity (1..5), or neither")
     if split not in SPLITS + ("all",):

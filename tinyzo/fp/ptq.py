@@ -23,6 +23,7 @@ from dataclasses import replace
 import numpy as np
 
 from tinyzo.errors import TinyzoError
+from tinyzo.fp.forward import BN_EPS, activations
 from tinyzo.graph import Model, Operator, Tensor
 from tinyzo.nn.net import Net
 from tinyzo.quant import DOUBLE_ROUNDING, QuantParams, quantize
@@ -202,7 +203,6 @@ def quantize_bias(b, input_scale, weight_scales) -> tuple[np.ndarray, QuantParam
 def _bn_eps(eps):
     if eps is not None:
         return float(eps)
-    from tinyzo.fp.forward import BN_EPS
 
     return float(BN_EPS)
 
@@ -370,8 +370,6 @@ def calibrate(net: Net, params: dict, x, method: str = "minmax", percentile: flo
         ``{"input": (lo, hi), layer name: (lo, hi), ...}`` Python floats, lo <= hi, for every layer in
         ``net.layers`` order (layer outputs after batch norm and activation).
     """
-    from tinyzo.fp.forward import activations
-
     if method not in ("minmax", "percentile"):
         raise PTQError(f"method must be 'minmax' or 'percentile', got {method!r}")
     pct = float(percentile)

@@ -23,7 +23,8 @@ import numpy as np
 from tqdm import tqdm
 
 from tinyzo.checkpoint import flatten_tree, read_checkpoint, unflatten_tree, write_checkpoint
-from tinyzo.errors import CheckpointError, TinyzoError  # noqa: F401 (CheckpointError re-exported)
+from tinyzo.errors import CheckpointError, TinyzoError
+from tinyzo.fp import kernels as K
 from tinyzo.fp.forward import (
     FloatNetError,
     _check_input,
@@ -34,9 +35,8 @@ from tinyzo.fp.forward import (
     evaluate,
     update_bn_stats,
 )
-from tinyzo.fp import kernels as K
-from tinyzo.training.update import SCHEDULES, lr_schedule
 from tinyzo.progress import step_bar
+from tinyzo.training.update import SCHEDULES, lr_schedule
 
 CHECKPOINT_KIND = "fp-train"
 

@@ -27,6 +27,12 @@ from pathlib import Path
 import numpy as np
 
 from tinyzo.errors import TinyzoError
+from tinyzo.memory import inference_schedule, plan_arena
+from tinyzo.training.local_backward import _weight_scales, local_backward
+from tinyzo.training.loss import mean_float32
+from tinyzo.training.prng import derive_seed
+from tinyzo.training.update import ROUNDING_QUERY, param_layer_id
+from tinyzo.zo.trainer import ZOTrainer
 
 __all__ = ["SUPPORTED_OPS", "GoldenError", "make_vectors", "write_vectors"]
 
@@ -89,8 +95,6 @@ def _check_model(model) -> None:
 
 def model_tables(model) -> dict:
     """The model's C tables: ``{"model/...": array}`` (tensors, operators, parameters, arena offsets)."""
-    from tinyzo.memory import inference_schedule, plan_arena
-    from tinyzo.training.local_backward import _weight_scales
 
     _check_model(model)
     plan = plan_arena(inference_schedule(model), in_place=False)
@@ -191,11 +195,6 @@ def training_vectors(model, xq, y, config, steps: int) -> dict:
     lacks (mixed target, shadow update, momentum, channel subsets, sphere directions) or if the
     replay disagrees with :meth:`tinyzo.zo.ZOTrainer.step`.
     """
-    from tinyzo.training.update import ROUNDING_QUERY, param_layer_id
-    from tinyzo.training.local_backward import local_backward
-    from tinyzo.training.loss import mean_float32
-    from tinyzo.training.prng import derive_seed
-    from tinyzo.zo.trainer import ZOTrainer
 
     if config.target not in TARGET_CODES:
         raise GoldenError(f"target {config.target!r}: the C port implements weight and node perturbation")

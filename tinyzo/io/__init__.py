@@ -23,8 +23,8 @@ from tinyzo.quant import DOUBLE_ROUNDING, ROUNDING_MODES
 SAVE_SUFFIXES = (".npz", ".tflite")
 
 __all__ = [
-    "ModelFileNotFoundError",
     "SAVE_SUFFIXES",
+    "ModelFileNotFoundError",
     "check_save_path",
     "load",
     "load_npz",

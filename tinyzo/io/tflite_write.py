@@ -21,6 +21,7 @@ import flatbuffers
 import numpy as np
 from flatbuffers import number_types as N
 
+from tinyzo import __version__
 from tinyzo.errors import ModelFormatError
 from tinyzo.io import tflite_schema as S
 
@@ -196,8 +197,6 @@ def write_tflite_parts(tensors, operators, inputs, outputs, description: str | N
         ModelFormatError: something cannot be written (unknown opcode, option, dtype, bad data size).
     """
     if description is None:
-        from tinyzo import __version__
-
         description = f"tinyzo {__version__}"
     total = sum(t.nbytes for t in tensors if t.data is not None)
     b = flatbuffers.Builder(total + 16 * len(tensors) + 4096)

@@ -99,8 +99,6 @@ def requantize_s8(acc, multiplier, shift, output_offset, act_min, act_max, round
     for i in range(m_rows):
         for c in range(n_ch):
             v = multiply_by_quantized_multiplier(acc[i, c], multiplier[c], shift[c], rounding) + output_offset
-            if v < act_min:
-                v = act_min
-            if v > act_max:
-                v = act_max
+            v = max(v, act_min)
+            v = min(v, act_max)
             out[i, c] = v

@@ -21,7 +21,6 @@ import numbers
 from tinyzo.errors import TinyzoError
 from tinyzo.memory.arena import Plan, PlanError, check_plan, greedy_offsets, plan_arena
 from tinyzo.memory.schedule import Buffer, InPlace, Schedule, ScheduleError, Step, inference_schedule
-from tinyzo.training.update import optimizer_memory_name as optimizer_name
 from tinyzo.memory.training import (
     METHODS,
     LayerTraining,
@@ -30,6 +29,7 @@ from tinyzo.memory.training import (
     trained_layers,
     training_schedule,
 )
+from tinyzo.training.update import optimizer_memory_name as optimizer_name
 
 __all__ = [
     "KIND_LABELS",

@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 
 from tinyzo.memory.schedule import ScheduleError
+from tinyzo.memory.training import LayerTraining, _bias_size, _full_layer
+from tinyzo.training.scheme import SparseScheme
 
 __all__ = [
     "DATA_FILE",
@@ -144,8 +146,6 @@ class TinyTrainingScheme:
 
     def layer_trainings(self, model) -> dict:
         """``{op: LayerTraining}`` with tiny-training's input-channel semantics (the schedule's input)."""
-        from tinyzo.memory.training import LayerTraining, _bias_size, _full_layer
-
         convs = self._check(model)
         lo = len(convs) - self.n_bias_update
         out = {}
@@ -170,8 +170,6 @@ class TinyTrainingScheme:
 
     def to_sparse_scheme(self, model):
         """The equivalent :class:`tinyzo.bp.SparseScheme` (output channels, same trained-weight count)."""
-        from tinyzo.training.scheme import SparseScheme
-
         convs = self._check(model)
         weights = {}
         for i, r in sorted(self.weights.items()):

@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tinyzo.errors import TinyzoError
+from tinyzo.graph import Model
+from tinyzo.spec.conv import compute_out_size, compute_padding
 
 __all__ = [
     "ELEMENTWISE_INPLACE_OPS",
@@ -213,8 +215,6 @@ def scratch_bytes(model, op_index: int) -> list:
 
 def _dw_plane_bytes(model, op_index: int) -> int:
     """One padded input channel plane of a depthwise conv: TinyEngine's in-place buffer (int8)."""
-    from tinyzo.spec.conv import compute_out_size, compute_padding
-
     op = model.operators[op_index]
     x, w = model.tensors[op.inputs[0]], model.tensors[op.inputs[1]]
     _, h, wd, _ = x.shape
@@ -289,8 +289,6 @@ def inference_schedule(model) -> Schedule:
     Returns:
         A validated :class:`Schedule` with ``method="inference"``.
     """
-    from tinyzo.graph import Model
-
     if not isinstance(model, Model):
         raise ScheduleError(f"inference_schedule needs a tinyzo Model (tinyzo.load(path)), got {type(model).__name__}")
     n = len(model.operators)

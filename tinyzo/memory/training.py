@@ -32,6 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tinyzo.errors import InputError
+from tinyzo.graph import Model
 from tinyzo.memory.schedule import Buffer as _Buffer
 from tinyzo.memory.schedule import (
     InPlace,
@@ -43,7 +45,6 @@ from tinyzo.memory.schedule import (
     inference_schedule,
     scratch_bytes,
 )
-from tinyzo.errors import InputError
 from tinyzo.training.methods import Method
 from tinyzo.training.methods import parse_method as _parse
 from tinyzo.training.scheme import SparseScheme
@@ -120,8 +121,6 @@ def optimizer_state_bytes(optimizer) -> int:
 
 
 def _check_model(model):
-    from tinyzo.graph import Model
-
     if not isinstance(model, Model):
         raise ScheduleError(f"training_schedule needs a tinyzo Model (tinyzo.load(path)), got {type(model).__name__}")
 

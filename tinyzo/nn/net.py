@@ -217,7 +217,7 @@ class Net:
         """Names of the layers that read ``name``."""
         return [lay.name for lay in self.layers if name in lay.inputs]
 
-    def with_classes(self, num_classes: int) -> "Net":
+    def with_classes(self, num_classes: int) -> Net:
         """A copy whose last fc layer has ``num_classes`` outputs."""
         layers = [replace(lay) for lay in self.layers]
         if layers[-1].kind != "fc":
@@ -229,5 +229,5 @@ class Net:
         """A text table: layer, kind, input and output shapes, MACs."""
         rows = [f"{self.name}: input {self.input_shape}, {self.macs:,} MACs"]
         for lay in self.layers:
-            rows.append(f"  {lay.name:28s} {lay.kind:9s} {str(lay.in_shape):16s} -> {str(lay.out_shape):16s} {lay.macs:>12,}")
+            rows.append(f"  {lay.name:28s} {lay.kind:9s} {lay.in_shape!s:16s} -> {lay.out_shape!s:16s} {lay.macs:>12,}")
         return "\n".join(rows)

@@ -8,11 +8,23 @@ for anything outside the supported scope); ``compute`` calls the jitted kernels.
 """
 
 from tinyzo.errors import UnsupportedOperatorError
-from tinyzo.ops.base import REGISTRY, PreparedOp  # noqa: F401
 
 # importing the modules registers the operators
-from tinyzo.ops import conv, fully_connected, elementwise, pooling, softmax, shape  # noqa: F401,E402
-from tinyzo.ops import activations, batch_matmul, binary, cast, layout, slicing  # noqa: F401,E402
+from tinyzo.ops import (  # noqa: F401  # noqa: F401,E402
+    activations,
+    batch_matmul,
+    binary,
+    cast,
+    conv,
+    elementwise,
+    fully_connected,
+    layout,
+    pooling,
+    shape,
+    slicing,
+    softmax,
+)
+from tinyzo.ops.base import REGISTRY, PreparedOp
 
 
 def prepare_operator(model, index, op) -> PreparedOp:

@@ -68,7 +68,7 @@ def multiply_by_quantized_multiplier_double(x: int, quantized_multiplier: int, s
     :func:`rounding_divide_by_pot` by ``-shift`` (``shift < 0``).
     ``x`` int32, ``quantized_multiplier`` int32, ``shift`` in [-31, 31].
     """
-    left_shift = shift if shift > 0 else 0
+    left_shift = max(0, shift)
     right_shift = 0 if shift > 0 else -shift
     return rounding_divide_by_pot(
         saturating_rounding_doubling_high_mul(wrap_int32(x * (1 << left_shift)), quantized_multiplier),

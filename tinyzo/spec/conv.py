@@ -31,7 +31,7 @@ def compute_padding(stride: int, dilation: int, in_size: int, filter_size: int, 
     """TFLite ``ComputePaddingWithOffset``: the leading padding (the odd extra pixel goes after)."""
     effective = (filter_size - 1) * dilation + 1
     total = (out_size - 1) * stride + effective - in_size
-    total = total if total > 0 else 0
+    total = max(0, total)
     return total // 2
 
 

@@ -15,6 +15,21 @@ from tinyzo.sweep.execute import SweepError, run_sweep
 from tinyzo.sweep.report import ReportError, aggregate, plot_curves, plot_pareto, plot_vs_param, to_csv, to_markdown
 from tinyzo.sweep.spec import Run, Sweep, SweepSpecError, load_spec, parse_spec
 
-__all__ = ["ResultsDB", "ResultsDBError", "SweepError", "run_sweep", "ReportError", "aggregate", "plot_curves",
-           "plot_pareto", "plot_vs_param", "to_csv", "to_markdown", "Run", "Sweep", "SweepSpecError", "load_spec",
-           "parse_spec"]
+__all__ = [
+           "ReportError",
+           "ResultsDB",
+           "ResultsDBError",
+           "Run",
+           "Sweep",
+           "SweepError",
+           "SweepSpecError",
+           "aggregate",
+           "load_spec",
+           "parse_spec",
+           "plot_curves",
+           "plot_pareto",
+           "plot_vs_param",
+           "run_sweep",
+           "to_csv",
+           "to_markdown",
+]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tinyzo.errors import TinyzoError
 
-__all__ = ["ResultsDBError", "ResultsDB", "SCHEMA_VERSION", "METRIC_COLUMNS", "TEXT_COLUMNS"]
+__all__ = ["METRIC_COLUMNS", "SCHEMA_VERSION", "TEXT_COLUMNS", "ResultsDB", "ResultsDBError"]
 
 SCHEMA_VERSION = 2
 

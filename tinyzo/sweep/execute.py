@@ -30,7 +30,7 @@ from tinyzo.sweep.db import ResultsDB
 from tinyzo.sweep.spec import Sweep
 from tinyzo.sweep.worker import THREAD_ENV, execute_run, limit_threads
 
-__all__ = ["SweepError", "run_sweep", "SHIP_LIMIT_BYTES", "MAX_LOST"]
+__all__ = ["MAX_LOST", "SHIP_LIMIT_BYTES", "SweepError", "run_sweep"]
 
 SHIP_LIMIT_BYTES = 256 * 1024 * 1024  # files shipped with the tasks to a remote cluster, in total
 MAX_LOST = 3  # a run whose worker died this many times (process pool) is recorded as failed

@@ -18,8 +18,20 @@ import numpy as np
 from tinyzo.errors import TinyzoError
 from tinyzo.sweep.db import METRIC_COLUMNS, TEXT_COLUMNS
 
-__all__ = ["ReportError", "value_of", "aggregate", "to_markdown", "to_csv", "plot_vs_param", "plot_pareto",
-           "plot_curves", "update_markdown", "DEFAULT_METRICS", "BEGIN_MARK", "END_MARK"]
+__all__ = [
+    "BEGIN_MARK",
+    "DEFAULT_METRICS",
+    "END_MARK",
+    "ReportError",
+    "aggregate",
+    "plot_curves",
+    "plot_pareto",
+    "plot_vs_param",
+    "to_csv",
+    "to_markdown",
+    "update_markdown",
+    "value_of",
+]
 
 BEGIN_MARK = "<!-- sweep-table:begin -->"
 END_MARK = "<!-- sweep-table:end -->"

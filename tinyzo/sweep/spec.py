@@ -45,10 +45,11 @@ import json
 import shlex
 from pathlib import Path
 
+from tinyzo import reference_models
 from tinyzo.errors import TinyzoError
 from tinyzo.train_command import add_train_arguments
 
-__all__ = ["SweepSpecError", "Run", "Sweep", "load_spec", "parse_spec", "FILE_OPTIONS"]
+__all__ = ["FILE_OPTIONS", "Run", "Sweep", "SweepSpecError", "load_spec", "parse_spec"]
 
 # options a sweep sets itself (outputs, resume, bars) and never takes from a spec
 RESERVED = ("model", "data", "seed", "out", "out_dir", "resume", "no_progress", "func", "command")
@@ -193,8 +194,6 @@ def _table(doc: dict, name: str, where: str) -> dict:
 
 def _resolve_file(value: str, base: Path, what: str, where: str) -> Path:
     if value.startswith("reference:"):
-        from tinyzo import reference_models
-
         try:
             return reference_models.path(value[len("reference:"):])
         except FileNotFoundError as e:

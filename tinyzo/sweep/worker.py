@@ -16,7 +16,10 @@ import time
 import traceback
 from pathlib import Path
 
-__all__ = ["THREAD_ENV", "limit_threads", "execute_run"]
+from tinyzo.argtypes import Parser
+from tinyzo.train_command import add_train_arguments, train_run
+
+__all__ = ["THREAD_ENV", "execute_run", "limit_threads"]
 
 # one thread per run: workers are sized to the cores, so BLAS and Numba must not add threads of their own
 THREAD_ENV = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
@@ -48,8 +51,6 @@ def execute_run(argv: list, shipped: dict | None = None, file_names: dict | None
         ``{"ok": True, "metrics": {...}, "worker", "tinyzo_version"}`` or ``{"ok": False, "error": "..."}``.
     """
     import tinyzo
-    from tinyzo.argtypes import Parser
-    from tinyzo.train_command import add_train_arguments, train_run
 
     limit_threads()
     worker = f"{socket.gethostname()}:{os.getpid()}"

@@ -12,5 +12,14 @@ from tinyzo.training.loop import fit
 from tinyzo.training.scheme import SparseScheme
 from tinyzo.training.update import IntegerSGD, QASOptimizer, lr_schedule
 
-__all__ = ["TrainableLayer", "trainable_layer", "trainable_layers", "select_channels", "fit", "SparseScheme",
-           "IntegerSGD", "QASOptimizer", "lr_schedule"]
+__all__ = [
+           "IntegerSGD",
+           "QASOptimizer",
+           "SparseScheme",
+           "TrainableLayer",
+           "fit",
+           "lr_schedule",
+           "select_channels",
+           "trainable_layer",
+           "trainable_layers",
+]

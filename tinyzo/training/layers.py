@@ -19,7 +19,7 @@ import numpy as np
 
 from tinyzo.errors import InputError
 
-__all__ = ["CHANNEL_RULES", "TrainableLayer", "trainable_layer", "trainable_layers", "select_channels"]
+__all__ = ["CHANNEL_RULES", "TrainableLayer", "select_channels", "trainable_layer", "trainable_layers"]
 
 #: how a sparse update picks the output channels of a layer trained at a ratio < 1
 CHANNEL_RULES = ("magnitude", "random")

@@ -25,6 +25,7 @@ import numpy as np
 
 from tinyzo.errors import InputError
 from tinyzo.kernels import local_grad
+from tinyzo.kernels.zo import masked_scale
 
 
 def _weight_scales(model, op_index: int) -> np.ndarray:
@@ -54,7 +55,6 @@ def output_grad_to_acc_grad(model, op_index: int, y, g_y) -> np.ndarray:
     scale = (s_x * _weight_scales(model, op_index) / s_y).astype(np.float32)
     if y.ndim < 1 or y.shape[-1] != scale.size:
         raise InputError(f"output {y.shape} of operator {op_index} must end in its {scale.size} output channels")
-    from tinyzo.kernels.zo import masked_scale
 
     # (g_y * [act_min < y < act_max]) * scale[c] in float32, one fused loop
     out = np.empty(g_y.shape, np.float32)

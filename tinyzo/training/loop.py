@@ -24,10 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from tinyzo.checkpoint import flatten_tree, read_checkpoint, unflatten_tree, write_checkpoint
-from tinyzo.errors import CheckpointError, TinyzoError, TrainingError  # noqa: F401 (re-exported)
+from tinyzo.errors import CheckpointError, TinyzoError, TrainingError
 from tinyzo.progress import step_bar
 from tinyzo.training.loss import loss_and_accuracy
-
 
 CHECKPOINT_NAME = "checkpoint.npz"
 CHECKPOINT_KIND = "int8-fit"
@@ -245,7 +244,7 @@ def fit(stepper, model, x_train, y_train, x_val=None, y_val=None, *, epochs: int
     if len(x_train) != len(y_train):
         raise TrainingError(f"{len(x_train)} training inputs but {len(y_train)} labels")
     out_dir = Path(out_dir) if out_dir is not None else None
-    config = {"seed": int(seed), "batch_size": int(batch_size), "n_train": int(len(x_train))}
+    config = {"seed": int(seed), "batch_size": int(batch_size), "n_train": len(x_train)}
     history: list = []
     start_epoch = 0
     step_offset = 0

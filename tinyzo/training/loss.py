@@ -68,9 +68,9 @@ __all__ = [
     "cross_entropy_int8_lut",
     "float_error_bound",
     "log2_q16",
+    "loss_and_accuracy",
     "lut_error_bound",
     "mean_float32",
-    "loss_and_accuracy",
     "prepare_cross_entropy_lut",
     "q16_to_float",
 ]

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from tinyzo.errors import InputError
 
-__all__ = ["Method", "parse_method", "ESTIMATORS", "TARGETS", "FAMILIES"]
+__all__ = ["ESTIMATORS", "FAMILIES", "TARGETS", "Method", "parse_method"]
 
 #: ZO estimators (internal names; the CLI spells sign-spsa "signspsa")
 ESTIMATORS = ("rge", "spsa", "sign-spsa")

@@ -59,7 +59,7 @@ class PRNGError(TinyzoError):
 
 
 # the constants are defined once, in the specification (tinyzo.spec.prng); the kernels here use them
-from tinyzo.spec.prng import (  # noqa: E402
+from tinyzo.spec.prng import (
     GAUSS_CENTER,
     GAUSS_SHIFT,
     LAYER_MUL,
@@ -72,7 +72,8 @@ from tinyzo.spec.prng import (  # noqa: E402
 #: largest seed / state; seeds live in [1, SEED_MAX] (0 is xorshift32's fixed point)
 SEED_MAX = MASK32
 #: largest sigma of gaussian_int (keeps 12 * sigma**2 * 2**30 below 2**62 in the multiplier)
-from tinyzo.spec.prng import GAUSSIAN_SIGMA_MAX  # noqa: E402
+from tinyzo.spec.prng import GAUSSIAN_SIGMA_MAX
+
 #: largest sigma of the rademacher / uniform perturbations (values stay in int32)
 INT_SIGMA_MAX = 2**31 - 1
 

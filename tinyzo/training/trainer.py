@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyzo.errors import TinyzoError
+from tinyzo.graph import Model
 from tinyzo.training.layers import trainable_layers
 from tinyzo.training.loss import cross_entropy_int8, mean_float32
 
@@ -49,8 +50,6 @@ class Trainer:
     mask_bias = True
 
     def __init__(self, model, layers, optimizer):
-        from tinyzo.graph import Model
-
         if not isinstance(model, Model):
             raise TinyzoError(f"model must be a tinyzo.Model (tinyzo.load), got {type(model).__name__}")
         self.model = model

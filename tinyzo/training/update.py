@@ -111,19 +111,20 @@ import numpy as np
 
 from tinyzo.errors import TinyzoError, check_choice
 from tinyzo.spec.train import round_subtract_spec  # the executable definition, re-exported
+from tinyzo.training.prng import derive_seed, xorshift32_sequence
 
 __all__ = [
+    "KINDS",
     "MODES",
     "ROUNDINGS",
     "ROUNDING_QUERY",
     "SCHEDULES",
-    "IntegerSGD",
-    "QASOptimizer",
-    "KINDS",
     "ZOSGD",
     "BPOptimizer",
     "FloatShadow",
+    "IntegerSGD",
     "OptimizerError",
+    "QASOptimizer",
     "int8_weight_update",
     "int32_bias_update",
     "lr_schedule",
@@ -186,8 +187,6 @@ def round_subtract(x, d, rounding: str = "nearest", r24=None) -> np.ndarray:
 
 def stochastic_bits(seed: int, size: int) -> np.ndarray:
     """The 24-bit uniforms of stochastic rounding: ``xorshift32_sequence(seed, size) >> 8`` as int64[size]."""
-    from tinyzo.training.prng import xorshift32_sequence
-
     return (xorshift32_sequence(seed, size).astype(np.int64) >> 8)
 
 
@@ -538,8 +537,6 @@ class IntegerSGD:
             d = qas_step(g, lr_t, scale, axis) if lr_t > 0 else np.zeros(p.shape, np.float32)
             r24 = None
             if self.rounding == "stochastic":
-                from tinyzo.training.prng import derive_seed
-
                 seed = derive_seed(self.seed, self.step_count & 0xFFFFFFFF, ROUNDING_QUERY, param_layer_id(name))
                 r24 = stochastic_bits(seed, p.size).reshape(p.shape)
             if self.mode == "shadow":

@@ -22,4 +22,4 @@ from tinyzo.training.prng import (  # noqa: F401
     uniform_int,
     xorshift32_sequence,
 )
-from tinyzo.zo.trainer import ESTIMATORS, TARGETS, ZOConfig, ZOConfigError, ZOTrainer  # noqa: F401,E402
+from tinyzo.zo.trainer import ESTIMATORS, TARGETS, ZOConfig, ZOConfigError, ZOTrainer  # noqa: F401

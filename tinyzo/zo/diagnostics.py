@@ -53,7 +53,11 @@ import time
 
 import numpy as np
 
+from tinyzo.bp import backward
 from tinyzo.errors import TinyzoError
+from tinyzo.training.local_backward import local_backward
+from tinyzo.training.loss import cross_entropy_int8, mean_float32
+from tinyzo.zo.trainer import ZOConfig, ZOTrainer
 
 __all__ = [
     "DiagnosticsError",
@@ -127,8 +131,6 @@ def _check_int(name, v, low, high=None, allow_negative=False) -> int:
 
 def batch_mean_loss(model, logits, y) -> float:
     """Mean (float64) of the per-sample float32 :func:`cross_entropy_int8` of int8 ``logits[N, K]``."""
-    from tinyzo.training.loss import cross_entropy_int8
-
     scale, zero_point = model.loss_quant()
     per = cross_entropy_int8(np.asarray(logits).reshape(len(y), -1), y, scale, zero_point)
     return float(np.mean(per.astype(np.float64)))
@@ -291,9 +293,6 @@ def zo_gradients(model, op_index: int, xq, y, *, target: str, queries=(1, 8, 64)
     Returns:
         ``{m: (g_w float32[w.shape], g_b float32[O] or None)}``, gradients per integer unit.
     """
-    from tinyzo.training.local_backward import local_backward
-    from tinyzo.training.loss import mean_float32
-    from tinyzo.zo.trainer import ZOConfig, ZOTrainer
 
     op_index = _check_layer(model, op_index)
     xq, y = _check_batch(model, xq, y)
@@ -417,8 +416,6 @@ def ste_gradient_output_layer(model, op_index: int, xq, y):
     fully-connected output layer that is exact up to the output rounding (linear before its clamp):
     the reference the FD and node perturbation are both checked against in the tests.
     """
-    from tinyzo.training.local_backward import local_backward
-
     op_index = _check_layer(model, op_index)
     xq, y = _check_batch(model, xq, y)
     op = model.operators[op_index]
@@ -488,7 +485,6 @@ def cosine_table(model, xq, y, *, queries=(1, 8, 64), seed: int = 0, layers=None
             fd_check = cosine(g_w_fd, dl / dp)
         fd_s = time.perf_counter() - t0
         # the back-propagation engine's straight-through gradient of the same layer (full vectors)
-        from tinyzo.bp import backward
 
         bp_w, bp_b = backward(model, env, y, layers=[k])[k]
         bp_vs_fd = cosine(bp_w.reshape(-1)[idx_w], g_w_fd)

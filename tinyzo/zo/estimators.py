@@ -65,6 +65,7 @@ import numpy as np
 
 from tinyzo.errors import TinyzoError, check_choice
 from tinyzo.training.loss import mean_float32
+from tinyzo.training.prng import gaussian_multiplier, perturbation
 
 __all__ = [
     "COORD_SCHEMES",
@@ -97,8 +98,6 @@ class EstimatorError(TinyzoError):
 @functools.lru_cache(maxsize=64)
 def _gaussian_second_moment(sigma: int) -> float:
     """Exact E[v**2] of prng.gaussian_int(sigma) over one full xorshift32 period (all non-zero words)."""
-    from tinyzo.training.prng import gaussian_multiplier
-
     ones = np.ones(256, dtype=np.int64)
     counts = ones
     for _ in range(3):
@@ -227,8 +226,6 @@ def _seed(seeds, q: int) -> int:
 
 
 def _direction(direction: str, seed: int, n: int, sigma):
-    from tinyzo.training.prng import perturbation
-
     if direction == "sphere":
         return perturbation("sphere", seed, (n,), 1.0) * np.float32(sigma)
     return perturbation(direction, seed, (n,), sigma)

@@ -31,6 +31,7 @@ import numbers
 import numpy as np
 
 from tinyzo.training.layers import CHANNEL_RULES, select_channels, trainable_layer  # noqa: F401 (re-exported)
+from tinyzo.training.loss import cross_entropy_int8
 from tinyzo.zo.trainer import ZOConfig, ZOConfigError, ZOTrainer
 
 __all__ = [
@@ -131,8 +132,6 @@ def _batches(n: int, batch_size: int, steps: int, seed: int) -> list:
 
 def _loss_acc(model, xq, y, batch_size: int = 512):
     """Mean float32 cross-entropy (MCU loss) and accuracy of the int8 model on ``xq``."""
-    from tinyzo.training.loss import cross_entropy_int8
-
     scale, zero_point = model.loss_quant()
     losses, correct = [], 0
     for s in range(0, len(xq), batch_size):

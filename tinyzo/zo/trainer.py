@@ -28,9 +28,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tinyzo.errors import TinyzoError
+from tinyzo.graph import Model
+from tinyzo.kernels.zo import accumulate_node_grad
+from tinyzo.training.local_backward import local_backward
 from tinyzo.training.methods import ESTIMATORS, Method
 from tinyzo.training.methods import TARGETS as METHOD_TARGETS
+from tinyzo.training.prng import derive_seed, perturbation
 from tinyzo.training.trainer import Trainer
+from tinyzo.training.update import IntegerSGD
+from tinyzo.zo.estimators import projected_difference, query_norm
 
 
 class ZOConfigError(TinyzoError):
@@ -93,8 +99,6 @@ class ZOConfig:
 
     def validate(self, model) -> None:
         """Raise :class:`ZOConfigError` for an option out of range or a layer the model lacks."""
-        from tinyzo.graph import Model
-
         if not isinstance(model, Model):
             raise ZOConfigError(f"model must be a tinyzo.Model (tinyzo.load), got {type(model).__name__}")
         trainable = model.trainable_ops()
@@ -162,8 +166,6 @@ class ZOTrainer(Trainer):
     """
 
     def __init__(self, model, config: ZOConfig, total_steps: int = 1):
-        from tinyzo.training.update import IntegerSGD
-
         config.validate(model)
         if isinstance(total_steps, (bool, np.bool_)) or not isinstance(total_steps, (int, np.integer)) or total_steps < 1:
             raise ZOConfigError(f"total_steps must be an integer >= 1 (the planned steps, for the schedule), "
@@ -207,8 +209,6 @@ class ZOTrainer(Trainer):
         firmware port regenerates one layer's perturbation without the others'. Values are
         ``sigma * (+-1)`` for Rademacher directions, and ``sigma_b[c] * (+-1)`` for bias channel c.
         """
-        from tinyzo.training.prng import derive_seed, perturbation
-
         c = self.config
         out = {}
         for k in self.weight_layers:
@@ -226,8 +226,6 @@ class ZOTrainer(Trainer):
 
     def node_directions(self, q: int, shapes: dict):
         """Per-sample integer output perturbations of query ``q`` (seed layer id ``1_000_000 + k``)."""
-        from tinyzo.training.prng import derive_seed, perturbation
-
         c = self.config
         # int8 is exact for |sigma_node| <= 127 (validated) and makes the saturating add cheap
         return {k: perturbation(c.direction, derive_seed(c.seed, self.step_count, q, 1_000_000 + k), shapes[k],
@@ -262,8 +260,6 @@ class ZOTrainer(Trainer):
     def _norm(self, sigma):
         """The estimate's float32 normalization for perturbation size ``sigma`` (a number or a
         per-channel array): :func:`tinyzo.zo.estimators.query_norm`."""
-        from tinyzo.zo.estimators import query_norm
-
         return query_norm(self.config.estimator, self.config.direction, sigma, self.config.queries)
 
     def query(self, env, y, base, base_mean, q: int, node_shapes: dict):
@@ -274,8 +270,6 @@ class ZOTrainer(Trainer):
         of ``L(theta + delta)`` and ``L(theta)`` (rge; ``base`` per sample, ``base_mean`` their float32
         mean) or ``L(theta - delta)`` (spsa, sign-spsa).
         """
-        from tinyzo.zo.estimators import projected_difference
-
         c = self.config
         dirs = self.directions(q)
         ndirs = self.node_directions(q, node_shapes)
@@ -295,8 +289,6 @@ class ZOTrainer(Trainer):
                     grads.setdefault(key, np.zeros(d[part].shape, np.float32))
                     grads[key] += (coef_mean * self._norm(sigma)).astype(np.float32) * d[part].astype(np.float32)
         if ndirs:
-            from tinyzo.kernels.zo import accumulate_node_grad
-
             scale = np.float32(self._norm(self.config.sigma_node) / n)
             coef32 = np.ascontiguousarray(coef, dtype=np.float32)
         for k, u in ndirs.items():  # g_nodes[k] += (coef[n] * scale) * u[n], float32, one fused loop
@@ -328,8 +320,6 @@ class ZOTrainer(Trainer):
 
     def gradients(self, xq, y):
         """``(grads, logits, base losses)`` of one batch (:meth:`step` has the estimate)."""
-        from tinyzo.training.local_backward import local_backward
-
         c = self.config
         _, env = self.model(xq, intermediates=True)
         logits = env[self.loss_tensor]
