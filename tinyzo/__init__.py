@@ -4,8 +4,6 @@ Public names: :func:`load`, :class:`Model`, the error classes, and the
 rounding-mode names. See docs/ for the arithmetic contract.
 """
 
-__version__ = "0.1.0"
-
 from tinyzo.errors import (  # noqa: F401
     ArithmeticContractError,
     InputError,
@@ -20,3 +18,4 @@ from tinyzo.errors import (  # noqa: F401
 from tinyzo.graph import Model, Operator, Tensor  # noqa: F401
 from tinyzo.io import load, save  # noqa: F401
 from tinyzo.quant import DOUBLE_ROUNDING, SINGLE_ROUNDING, QuantParams  # noqa: F401
+from tinyzo.version import __version__  # noqa: F401

@@ -21,7 +21,7 @@ import flatbuffers
 import numpy as np
 from flatbuffers import number_types as N
 
-from tinyzo import __version__
+from tinyzo.version import __version__
 from tinyzo.errors import ModelFormatError
 from tinyzo.io import tflite_schema as S
 
