@@ -220,3 +220,36 @@ def test_gaussian_node_perturbation_must_fit_int8():
     ZOConfig(target="node", direction="gaussian", sigma_node=GAUSSIAN_NODE_SIGMA_MAX).validate(model)
     with pytest.raises(ZOConfigError, match="beyond int8"):
         ZOConfig(target="node", direction="gaussian", sigma_node=GAUSSIAN_NODE_SIGMA_MAX + 1).validate(model)
+
+
+@pytest.mark.parametrize("estimator, direction", [("rge", "rademacher"), ("spsa", "gaussian"),
+                                                  ("sign-spsa", "uniform")])
+def test_the_trainers_estimate_is_estimate_bit_for_bit(blurred, estimator, direction):
+    """ZOTrainer's layer-wise estimate and tinyzo.zo.estimators.estimate (the function the unbiasedness
+    tests prove) are the same float32 numbers for the same seeds: one estimator, written once."""
+    from tinyzo.training.loss import mean_float32
+    from tinyzo.training.prng import derive_seed
+    from tinyzo.zo.estimators import estimate
+
+    xtr, ytr = blurred[0][:16], blurred[1][:16]
+    m = tinyzo.load(REF)
+    k, seed = 11, 7
+    cfg = ZOConfig(layers=[k], target="weight", estimator=estimator, direction=direction, queries=3, sigma=2,
+                   train_bias=False, seed=seed)
+    tr = ZOTrainer(m, cfg, total_steps=1)
+    grads, _, _ = tr.gradients(xtr, ytr)
+    w0, b0 = m.get_params(k)
+
+    def loss_fn(delta):   # the batch's float32 mean loss at the perturbed (clamped) weights
+        m.set_params(k, np.clip(w0.astype(np.int32) + delta.reshape(w0.shape), -127, 127).astype(np.int8), b0)
+        try:
+            logits = m.forward_from({m.inputs[0]: xtr}, 0, output=m.loss_tensor)
+            return mean_float32(tr.losses(logits, ytr))
+        finally:
+            m.set_params(k, w0, b0)
+
+    g, _ = estimate(loss_fn, w0.size, method=estimator, sigma=2, queries=3, direction=direction,
+                    seeds=lambda q: derive_seed(seed, 0, q, 2 * k))
+    assert grads[f"{k}/w"].dtype == g.dtype == np.float32
+    assert np.array_equal(grads[f"{k}/w"].reshape(-1).view(np.uint32), g.view(np.uint32))
+    assert np.any(g != 0)

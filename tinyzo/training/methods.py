@@ -62,12 +62,6 @@ class Method:
             return self.family
         return f"zo-{self.estimator.replace('-', '')}-{self.target}" + ("-layerwise" if self.layerwise else "")
 
-    def layerwise_schedule(self) -> Method:
-        """This ZO method with the layer-wise schedule (the step :class:`tinyzo.zo.ZOTrainer` runs)."""
-        if self.family != "zo":
-            raise InputError(f"{self.name} has no layer-wise schedule (zo methods only)")
-        return Method("zo", self.estimator, self.target, True)
-
     def __str__(self) -> str:
         return self.name
 
