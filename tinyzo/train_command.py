@@ -45,6 +45,10 @@ def add_train_arguments(s) -> None:
     s.add_argument("--sigma-node", type=int, default=1, help="output perturbation in int8 LSB")
     s.add_argument("--queries", type=int, default=1, help="directions per step")
     s.add_argument("--mixed-split", type=NONNEG, default=1, help="mixed: weight perturbation for the first K trained layers")
+    s.add_argument("--bp-last", type=NONNEG, default=0,
+                   help="zo: hybrid training, back propagation with QAS on the last K trained layers and ZO on the "
+                   "layers before them (default 0: pure ZO; docs/training_zo.md)")
+    s.add_argument("--bp-lr", type=finite_float, help="with --bp-last: learning rate of the BP part (default --lr)")
     s.add_argument("--update", default="per_step", help="per_step (round every step) or shadow (float copy)")
     s.add_argument("--rounding", default="nearest", help="nearest or stochastic")
     s.add_argument("--seed", type=int, default=0)
@@ -160,6 +164,11 @@ def _check_train_args(args) -> None:
             raise InputError("--scheme-search chooses the scheme itself: do not give --scheme or --layers too")
         if not args.scheme_budget_kb >= 0:
             raise InputError(f"--scheme-budget-kb must be >= 0 kB, got {args.scheme_budget_kb:g}")
+    if args.bp_lr is not None and not args.bp_last:
+        raise InputError("--bp-lr is the learning rate of the hybrid's BP part: give --bp-last K too")
+    if args.bp_last and not args.method.startswith("zo-"):
+        raise InputError("--bp-last makes a zo method hybrid (BP on the last layers, ZO on the rest); "
+                         f"{args.method} does not take it")
     if args.method == "fp32":
         for flag, given in (("--out", args.out), ("--budget-kb", args.budget_kb is not None),
                             ("--select", args.select), ("--scheme", args.scheme)):
@@ -231,7 +240,12 @@ def train_run(args) -> dict:
                        sigma=args.sigma, sigma_bias=args.sigma_bias, sigma_node=args.sigma_node, lr=args.lr,
                        schedule=args.schedule, update=args.update, rounding=args.rounding, seed=args.seed,
                        mixed_split=args.mixed_split)
-        trainer = ZOTrainer(model, cfg, total_steps=total_steps)
+        if args.bp_last:
+            from tinyzo.zo.hybrid import HybridTrainer
+
+            trainer = HybridTrainer(model, cfg, args.bp_last, total_steps=total_steps, bp_lr=args.bp_lr)
+        else:
+            trainer = ZOTrainer(model, cfg, total_steps=total_steps)
     mem = _check_training_memory(args, trainer)
     out_dir = Path(args.out_dir) if args.out_dir else None
     title = f"{args.method} on {args.data}" + (f" ({args.corruption} {args.severity})" if args.corruption else "")

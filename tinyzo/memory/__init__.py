@@ -125,12 +125,12 @@ def _check_budget(budget_bytes):
 
 def memory_report(model, method: str = "inference", *, scheme=None, layers=None, batch: int = 1,
                   optimizer: str = "sgd", reorder: bool = True, in_place: bool = True, budget_bytes=None,
-                  alignment: int = 16, mixed_split: int = 1) -> dict:
+                  alignment: int = 16, mixed_split: int = 1, bp_layers=None) -> dict:
     """Peak SRAM and Flash of running (``method="inference"``) or training ``model`` on an MCU.
 
     Args:
         model: a :class:`tinyzo.graph.Model`.
-        method, scheme, layers, batch, optimizer, reorder, mixed_split: the schedule
+        method, scheme, layers, batch, optimizer, reorder, mixed_split, bp_layers: the schedule
             (:func:`tinyzo.memory.training_schedule`; ``"inference"`` is the inference schedule).
         in_place: allow TinyEngine-style in-place depthwise/element-wise steps (forward and backward).
         budget_bytes: an SRAM budget in bytes (> 0) to check the peak against, or None.
@@ -164,7 +164,7 @@ def memory_report(model, method: str = "inference", *, scheme=None, layers=None,
 
     def plan_of(reo):
         sched = training_schedule(model, method, scheme=scheme, layers=layers, batch=batch, optimizer=optimizer,
-                                  reorder=reo, mixed_split=mixed_split)
+                                  reorder=reo, mixed_split=mixed_split, bp_layers=bp_layers)
         base = plan_arena(sched, in_place=False, alignment=alignment)
         if not in_place:
             return sched, base, base

@@ -355,20 +355,21 @@ def _traversed(model, first: int) -> set:
     return out
 
 
-def _bp_schedule(b: _Builder, plan: dict, state_bytes: int, reorder: bool) -> None:
-    model = b.model
-    first = min(plan)
-    trav = _traversed(model, first)
+def _check_backward_ops(model, trav: set) -> None:
     for k in sorted(trav):
         if model.operators[k].opcode not in _BACKWARD_OPS or (
                 model.operators[k].opcode == "QUANTIZE" and model.tensors[model.operators[k].inputs[0]].dtype != np.int8):
             raise ScheduleError(f"operator {k} ({model.operators[k].opcode}) has no backward in tinyzo; it lies "
                                 "between a trained layer and the loss")
-    params = _params(b, plan, state_bytes)
-    copies = {k: lt.saved_input for k, lt in plan.items() if lt.weight_params and lt.saved_input}
-    env, mask_of, copy_of = _forward_pass(b, 0, _model_inputs(b), masks=trav, copies=copies)
-    prod = _producers(model)
-    # activations the backward reads: trained layers' inputs (unless copied), MAX_POOL inputs
+
+
+def _bp_copies(plan: dict) -> dict:
+    """``{op: elements per sample}`` the forward copies aside for a sparse depthwise layer's backward."""
+    return {k: lt.saved_input for k, lt in plan.items() if lt.weight_params and lt.saved_input}
+
+
+def _bp_saved(model, plan: dict, trav: set, env: dict, copy_of: dict) -> dict:
+    """``{op: buffer}`` the backward reads: trained layers' inputs (unless copied), MAX_POOL inputs."""
     saved = {}
     for k in trav:
         op = model.operators[k]
@@ -376,9 +377,23 @@ def _bp_schedule(b: _Builder, plan: dict, state_bytes: int, reorder: bool) -> No
             saved[k] = env.get(op.inputs[0])
         elif k in copy_of:
             saved[k] = copy_of[k]
-    logits = model.loss_tensor
-    grad = {logits: b.new(f"grad/{model.tensors[logits].name}", "gradient", b.grad_bytes(logits), tensor=logits)}
+    return saved
+
+
+def _bp_loss(b: _Builder, env: dict) -> dict:
+    """The loss step of back propagation: ``{logits tensor: its gradient buffer}``."""
+    logits = b.model.loss_tensor
+    grad = {logits: b.new(f"grad/{b.model.tensors[logits].name}", "gradient", b.grad_bytes(logits), tensor=logits)}
     b.step("loss", "LOSS", -1, (env[logits],), (grad[logits],))
+    return grad
+
+
+def _bp_backward(b: _Builder, plan: dict, params: dict, trav: set, mask_of: dict, saved: dict, grad: dict,
+                 reorder: bool) -> None:
+    """The backward steps from the loss down to the first trained layer, and the updates."""
+    model = b.model
+    first = min(plan)
+    prod = _producers(model)
     pending = []
     for k in range(len(model.operators) - 1, first - 1, -1):
         if k not in trav:
@@ -418,7 +433,22 @@ def _bp_schedule(b: _Builder, plan: dict, state_bytes: int, reorder: bool) -> No
         _update(b, k, pgrads, params[k])
 
 
-def _zo_schedule(b: _Builder, plan: dict, state_bytes: int, reorder: bool, parsed: dict, mixed_split: int) -> None:
+def _bp_schedule(b: _Builder, plan: dict, state_bytes: int, reorder: bool) -> None:
+    model = b.model
+    trav = _traversed(model, min(plan))
+    _check_backward_ops(model, trav)
+    params = _params(b, plan, state_bytes)
+    env, mask_of, copy_of = _forward_pass(b, 0, _model_inputs(b), masks=trav, copies=_bp_copies(plan))
+    saved = _bp_saved(model, plan, trav, env, copy_of)
+    grad = _bp_loss(b, env)
+    _bp_backward(b, plan, params, trav, mask_of, saved, grad, reorder)
+
+
+def _zo_schedule(b: _Builder, plan: dict, state_bytes: int, reorder: bool, parsed: dict, mixed_split: int,
+                 bp_plan: dict | None = None) -> None:
+    """The ZO step; with ``bp_plan`` the hybrid step: the base pass also keeps what back propagation
+    over the ``bp_plan`` layers needs (their clamp masks and saved inputs, alive through the queries),
+    then the queries, the ZO updates, and the backward + updates of the BP layers."""
     model = b.model
     layers = sorted(plan)
     if parsed["target"] == "weight":
@@ -430,14 +460,22 @@ def _zo_schedule(b: _Builder, plan: dict, state_bytes: int, reorder: bool, parse
         w_layers, n_layers = layers[:s], layers[s:]
     first = layers[0]
     start = first if parsed["layerwise"] else 0
-    params = _params(b, plan, state_bytes)
+    params = _params(b, {**plan, **(bp_plan or {})}, state_bytes)
     w_params = [i for k in w_layers for i in params[k]]
+    trav = set()
+    if bp_plan:
+        trav = _traversed(model, min(bp_plan))
+        _check_backward_ops(model, trav)
     # base pass: node layers keep their input and the mask of their output for the local backward
-    env, mask_of, _ = _forward_pass(b, 0, _model_inputs(b), masks=set(n_layers))
+    env, mask_of, copy_of = _forward_pass(b, 0, _model_inputs(b), masks=set(n_layers) | trav,
+                                          copies=_bp_copies(bp_plan) if bp_plan else None)
     saved = {k: env[model.operators[k].inputs[0]] for k in n_layers}
     out_t = model.loss_tensor  # the logits: the same tensor the trainers take the loss on
     losses = [b.new("loss (base)", "activation", 4 * b.batch)]
     b.step("loss", "LOSS", -1, (env[out_t],), (losses[0],))
+    if bp_plan:
+        bp_saved = _bp_saved(model, bp_plan, trav, env, copy_of)
+        bp_grad = _bp_loss(b, env)
     prod = _producers(model)
     cache = {t: env[t] for t in env if prod.get(t, -1) < start}
     signs = ("+",) if parsed["estimator"] == "rge" else ("+", "-")
@@ -471,10 +509,12 @@ def _zo_schedule(b: _Builder, plan: dict, state_bytes: int, reorder: bool, parse
         _update(b, k, pgrads, params[k], (coef,))
     for k in w_layers:  # the gradient is coef * u: u regenerated from its seed, nothing stored
         _update(b, k, [], params[k], (coef,))
+    if bp_plan:
+        _bp_backward(b, bp_plan, params, trav, mask_of, bp_saved, bp_grad, reorder)
 
 
 def training_schedule(model, method: str = "bp", *, scheme=None, layers=None, batch: int = 1,
-                      optimizer: str = "sgd", reorder: bool = True, mixed_split: int = 1) -> Schedule:
+                      optimizer: str = "sgd", reorder: bool = True, mixed_split: int = 1, bp_layers=None) -> Schedule:
     """The static schedule of one training step (or of inference) of ``model`` on an MCU.
 
     Args:
@@ -493,6 +533,9 @@ def training_schedule(model, method: str = "bp", *, scheme=None, layers=None, ba
             optionally ``"+shadow"`` (a float32 shadow copy, +4 B/param).
         reorder: apply each layer's update right after its gradient (tiny-training's in-place update).
         mixed_split: ``zo-mixed``: weight perturbation for the first ``mixed_split`` trained layers.
+        bp_layers: ZO methods only: the hybrid step (:class:`tinyzo.zo.hybrid.HybridTrainer`): these
+            trainable layers (all after ``layers``, the ZO ones) are trained by back propagation
+            (weights and biases), the base pass keeping what their backward needs.
 
     Returns:
         A validated :class:`Schedule`; ``schedule.info`` holds the trained layers and parameter counts.
@@ -518,14 +561,24 @@ def training_schedule(model, method: str = "bp", *, scheme=None, layers=None, ba
         sched.info = {"method": "inference", "batch": int(batch), "trained_params": 0, "trained_layers": []}
         return sched
     plan = trained_layers(model, method, scheme=scheme, layers=layers)
+    bp_plan = None
+    if bp_layers is not None:
+        if parsed["family"] != "zo":
+            raise ScheduleError("bp_layers makes a ZO method's step hybrid; use it with a zo method")
+        bp_plan = {k: _full_layer(model, k) for k in _check_layers(model, bp_layers)}
+        if not bp_plan or min(bp_plan) <= max(plan) or set(bp_plan) & set(plan):
+            raise ScheduleError(f"the hybrid's BP layers {sorted(bp_plan)} must all come after its ZO layers "
+                                f"{sorted(plan)}")
     b = _Builder(model, int(batch))
     if parsed["family"] == "bp":
         _bp_schedule(b, plan, state_bytes, bool(reorder))
     else:
         if isinstance(mixed_split, bool) or not isinstance(mixed_split, numbers.Integral) or mixed_split < 0:
             raise ScheduleError(f"mixed_split must be an integer >= 0, got {mixed_split!r}")
-        _zo_schedule(b, plan, state_bytes, bool(reorder), parsed, mixed_split)
-    info = {"method": method, "batch": int(batch), "optimizer": optimizer, "reorder": bool(reorder),
+        _zo_schedule(b, plan, state_bytes, bool(reorder), parsed, mixed_split, bp_plan)
+        if bp_plan:
+            plan = {**plan, **bp_plan}
+    info = {"method": method + (" + bp" if bp_plan else ""), "batch": int(batch), "optimizer": optimizer, "reorder": bool(reorder),
             "optimizer_bytes_per_param": state_bytes,
             "trained_layers": [int(k) for k in plan],
             "trained_params": int(sum(lt.weight_params + lt.bias_params for lt in plan.values())),

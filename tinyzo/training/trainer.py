@@ -107,15 +107,16 @@ class Trainer:
         """Layer ``k``'s current (int8 weights, int32 bias or None)."""
         return self.model.get_params(k)
 
-    def apply_update(self, grads: dict) -> None:
-        """One optimizer step on ``grads`` (masked first) and write the new parameters into the model."""
+    def apply_update(self, grads: dict, optimizer=None) -> None:
+        """One step of ``optimizer`` (default :attr:`optimizer`) on ``grads`` (masked first) and write the
+        new parameters into the model."""
         grads = self.mask_gradients(grads)
         params = {}
         for key in grads:
             k, part = key.split("/")
             w, b = self.params_of(int(k))
             params[key] = w if part == "w" else b
-        new = self.optimizer.step(params, grads, {key: self.scales[key] for key in grads})
+        new = (optimizer or self.optimizer).step(params, grads, {key: self.scales[key] for key in grads})
         for k in self.layers:
             w, b = new.get(f"{k}/w"), new.get(f"{k}/b")
             if w is not None or b is not None:

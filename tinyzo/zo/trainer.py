@@ -320,11 +320,20 @@ class ZOTrainer(Trainer):
 
     def gradients(self, xq, y):
         """``(grads, logits, base losses)`` of one batch (:meth:`step` has the estimate)."""
-        c = self.config
+        env, logits, base = self.base_pass(xq, y)
+        return self.estimate(env, y, base), logits, base
+
+    def base_pass(self, xq, y):
+        """The unperturbed forward pass: ``(env, logits, per-sample losses)`` (one forward pass)."""
         _, env = self.model(xq, intermediates=True)
         logits = env[self.loss_tensor]
         self.forward_passes += 1
-        base = self.losses(logits, y)
+        return env, logits, self.losses(logits, y)
+
+    def estimate(self, env, y, base) -> dict:
+        """The ZO gradient estimate of the trained layers from the base pass ``env`` and its per-sample
+        losses ``base``: ``{"<op>/w", "<op>/b": float32}`` (queries, then the node layers' local backward)."""
+        c = self.config
         base_mean = self.mean_loss(base)
         n = len(y)
         node_shapes = {k: env[self.model.operators[k].outputs[0]].shape for k in self.node_layers}
@@ -339,7 +348,7 @@ class ZOTrainer(Trainer):
             grads[f"{k}/w"] = g_w
             if c.train_bias:
                 grads[f"{k}/b"] = g_b
-        return grads, logits, base
+        return grads
 
     # ------------------------------------------------------------------ memory
     def memory_spec(self, lean: bool = False) -> dict:
