@@ -168,3 +168,22 @@ def test_a_schema_1_database_is_upgraded_and_keeps_its_rows(tmp_path):
         c.execute("UPDATE meta SET value = '99'")
     with pytest.raises(TinyzoError, match="newer than this tinyzo"):
         ResultsDB(p)
+
+
+# ------------------------------------------------------------------------------------------- presets
+
+
+def test_preset_fills_options_and_explicit_options_win(small):
+    from tinyzo.train_command import _apply_preset
+    from tinyzo.training.presets import PRESETS
+
+    args = _args(DIGITS, "--data", small, "--preset", "pmt", "--queries", "7")
+    _apply_preset(args)
+    assert args.queries == 7                                   # given: wins over the preset's 50
+    for dest, value in PRESETS["pmt"].items():
+        if dest != "queries":
+            assert getattr(args, dest) == value, dest
+    res = train_run(_args(DIGITS, "--data", small, "--preset", "pmt", "--epochs", "1", "--queries", "2"))
+    assert res["forward_passes"] == 2 * (1 + 2)                # 160 images / batch 100 = 2 steps, 1 + 2 passes each
+    with pytest.raises(InputError, match="unknown preset 'nope'; presets: pmt"):
+        train_run(_args(DIGITS, "--data", small, "--preset", "nope"))

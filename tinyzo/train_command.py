@@ -16,6 +16,8 @@ def add_train_arguments(s) -> None:
     s.add_argument("--method", default="zo-rge-weight",
                    help="zo-<rge|spsa|signspsa>-<weight|node|mixed>, bp, or fp32 (the float twin trained with float "
                    "SGD: the baseline of docs/qas_table.md) (default zo-rge-weight)")
+    s.add_argument("--preset", help="a named recipe of the options below (pmt: Poor Man's Training's configuration); "
+                   "options given here win (tinyzo.training.presets)")
     s.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"], help="bp: optimizer (default sgd)")
     s.add_argument("--momentum", type=float, default=0.0, help="bp sgd: momentum (default 0: no extra memory)")
     s.add_argument("--no-qas", action="store_true", help="bp: no Quantization-Aware Scaling")
@@ -140,6 +142,23 @@ def _check_training_memory(args, trainer) -> dict:
     return rep
 
 
+def _apply_preset(args) -> None:
+    """Fill the options of ``--preset NAME`` into ``args`` where the option still has its default (an
+    option given on the command line, with another value, wins)."""
+    import argparse
+
+    from tinyzo.training.presets import preset_options
+
+    if not getattr(args, "preset", None):
+        return
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    defaults = {a.dest: a.default for a in parser._actions if a.option_strings}
+    for dest, value in preset_options(args.preset).items():
+        if getattr(args, dest) == defaults[dest]:
+            setattr(args, dest, value)
+
+
 def _check_train_args(args) -> None:
     """``tinyzo train``'s checks that need no model or data: output paths and flag combinations,
     before anything is loaded, trained or written."""
@@ -198,6 +217,7 @@ def train_run(args) -> dict:
     from tinyzo.training.loop import fit
     from tinyzo.zo.trainer import ZOConfig, ZOTrainer
 
+    _apply_preset(args)
     _check_train_args(args)
     model = tinyzo.load(args.model)
     method = _parse_method(args.method)
