@@ -254,7 +254,7 @@ def softmax_s16(x, input_multiplier, input_left_shift, exp_lut, one_over_one_plu
     0, 32767)``. See :func:`tinyzo.spec.softmax.softmax_s16`. The output has scale 1/32768, zero point 0.
 
     Args:
-        x: int16[M, D], 1 <= D <= 65537 (the int32 sum of exponentials cannot overflow).
+        x: int16[M, D], 1 <= D <= 65538 (the int32 sum of exponentials cannot overflow).
         input_multiplier, input_left_shift: ``QuantizeMultiplier(s_in * beta / (10 / 65535))``, shift in [-31, 15].
         exp_lut, one_over_one_plus_x_lut: int16[513], TFLM's tables (:mod:`tinyzo.spec.lut`).
         out: int16[M, D], written (TFLM caches the exponentials there; here a separate buffer).

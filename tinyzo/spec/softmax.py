@@ -306,7 +306,7 @@ def softmax_row_s16(row, input_multiplier: int, input_left_shift: int, exp_lut, 
     row = [int(v) for v in row]
     max_in_row = max(row)
     exps = []
-    sum_of_exps = 0  # Q16.15, int32 (no wrap: depth is at most 65537)
+    sum_of_exps = 0  # Q16.15, int32 (no wrap: depth is at most 65538)
     for v in row:
         scaled_diff = multiply_by_quantized_multiplier(v - max_in_row, input_multiplier, input_left_shift, rounding)
         sym_scaled_diff = min(32767, max(-32768, scaled_diff + 32767))  # [-65535, 0] -> [-32768, 32767]
@@ -335,7 +335,7 @@ def softmax_s16(x, input_multiplier: int, input_left_shift: int, exp_lut, one_ov
     (scale 1/32768, zero point 0).
 
     Args:
-        x: int16 values, shape [rows, depth] (list of lists or array), 1 <= depth <= 65537.
+        x: int16 values, shape [rows, depth] (list of lists or array), 1 <= depth <= 65538.
         input_multiplier, input_left_shift: ``QuantizeMultiplier(s_in * beta / (10 / 65535))``
             (:func:`tinyzo.ops.softmax.softmax_s16_params`); shift in [-31, 15].
         exp_lut, one_over_one_plus_x_lut: int16[513] (:func:`tinyzo.spec.lut.softmax_exp_lut`,
