@@ -374,9 +374,10 @@ REFUSED = [
     ("TANH output scale", lambda: _unary("TANH", I16, q16(1e-3), I16, q16(2.0**-14)), "2\\*\\*-15"),
     ("AVERAGE_POOL_2D window", lambda: Model([Tensor("x", (1, 300, 300, 1), I16, q16(0.01)),
                                               Tensor("y", (1, 1, 1, 1), I16, q16(0.01))],
-                                             [Operator("AVERAGE_POOL_2D", (0,), (1,), dict(
-                                                 padding="VALID", stride_h=1, stride_w=1, filter_height=300,
-                                                 filter_width=300))], (0,), (1,)), "at most 65535"),
+                                             [Operator("AVERAGE_POOL_2D", (0,), (1,), {
+                                                 "padding": "VALID", "stride_h": 1, "stride_w": 1,
+                                                 "filter_height": 300, "filter_width": 300})], (0,), (1,)),
+     "at most 65535"),
 ]
 
 
@@ -415,8 +416,9 @@ def _chain_16x8():
     ]
     ops = [Operator("QUANTIZE", (0,), (1,)), Operator("ADD", (1, 2), (3,), {"fused_activation_function": "NONE"}),
            Operator("MUL", (3, 1), (4,), {"fused_activation_function": "NONE"}), Operator("LOGISTIC", (4,), (5,)),
-           Operator("AVERAGE_POOL_2D", (5,), (6,), dict(padding="VALID", stride_h=2, stride_w=2, filter_height=2,
-                                                        filter_width=2, fused_activation_function="NONE")),
+           Operator("AVERAGE_POOL_2D", (5,), (6,), {"padding": "VALID", "stride_h": 2, "stride_w": 2,
+                                                    "filter_height": 2, "filter_width": 2,
+                                                    "fused_activation_function": "NONE"}),
            Operator("SOFTMAX", (6,), (7,), {"beta": 1.0}), Operator("DEQUANTIZE", (7,), (8,))]
     return Model(tensors, ops, (0,), (8,))
 
@@ -431,7 +433,7 @@ def test_16x8_chain_round_trips_and_equals_tflm():
     assert [model.tensors[i].dtype for i in range(1, 8)] == [np.dtype(np.int16)] * 7
     x = np.random.default_rng(0).normal(0, 30, size=(8, 4, 4, 8)).astype(np.float32)
     computed = sorted({t for op in model.operators for t in op.outputs})
-    outs, want = tflm_run(data, [x], tensors=computed)
+    _, want = tflm_run(data, [x], tensors=computed)
     y, acts = model(x, intermediates=True)
     for t in computed:
         got = acts[t].reshape(want[t].shape)

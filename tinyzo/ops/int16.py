@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["INT16", "require_int16", "require_int8_or_int16"]
+__all__ = ["INT16", "require_int8_or_int16", "require_int16"]
 
 INT16 = np.dtype(np.int16)
 
