@@ -454,3 +454,26 @@ def test_int16_arena_equals_tflm(opcode):
         model = CASES_INT16[opcode](np.random.default_rng(seed))
         assert plan_arena(inference_schedule(model)).peak_bytes == tflm_allocations(write_tflite(model))["head"]
 
+
+
+def _pot_add_s16(x1, x2, right_shift):
+    """TFLite's power-of-two int16 ADD (``reference_ops::Add(..., pot_scale = true)``), input 1 shifted right."""
+    shifted = (x1.astype(np.int64) >> right_shift) + (((x1.astype(np.int64) & ((1 << right_shift) - 1))
+                                                       > (((1 << right_shift) - 1) >> 1) + (x1 < 0)).astype(np.int64))
+    return np.clip(shifted + x2.astype(np.int64), -32768, 32767)
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("pot_scale_int16", [True, False])
+def test_int16_add_takes_the_general_path_whatever_pot_scale_int16(pot_scale_int16):
+    """Power-of-two scales where TFLite's pot path and the general path round differently: TFLM takes the general one."""
+    tensors = [Tensor("a", (1, 512), I16, q16(2.0**-15)), Tensor("b", (1, 512), I16, q16(2.0**-14)),
+               Tensor("y", (1, 512), I16, q16(2.0**-14))]
+    model = Model(tensors, [Operator("ADD", (0, 1), (2,), {"fused_activation_function": "NONE",
+                                                            "pot_scale_int16": pot_scale_int16})], (0, 1), (2,))
+    rng = np.random.default_rng(5)
+    x1 = np.arange(-256, 256, dtype=np.int16).reshape(1, 512)
+    x2 = rng.integers(-20000, 20000, (1, 512)).astype(np.int16)
+    ours = model(x1, x2)
+    np.testing.assert_array_equal(ours, tflm_outputs(write_tflite(model), [x1, x2])[0].reshape(1, 512))
+    assert np.count_nonzero(ours != _pot_add_s16(x1, x2, 1)) > 0  # the pot path would differ on the odd negatives
