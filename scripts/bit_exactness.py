@@ -2,6 +2,7 @@
 
     python scripts/bit_exactness.py [--models-per-op 40] [--out docs/bit_exactness.md]
     python scripts/bit_exactness.py --ops MUL,SUB   # only these operators' random one-op rows, printed
+    python scripts/bit_exactness.py --ops ADD,SOFTMAX --dtype int16   # the int16 (16x8) rows
 
 References, in the same run:
   * TFLite Micro (tflite-micro's Python interpreter, double rounding), on
@@ -26,7 +27,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import MODEL_NAMES, model_path  # noqa: E402
 from oracle import tflm_run  # noqa: E402
-from single_op import CASES, compare_with_tflm  # noqa: E402
+from single_op import CASES, CASES_INT16, compare_with_tflm  # noqa: E402
 
 import tinyzo  # noqa: E402
 
@@ -46,6 +47,20 @@ SPEC_TESTS = {
     "TRANSPOSE": "tests/test_layout_ops.py", "STRIDED_SLICE": "tests/test_slice_ops.py",
     "SPLIT": "tests/test_slice_ops.py", "SPLIT_V": "tests/test_slice_ops.py", "GATHER": "tests/test_slice_ops.py",
     "CAST": "tests/test_cast.py", "BATCH_MATMUL": "tests/test_batch_matmul.py",
+}
+#: the int16 (16x8) paths: opcode -> (spec property tests, rounding mode checked)
+INT16_ROWS = {
+    "ADD": ("tests/test_ops16.py", "double (TFLM)"), "SUB": ("tests/test_ops16.py", "double (TFLM)"),
+    "MUL": ("tests/test_ops16.py", "double (TFLM)"), "RELU": ("tests/test_ops16.py", "double (TFLM)"),
+    "RELU6": ("tests/test_ops16.py", "none (no requantization)"),
+    "LEAKY_RELU": ("tests/test_ops16.py", "double (TFLM)"),
+    "LOGISTIC": ("tests/test_ops16.py", "none (table interpolation, TFLM's)"),
+    "TANH": ("tests/test_ops16.py", "none (table interpolation, TFLM's)"),
+    "AVERAGE_POOL_2D": ("tests/test_ops16.py", "none (integer division, TFLM's)"),
+    "MAX_POOL_2D": ("tests/test_ops16.py", "none (no requantization)"),
+    "SOFTMAX": ("tests/test_ops16.py", "double (TFLM); TFLM's float32 tables"),
+    "QUANTIZE": ("tests/test_ops16.py", "double (TFLM)"),
+    "DEQUANTIZE": ("tests/test_ops16.py", "none (no requantization)"),
 }
 #: operators without any requantization (raw int8 values copied or compared)
 NO_REQUANTIZATION = ("RESHAPE", "PAD", "CONCATENATION", "MAX_POOL_2D", "DEQUANTIZE", "MAXIMUM", "MINIMUM", "RELU6",
@@ -71,13 +86,17 @@ def real_model_counts(n_random: int) -> dict:
     return counts
 
 
-def single_op_counts(models_per_op: int, opcodes=None) -> dict:
-    """opcode -> [models, elements compared, elements different] over random one-operator models."""
+def single_op_counts(models_per_op: int, opcodes=None, cases=None) -> dict:
+    """opcode -> [models, elements compared, elements different] over random one-operator models.
+
+    ``cases``: :data:`single_op.CASES` (default) or :data:`single_op.CASES_INT16` (seeded apart).
+    """
     counts = {}
-    for opcode, build in CASES.items():
+    cases = CASES if cases is None else cases
+    for opcode, build in cases.items():
         if opcodes is not None and opcode not in opcodes:
             continue
-        rng = np.random.default_rng(sum(map(ord, opcode)))
+        rng = np.random.default_rng(sum(map(ord, opcode)) + (16 if cases is CASES_INT16 else 0))
         total = diff = 0
         for k in range(models_per_op):
             n, d = compare_with_tflm(build(rng), n=4, seed=k)
@@ -116,23 +135,32 @@ def main(argv=None) -> int:
     ap.add_argument("--random-inputs", type=int, default=8)
     ap.add_argument("--out", default=str(ROOT / "docs" / "bit_exactness.md"))
     ap.add_argument("--ops", help="comma-separated operators: print only their random one-op rows, write nothing")
+    ap.add_argument("--dtype", choices=("int8", "int16"), default="int8",
+                    help="with --ops: the int8 models (default) or the int16 (16x8) ones")
     args = ap.parse_args(argv)
 
     if args.ops:
         opcodes = args.ops.split(",")
-        unknown = [o for o in opcodes if o not in CASES]
+        cases = CASES_INT16 if args.dtype == "int16" else CASES
+        unknown = [o for o in opcodes if o not in cases]
         if unknown:
-            ap.error(f"no random one-op case for {unknown}; known: {', '.join(CASES)}")
-        single = single_op_counts(args.models_per_op, opcodes)
+            ap.error(f"no random {args.dtype} one-op case for {unknown}; known: {', '.join(cases)}")
+        single = single_op_counts(args.models_per_op, opcodes, cases)
         for opcode in opcodes:
             s = single[opcode]
-            print(f"| {opcode} | random one-op models: {s[0]} / {s[1]:,} / {s[2]} | {SPEC_TESTS[opcode]} |")
+            if args.dtype == "int16":
+                spec, rounding = INT16_ROWS[opcode]
+                print(f"| {opcode} (int16) | (not in the real models) | {s[0]} / {s[1]:,} / {s[2]} | {spec} | {rounding} |")
+            else:
+                print(f"| {opcode} | random one-op models: {s[0]} / {s[1]:,} / {s[2]} | {SPEC_TESTS[opcode]} |")
         return 1 if any(c[2] for c in single.values()) else 0
 
     real = real_model_counts(args.random_inputs)
     single = single_op_counts(args.models_per_op)
+    single16 = single_op_counts(args.models_per_op, cases=CASES_INT16)
     lt_total, lt_diff = litert_single_rounding()
-    bad = sum(c[2] for c in real.values()) + sum(c[2] for c in single.values()) + lt_diff
+    bad = (sum(c[2] for c in real.values()) + sum(c[2] for c in single.values()) + lt_diff
+           + sum(c[2] for c in single16.values()))
 
     import tflite_micro
 
@@ -165,6 +193,9 @@ def main(argv=None) -> int:
         elif opcode == "CAST":
             rounding = "C conversions (wrap; float32 nearest-even; truncation)"
         lines.append(f"| {opcode} | {real_cell} | {s[0]} / {s[1]:,} / {s[2]} | {SPEC_TESTS[opcode]} | {rounding} |")
+    for opcode in CASES_INT16:  # the int16 (16x8) paths: int16 activations, zero point 0
+        s, (spec, rounding) = single16[opcode], INT16_ROWS[opcode]
+        lines.append(f"| {opcode} (int16) | (not in the real models) | {s[0]} / {s[1]:,} / {s[2]} | {spec} | {rounding} |")
     lines += [
         "",
         "Real models: person_detect, micro_speech_quantized, hello_world_int8, simple_add_model "

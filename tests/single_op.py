@@ -1,7 +1,9 @@
-"""Random one-operator int8 models, for comparing tinyzo with TFLite Micro operator by operator.
+"""Random one-operator int8 (and int16) models, for comparing tinyzo with TFLite Micro operator by operator.
 
 ``CASES[opcode](rng)`` builds a random, valid :class:`tinyzo.graph.Model` with one operator
 (random shapes, strides, paddings, dilations, activations, scales and zero points);
+``CASES_INT16[opcode](rng)`` the same with int16 activations (16x8 quantization: zero point 0),
+the generators called with ``dtype=np.int16``;
 :func:`compare_with_tflm` writes it to ``.tflite``, runs it in TFLM and in tinyzo on random inputs
 and returns the number of elements compared and how many differ. Used by tests/test_ops_tflm.py
 and scripts/bit_exactness.py.
@@ -24,6 +26,22 @@ def _q(rng, scale_lo=0.005, scale_hi=0.2):
 
 def _i8(rng, shape, lo=-128):
     return rng.integers(lo, 128, size=shape, dtype=np.int8)
+
+
+INT16 = np.dtype(np.int16)
+
+
+def _is16(dtype) -> bool:
+    return np.dtype(dtype) == INT16
+
+
+def _q16(rng, scale_lo=1e-5, scale_hi=1e-2):
+    """int16 (16x8) quantization: a log-uniform scale in [scale_lo, scale_hi], zero point 0."""
+    return QuantParams([np.float32(_log_uniform(rng, scale_lo, scale_hi))], [0])
+
+
+def _i16(rng, shape):
+    return rng.integers(-32768, 32768, size=shape, dtype=np.int16)
 
 
 def _conv_like(rng, depthwise: bool, rounding: str):
@@ -86,7 +104,9 @@ def fully_connected(rng, rounding="double"):
     return Model(tensors, [op], (0,), (3,), rounding=rounding)
 
 
-def add(rng, rounding="double"):
+def add(rng, rounding="double", dtype=np.int8):
+    if _is16(dtype):
+        return _add_sub16(rng, "ADD", rounding)
     shape = (1, int(rng.integers(1, 6)), int(rng.integers(1, 6)), int(rng.integers(1, 9)))
     other = tuple(d if rng.integers(0, 3) else 1 for d in shape)
     other = (1,) + other[1:]
@@ -100,8 +120,8 @@ def _log_uniform(rng, lo, hi):
     return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
 
 
-def _binary(rng, opcode, q1, q2, qo, options, rounding):
-    """A one-operator model ``y = opcode(a, b)`` on random broadcasting shapes (rank 2..5).
+def _binary(rng, opcode, q1, q2, qo, options, rounding, dtype=np.int8):
+    """A one-operator model ``y = opcode(a, b)`` on random broadcasting shapes (rank 2..5), int8 or int16.
 
     Each input keeps every dimension of the output or has some set to 1 (either side may
     broadcast); with probability 1/3 input 2 is a constant, with leading dimensions dropped at random.
@@ -114,21 +134,38 @@ def _binary(rng, opcode, q1, q2, qo, options, rounding):
     data = None
     if const:
         b = b[int(rng.integers(0, rank)):] or (1,)
-        data = _i8(rng, b)
+        data = _i16(rng, b) if _is16(dtype) else _i8(rng, b)
     out = tuple(np.broadcast_shapes(a, b))
-    tensors = [Tensor("a", a, np.int8, q1), Tensor("b", b, np.int8, q2, data), Tensor("y", out, np.int8, qo)]
+    dt = np.dtype(dtype)
+    tensors = [Tensor("a", a, dt, q1), Tensor("b", b, dt, q2, data), Tensor("y", out, dt, qo)]
     inputs = (0,) if const else (0, 1)
     return Model(tensors, [Operator(opcode, (0, 1), (2,), options)], inputs, (2,), rounding=rounding)
 
 
-def mul(rng, rounding="double"):
+def _add_sub16(rng, opcode, rounding):
+    """int16 ADD/SUB: input scales 1e-5..0.1; output multiplier 2 s_max / (2**15 s_out) from 2**-4 down to
+    2**-17 (s_out >= 1e-8 keeps a fused RELU6's bound in int32)."""
+    q1, q2 = _q16(rng, 1e-5, 0.1), _q16(rng, 1e-5, 0.1)
+    s_max = max(float(q1.scale[0]), float(q2.scale[0]))
+    qo = QuantParams([np.float32(max(s_max * _log_uniform(rng, 2.0**-13, 8.0), 1e-8))], [0])
+    return _binary(rng, opcode, q1, q2, qo, {"fused_activation_function": str(rng.choice(ACTS))}, rounding, INT16)
+
+
+def mul(rng, rounding="double", dtype=np.int8):
+    if _is16(dtype):  # product multiplier s1 s2 / s_out from 1e-6 (shift -19) to 300 (+9)
+        q1, q2 = _q16(rng, 1e-5, 0.1), _q16(rng, 1e-5, 0.1)
+        s_out = max(float(q1.scale[0]) * float(q2.scale[0]) / _log_uniform(rng, 1e-6, 300.0), 1e-8)
+        qo = QuantParams([np.float32(s_out)], [0])
+        return _binary(rng, "MUL", q1, q2, qo, {"fused_activation_function": str(rng.choice(ACTS))}, rounding, INT16)
     q1, q2 = _q(rng, 1e-3, 1.0), _q(rng, 1e-3, 1.0)
     real = _log_uniform(rng, 1e-5, 300.0)  # s1 * s2 / s_out: tiny multipliers up to shifts of +9
     qo = QuantParams([np.float32(q1.scale[0] * q2.scale[0] / real)], [int(rng.integers(-128, 128))])
     return _binary(rng, "MUL", q1, q2, qo, {"fused_activation_function": str(rng.choice(ACTS))}, rounding)
 
 
-def sub(rng, rounding="double"):
+def sub(rng, rounding="double", dtype=np.int8):
+    if _is16(dtype):
+        return _add_sub16(rng, "SUB", rounding)
     q1, q2 = _q(rng, 1e-4, 1.0), _q(rng, 1e-4, 1.0)  # input multipliers down to 1e-4 / 2
     s_max = max(float(q1.scale[0]), float(q2.scale[0]))
     # output multiplier 2 s_max / (2**20 s_out) up to 2**-1; s_out >= 1e-8 keeps a fused RELU6's 6 / s_out in
@@ -154,11 +191,11 @@ def prelu(rng, rounding="double"):
     return _binary(rng, "PRELU", q_in, q_alpha, qo, {}, rounding)
 
 
-def _unary(rng, opcode, q_in, q_out, options, rounding):
-    """A one-operator model ``y = opcode(x)`` on a random shape of rank 2..4."""
+def _unary(rng, opcode, q_in, q_out, options, rounding, dtype=np.int8):
+    """A one-operator model ``y = opcode(x)`` on a random shape of rank 2..4 (int8 or int16 in and out)."""
     rank = int(rng.integers(2, 5))
     shape = (1,) + tuple(int(v) for v in rng.integers(1, 9, size=rank - 1))
-    tensors = [Tensor("x", shape, np.int8, q_in), Tensor("y", shape, np.int8, q_out)]
+    tensors = [Tensor("x", shape, np.dtype(dtype), q_in), Tensor("y", shape, np.dtype(dtype), q_out)]
     return Model(tensors, [Operator(opcode, (0,), (1,), options)], (0,), (1,), rounding=rounding)
 
 
@@ -167,17 +204,32 @@ def _scaled(rng, q, lo, hi):
     return QuantParams([np.float32(q.scale[0] * _log_uniform(rng, lo, hi))], [int(rng.integers(-128, 128))])
 
 
-def relu(rng, rounding="double"):
+def _scaled16(rng, q, lo, hi):
+    """int16 quantization with scale ``q.scale * U(lo, hi)`` (log-uniform), zero point 0."""
+    return QuantParams([np.float32(q.scale[0] * _log_uniform(rng, lo, hi))], [0])
+
+
+def relu(rng, rounding="double", dtype=np.int8):
+    if _is16(dtype):
+        q_in = _q16(rng, 1e-5, 0.1)
+        return _unary(rng, "RELU", q_in, _scaled16(rng, q_in, 0.01, 100.0), {}, rounding, INT16)
     q_in = _q(rng, 1e-3, 1.0)
     return _unary(rng, "RELU", q_in, _scaled(rng, q_in, 0.01, 100.0), {}, rounding)
 
 
-def relu6(rng, rounding="double"):
+def relu6(rng, rounding="double", dtype=np.int8):
+    if _is16(dtype):  # 6 / scale from 600 to 6e5: the upper bound inside int16 or clamped at 32767
+        q = _q16(rng, 1e-5, 1e-2)
+        return _unary(rng, "RELU6", q, q, {}, rounding, INT16)
     q = _q(rng, 1e-3, 1.0)  # 6 / scale from 6 to 6000: the upper bound inside int8 or clamped at 127
     return _unary(rng, "RELU6", q, q, {}, rounding)
 
 
-def leaky_relu(rng, rounding="double"):
+def leaky_relu(rng, rounding="double", dtype=np.int8):
+    if _is16(dtype):
+        q_in = _q16(rng, 1e-5, 0.1)
+        alpha = float(rng.choice([0.01, 0.1, 0.2, 0.3, 1.5, -0.5, 0.0, float(rng.uniform(-2, 2))]))
+        return _unary(rng, "LEAKY_RELU", q_in, _scaled16(rng, q_in, 0.05, 20.0), {"alpha": alpha}, rounding, INT16)
     q_in = _q(rng, 1e-3, 1.0)
     alpha = float(rng.choice([0.01, 0.1, 0.2, 0.3, 1.5, -0.5, 0.0, float(rng.uniform(-2, 2))]))
     return _unary(rng, "LEAKY_RELU", q_in, _scaled(rng, q_in, 0.05, 20.0), {"alpha": alpha}, rounding)
@@ -188,15 +240,27 @@ def hard_swish(rng, rounding="double"):
     return _unary(rng, "HARD_SWISH", q_in, _scaled(rng, q_in, 0.02, 50.0), {}, rounding)
 
 
-def logistic(rng, rounding="double"):
+def _logistic_tanh16_input(rng):
+    """int16 LOGISTIC/TANH input quantization: a power-of-two scale 2**-13..2**-9 (TFLM's power-of-two
+    paths at 2**-12 and, for TANH, 2**-11) half of the time, else log-uniform in [1e-5, 2.5]; zero point 0."""
+    if rng.integers(0, 2):
+        return QuantParams([np.float32(2.0 ** -int(rng.integers(9, 14)))], [0])
+    return _q16(rng, 1e-5, 2.5)
+
+
+def logistic(rng, rounding="double", dtype=np.int8):
+    if _is16(dtype):
+        return _unary(rng, "LOGISTIC", _logistic_tanh16_input(rng), QuantParams([2.0**-15], [0]), {}, rounding, INT16)
     return _unary(rng, "LOGISTIC", _q(rng, 1e-3, 2.0), QuantParams([1 / 256], [-128]), {}, rounding)
 
 
-def tanh(rng, rounding="double"):
+def tanh(rng, rounding="double", dtype=np.int8):
+    if _is16(dtype):
+        return _unary(rng, "TANH", _logistic_tanh16_input(rng), QuantParams([2.0**-15], [0]), {}, rounding, INT16)
     return _unary(rng, "TANH", _q(rng, 1e-3, 2.0), QuantParams([1 / 128], [0]), {}, rounding)
 
 
-def _pool(rng, opcode, rounding):
+def _pool(rng, opcode, rounding, dtype=np.int8):
     h, w, c = int(rng.integers(1, 10)), int(rng.integers(1, 10)), int(rng.integers(1, 6))
     fh, fw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
     sh, sw = int(rng.integers(1, 3)), int(rng.integers(1, 3))
@@ -204,19 +268,20 @@ def _pool(rng, opcode, rounding):
     if padding == "VALID" and (fh > h or fw > w):
         padding = "SAME"
     oh, ow = compute_out_size(padding, h, fh, sh, 1), compute_out_size(padding, w, fw, sw, 1)
-    q = _q(rng)
-    tensors = [Tensor("x", (1, h, w, c), np.int8, q), Tensor("y", (1, oh, ow, c), np.int8, q)]
+    q = _q16(rng, 1e-5, 1e-2) if _is16(dtype) else _q(rng)
+    dt = np.dtype(dtype)
+    tensors = [Tensor("x", (1, h, w, c), dt, q), Tensor("y", (1, oh, ow, c), dt, q)]
     op = Operator(opcode, (0,), (1,), dict(padding=padding, stride_h=sh, stride_w=sw, filter_height=fh,
                                            filter_width=fw, fused_activation_function=str(rng.choice(ACTS[:3]))))
     return Model(tensors, [op], (0,), (1,), rounding=rounding)
 
 
-def average_pool2d(rng, rounding="double"):
-    return _pool(rng, "AVERAGE_POOL_2D", rounding)
+def average_pool2d(rng, rounding="double", dtype=np.int8):
+    return _pool(rng, "AVERAGE_POOL_2D", rounding, dtype)
 
 
-def max_pool2d(rng, rounding="double"):
-    return _pool(rng, "MAX_POOL_2D", rounding)
+def max_pool2d(rng, rounding="double", dtype=np.int8):
+    return _pool(rng, "MAX_POOL_2D", rounding, dtype)
 
 
 def mean(rng, rounding="double"):
@@ -230,7 +295,14 @@ def mean(rng, rounding="double"):
     return Model(tensors, [Operator("MEAN", (0, 1), (2,), {"keep_dims": keep})], (0,), (2,), rounding=rounding)
 
 
-def softmax(rng, rounding="double"):
+def softmax(rng, rounding="double", dtype=np.int8):
+    if _is16(dtype):  # beta * s_in from 5e-7 to 0.2 (TFLM's table spans exp(-10)..1 over 65535 steps)
+        depth = int(rng.choice([1, 2, 3, 10, 100, 400, 1000]))
+        shape = (1, depth) if rng.integers(0, 2) else (1, int(rng.integers(1, 4)), depth)
+        tensors = [Tensor("x", shape, INT16, _q16(rng, 1e-6, 0.1)),
+                   Tensor("y", shape, INT16, QuantParams([1 / 32768], [0]))]
+        beta = float(rng.choice([1.0, 0.5, 2.0]))
+        return Model(tensors, [Operator("SOFTMAX", (0,), (1,), {"beta": beta})], (0,), (1,), rounding=rounding)
     depth = int(rng.choice([2, 3, 10, 100, 400]))
     tensors = [Tensor("x", (1, depth), np.int8, _q(rng, 0.01, 0.5)),
                Tensor("y", (1, depth), np.int8, QuantParams([1 / 256], [-128]))]
@@ -274,13 +346,39 @@ def concatenation(rng, rounding="double"):
     return Model(tensors, [op], tuple(range(n)), (n,), rounding=rounding)
 
 
-def quantize(rng, rounding="double"):
+def _quantize16(rng, rounding):
+    """One of TFLM's int16 QUANTIZE pairs: float32 -> int16, int8 -> int16, int16 -> int8, int16 -> int16."""
+    shape = (1, int(rng.integers(1, 40)))
+    pair = int(rng.integers(0, 4))
+    if pair == 0:  # model inputs ~ N(0, 100): scales 1e-3..0.1 keep most values inside int16, some saturate
+        src = Tensor("x", shape, np.float32)
+        dst = Tensor("y", shape, INT16, _q16(rng, 1e-3, 0.1))
+    elif pair == 1:  # int8 -> int16: s_in / s_out from 1 to 2**14
+        q_in = _q(rng)
+        src, dst = Tensor("x", shape, np.int8, q_in), Tensor("y", shape, INT16, _scaled16(rng, q_in, 2.0**-14, 1.0))
+    elif pair == 2:  # int16 -> int8: s_in / s_out from 2**-16 to 1
+        q_in = _q16(rng, 1e-5, 1e-2)
+        q_out = QuantParams([np.float32(q_in.scale[0] * _log_uniform(rng, 1.0, 2.0**16))], [int(rng.integers(-128, 128))])
+        src, dst = Tensor("x", shape, INT16, q_in), Tensor("y", shape, np.int8, q_out)
+    else:
+        q_in = _q16(rng, 1e-5, 1e-2)
+        src, dst = Tensor("x", shape, INT16, q_in), Tensor("y", shape, INT16, _scaled16(rng, q_in, 0.1, 10.0))
+    return Model([src, dst], [Operator("QUANTIZE", (0,), (1,))], (0,), (1,), rounding=rounding)
+
+
+def quantize(rng, rounding="double", dtype=np.int8):
+    if _is16(dtype):
+        return _quantize16(rng, rounding)
     shape = (1, int(rng.integers(1, 20)))
     tensors = [Tensor("x", shape, np.int8, _q(rng)), Tensor("y", shape, np.int8, _q(rng))]
     return Model(tensors, [Operator("QUANTIZE", (0,), (1,))], (0,), (1,), rounding=rounding)
 
 
-def dequantize(rng, rounding="double"):
+def dequantize(rng, rounding="double", dtype=np.int8):
+    if _is16(dtype):
+        shape = (1, int(rng.integers(1, 40)))
+        tensors = [Tensor("x", shape, INT16, _q16(rng, 1e-6, 1.0)), Tensor("y", shape, np.float32)]
+        return Model(tensors, [Operator("DEQUANTIZE", (0,), (1,))], (0,), (1,), rounding=rounding)
     shape = (1, int(rng.integers(1, 20)))
     tensors = [Tensor("x", shape, np.int8, _q(rng)), Tensor("y", shape, np.float32)]
     return Model(tensors, [Operator("DEQUANTIZE", (0,), (1,))], (0,), (1,), rounding=rounding)
@@ -508,6 +606,34 @@ CASES = {
     "GATHER": gather,
     "CAST": cast,
     "BATCH_MATMUL": batch_matmul,
+}
+
+
+def _int16_case(build):
+    """``build`` with ``dtype=np.int16``, as a one-argument builder like the entries of :data:`CASES`."""
+
+    def make(rng, rounding="double"):
+        return build(rng, rounding, dtype=INT16)
+
+    make.__name__ = f"{build.__name__}_int16"
+    return make
+
+
+#: The int16 (16x8) paths of TFLM that tinyzo implements: opcode -> random int16 one-operator model.
+CASES_INT16 = {
+    "ADD": _int16_case(add),
+    "SUB": _int16_case(sub),
+    "MUL": _int16_case(mul),
+    "RELU": _int16_case(relu),
+    "RELU6": _int16_case(relu6),
+    "LEAKY_RELU": _int16_case(leaky_relu),
+    "LOGISTIC": _int16_case(logistic),
+    "TANH": _int16_case(tanh),
+    "AVERAGE_POOL_2D": _int16_case(average_pool2d),
+    "MAX_POOL_2D": _int16_case(max_pool2d),
+    "SOFTMAX": _int16_case(softmax),
+    "QUANTIZE": _int16_case(quantize),
+    "DEQUANTIZE": _int16_case(dequantize),
 }
 
 

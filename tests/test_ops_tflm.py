@@ -8,7 +8,7 @@ written to .tflite and run in TFLM's interpreter; every output element must be e
 import numpy as np
 import pytest
 
-from single_op import CASES, compare_with_tflm
+from single_op import CASES, CASES_INT16, compare_with_tflm
 from tinyzo.ops.conv_paths import PATHS
 
 pytest.importorskip("tflite_micro")
@@ -30,6 +30,25 @@ def test_random_single_op_models_equal_tflm(opcode):
         model = CASES[opcode](rng)
         n, d = compare_with_tflm(model, n=4, seed=k)
         assert d == 0, f"{opcode} case {k}: {d} of {n} elements differ from TFLM ({model.operators[0].options})"
+        total += n
+    assert total > 0
+
+
+#: random int16 (16x8) one-op models per operator, 4 random inputs each (about 1 s per operator here)
+N_MODELS_INT16 = 300
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("opcode", sorted(CASES_INT16))
+def test_random_int16_single_op_models_equal_tflm(opcode):
+    """The int16 paths (tests/single_op.py, dtype=np.int16): 1200 random (model, input) cases per operator."""
+    rng = np.random.default_rng(sum(map(ord, opcode)) + 16)
+    total = 0
+    for k in range(N_MODELS_INT16):
+        model = CASES_INT16[opcode](rng)
+        assert any(t.dtype == np.int16 for t in model.tensors), f"int16 {opcode} case {k} has no int16 tensor"
+        n, d = compare_with_tflm(model, n=4, seed=k)
+        assert d == 0, f"int16 {opcode} case {k}: {d} of {n} elements differ from TFLM ({model.operators[0].options})"
         total += n
     assert total > 0
 

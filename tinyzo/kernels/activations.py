@@ -1,7 +1,8 @@
-"""Jitted int8 activation kernels: RELU, RELU6, LEAKY_RELU, HARD_SWISH, LOGISTIC, TANH.
+"""Jitted int8 activation kernels: RELU, RELU6, LEAKY_RELU, HARD_SWISH, LOGISTIC, TANH; int16 (``_s16``)
+kernels of RELU, RELU6, LEAKY_RELU, LOGISTIC, TANH.
 
-Each kernel maps a flat C-contiguous int8 array to a caller-provided int8 array of the same
-size, element by element, bit-exact with the TFLite Micro kernel named in its docstring and
+Each kernel maps a flat C-contiguous int8 (int16) array to a caller-provided array of the same
+dtype and size, element by element, bit-exact with the TFLite Micro kernel named in its docstring and
 equal to :mod:`tinyzo.spec.activations` (property-tested). Scalars are carried as int64
 holding int32 (or int16) values; every wrap-around C performs is explicit, so jitted and
 ``NUMBA_DISABLE_JIT=1`` runs agree. ``rounding``: 0 = double rounding (TFLM), 1 = single.
@@ -265,3 +266,114 @@ def tanh_s8(x, input_zero_point, input_range_radius, input_multiplier, input_lef
         else:
             q4 = multiply_by_quantized_multiplier(v, input_multiplier, input_left_shift, rounding)
             out[i] = _clamp8(rounding_divide_by_pot(tanh_fixedpoint(q4, INPUT_INTEGER_BITS), 24))
+
+
+# ----------------------------------------------------------------------------- int16 (16x8) kernels
+@njit(cache=True, inline="always")
+def _clamp16(v):
+    if v < INT16_MIN:
+        return np.int64(INT16_MIN)
+    if v > INT16_MAX:
+        return np.int64(INT16_MAX)
+    return np.int64(v)
+
+
+@njit(cache=True, nogil=True)
+def relu_s16(x, input_zero_point, output_multiplier, output_shift, output_zero_point, act_min, act_max, rounding,
+             out):
+    """Int16 RELU (TFLM ``ReluQuantized<int16_t>``): :func:`relu_s8`'s loop on int16[n] arrays.
+
+    Zero points 0 (16x8), ``[act_min, act_max] = [0, 32767]``; ``(output_multiplier, output_shift) =
+    QuantizeMultiplier(s_in / s_out)``.
+    """
+    relu_s8(x, input_zero_point, output_multiplier, output_shift, output_zero_point, act_min, act_max, rounding, out)
+
+
+@njit(cache=True, nogil=True)
+def relu6_s16(x, lower, upper, out):
+    """Int16 RELU6 (TFLM ``Relu6Quantized<int16_t>``): :func:`relu6_s8`'s clamp on int16[n] arrays.
+
+    ``lower`` = 0 (the zero point), ``upper`` = ``clamp16(round(6.0f / s_in))``.
+    """
+    relu6_s8(x, lower, upper, out)
+
+
+@njit(cache=True, nogil=True)
+def leaky_relu_s16(x, input_zero_point, output_zero_point, multiplier_identity, shift_identity, multiplier_alpha,
+                   shift_alpha, rounding, out):
+    """Int16 LEAKY_RELU (TFLM ``reference_ops::QuantizeLeakyRelu<int16_t>``): :func:`leaky_relu_s8`'s formula
+    on int16[n] arrays, clamped to [-32768, 32767]."""
+    m_alpha = np.int64(multiplier_alpha)
+    negative = m_alpha < 0
+    safe_alpha = wrap_int32(-m_alpha) if negative else m_alpha
+    for i in range(x.shape[0]):
+        v = np.int64(x[i]) - np.int64(input_zero_point)
+        if v >= 0:
+            r = multiply_by_quantized_multiplier(v, multiplier_identity, shift_identity, rounding)
+        else:
+            r = multiply_by_quantized_multiplier(v, safe_alpha, shift_alpha, rounding)
+            if negative:
+                r = wrap_int32(-r)
+        out[i] = _clamp16(np.int64(output_zero_point) + r)
+
+
+@njit(cache=True, inline="always")
+def _scaled_input_s16(x, input_multiplier, input_left_shift, rnd):
+    """``(x * input_multiplier + rnd) >> input_left_shift`` in int32 (the int16 LOGISTIC/TANH input rescaling)."""
+    return wrap_int32(np.int64(x) * np.int64(input_multiplier) + rnd) >> np.int64(input_left_shift)
+
+
+@njit(cache=True, nogil=True)
+def logistic_s16(x, input_multiplier, input_left_shift, sigmoid_table, out):
+    """Int16 LOGISTIC (TFLM ``reference_integer_ops::Logistic``, int16): the interpolated sigmoid table.
+
+    See :func:`tinyzo.spec.activations.logistic_s16`. Output scale 2**-15, zero point 0.
+
+    Args:
+        x: int16[n]; input_multiplier in [1, 32767], input_left_shift in [0, 31] (TFLM's power-of-two case
+            as ``(3 << shift, 0)``); sigmoid_table: uint16[256] (:data:`tinyzo.spec.lut.SIGMOID_TABLE_UINT16`);
+        out: int16[n], written.
+    """
+    shift = np.int64(input_left_shift)
+    rnd = (np.int64(1) << (shift - np.int64(1))) if shift > 0 else np.int64(0)
+    for i in range(x.shape[0]):
+        v = _scaled_input_s16(x[i], input_multiplier, shift, rnd)
+        a = abs(v)
+        uh = a >> np.int64(9)
+        if uh >= 255:
+            result = np.int64(0x7FFF << 10)
+        else:
+            ua = np.int64(sigmoid_table[uh])
+            ub = np.int64(sigmoid_table[uh + 1])
+            result = (ua << np.int64(9)) + (a & np.int64(0x1FF)) * (ub - ua)
+        if v >= 0:
+            result = result + np.int64(1 << 9)
+        else:
+            result = np.int64((1 << 25) + (1 << 9) - 1) - result
+        out[i] = _wrap_int16(result >> np.int64(10))
+
+
+@njit(cache=True, nogil=True)
+def tanh_s16(x, input_multiplier, input_left_shift, sigmoid_table, out):
+    """Int16 TANH (TFLM ``reference_integer_ops::Tanh``, int16): ``2 * sigmoid(2x) - 1`` on the sigmoid table.
+
+    See :func:`tinyzo.spec.activations.tanh_s16`. Output scale 2**-15, zero point 0. Arguments as
+    :func:`logistic_s16`.
+    """
+    shift = np.int64(input_left_shift)
+    rnd = (np.int64(1) << (shift - np.int64(1))) if shift > 0 else np.int64(0)
+    for i in range(x.shape[0]):
+        v = _scaled_input_s16(x[i], input_multiplier, shift, rnd)
+        a = abs(v)
+        uh = a >> np.int64(8)
+        if uh >= 255:
+            result = np.int64(0xFFFF << 8)
+        else:
+            ua = np.int64(sigmoid_table[uh])
+            ub = np.int64(sigmoid_table[uh + 1])
+            result = (ua << np.int64(8)) + (a & np.int64(0xFF)) * (ub - ua)
+        if v >= 0:
+            result = result - np.int64((1 << 23) - (1 << 7))
+        else:
+            result = np.int64((1 << 23) + (1 << 7) - 1) - result
+        out[i] = _wrap_int16(result >> np.int64(8))

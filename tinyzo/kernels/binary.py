@@ -1,4 +1,5 @@
-"""Jitted int8 binary element-wise kernels with broadcasting: ADD, SUB, MUL, MAXIMUM, MINIMUM, PRELU.
+"""Jitted int8 binary element-wise kernels with broadcasting: ADD, SUB, MUL, MAXIMUM, MINIMUM, PRELU;
+int16 (16x8) ADD, SUB, MUL (``<op>_s16``).
 
 Each operator is one inlined element function ``<op>_func(x, y, p)`` (TFLM's
 per-element lambda) and one kernel ``<op>_s8`` that runs it over a 6-D output
@@ -214,3 +215,44 @@ def prelu_s8(x1, strides1, x2, strides2, p, out):
         o1, o2 = _row_offsets(r, out.shape, strides1, strides2)
         for f in range(rows.shape[1]):
             rows[r, f] = prelu_func(x1[o1 + f * st1], x2[o2 + f * st2], p)
+
+
+# int16 (16x8) kernels: TFLM runs the same element functions on int16 (``BroadcastAdd6DSlow<int16_t>``,
+# ``AddElementwise<int16_t>`` via ``AddGeneralParamScale``, ``BroadcastQuantSubSlow<int16_t>``,
+# ``SubElementwise<int16_t>``, ``BroadcastMul6DSlow<int16_t>``, ``MulElementwise<int16_t>``) with
+# ``left_shift`` 15 for ADD/SUB, zero points 0 and the int16 clamp in ``p``. Same arguments as above,
+# with int16 arrays.
+
+
+@njit(cache=True, nogil=True)
+def add_s16(x1, strides1, x2, strides2, p, out):
+    """Int16 ADD with broadcasting (TFLM's general int16 path, never the power-of-two one): :func:`add_s8`'s
+    formula with ``left_shift`` 15; ``(x + 0) * 2**15`` fits int32 for every int16 ``x``."""
+    rows = out.reshape(-1, out.shape[5])
+    st1, st2 = strides1[5], strides2[5]
+    for r in range(rows.shape[0]):
+        o1, o2 = _row_offsets(r, out.shape, strides1, strides2)
+        for f in range(rows.shape[1]):
+            rows[r, f] = add_func(x1[o1 + f * st1], x2[o2 + f * st2], p)
+
+
+@njit(cache=True, nogil=True)
+def sub_s16(x1, strides1, x2, strides2, p, out):
+    """Int16 SUB with broadcasting: :func:`sub_s8`'s formula with ``left_shift`` 15."""
+    rows = out.reshape(-1, out.shape[5])
+    st1, st2 = strides1[5], strides2[5]
+    for r in range(rows.shape[0]):
+        o1, o2 = _row_offsets(r, out.shape, strides1, strides2)
+        for f in range(rows.shape[1]):
+            rows[r, f] = sub_func(x1[o1 + f * st1], x2[o2 + f * st2], p)
+
+
+@njit(cache=True, nogil=True)
+def mul_s16(x1, strides1, x2, strides2, p, out):
+    """Int16 MUL with broadcasting: :func:`mul_s8`'s formula; the product of two int16 values fits int32 (<= 2**30)."""
+    rows = out.reshape(-1, out.shape[5])
+    st1, st2 = strides1[5], strides2[5]
+    for r in range(rows.shape[0]):
+        o1, o2 = _row_offsets(r, out.shape, strides1, strides2)
+        for f in range(rows.shape[1]):
+            rows[r, f] = mul_func(x1[o1 + f * st1], x2[o2 + f * st2], p)

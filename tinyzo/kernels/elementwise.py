@@ -1,4 +1,5 @@
-"""Jitted element-wise int8 kernels: QUANTIZE (float32/int8 -> int8), DEQUANTIZE.
+"""Jitted element-wise kernels: QUANTIZE (float32/int8/int16 -> int8, float32/int8/int16 -> int16), DEQUANTIZE
+(int8/int16 -> float32).
 
 Bit-exact with TFLite Micro's reference kernels (``reference_ops::AffineQuantize``,
 ``reference_ops::Requantize``, ``reference_ops::Dequantize``) and equal to the
@@ -62,13 +63,13 @@ def quantize_f32(x, scale, zero_point, out):
 
 @njit(cache=True, nogil=True)
 def quantize_s8(x, multiplier, shift, input_zero_point, output_zero_point, rounding, out):
-    """Int8 -> int8 QUANTIZE (TFLM ``reference_ops::Requantize``).
+    """Int8 (or int16) -> int8 QUANTIZE (TFLM ``reference_ops::Requantize``).
 
     ``out[i] = clamp(MBQM(x[i] - input_zp, multiplier, shift) + output_zp, -128, 127)``.
 
     Args:
-        x: int8[n]; multiplier: int32 Q31 significand, shift in [-31, 31] (from
-            ``QuantizeMultiplier(s_in / s_out)``); zero points in [-128, 127];
+        x: int8[n] (int16[n], zero point 0, for TFLM's int16 -> int8 requantization); multiplier: int32 Q31
+            significand, shift in [-31, 31] (from ``QuantizeMultiplier(s_in / s_out)``); zero points in [-128, 127];
         rounding: 0 double (TFLM), 1 single. out: int8[n], written.
     """
     for i in range(x.shape[0]):
@@ -93,6 +94,63 @@ def dequantize_s8(x, scale, zero_point, out):
     s = np.float32(scale)
     for i in range(x.shape[0]):
         out[i] = np.float32(s * np.float32(np.int64(x[i]) - np.int64(zero_point)))
+
+
+@njit(cache=True, nogil=True)
+def quantize_f32_s16(x, scale, zero_point, out):
+    """Float32 -> int16 QUANTIZE (TFLM ``reference_ops::AffineQuantize<float, int16_t>``).
+
+    :func:`quantize_f32`'s formula clamped to [-32768, 32767]: ``clamp(int32(roundf(x / scale)) + zero_point)``
+    (float32 division, ties away from zero, x86's INT32_MIN for values outside int32 or NaN).
+
+    Args: x: float32[n]; scale: float32 > 0; zero_point: 0 (16x8); out: int16[n], written.
+    """
+    s = np.float32(scale)
+    for i in range(x.shape[0]):
+        r = _round_half_away_f32(np.float32(np.float32(x[i]) / s))
+        if r >= np.float32(-2147483648.0) and r < np.float32(2147483648.0):
+            q = np.int64(r)
+        else:
+            q = np.int64(INT32_MIN)
+        q = wrap_int32(q + np.int64(zero_point))
+        if q < -32768:
+            q = np.int64(-32768)
+        if q > 32767:
+            q = np.int64(32767)
+        out[i] = q
+
+
+@njit(cache=True, nogil=True)
+def quantize_s16(x, multiplier, shift, input_zero_point, output_zero_point, rounding, out):
+    """Int8 or int16 -> int16 QUANTIZE (TFLM ``reference_ops::Requantize<int8_t|int16_t, int16_t>``).
+
+    ``out[i] = clamp(MBQM(x[i] - input_zp, multiplier, shift) + output_zp, -32768, 32767)``.
+    (int16 -> int8 is :func:`quantize_s8` on an int16 ``x``.)
+
+    Args:
+        x: int8[n] or int16[n]; multiplier, shift: ``QuantizeMultiplier(s_in / s_out)`` (shift in [-31, 31]);
+        input_zero_point: the input's (int8: [-128, 127]; int16: 0); output_zero_point: 0;
+        rounding: 0 double (TFLM), 1 single. out: int16[n], written.
+    """
+    for i in range(x.shape[0]):
+        v = multiply_by_quantized_multiplier(np.int64(x[i]) - np.int64(input_zero_point), multiplier, shift, rounding)
+        v = v + np.int64(output_zero_point)
+        if v < -32768:
+            v = np.int64(-32768)
+        if v > 32767:
+            v = np.int64(32767)
+        out[i] = v
+
+
+@njit(cache=True, nogil=True)
+def dequantize_s16(x, scale, zero_point, out):
+    """Int16 -> float32 DEQUANTIZE (TFLM ``reference_ops::Dequantize<int16_t, float>``): :func:`dequantize_s8`.
+
+    TFLM multiplies in double and rounds to float32 once; ``x - zero_point`` has at most 17 bits, so
+    the double product is exact and the result is the float32 product ``scale * float32(x - zero_point)``.
+    Args: x: int16[n]; scale: float32; zero_point: 0; out: float32[n], written.
+    """
+    dequantize_s8(x, scale, zero_point, out)
 
 
 @njit(cache=True, nogil=True)

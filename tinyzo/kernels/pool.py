@@ -1,4 +1,4 @@
-"""Jitted int8 pooling and reduction kernels: AVERAGE_POOL_2D, MAX_POOL_2D, MEAN.
+"""Jitted int8 pooling and reduction kernels: AVERAGE_POOL_2D, MAX_POOL_2D, MEAN; int16 pools (``_s16``).
 
 Bit-exact with TFLite Micro's ``reference_integer_ops::AveragePool`` /
 ``MaxPool`` and ``reference_ops::QuantizedMeanOrSum`` (the path TFLM's
@@ -91,6 +91,46 @@ def max_pool_s8(x, stride_h, stride_w, filter_h, filter_w, pad_h, pad_w, act_min
                         for fx in range(fx_start, fx_end):
                             v = np.int64(x[b, in_y0 + fy, in_x0 + fx, c])
                             m = max(m, v)
+                    if m < act_min:
+                        m = np.int64(act_min)
+                    if m > act_max:
+                        m = np.int64(act_max)
+                    out[b, oy, ox, c] = m
+
+
+@njit(cache=True, nogil=True)
+def average_pool_s16(x, stride_h, stride_w, filter_h, filter_w, pad_h, pad_w, act_min, act_max, out):
+    """Int16 AVERAGE_POOL_2D (TFLM ``reference_integer_ops::AveragePool``, int16 overload): :func:`average_pool_s8`'s
+    loop on int16[N, H, W, C] -> int16[N, OH, OW, C]; act_min/act_max within int16. TFLM sums in int32: every
+    window must hold at most 65535 elements (checked by the caller)."""
+    average_pool_s8(x, stride_h, stride_w, filter_h, filter_w, pad_h, pad_w, act_min, act_max, out)
+
+
+@njit(cache=True, nogil=True)
+def max_pool_s16(x, stride_h, stride_w, filter_h, filter_w, pad_h, pad_w, act_min, act_max, out):
+    """Int16 MAX_POOL_2D (TFLM ``reference_integer_ops::MaxPool``, int16 overload).
+
+    The maximum of the window clipped to the image, starting from -32768, then clamped to
+    ``[act_min, act_max]``. ``x``: int16[N, H, W, C]; ``out``: int16[N, OH, OW, C]; other arguments as
+    :func:`average_pool_s8`.
+    """
+    n, in_h, in_w, ch = x.shape
+    out_h = out.shape[1]
+    out_w = out.shape[2]
+    for b in range(n):
+        for oy in range(out_h):
+            for ox in range(out_w):
+                in_y0 = oy * stride_h - pad_h
+                in_x0 = ox * stride_w - pad_w
+                fy_start = max(0, -in_y0)
+                fy_end = min(filter_h, in_h - in_y0)
+                fx_start = max(0, -in_x0)
+                fx_end = min(filter_w, in_w - in_x0)
+                for c in range(ch):
+                    m = np.int64(-32768)
+                    for fy in range(fy_start, fy_end):
+                        for fx in range(fx_start, fx_end):
+                            m = max(m, np.int64(x[b, in_y0 + fy, in_x0 + fx, c]))
                     if m < act_min:
                         m = np.int64(act_min)
                     if m > act_max:

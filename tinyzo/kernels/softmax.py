@@ -1,6 +1,6 @@
-"""Jitted int8 -> int8 SOFTMAX, bit-exact with TFLite Micro.
+"""Jitted int8 -> int8 and int16 -> int16 SOFTMAX, bit-exact with TFLite Micro.
 
-The kernel :func:`softmax_s8` and its fixed-point helpers are the jitted twins
+The kernels :func:`softmax_s8`, :func:`softmax_s16` and their fixed-point helpers are the jitted twins
 of :mod:`tinyzo.spec.softmax` (property-tested equal). Scalars are carried as
 int64 holding int32 values; every int32 addition/subtraction that may
 overflow in C++ wraps explicitly (:func:`tinyzo.kernels.arith.wrap_int32`),
@@ -8,8 +8,9 @@ so jitted and ``NUMBA_DISABLE_JIT=1`` runs agree.
 
 References: gemmlowp ``fixedpoint/fixedpoint.h`` and TFLite
 ``kernels/internal/common.h`` for the helpers,
-``kernels/internal/reference/softmax.h`` (``Softmax<int8_t, int8_t>``) for the
-kernel. The parameters come from :func:`tinyzo.ops.softmax.softmax_params`.
+``kernels/internal/reference/softmax.h`` (``Softmax<int8_t, int8_t>``,
+``SoftmaxInt16``) for the kernels. The parameters come from
+:func:`tinyzo.ops.softmax.softmax_params` / :func:`~tinyzo.ops.softmax.softmax_s16_params`.
 """
 
 import numpy as np
@@ -19,11 +20,13 @@ from tinyzo.kernels.arith import (
     INT32_MAX,
     INT32_MIN,
     SINGLE,
+    multiply_by_quantized_multiplier,
     multiply_by_quantized_multiplier_single,
     rounding_divide_by_pot,
     saturating_rounding_doubling_high_mul,
     wrap_int32,
 )
+from tinyzo.kernels.lut import lut_lookup_int16
 
 SCALED_DIFF_INTEGER_BITS = 5
 ACCUMULATION_INTEGER_BITS = 12
@@ -239,3 +242,44 @@ def softmax_s8(x, input_multiplier, input_left_shift, diff_min, out, rounding=0)
                     v = np.int64(127)
                 out[i, c] = v
     return bad_rows
+
+
+@njit(cache=True, nogil=True)
+def softmax_s16(x, input_multiplier, input_left_shift, exp_lut, one_over_one_plus_x_lut, out, rounding=0):
+    """int16 -> int16 softmax over the last axis, bit-exact with TFLite Micro (``reference_ops::SoftmaxInt16``).
+
+    Per row: ``e = LUTLookup(clamp16(MBQM(x - max, input_multiplier, input_left_shift) + 32767), exp_lut)``;
+    ``sum`` of the ``e`` (int32); ``h = CountLeadingZeros(sum)``; ``r = LUTLookup(clamp16((((sum << (h - 1))
+    + 2**13) >> 14) - 3 * 2**15), one_over_one_plus_x_lut)``; ``out = clamp((e * r + 2**(30 - h)) >> (31 - h),
+    0, 32767)``. See :func:`tinyzo.spec.softmax.softmax_s16`. The output has scale 1/32768, zero point 0.
+
+    Args:
+        x: int16[M, D], 1 <= D <= 65538 (the int32 sum of exponentials cannot overflow).
+        input_multiplier, input_left_shift: ``QuantizeMultiplier(s_in * beta / (10 / 65535))``, shift in [-31, 15].
+        exp_lut, one_over_one_plus_x_lut: int16[513], TFLM's tables (:mod:`tinyzo.spec.lut`).
+        out: int16[M, D], written (TFLM caches the exponentials there; here a separate buffer).
+        rounding: 0 = double (TFLM's default build), 1 = ``TFLITE_SINGLE_ROUNDING``.
+    """
+    m_rows, depth = x.shape
+    exps = np.empty(depth, dtype=np.int64)
+    for i in range(m_rows):
+        max_in_row = np.int64(x[i, 0])
+        for c in range(1, depth):
+            max_in_row = max(max_in_row, np.int64(x[i, c]))
+        sum_of_exps = np.int64(0)
+        for c in range(depth):
+            scaled_diff = multiply_by_quantized_multiplier(np.int64(x[i, c]) - max_in_row, input_multiplier,
+                                                           input_left_shift, rounding)
+            sym = min(np.int64(32767), max(np.int64(-32768), scaled_diff + np.int64(32767)))
+            e = lut_lookup_int16(sym, exp_lut)
+            exps[c] = e
+            sum_of_exps += e
+        headroom_plus_one = count_leading_zeros(sum_of_exps)
+        shifted_sum = ((sum_of_exps << (headroom_plus_one - np.int64(1))) + np.int64(1 << 13)) >> np.int64(14)
+        sym_sum = min(np.int64(32767), max(np.int64(-32768), shifted_sum - np.int64((1 << 15) + (1 << 16))))
+        reciprocal = lut_lookup_int16(sym_sum, one_over_one_plus_x_lut)
+        right_shift = np.int64(31) - headroom_plus_one
+        rnd = np.int64(1) << (right_shift - np.int64(1))
+        for c in range(depth):
+            v = (exps[c] * reciprocal + rnd) >> right_shift
+            out[i, c] = min(np.int64(32767), max(np.int64(0), v))

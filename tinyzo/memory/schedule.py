@@ -25,6 +25,9 @@ Conventions (batch 1, the shapes stored in the model):
   GATHER, CAST, BATCH_MATMUL, QUANTIZE and DEQUANTIZE request none (their per-channel multipliers,
   BATCH_MATMUL's transposed operand copies and similar live in TFLM's *persistent* tail, not in the
   planned head, and are not counted here). Optimized kernel libraries (CMSIS-NN im2col buffers) would need more.
+  The int16 (16x8) paths of ADD, SUB, MUL, the pools, SOFTMAX, RELU, RELU6, LEAKY_RELU, LOGISTIC, TANH,
+  QUANTIZE and DEQUANTIZE request none either (int16 SOFTMAX's two 513-entry tables are persistent);
+  checked against TFLM's measured arena in tests/test_ops16.py.
 * In-place candidates (:class:`InPlace`) record where a step may write its output over an input
   (TinyEngine style); whether a candidate is legal and taken is the planner's decision.
 """

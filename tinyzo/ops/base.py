@@ -165,7 +165,7 @@ class PreparedOp:
                       "(the operator would move data across samples)")
 
     def activation(self, out_tensor) -> tuple[int, int]:
-        """Clamp bounds (int8 range) of the fused activation option on ``out_tensor``.
+        """Clamp bounds (int8 range; int16 for an int16 output) of the fused activation option on ``out_tensor``.
 
         Raises UnsupportedOperatorError for an activation other than :data:`ACTIVATIONS` and
         ArithmeticContractError for an output scale whose bounds are not int32 (a tiny scale).
@@ -176,7 +176,7 @@ class PreparedOp:
         if act not in ACTIVATIONS:
             self.fail(f"fused activation {act} is not supported")
         try:
-            return activation_range(act, out_tensor.quant, np.int8)
+            return activation_range(act, out_tensor.quant, np.int16 if out_tensor.dtype == np.int16 else np.int8)
         except ArithmeticContractError as e:
             self.fail(f"quantization not supported: {e}")
 

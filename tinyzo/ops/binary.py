@@ -15,6 +15,14 @@
   ``s_in / s_out`` (x >= 0) and ``s_in * s_alpha / s_out`` (x < 0), double precision;
   alpha (input 2) broadcasts, constant or not; output clamped to the int8 range.
 
+int16 (16x8: int16 inputs and output, zero points 0; dtype dispatch in prepare, the int8 paths
+are unchanged): ADD, SUB, MUL. TFLM's int16 ADD always takes the general path
+(``AddGeneralParamScale``/``BroadcastAdd6DSlow``: ``reference_ops::Add(..., pot_scale = false)``),
+never the power-of-two one (``pot_scale_int16`` is ignored, as in TFLM): :func:`add_params` with
+``left_shift = 15``, so that ``65535 << 15`` still fits int32. SUB: the same (``sub_common.cc``).
+MUL: :func:`mul_params` unchanged; the product of two int16 values fits int32. MAXIMUM, MINIMUM
+and PRELU stay int8-only.
+
 Broadcasting as TFLM's ``BroadcastBinaryOpSimple``/``BroadcastAdd6DSlow`` (numpy rules),
 up to rank 6 here. Either operand may be a constant, shared by every sample of the batch
 (its dimension 0, if it has the output's rank, must be 1). Run-time arrays carry a leading
@@ -27,8 +35,20 @@ from __future__ import annotations
 import numpy as np
 
 from tinyzo.errors import ArithmeticContractError
-from tinyzo.kernels.binary import add_s8, make_binary_params, maximum_s8, minimum_s8, mul_s8, prelu_s8, sub_s8
+from tinyzo.kernels.binary import (
+    add_s8,
+    add_s16,
+    make_binary_params,
+    maximum_s8,
+    minimum_s8,
+    mul_s8,
+    mul_s16,
+    prelu_s8,
+    sub_s8,
+    sub_s16,
+)
 from tinyzo.ops.base import PreparedOp, register
+from tinyzo.ops.int16 import INT16, require_int8_or_int16, require_int16
 from tinyzo.quant import quantize_multiplier, quantize_multiplier_smaller_than_one_exp, rounding_code
 
 __all__ = [
@@ -47,17 +67,20 @@ __all__ = [
 
 #: TFLM's ``left_shift`` for int8 ADD and SUB (15 for int16).
 ADD_LEFT_SHIFT_INT8 = 20
+#: TFLM's ``left_shift`` for int16 ADD and SUB.
+ADD_LEFT_SHIFT_INT16 = 15
 #: TFLM's ADD broadcasting handles up to 6 dimensions (``BroadcastBinaryOpSimple`` up to 8); tinyzo 6 for all.
 MAX_BROADCAST_RANK = 6
 
 
-def add_params(s1: float, z1: int, s2: float, z2: int, s_out: float, z_out: int, rounding: str = "double") -> dict:
-    """TFLM ``CalculateOpDataAdd`` / ``CalculateOpDataSub`` for int8: the integer parameters of ADD and SUB.
+def add_params(s1: float, z1: int, s2: float, z2: int, s_out: float, z_out: int, rounding: str = "double",
+               dtype=np.int8) -> dict:
+    """TFLM ``CalculateOpDataAdd`` / ``CalculateOpDataSub``: the integer parameters of ADD and SUB.
 
     ``twice_max = 2 * max(s1, s2)`` (float32 scales widened to double);
     input k multiplier ``s_k / twice_max``; output multiplier
-    ``twice_max / (2**20 * s_out)``; each through
-    ``QuantizeMultiplierSmallerThanOneExp``.
+    ``twice_max / (2**left_shift * s_out)``; each through
+    ``QuantizeMultiplierSmallerThanOneExp``. ``left_shift`` is 20 for int8 and 15 for int16 (``dtype``).
 
     SUB: the tflite-micro source read (``sub_common.cc`` at 90b983c, Aug 2026) forms these ratios
     in float32, but the TFLM interpreter used as the oracle (tflite-micro 0.dev20261023) computes
@@ -69,13 +92,14 @@ def add_params(s1: float, z1: int, s2: float, z2: int, s_out: float, z_out: int,
 
     Raises:
         ArithmeticContractError: if the output multiplier is not below 1
-            (TFLite's ``TFLITE_CHECK_LT`` aborts), i.e. ``s_out <= max(s1, s2) / 2**19``.
+            (TFLite's ``TFLITE_CHECK_LT`` aborts), i.e. ``s_out <= max(s1, s2) / 2**(left_shift - 1)``.
     """
+    left_shift = ADD_LEFT_SHIFT_INT16 if np.dtype(dtype) == INT16 else ADD_LEFT_SHIFT_INT8
     f1, f2, fo = float(np.float32(s1)), float(np.float32(s2)), float(np.float32(s_out))
     twice_max_input_scale = 2.0 * max(f1, f2)
     m1, sh1 = quantize_multiplier_smaller_than_one_exp(f1 / twice_max_input_scale, rounding)
     m2, sh2 = quantize_multiplier_smaller_than_one_exp(f2 / twice_max_input_scale, rounding)
-    real_out = twice_max_input_scale / (float(1 << ADD_LEFT_SHIFT_INT8) * fo)
+    real_out = twice_max_input_scale / (float(1 << left_shift) * fo)
     mo, sho = quantize_multiplier_smaller_than_one_exp(real_out, rounding)
     return {
         "input1_offset": -int(z1),
@@ -84,7 +108,7 @@ def add_params(s1: float, z1: int, s2: float, z2: int, s_out: float, z_out: int,
         "input2_offset": -int(z2),
         "input2_multiplier": m2,
         "input2_shift": sh2,
-        "left_shift": ADD_LEFT_SHIFT_INT8,
+        "left_shift": left_shift,
         "output_multiplier": mo,
         "output_shift": sho,
         "output_offset": int(z_out),
@@ -169,13 +193,15 @@ def _same_quant(a, b) -> bool:
 class _BinaryOp(PreparedOp):
     """Shared prepare and compute of the broadcasting binary operators.
 
-    Subclasses set ``kernel`` (a :mod:`tinyzo.kernels.binary` kernel), ``fused_activation``
-    (whether the op has a ``fused_activation_function`` option) and implement
-    :meth:`quant_params` (the op's prepare-time integer parameters as a dict of
-    :data:`~tinyzo.kernels.binary.BINARY_PARAM_FIELDS` fields).
+    Subclasses set ``kernel`` (a :mod:`tinyzo.kernels.binary` kernel), ``kernel_s16`` (the int16
+    kernel, None for an int8-only operator), ``fused_activation`` (whether the op has a
+    ``fused_activation_function`` option) and implement :meth:`quant_params` (the op's
+    prepare-time integer parameters as a dict of :data:`~tinyzo.kernels.binary.BINARY_PARAM_FIELDS`
+    fields; ``self.dtype`` tells int8 from int16).
     """
 
     kernel = None
+    kernel_s16 = None
     fused_activation = True
 
     def quant_params(self, a, b, out) -> dict:  # pragma: no cover - abstract
@@ -185,9 +211,15 @@ class _BinaryOp(PreparedOp):
         if len(self.op.inputs) != 2 or len(self.op.outputs) != 1:
             self.fail(f"needs 2 inputs and 1 output, got {len(self.op.inputs)} and {len(self.op.outputs)}")
         a, b, out = self.tensor(0), self.tensor(1), self.tensor(0, output=True)
-        self.require_int8(a, "input 1")
-        self.require_int8(b, "input 2")
-        self.require_int8(out, "output")
+        self.dtype = require_int8_or_int16(self, a, "input 1")
+        if self.dtype == INT16:
+            if type(self).kernel_s16 is None:
+                self.fail("int16 is not supported here (int8 only)")
+            require_int16(self, b, "input 2")
+            require_int16(self, out, "output")
+        else:
+            self.require_int8(b, "input 2")
+            self.require_int8(out, "output")
         if a.is_constant and b.is_constant:
             self.fail(f"both inputs are constant; fold the constant {self.op.opcode} before conversion")
         rank = len(out.shape)
@@ -216,12 +248,14 @@ class _BinaryOp(PreparedOp):
             self.act_min, self.act_max = self.activation(out)
         else:
             self.act_min, self.act_max = -128, 127
+        self._kernel = type(self).kernel_s16 if self.dtype == INT16 else type(self).kernel
         self.rounding = rounding_code(self.model.rounding)
         self.params = fields
         self.kernel_params = make_binary_params(**fields, act_min=self.act_min, act_max=self.act_max,
                                                 rounding=self.rounding)
         self._a, self._b, self._out = a, b, out
-        self._consts = {k: np.ascontiguousarray(t.data, dtype=np.int8) for k, t in enumerate((a, b)) if t.is_constant}
+        self._consts = {k: np.ascontiguousarray(t.data, dtype=self.dtype) for k, t in enumerate((a, b))
+                        if t.is_constant}
 
     def _operands(self, inputs):
         it = iter(inputs)
@@ -231,20 +265,20 @@ class _BinaryOp(PreparedOp):
             if k in self._consts:
                 arrays.append(self._consts[k])
             else:
-                x = np.ascontiguousarray(next(it), dtype=np.int8)
+                x = np.ascontiguousarray(next(it), dtype=self.dtype)
                 n = x.shape[0]
                 arrays.append(x)
         return arrays, n
 
     def compute(self, *inputs):
-        """int8[N, ...] (+ int8[N, ...]) -> int8[N, out_shape[1:]] (a constant operand has no batch)."""
+        """int8[N, ...] (+ int8[N, ...]) -> int8[N, out_shape[1:]] (a constant operand has no batch); int16 alike."""
         (x1, x2), n = self._operands(inputs)
         out_shape = (n,) + tuple(self._out.shape[1:])
-        out = np.empty(out_shape, dtype=np.int8)
+        out = np.empty(out_shape, dtype=self.dtype)
         f1, f2, fo = fuse_broadcast_dims(x1.shape, x2.shape, out_shape)
         ext = (1,) * (MAX_BROADCAST_RANK - len(fo)) + fo
         s1, s2 = broadcast_strides(f1, ext), broadcast_strides(f2, ext)
-        type(self).kernel(x1.reshape(-1), s1, x2.reshape(-1), s2, self.kernel_params, out.reshape(ext))
+        self._kernel(x1.reshape(-1), s1, x2.reshape(-1), s2, self.kernel_params, out.reshape(ext))
         return out
 
 
@@ -252,35 +286,40 @@ class _BinaryOp(PreparedOp):
 class Add(_BinaryOp):
     """TFLite ``ADD`` on int8 with rescaling, fused activation and broadcasting (TFLM ``add.cc``).
 
-    Options: ``fused_activation_function`` (NONE, RELU, RELU6, RELU_N1_TO_1).
+    Options: ``fused_activation_function`` (NONE, RELU, RELU6, RELU_N1_TO_1); ``pot_scale_int16`` is
+    ignored (TFLM's int16 ADD always takes the general path). int16: ``left_shift`` 15.
     """
 
     kernel = add_s8
+    kernel_s16 = add_s16
 
     def quant_params(self, a, b, out):
         return add_params(a.quant.scale[0], a.quant.zero_point[0], b.quant.scale[0], b.quant.zero_point[0],
-                          out.quant.scale[0], out.quant.zero_point[0], self.model.rounding)
+                          out.quant.scale[0], out.quant.zero_point[0], self.model.rounding, self.dtype)
 
 
 @register("SUB")
 class Sub(_BinaryOp):
     """TFLite ``SUB`` on int8 (input 1 - input 2): ADD's rescaling, fused activation, broadcasting (TFLM ``sub.cc``).
 
-    Options: ``fused_activation_function``; ``pot_scale_int16`` only concerns int16 and is ignored.
+    Options: ``fused_activation_function``; ``pot_scale_int16`` is ignored (TFLM's int16 SUB takes the general
+    path too). int16: ``left_shift`` 15.
     """
 
     kernel = sub_s8
+    kernel_s16 = sub_s16
 
     def quant_params(self, a, b, out):
         return add_params(a.quant.scale[0], a.quant.zero_point[0], b.quant.scale[0], b.quant.zero_point[0],
-                          out.quant.scale[0], out.quant.zero_point[0], self.model.rounding)
+                          out.quant.scale[0], out.quant.zero_point[0], self.model.rounding, self.dtype)
 
 
 @register("MUL")
 class Mul(_BinaryOp):
-    """TFLite ``MUL`` on int8 with one requantization, fused activation and broadcasting (TFLM ``mul.cc``)."""
+    """TFLite ``MUL`` on int8 or int16 with one requantization, fused activation and broadcasting (TFLM ``mul.cc``)."""
 
     kernel = mul_s8
+    kernel_s16 = mul_s16
 
     def quant_params(self, a, b, out):
         return mul_params(a.quant.scale[0], a.quant.zero_point[0], b.quant.scale[0], b.quant.zero_point[0],

@@ -3,8 +3,11 @@
 ADD and the other binary operators are in :mod:`tinyzo.ops.binary`.
 
 * QUANTIZE (``quantize_common.cc``): float32 -> int8 (``AffineQuantize``) and
-  int8 -> int8 (``Requantize`` with ``QuantizeMultiplier(s_in / s_out)``).
-* DEQUANTIZE (``dequantize_common.cc``): int8 -> float32.
+  int8 -> int8 (``Requantize`` with ``QuantizeMultiplier(s_in / s_out)``); for 16x8
+  models (int16 zero point 0) also float32 -> int16, int8 -> int16, int16 -> int8 and
+  int16 -> int16, the same two formulas with the output type's clamp. TFLM's int32 <-> int16
+  and int16 -> int32 requantizations are not implemented here.
+* DEQUANTIZE (``dequantize_common.cc``): int8 or int16 -> float32.
 
 Run-time arrays carry a leading batch dimension N in place of the file's
 dimension 0; every sample gives what TFLM gives for it alone.
@@ -15,8 +18,16 @@ from __future__ import annotations
 import numpy as np
 
 from tinyzo.errors import ArithmeticContractError
-from tinyzo.kernels.elementwise import dequantize_s8, quantize_f32, quantize_s8
+from tinyzo.kernels.elementwise import (
+    dequantize_s8,
+    dequantize_s16,
+    quantize_f32,
+    quantize_f32_s16,
+    quantize_s8,
+    quantize_s16,
+)
 from tinyzo.ops.base import PreparedOp, register
+from tinyzo.ops.int16 import INT16, require_int8_or_int16
 from tinyzo.quant import check_multiplier_shift, quantize_multiplier, rounding_code
 
 __all__ = ["Dequantize", "Quantize"]
@@ -29,18 +40,18 @@ def _runtime_shape(t, n: int) -> tuple:
 
 @register("QUANTIZE")
 class Quantize(PreparedOp):
-    """TFLite ``QUANTIZE``: float32 -> int8 (``AffineQuantize``) or int8 -> int8 (``Requantize``).
+    """TFLite ``QUANTIZE``: float32 -> int8/int16 (``AffineQuantize``) or int8/int16 -> int8/int16 (``Requantize``).
 
-    The output is int8, quantized per tensor. For int8 input the multiplier
-    is ``QuantizeMultiplier(s_in / s_out)`` (double of the float32 scales) and
-    the model's rounding mode applies.
+    The output is int8 or int16 (zero point 0), quantized per tensor. For an integer input the
+    multiplier is ``QuantizeMultiplier(s_in / s_out)`` (double of the float32 scales) and the
+    model's rounding mode applies.
     """
 
     def prepare(self):
         if len(self.op.inputs) != 1 or len(self.op.outputs) != 1:
             self.fail(f"needs 1 input and 1 output, got {len(self.op.inputs)} and {len(self.op.outputs)}")
         inp, out = self.tensor(0), self.tensor(0, output=True)
-        self.require_int8(out, "output")
+        self.out_dtype = require_int8_or_int16(self, out, "output")
         if inp.is_constant:
             self.fail(f"constant input {inp.name!r} is not supported")
         if tuple(inp.shape[1:]) != tuple(out.shape[1:]) or len(inp.shape) != len(out.shape) or len(out.shape) < 1:
@@ -49,8 +60,8 @@ class Quantize(PreparedOp):
         self.out_scale = np.float32(out.quant.scale[0])
         if inp.dtype == np.float32:
             self.float_input = True
-        elif inp.dtype == np.int8:
-            self.require_int8(inp, "input")
+        elif inp.dtype in (np.int8, INT16):
+            require_int8_or_int16(self, inp, "input")
             self.float_input = False
             self.in_zero_point = int(inp.quant.zero_point[0])
             effective_scale = float(np.float32(inp.quant.scale[0])) / float(self.out_scale)
@@ -61,31 +72,34 @@ class Quantize(PreparedOp):
                 self.fail(f"quantization not supported: {e}")
             self.rounding = rounding_code(self.model.rounding)
         else:
-            self.fail(f"input {inp.name!r} is {inp.dtype}; only float32 and int8 inputs are supported")
+            self.fail(f"input {inp.name!r} is {inp.dtype}; only float32, int8 and int16 inputs are supported")
+        self.in_dtype = inp.dtype
         self._out = out
 
     def compute(self, x):
-        """float32[N, ...] or int8[N, ...] -> int8[N, ...]."""
-        out = np.empty(_runtime_shape(self._out, x.shape[0]), dtype=np.int8)
+        """float32[N, ...], int8[N, ...] or int16[N, ...] -> int8[N, ...] or int16[N, ...]."""
+        out = np.empty(_runtime_shape(self._out, x.shape[0]), dtype=self.out_dtype)
+        s16 = self.out_dtype == INT16
         if self.float_input:
-            quantize_f32(np.ascontiguousarray(x, dtype=np.float32).reshape(-1), self.out_scale, self.out_zero_point, out.reshape(-1))
+            fn = quantize_f32_s16 if s16 else quantize_f32
+            fn(np.ascontiguousarray(x, dtype=np.float32).reshape(-1), self.out_scale, self.out_zero_point,
+               out.reshape(-1))
         else:
-            quantize_s8(
-                np.ascontiguousarray(x, dtype=np.int8).reshape(-1), self.multiplier, self.shift,
-                self.in_zero_point, self.out_zero_point, self.rounding, out.reshape(-1),
-            )
+            fn = quantize_s16 if s16 else quantize_s8
+            fn(np.ascontiguousarray(x, dtype=self.in_dtype).reshape(-1), self.multiplier, self.shift,
+               self.in_zero_point, self.out_zero_point, self.rounding, out.reshape(-1))
         return out
 
 
 @register("DEQUANTIZE")
 class Dequantize(PreparedOp):
-    """TFLite ``DEQUANTIZE``: int8 (per tensor) -> float32, ``scale * (q - zero_point)`` in float32."""
+    """TFLite ``DEQUANTIZE``: int8 or int16 (per tensor) -> float32, ``scale * (q - zero_point)`` in float32."""
 
     def prepare(self):
         if len(self.op.inputs) != 1 or len(self.op.outputs) != 1:
             self.fail(f"needs 1 input and 1 output, got {len(self.op.inputs)} and {len(self.op.outputs)}")
         inp, out = self.tensor(0), self.tensor(0, output=True)
-        self.require_int8(inp, "input")
+        self.dtype = require_int8_or_int16(self, inp, "input")
         if inp.is_constant:
             self.fail(f"constant input {inp.name!r} is not supported")
         if out.dtype != np.float32:
@@ -97,7 +111,8 @@ class Dequantize(PreparedOp):
         self._out = out
 
     def compute(self, x):
-        """int8[N, ...] -> float32[N, ...]."""
+        """int8[N, ...] or int16[N, ...] -> float32[N, ...]."""
         out = np.empty(_runtime_shape(self._out, x.shape[0]), dtype=np.float32)
-        dequantize_s8(np.ascontiguousarray(x, dtype=np.int8).reshape(-1), self.scale, self.zero_point, out.reshape(-1))
+        fn = dequantize_s16 if self.dtype == INT16 else dequantize_s8
+        fn(np.ascontiguousarray(x, dtype=self.dtype).reshape(-1), self.scale, self.zero_point, out.reshape(-1))
         return out

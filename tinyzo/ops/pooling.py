@@ -1,9 +1,11 @@
 """Pooling and reduction: AVERAGE_POOL_2D, MAX_POOL_2D, MEAN, prepared and run as TFLite Micro does.
 
 * AVERAGE_POOL_2D / MAX_POOL_2D (``micro/kernels/pooling.cc``,
-  ``pooling_common.cc``): int8 NHWC, SAME/VALID padding from
+  ``pooling_common.cc``): int8 or int16 (16x8, zero point 0) NHWC, SAME/VALID padding from
   ``ComputePaddingHeightWidth``, strides, fused activation; the input and
-  output must share scale (within 1e-6) and zero point, as TFLM checks.
+  output must share scale (within 1e-6) and zero point, as TFLM checks. The int16
+  kernels are TFLM's int16 overloads of the same loops (int32 sum, at most 65535
+  window elements for int16; max from -32768).
 * MEAN (``micro/kernels/reduce.cc``, ``reduce_common.cc``): TFLM's int8 path
   is ``EvalIntegerMean`` -> ``reference_ops::QuantizedMeanOrSum`` for every
   axis set and every pair of quantization parameters (the older special
@@ -20,8 +22,9 @@ import math
 import numpy as np
 
 from tinyzo.errors import ArithmeticContractError
-from tinyzo.kernels.pool import average_pool_s8, max_pool_s8, mean_s8
+from tinyzo.kernels.pool import average_pool_s8, average_pool_s16, max_pool_s8, max_pool_s16, mean_s8
 from tinyzo.ops.base import INT32_MAX, PreparedOp, register
+from tinyzo.ops.int16 import INT16, require_int8_or_int16, require_int16
 from tinyzo.quant import check_multiplier_shift, quantize_multiplier, rounding_code
 from tinyzo.spec.pool import compute_padding_height_width, mean_output_multiplier
 
@@ -31,19 +34,27 @@ __all__ = ["AveragePool2D", "MaxPool2D", "Mean"]
 MEAN_MAX_AXES = 2
 #: ... and the input index in ``int temp_index[5]``.
 MEAN_MAX_RANK = 5
+#: int16 AVERAGE_POOL_2D: the most window elements whose int32 sum (and rounding) cannot overflow.
+AVERAGE_POOL_S16_MAX_WINDOW = 65535
 
 
 class _Pool2D(PreparedOp):
-    """Shared prepare of the two 2-D pools (TFLM ``PoolingPrepare``)."""
+    """Shared prepare of the two 2-D pools (TFLM ``PoolingPrepare``); ``kernel``/``kernel_s16`` by input type."""
 
     kernel = None
+    kernel_s16 = None
+    #: the most elements of an int16 window (None: no limit)
+    max_window_s16 = None
 
     def prepare(self):
         if len(self.op.inputs) != 1 or len(self.op.outputs) != 1:
             self.fail(f"needs 1 input and 1 output, got {len(self.op.inputs)} and {len(self.op.outputs)}")
         inp, out = self.tensor(0), self.tensor(0, output=True)
-        self.require_int8(inp, "input")
-        self.require_int8(out, "output")
+        self.dtype = require_int8_or_int16(self, inp, "input")
+        if self.dtype == INT16:
+            require_int16(self, out, "output")
+        else:
+            self.require_int8(out, "output")
         if inp.is_constant:
             self.fail(f"constant input {inp.name!r} is not supported")
         if len(inp.shape) != 4 or len(out.shape) != 4:
@@ -69,16 +80,21 @@ class _Pool2D(PreparedOp):
             start = np.arange(o, dtype=np.int64) * s - p
             if np.any(np.minimum(f, size - start) <= np.maximum(0, -start)):
                 self.fail("a pooling window lies entirely in the padding")
+        limit = type(self).max_window_s16
+        if self.dtype == INT16 and limit is not None and fh * fw > limit:
+            self.fail(f"an int16 {fh}x{fw} window sums up to {fh * fw} values, beyond TFLite Micro's int32 "
+                      f"accumulator (at most {limit})")
         self.act_min, self.act_max = self.activation(out)
+        self._kernel = type(self).kernel_s16 if self.dtype == INT16 else type(self).kernel
         self.stride_h, self.stride_w, self.filter_h, self.filter_w = sh, sw, fh, fw
         self.pad_h, self.pad_w = pad_h, pad_w
         self._out = out
 
     def compute(self, x):
-        """int8[N, H, W, C] -> int8[N, OH, OW, C]."""
-        x = np.ascontiguousarray(x, dtype=np.int8)
-        out = np.empty((x.shape[0],) + tuple(self._out.shape[1:]), dtype=np.int8)
-        type(self).kernel(
+        """int8[N, H, W, C] -> int8[N, OH, OW, C] (int16 -> int16 on the int16 path)."""
+        x = np.ascontiguousarray(x, dtype=self.dtype)
+        out = np.empty((x.shape[0],) + tuple(self._out.shape[1:]), dtype=self.dtype)
+        self._kernel(
             x, self.stride_h, self.stride_w, self.filter_h, self.filter_w,
             self.pad_h, self.pad_w, self.act_min, self.act_max, out,
         )
@@ -88,7 +104,7 @@ class _Pool2D(PreparedOp):
 
 @register("AVERAGE_POOL_2D")
 class AveragePool2D(_Pool2D):
-    """TFLite ``AVERAGE_POOL_2D`` on int8 (TFLM ``reference_integer_ops::AveragePool``).
+    """TFLite ``AVERAGE_POOL_2D`` on int8 or int16 (TFLM ``reference_integer_ops::AveragePool``).
 
     Options: ``padding``, ``stride_h``/``stride_w``, ``filter_height``/``filter_width``,
     ``fused_activation_function``. The average counts only the window
@@ -96,13 +112,16 @@ class AveragePool2D(_Pool2D):
     """
 
     kernel = staticmethod(average_pool_s8)
+    kernel_s16 = staticmethod(average_pool_s16)
+    max_window_s16 = AVERAGE_POOL_S16_MAX_WINDOW
 
 
 @register("MAX_POOL_2D")
 class MaxPool2D(_Pool2D):
-    """TFLite ``MAX_POOL_2D`` on int8 (TFLM ``reference_integer_ops::MaxPool``); options as :class:`AveragePool2D`."""
+    """TFLite ``MAX_POOL_2D`` on int8 or int16 (TFLM ``reference_integer_ops::MaxPool``); options as :class:`AveragePool2D`."""
 
     kernel = staticmethod(max_pool_s8)
+    kernel_s16 = staticmethod(max_pool_s16)
 
 
 @register("MEAN")

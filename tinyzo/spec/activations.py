@@ -9,7 +9,13 @@ The prepare-time parameters come from :mod:`tinyzo.ops.activations`.
 
 LOGISTIC and TANH: TFLM runs ``reference_integer_ops::Logistic`` / ``Tanh`` for
 int8, gemmlowp's fixed-point ``logistic`` / ``tanh`` on a Q4.27 input; the
-look-up tables of TFLite's optimized kernels (and TFLM's int16 path) are not used.
+look-up tables of TFLite's optimized kernels are not used.
+
+int16 (16x8, zero point 0): RELU and RELU6 are the int8 formulas with int16 bounds
+(:func:`relu_s16`, :func:`relu6_s16`); LEAKY_RELU clamps to int16 (:func:`leaky_relu_s16`);
+LOGISTIC and TANH interpolate TFLM's 256-entry sigmoid table (:func:`logistic_s16`,
+:func:`tanh_s16`, ``reference_integer_ops::Logistic`` / ``Tanh`` int16 overloads).
+TFLM has no int16 HARD_SWISH.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from tinyzo.spec.arith import (
     saturating_rounding_doubling_high_mul,
     wrap_int32,
 )
+from tinyzo.spec.lut import SIGMOID_TABLE_UINT16
 from tinyzo.spec.softmax import (
     CONSTANT_48_OVER_17,
     CONSTANT_NEG_32_OVER_17,
@@ -36,16 +43,21 @@ __all__ = [
     "INPUT_INTEGER_BITS",
     "hard_swish_s8",
     "leaky_relu_s8",
+    "leaky_relu_s16",
     "logistic",
     "logistic_s8",
+    "logistic_s16",
     "one_minus_x_over_one_plus_x_for_x_in_0_1",
     "relu6_s8",
+    "relu6_s16",
     "relu_s8",
+    "relu_s16",
     "saturating_doubling_high_mul_int16",
     "saturating_left_shift_int16",
     "saturating_rounding_doubling_high_mul_int16",
     "tanh",
     "tanh_s8",
+    "tanh_s16",
 ]
 
 INT16_MIN = -(2**15)
@@ -246,3 +258,81 @@ def tanh_s8(x, input_zero_point, input_range_radius, input_multiplier, input_lef
         return 127
     q4 = _mbqm(v, input_multiplier, input_left_shift, rounding)
     return _clamp8(rounding_divide_by_pot(tanh(q4, INPUT_INTEGER_BITS), 31 - 7))
+
+
+# ----------------------------------------------------------------------------- int16 LOGISTIC, TANH (sigmoid table)
+def _scaled_input_s16(x: int, input_multiplier: int, input_left_shift: int) -> int:
+    """``(x * input_multiplier + round) >> input_left_shift`` in int32, ``round = 2**(shift - 1)`` (0 for shift 0)."""
+    rnd = (1 << (input_left_shift - 1)) if input_left_shift > 0 else 0
+    return wrap_int32(int(x) * int(input_multiplier) + rnd) >> int(input_left_shift)
+
+
+def logistic_s16(x, input_multiplier: int, input_left_shift: int) -> int:
+    """TFLM int16 LOGISTIC (``reference_integer_ops::Logistic``, int16 overload); output scale 2**-15, zero point 0.
+
+    ``v = (x * input_multiplier + round) >> input_left_shift`` (the input on a scale of 1/(3 * 4096) per unit:
+    ``(prepared multiplier, shift)``; TFLM's power-of-two case, multiplier 0, is passed here as ``(3 << shift, 0)``);
+    ``a = |v|``; interval ``a >> 9`` of :data:`~tinyzo.spec.lut.SIGMOID_TABLE_UINT16` (saturated from 255 on,
+    ``0x7fff << 10``), interpolated with the low 9 bits (uint32); ``v >= 0``: ``(r + 2**9) >> 10``, else
+    ``(2**25 - r + 2**9 - 1) >> 10``, stored as int16.
+    """
+    v = _scaled_input_s16(x, input_multiplier, input_left_shift)
+    a = abs(v)
+    uh = a >> 9
+    if uh >= 255:
+        result = 0x7FFF << 10
+    else:
+        ua, ub = SIGMOID_TABLE_UINT16[uh], SIGMOID_TABLE_UINT16[uh + 1]
+        result = (ua << 9) + (a & 0x1FF) * (ub - ua)
+    result = result + (1 << 9) if v >= 0 else (1 << (16 + 9)) - result + (1 << 9) - 1
+    return _wrap_int16(result >> 10)
+
+
+def tanh_s16(x, input_multiplier: int, input_left_shift: int) -> int:
+    """TFLM int16 TANH (``reference_integer_ops::Tanh``, int16 overload); output scale 2**-15, zero point 0.
+
+    ``tanh(x) = 2 * sigmoid(2x) - 1`` on the same table: ``v`` as :func:`logistic_s16`; ``a = |v|``, interval
+    ``a >> 8`` (saturated from 255 on, ``0xffff << 8``), interpolated with the low 8 bits; ``v >= 0``:
+    ``(r - 2**23 + 2**7) >> 8``, else ``(-r + 2**23 + 2**7 - 1) >> 8`` (int32, arithmetic shift), stored as int16.
+    """
+    v = _scaled_input_s16(x, input_multiplier, input_left_shift)
+    a = abs(v)
+    uh = a >> 8
+    if uh >= 255:
+        result = 0xFFFF << 8
+    else:
+        ua, ub = SIGMOID_TABLE_UINT16[uh], SIGMOID_TABLE_UINT16[uh + 1]
+        result = (ua << 8) + (a & 0xFF) * (ub - ua)
+    result = result - (1 << 23) + (1 << 7) if v >= 0 else -result + (1 << 23) + (1 << 7) - 1
+    return _wrap_int16(result >> 8)
+
+
+# ----------------------------------------------------------------------------- int16 RELU, RELU6, LEAKY_RELU
+def _clamp16(v: int) -> int:
+    return min(INT16_MAX, max(INT16_MIN, v))
+
+
+def relu_s16(x, input_zero_point, output_multiplier, output_shift, output_zero_point, act_min, act_max,
+             rounding=0) -> int:
+    """TFLM int16 RELU (``ReluQuantized<int16_t>``): :func:`relu_s8`'s formula; TFLM's bounds are [0, 32767]."""
+    return relu_s8(x, input_zero_point, output_multiplier, output_shift, output_zero_point, act_min, act_max,
+                   rounding)
+
+
+def relu6_s16(x, lower, upper) -> int:
+    """TFLM int16 RELU6 (``Relu6Quantized<int16_t>``): :func:`relu6_s8`'s clamp; ``upper`` clamped to int16."""
+    return relu6_s8(x, lower, upper)
+
+
+def leaky_relu_s16(x, input_zero_point, output_zero_point, multiplier_identity, shift_identity, multiplier_alpha,
+                   shift_alpha, rounding=0) -> int:
+    """TFLM int16 LEAKY_RELU (``reference_ops::QuantizeLeakyRelu<int16_t>``): :func:`leaky_relu_s8`'s formula,
+    clamped to int16 instead of int8."""
+    v = int(x) - int(input_zero_point)
+    if v >= 0:
+        r = _mbqm(v, multiplier_identity, shift_identity, rounding)
+    else:
+        m = int(multiplier_alpha)
+        scaled = _mbqm(v, wrap_int32(-m) if m < 0 else m, shift_alpha, rounding)
+        r = wrap_int32(-scaled) if m < 0 else scaled
+    return _clamp16(int(output_zero_point) + r)

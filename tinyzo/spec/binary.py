@@ -1,4 +1,4 @@
-"""Pure-Python specification of the int8 binary element-wise operators with broadcasting.
+"""Pure-Python specification of the int8 (and int16: ADD, SUB, MUL) binary element-wise operators with broadcasting.
 
 ADD, SUB, MUL, MAXIMUM, MINIMUM and PRELU, each written as the per-element
 function of TFLite Micro's reference kernel over Python ``int`` (C int32
@@ -21,6 +21,10 @@ Every element function takes ``(x, y, p)``: two int8 values and a mapping ``p``
 * ``output_offset``: the output zero point; ``act_min``/``act_max``: the clamp;
 * ``rounding``: 0 = double rounding (TFLM's default), 1 = single
   (``TFLITE_SINGLE_ROUNDING``), as :func:`tinyzo.quant.rounding_code`.
+
+int16 (16x8): TFLM runs the same element functions on int16 values for ADD, SUB and MUL
+(``left_shift`` 15 instead of 20 for ADD and SUB, zero points 0, the int16 clamp);
+:func:`broadcast_binary_s16` applies them.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from tinyzo.spec.arith import ROUNDING_MODES, multiply_by_quantized_multiplier, 
 __all__ = [
     "add_func",
     "broadcast_binary_s8",
+    "broadcast_binary_s16",
     "maximum_func",
     "minimum_func",
     "mul_func",
@@ -135,11 +140,20 @@ def broadcast_binary_s8(func, x1, x2, out_shape, p) -> np.ndarray:
     int8[out_shape]. A loop over every output index, reading each input at the
     index clamped to 0 on its size-1 dimensions (TFLM's ``NdArrayDesc`` strides of 0).
     """
+    return _broadcast_binary(func, x1, x2, out_shape, p, np.int8)
+
+
+def broadcast_binary_s16(func, x1, x2, out_shape, p) -> np.ndarray:
+    """:func:`broadcast_binary_s8` on int16 arrays (ADD, SUB, MUL): returns int16[out_shape]."""
+    return _broadcast_binary(func, x1, x2, out_shape, p, np.int16)
+
+
+def _broadcast_binary(func, x1, x2, out_shape, p, dtype) -> np.ndarray:
     out_shape = tuple(int(d) for d in out_shape)
     r = len(out_shape)
     a = np.asarray(x1).reshape((1,) * (r - np.ndim(x1)) + np.shape(x1))
     b = np.asarray(x2).reshape((1,) * (r - np.ndim(x2)) + np.shape(x2))
-    out = np.zeros(out_shape, dtype=np.int8)
+    out = np.zeros(out_shape, dtype=dtype)
     for idx in itertools.product(*(range(d) for d in out_shape)):
         ia = tuple(i if a.shape[k] > 1 else 0 for k, i in enumerate(idx))
         ib = tuple(i if b.shape[k] > 1 else 0 for k, i in enumerate(idx))

@@ -1,7 +1,7 @@
-"""Pure-Python specification of the element-wise int8 conversions.
+"""Pure-Python specification of the element-wise int8 and int16 conversions.
 
-QUANTIZE (float32 -> int8 and int8 -> int8 requantization) and DEQUANTIZE
-(int8 -> float32), each written as the per-element formula of TFLite Micro's
+QUANTIZE (float32 -> int8 and int8 -> int8 requantization; float32 -> int16 and
+int8/int16 <-> int16 requantization) and DEQUANTIZE (int8/int16 -> float32), each written as the per-element formula of TFLite Micro's
 reference kernel, over Python ``int`` (C int32 semantics spelled out) or
 ``numpy.float32`` scalars. The jitted kernels in :mod:`tinyzo.kernels.elementwise`
 are property-tested to be equal. The binary operators (ADD, SUB, MUL, ...) are
@@ -20,8 +20,11 @@ from tinyzo.spec.arith import (
 
 __all__ = [
     "dequantize_s8",
+    "dequantize_s16",
     "quantize_f32",
+    "quantize_f32_s16",
     "quantize_s8",
+    "quantize_s16",
 ]
 
 
@@ -74,3 +77,25 @@ def quantize_s8(x: int, multiplier: int, shift: int, input_zero_point: int, outp
 def dequantize_s8(x: int, scale: float, zero_point: int) -> np.float32:
     """TFLM DEQUANTIZE int8 -> float32: ``float32(scale) * float32(x - zero_point)`` (one float32 rounding)."""
     return np.float32(np.float32(scale) * np.float32(int(x) - int(zero_point)))
+
+
+def quantize_f32_s16(x: float, scale: float, zero_point: int) -> int:
+    """TFLM QUANTIZE float32 -> int16 (``AffineQuantize<float, int16_t>``): :func:`quantize_f32` clamped to int16."""
+    with np.errstate(over="ignore"):
+        v = np.float32(np.float32(x) / np.float32(scale))
+    q = wrap_int32(_f32_to_int32_x86(_round_half_away_f32(v)) + int(zero_point))
+    return min(32767, max(-32768, q))
+
+
+def quantize_s16(x: int, multiplier: int, shift: int, input_zero_point: int, output_zero_point: int,
+                 rounding="double") -> int:
+    """TFLM QUANTIZE int8/int16 -> int16 (``Requantize<int8_t|int16_t, int16_t>``): :func:`quantize_s8` clamped
+    to int16. (int16 -> int8 is :func:`quantize_s8` of an int16 value.)"""
+    v = multiply_by_quantized_multiplier(int(x) - int(input_zero_point), multiplier, shift, rounding) + int(output_zero_point)
+    return min(32767, max(-32768, v))
+
+
+def dequantize_s16(x: int, scale: float, zero_point: int) -> np.float32:
+    """TFLM DEQUANTIZE int16 -> float32: ``float32(double(scale) * (x - zero_point))``, equal to the float32
+    product (the double product of a 24-bit and a 17-bit integer is exact)."""
+    return dequantize_s8(x, scale, zero_point)

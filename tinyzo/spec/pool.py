@@ -1,10 +1,11 @@
-"""Pure-Python specification of the int8 pooling and reduction operators.
+"""Pure-Python specification of the int8 pooling and reduction operators (and the int16 pools).
 
 AVERAGE_POOL_2D, MAX_POOL_2D (TFLite Micro ``reference_integer_ops::AveragePool``
 / ``MaxPool``), MEAN (``reference_ops::QuantizedMeanOrSum``, which TFLM's
 ``EvalIntegerMean`` runs for every int8 MEAN), and the prepare-time helpers
 they need (``ComputePaddingHeightWidth``, the folding of ``1/count`` into the
-MEAN multiplier). Python ``int`` with C semantics; the jitted kernels in
+MEAN multiplier). The int16 pools (``reference_integer_ops::AveragePool`` / ``MaxPool``
+int16 overloads, 16x8) are the same loops on int16: :func:`average_pool_s16`, :func:`max_pool_s16`. Python ``int`` with C semantics; the jitted kernels in
 :mod:`tinyzo.kernels.pool` are property-tested against these.
 """
 
@@ -18,9 +19,11 @@ from tinyzo.spec.arith import c_div, multiply_by_quantized_multiplier, wrap_int3
 
 __all__ = [
     "average_pool_s8",
+    "average_pool_s16",
     "compute_out_size",
     "compute_padding_height_width",
     "max_pool_s8",
+    "max_pool_s16",
     "mean_output_multiplier",
     "mean_s8",
 ]
@@ -82,8 +85,21 @@ def average_pool_s8(x, out_h, out_w, stride_h, stride_w, filter_h, filter_w, pad
     ``x``: int8[N, H, W, C]; returns int8[N, out_h, out_w, C]. A window with
     no valid element makes TFLM fail; callers must rule it out.
     """
+    return _average_pool(x, out_h, out_w, stride_h, stride_w, filter_h, filter_w, pad_h, pad_w, act_min, act_max,
+                         np.int8)
+
+
+def average_pool_s16(x, out_h, out_w, stride_h, stride_w, filter_h, filter_w, pad_h, pad_w, act_min,
+                     act_max) -> np.ndarray:
+    """TFLM int16 AVERAGE_POOL_2D: :func:`average_pool_s8` on int16[N, H, W, C] (int32 sum: at most 65535
+    window elements), returns int16[N, out_h, out_w, C]."""
+    return _average_pool(x, out_h, out_w, stride_h, stride_w, filter_h, filter_w, pad_h, pad_w, act_min, act_max,
+                         np.int16)
+
+
+def _average_pool(x, out_h, out_w, stride_h, stride_w, filter_h, filter_w, pad_h, pad_w, act_min, act_max, dtype):
     n, in_h, in_w, ch = x.shape
-    out = np.zeros((n, out_h, out_w, ch), dtype=np.int8)
+    out = np.zeros((n, out_h, out_w, ch), dtype=dtype)
     for b, oy, ox, c in itertools.product(range(n), range(out_h), range(out_w), range(ch)):
         ys, xs = _window(oy, ox, stride_h, stride_w, pad_h, pad_w, filter_h, filter_w, in_h, in_w)
         vals = [int(x[b, y, xx, c]) for y in ys for xx in xs]
@@ -102,11 +118,23 @@ def max_pool_s8(x, out_h, out_w, stride_h, stride_w, filter_h, filter_w, pad_h, 
     an empty window gives -128), clamped to ``[act_min, act_max]``.
     ``x``: int8[N, H, W, C]; returns int8[N, out_h, out_w, C].
     """
+    return _max_pool(x, out_h, out_w, stride_h, stride_w, filter_h, filter_w, pad_h, pad_w, act_min, act_max,
+                     np.int8)
+
+
+def max_pool_s16(x, out_h, out_w, stride_h, stride_w, filter_h, filter_w, pad_h, pad_w, act_min, act_max) -> np.ndarray:
+    """TFLM int16 MAX_POOL_2D: the maximum starting from -32768 (int16's lowest), clamped; int16 in and out."""
+    return _max_pool(x, out_h, out_w, stride_h, stride_w, filter_h, filter_w, pad_h, pad_w, act_min, act_max,
+                     np.int16)
+
+
+def _max_pool(x, out_h, out_w, stride_h, stride_w, filter_h, filter_w, pad_h, pad_w, act_min, act_max, dtype):
     n, in_h, in_w, ch = x.shape
-    out = np.zeros((n, out_h, out_w, ch), dtype=np.int8)
+    lowest = int(np.iinfo(dtype).min)
+    out = np.zeros((n, out_h, out_w, ch), dtype=dtype)
     for b, oy, ox, c in itertools.product(range(n), range(out_h), range(out_w), range(ch)):
         ys, xs = _window(oy, ox, stride_h, stride_w, pad_h, pad_w, filter_h, filter_w, in_h, in_w)
-        m = max([-128] + [int(x[b, y, xx, c]) for y in ys for xx in xs])
+        m = max([lowest] + [int(x[b, y, xx, c]) for y in ys for xx in xs])
         out[b, oy, ox, c] = min(act_max, max(act_min, m))
     return out
 

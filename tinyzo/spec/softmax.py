@@ -1,4 +1,4 @@
-"""Pure-Python specification of TFLite Micro's int8 -> int8 SOFTMAX.
+"""Pure-Python specification of TFLite Micro's int8 -> int8 and int16 -> int16 SOFTMAX.
 
 Every fixed-point function used by the int8 softmax is its own small function
 named after its gemmlowp / TFLite counterpart (in snake_case) and works on
@@ -19,7 +19,8 @@ References (bit-exact):
   ``GetReciprocal``, ``MultiplyByQuantizedMultiplierGreaterThanOne``;
 * TFLite ``kernels/internal/reference/softmax.h``: the templated
   ``Softmax<int8_t, int8_t>`` (what ``tensorflow/lite/micro/kernels/softmax.cc``
-  runs for int8 input and int8 output).
+  runs for int8 input and int8 output) and ``SoftmaxInt16`` (int16 input and
+  output: two interpolated look-up tables, :mod:`tinyzo.spec.lut`, no gemmlowp).
 
 The prepare-time parameters (``input_multiplier``, ``input_left_shift``,
 ``diff_min``) are computed by :func:`tinyzo.ops.softmax.softmax_params`.
@@ -36,11 +37,13 @@ from tinyzo.spec.arith import (
     INT32_MIN,
     SINGLE_ROUNDING,
     c_div,
+    multiply_by_quantized_multiplier,
     multiply_by_quantized_multiplier_single,
     rounding_divide_by_pot,
     saturating_rounding_doubling_high_mul,
     wrap_int32,
 )
+from tinyzo.spec.lut import lut_lookup_int16
 
 #: Integer bits of the scaled input difference fed to exp (Q5.26).
 SCALED_DIFF_INTEGER_BITS = 5
@@ -294,3 +297,55 @@ def softmax_s8(x, input_multiplier: int, input_left_shift: int, diff_min: int, r
     rows = [softmax_row_s8(r, input_multiplier, input_left_shift, diff_min, rounding) for r in x]
     depth = len(rows[0]) if rows else 0
     return np.array(rows, dtype=np.int8).reshape(len(rows), depth)
+
+
+# ----------------------------------------------------------------------------- int16 -> int16 (look-up tables)
+def softmax_row_s16(row, input_multiplier: int, input_left_shift: int, exp_lut, one_over_one_plus_x_lut,
+                    rounding: str = DOUBLE_ROUNDING) -> list[int]:
+    """One row of TFLite's ``reference_ops::SoftmaxInt16`` (see :func:`softmax_s16`)."""
+    row = [int(v) for v in row]
+    max_in_row = max(row)
+    exps = []
+    sum_of_exps = 0  # Q16.15, int32 (no wrap: depth is at most 65538)
+    for v in row:
+        scaled_diff = multiply_by_quantized_multiplier(v - max_in_row, input_multiplier, input_left_shift, rounding)
+        sym_scaled_diff = min(32767, max(-32768, scaled_diff + 32767))  # [-65535, 0] -> [-32768, 32767]
+        e = lut_lookup_int16(sym_scaled_diff, exp_lut)  # Q0.15
+        exps.append(e)
+        sum_of_exps += e
+    headroom_plus_one = count_leading_zeros(sum_of_exps)
+    shifted_sum = ((sum_of_exps << (headroom_plus_one - 1)) + (1 << 13)) >> 14  # [2**16, 2**17]
+    sym_shifted_sum = min(32767, max(-32768, shifted_sum - ((1 << 15) + (1 << 16))))  # x = sum - 1, recentred
+    reciprocal_scale_q015 = lut_lookup_int16(sym_shifted_sum, one_over_one_plus_x_lut)
+    right_shift = 31 - headroom_plus_one
+    rnd = 1 << (right_shift - 1)
+    return [min(32767, max(0, wrap_int32((e * reciprocal_scale_q015 + rnd) >> right_shift))) for e in exps]
+
+
+def softmax_s16(x, input_multiplier: int, input_left_shift: int, exp_lut, one_over_one_plus_x_lut,
+                rounding: str = DOUBLE_ROUNDING):
+    """TFLite Micro's int16 -> int16 softmax over the last axis (``reference_ops::SoftmaxInt16``), bit for bit.
+
+    For each row: ``max`` of the row; for each entry ``e = LUTLookup(clamp16(MBQM(x - max,
+    input_multiplier, input_left_shift) + 32767), exp_lut)`` (Q0.15; the multiplier maps the
+    difference so that [-65535, 0] means [-10, 0]); ``sum`` of the ``e`` (int32);
+    ``h = CountLeadingZeros(sum)``; ``s = ((sum << (h - 1)) + 2**13) >> 14`` (in [2**16, 2**17]);
+    ``r = LUTLookup(clamp16(s - 3 * 2**15), one_over_one_plus_x_lut)`` (``1 / (1 + x)`` with
+    ``x = sum / 2**(31 - h) - 1``); output ``clamp((e * r + 2**(30 - h)) >> (31 - h), 0, 32767)``
+    (scale 1/32768, zero point 0).
+
+    Args:
+        x: int16 values, shape [rows, depth] (list of lists or array), 1 <= depth <= 65538.
+        input_multiplier, input_left_shift: ``QuantizeMultiplier(s_in * beta / (10 / 65535))``
+            (:func:`tinyzo.ops.softmax.softmax_s16_params`); shift in [-31, 15].
+        exp_lut, one_over_one_plus_x_lut: int16[513] (:func:`tinyzo.spec.lut.softmax_exp_lut`,
+            :func:`tinyzo.spec.lut.softmax_one_over_one_plus_x_lut`).
+        rounding: ``"double"`` (TFLM) or ``"single"``: the ``MultiplyByQuantizedMultiplier`` of the difference.
+
+    Returns:
+        int16 ndarray [rows, depth].
+    """
+    rows = [softmax_row_s16(r, input_multiplier, input_left_shift, exp_lut, one_over_one_plus_x_lut, rounding)
+            for r in x]
+    depth = len(rows[0]) if rows else 0
+    return np.array(rows, dtype=np.int16).reshape(len(rows), depth)
