@@ -2,8 +2,9 @@
 
 ADD and the other binary operators are in :mod:`tinyzo.ops.binary`.
 
-* QUANTIZE (``quantize_common.cc``): float32 -> int8 (``AffineQuantize``) and
-  int8 -> int8 (``Requantize`` with ``QuantizeMultiplier(s_in / s_out)``).
+* QUANTIZE (``quantize_common.cc``): float32 -> int8 (``AffineQuantize``),
+  int8 -> int8 (``Requantize`` with ``QuantizeMultiplier(s_in / s_out)``) and int16 -> int8 or
+  int32 (the same ``Requantize``, :mod:`tinyzo.spec.requantize`).
 * DEQUANTIZE (``dequantize_common.cc``): int8 -> float32.
 
 Run-time arrays carry a leading batch dimension N in place of the file's
@@ -16,6 +17,7 @@ import numpy as np
 
 from tinyzo.errors import ArithmeticContractError
 from tinyzo.kernels.elementwise import dequantize_s8, quantize_f32, quantize_s8
+from tinyzo.kernels.requantize import requantize_s16
 from tinyzo.ops.base import PreparedOp, register
 from tinyzo.quant import check_multiplier_shift, quantize_multiplier, rounding_code
 
@@ -29,17 +31,22 @@ def _runtime_shape(t, n: int) -> tuple:
 
 @register("QUANTIZE")
 class Quantize(PreparedOp):
-    """TFLite ``QUANTIZE``: float32 -> int8 (``AffineQuantize``) or int8 -> int8 (``Requantize``).
+    """TFLite ``QUANTIZE``: float32 -> int8 (``AffineQuantize``) or int8 -> int8 (``Requantize``);
+    int16 -> int8 or int32 (``Requantize<int16_t, Out>``).
 
-    The output is int8, quantized per tensor. For int8 input the multiplier
-    is ``QuantizeMultiplier(s_in / s_out)`` (double of the float32 scales) and
-    the model's rounding mode applies.
+    The output is quantized per tensor (int8, or int32 from an int16 input). For integer input the
+    multiplier is ``QuantizeMultiplier(s_in / s_out)`` (double of the float32 scales) and the
+    model's rounding mode applies.
     """
 
     def prepare(self):
         if len(self.op.inputs) != 1 or len(self.op.outputs) != 1:
             self.fail(f"needs 1 input and 1 output, got {len(self.op.inputs)} and {len(self.op.outputs)}")
         inp, out = self.tensor(0), self.tensor(0, output=True)
+        self.int16_input = inp.dtype == np.int16
+        if self.int16_input:
+            self._prepare_int16(inp, out)
+            return
         self.require_int8(out, "output")
         if inp.is_constant:
             self.fail(f"constant input {inp.name!r} is not supported")
@@ -64,8 +71,44 @@ class Quantize(PreparedOp):
             self.fail(f"input {inp.name!r} is {inp.dtype}; only float32 and int8 inputs are supported")
         self._out = out
 
+    def _prepare_int16(self, inp, out):
+        """int16 -> int8 or int32 (TFLM ``Requantize<int16_t, Out>``, :mod:`tinyzo.spec.requantize`): the
+        paths TFLM's keyword benchmark model needs; other int16 pairs are refused."""
+        if out.dtype not in (np.int8, np.int32):
+            self.fail(f"output {out.name!r} is {out.dtype}; from an int16 input tinyzo quantizes to int8 or int32")
+        if inp.is_constant:
+            self.fail(f"constant input {inp.name!r} is not supported")
+        if tuple(inp.shape[1:]) != tuple(out.shape[1:]) or len(inp.shape) != len(out.shape) or len(out.shape) < 1:
+            self.fail(f"output shape {out.shape} differs from input shape {inp.shape}")
+        for t, role in ((inp, "input"), (out, "output")):
+            if t.quant is None or t.quant.per_channel:
+                self.fail(f"{role} {t.name!r} must be quantized per tensor")
+            if not (np.isfinite(t.quant.scale[0]) and t.quant.scale[0] > 0):
+                self.fail(f"{role} {t.name!r} has a non-positive or non-finite scale")
+            info = np.iinfo(t.dtype)
+            if not info.min <= int(t.quant.zero_point[0]) <= info.max:
+                self.fail(f"{role} {t.name!r} has zero point {int(t.quant.zero_point[0])} outside {t.dtype}")
+        self.float_input = False
+        self.in_zero_point = int(inp.quant.zero_point[0])
+        self.out_zero_point = int(out.quant.zero_point[0])
+        effective_scale = float(np.float32(inp.quant.scale[0])) / float(np.float32(out.quant.scale[0]))
+        try:
+            self.multiplier, self.shift = check_multiplier_shift(
+                *quantize_multiplier(effective_scale, self.model.rounding), self.model.rounding)
+        except ArithmeticContractError as e:
+            self.fail(f"quantization not supported: {e}")
+        self.rounding = rounding_code(self.model.rounding)
+        self._out = out
+
     def compute(self, x):
-        """float32[N, ...] or int8[N, ...] -> int8[N, ...]."""
+        """float32[N, ...] or int8[N, ...] -> int8[N, ...]; int16[N, ...] -> int8 or int32 [N, ...]."""
+        if self.int16_input:
+            out = np.empty(_runtime_shape(self._out, x.shape[0]), dtype=self._out.dtype)
+            info = np.iinfo(out.dtype)
+            requantize_s16(np.ascontiguousarray(x, dtype=np.int16).reshape(-1), self.multiplier, self.shift,
+                           self.in_zero_point, self.out_zero_point, int(info.min), int(info.max), self.rounding,
+                           out.reshape(-1))
+            return out
         out = np.empty(_runtime_shape(self._out, x.shape[0]), dtype=np.int8)
         if self.float_input:
             quantize_f32(np.ascontiguousarray(x, dtype=np.float32).reshape(-1), self.out_scale, self.out_zero_point, out.reshape(-1))

@@ -1,11 +1,12 @@
-"""SOFTMAX (int8 in, int8 out) as TFLite Micro prepares and runs it.
+"""SOFTMAX (int8 in, int8 or int16 out) as TFLite Micro prepares and runs it.
 
 Prepare (``tensorflow/lite/micro/kernels/softmax_common.cc``,
 ``CalculateSoftmaxParams``): the output must be int8 with scale exactly 1/256
 and zero point -128; ``beta * input_scale`` becomes a Q5.26 input multiplier
 (:func:`preprocess_softmax_scaling`) and a cut-off ``diff_min``
 (:func:`calculate_input_radius`). Run: :func:`tinyzo.kernels.softmax.softmax_s8`
-over the last axis.
+over the last axis. An int16 output (TFLM's ``Softmax<int8_t, int16_t>``: zero point -32768, scale
+1/65536) runs :func:`tinyzo.kernels.softmax_s16.softmax_s8_s16` with the same parameters.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 
 from tinyzo.errors import ArithmeticContractError, InputError
 from tinyzo.kernels.softmax import softmax_s8
+from tinyzo.kernels.softmax_s16 import softmax_s8_s16
 from tinyzo.ops.base import PreparedOp, register
 from tinyzo.quant import DOUBLE_ROUNDING, SINGLE_ROUNDING, quantize_multiplier, rounding_code
 
@@ -110,12 +112,17 @@ class Softmax(PreparedOp):
         inp = self.tensor(0)
         out = self.tensor(0, output=True)
         self.require_int8(inp, "input")
-        self.require_int8(out, "output")
+        self.int16_output = out.dtype == np.int16  # int8 -> int16: TFLM's Softmax<int8_t, int16_t>
+        if self.int16_output:
+            self._check_int16_output(out)
+        else:
+            self.require_int8(out, "output")
         if len(inp.shape) < 1:
             self.fail(f"input {inp.name!r} must have at least one dimension")
         if tuple(out.shape) != tuple(inp.shape):
             self.fail(f"output shape {out.shape} differs from input shape {inp.shape}")
-        if int(out.quant.zero_point[0]) != -128 or np.float32(out.quant.scale[0]) != np.float32(1.0 / 256):
+        if not self.int16_output and (int(out.quant.zero_point[0]) != -128
+                                      or np.float32(out.quant.scale[0]) != np.float32(1.0 / 256)):
             self.fail(
                 f"int8 output {out.name!r} must have scale 1/256 and zero point -128 (TFLite Micro requires it), "
                 f"got scale {float(out.quant.scale[0])!r} and zero point {int(out.quant.zero_point[0])}"
@@ -130,14 +137,30 @@ class Softmax(PreparedOp):
         except ArithmeticContractError as e:
             self.fail(str(e))
 
+    def _check_int16_output(self, out):
+        """TFLM's int16 output of an int8 softmax: zero point -32768 and a scale within 0.001/65536 of
+        1/65536 (``TF_LITE_ENSURE_NEAR`` in float32)."""
+        if out.quant is None or out.quant.per_channel:
+            self.fail(f"int16 output {out.name!r} must be quantized per tensor")
+        scale = np.float32(out.quant.scale[0])
+        want, eps = np.float32(1.0) / np.float32(65536), np.float32(0.001) * np.float32(1.0) / np.float32(65536)
+        if int(out.quant.zero_point[0]) != -32768 or not abs(scale - want) <= eps:
+            self.fail(f"int16 output {out.name!r} must have scale 1/65536 (within 0.1%) and zero point -32768 "
+                      f"(TFLite Micro requires it), got scale {float(scale)!r} and zero point "
+                      f"{int(out.quant.zero_point[0])}")
+
     def compute(self, x):
         if not isinstance(x, np.ndarray) or x.dtype != np.int8:
             raise InputError(f"operator {self.index} (SOFTMAX) takes an int8 array, got {getattr(x, 'dtype', type(x))}")
         x = np.ascontiguousarray(x)
-        out = np.empty_like(x)
+        out = np.empty(x.shape, dtype=np.int16 if self.int16_output else np.int8)
         if x.size == 0:
             return out
         depth = x.shape[-1]
+        if self.int16_output:  # the sum of exponentials never makes TFLM abort here (spec.softmax_s16)
+            softmax_s8_s16(x.reshape(-1, depth), self.input_multiplier, self.input_left_shift, self.diff_min,
+                           out.reshape(-1, depth), self.rounding)
+            return out
         bad = softmax_s8(
             x.reshape(-1, depth),
             self.input_multiplier,
