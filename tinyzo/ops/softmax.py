@@ -100,10 +100,11 @@ def softmax_params(beta: float, input_scale: float, rounding: str = DOUBLE_ROUND
 
 @register("SOFTMAX")
 class Softmax(PreparedOp):
-    """TFLite ``SOFTMAX`` on int8: softmax over the last axis, int8 output with scale 1/256, zero point -128.
+    """TFLite ``SOFTMAX`` on int8: softmax over the last axis, int8 output with scale 1/256, zero point -128,
+    or int16 output with scale 1/65536, zero point -32768.
 
     Options: ``beta`` (float, default 1.0). Matches TFLite Micro's
-    ``SoftmaxPrepare`` / ``SoftmaxEval`` for int8 -> int8 (reference kernel).
+    ``SoftmaxPrepare`` / ``SoftmaxEval`` for int8 -> int8 and int8 -> int16 (reference kernel).
     """
 
     def prepare(self):
