@@ -47,6 +47,8 @@ SPEC_TESTS = {
     "TRANSPOSE": "tests/test_layout_ops.py", "STRIDED_SLICE": "tests/test_slice_ops.py",
     "SPLIT": "tests/test_slice_ops.py", "SPLIT_V": "tests/test_slice_ops.py", "GATHER": "tests/test_slice_ops.py",
     "CAST": "tests/test_cast.py", "BATCH_MATMUL": "tests/test_batch_matmul.py",
+    "SVDF": "tests/test_svdf.py", "QUANTIZE_INT16": "tests/test_keyword_ops.py",
+    "SOFTMAX_INT16_OUT": "tests/test_keyword_ops.py",
 }
 #: the int16 (16x8) paths: opcode -> (spec property tests, rounding mode checked)
 INT16_ROWS = {
@@ -62,6 +64,17 @@ INT16_ROWS = {
     "QUANTIZE": ("tests/test_ops16.py", "double (TFLM)"),
     "DEQUANTIZE": ("tests/test_ops16.py", "none (no requantization)"),
 }
+#: stateful real models: run as one sequence of invocations (TFLM keeps the state between them)
+STATEFUL_MODELS = ["keyword_scrambled_8bit"]
+
+
+def case_name(model, op) -> str:
+    """The row of an operator of a real model: its opcode, or the random one-op case of its int16 path."""
+    if op.opcode == "QUANTIZE" and model.tensors[op.inputs[0]].dtype == np.int16:
+        return "QUANTIZE_INT16"
+    if op.opcode == "SOFTMAX" and model.tensors[op.outputs[0]].dtype == np.int16:
+        return "SOFTMAX_INT16_OUT"
+    return op.opcode
 #: operators without any requantization (raw int8 values copied or compared)
 NO_REQUANTIZATION = ("RESHAPE", "PAD", "CONCATENATION", "MAX_POOL_2D", "DEQUANTIZE", "MAXIMUM", "MINIMUM", "RELU6",
                      "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE", "STRIDED_SLICE", "SPLIT", "SPLIT_V", "GATHER")
@@ -70,16 +83,22 @@ NO_REQUANTIZATION = ("RESHAPE", "PAD", "CONCATENATION", "MAX_POOL_2D", "DEQUANTI
 def real_model_counts(n_random: int) -> dict:
     """opcode -> [tensors compared, elements compared, elements different] over the real models."""
     counts = defaultdict(lambda: [0, 0, 0])
-    for name in MODEL_NAMES:
+    for name in MODEL_NAMES + STATEFUL_MODELS:
         model = tinyzo.load(model_path(name))
         rng = np.random.default_rng(0)
-        xs = [rng.integers(-128, 128, size=(n_random,) + t.shape[1:], dtype=np.int8) for t in model.input_details]
+        # int8: the full range; int16 (the keyword model): +-4096 (full range saturates its first QUANTIZE)
+        xs = [rng.integers(-128, 128, size=(n_random,) + t.shape[1:], dtype=np.int8) if t.dtype == np.int8 else
+              rng.integers(-4096, 4096, size=(n_random,) + t.shape[1:]).astype(t.dtype) for t in model.input_details]
         computed = sorted({t for op in model.operators for t in op.outputs})
         _, want = tflm_run(model_path(name).read_bytes(), xs, tensors=computed)
-        _, got = model(*xs, intermediates=True)
+        if model.variables:  # TFLM ran the samples as one sequence: so does tinyzo, one call each
+            steps = [model(*(x[b:b + 1] for x in xs), intermediates=True)[1] for b in range(n_random)]
+            got = {t: np.concatenate([e[t] for e in steps]) for t in computed}
+        else:
+            _, got = model(*xs, intermediates=True)
         for op in model.operators:
             for t in op.outputs:
-                c = counts[op.opcode]
+                c = counts[case_name(model, op)]
                 c[0] += n_random
                 c[1] += want[t].size
                 c[2] += int(np.count_nonzero(got[t].reshape(want[t].shape) != want[t]))
@@ -146,14 +165,16 @@ def main(argv=None) -> int:
         if unknown:
             ap.error(f"no random {args.dtype} one-op case for {unknown}; known: {', '.join(cases)}")
         single = single_op_counts(args.models_per_op, opcodes, cases)
+        real = real_model_counts(args.random_inputs) if args.dtype != "int16" else {}
         for opcode in opcodes:
-            s = single[opcode]
+            s, r = single[opcode], real.get(opcode)
             if args.dtype == "int16":
                 spec, rounding = INT16_ROWS[opcode]
                 print(f"| {opcode} (int16) | (not in the real models) | {s[0]} / {s[1]:,} / {s[2]} | {spec} | {rounding} |")
             else:
-                print(f"| {opcode} | random one-op models: {s[0]} / {s[1]:,} / {s[2]} | {SPEC_TESTS[opcode]} |")
-        return 1 if any(c[2] for c in single.values()) else 0
+                real_cell = f"real models: {r[0]} / {r[1]:,} / {r[2]} | " if r else ""
+                print(f"| {opcode} | {real_cell}random one-op models: {s[0]} / {s[1]:,} / {s[2]} | {SPEC_TESTS[opcode]} |")
+        return 1 if any(c[2] for c in single.values()) or any(real[o][2] for o in opcodes if o in real) else 0
 
     real = real_model_counts(args.random_inputs)
     single = single_op_counts(args.models_per_op)
@@ -198,7 +219,8 @@ def main(argv=None) -> int:
         lines.append(f"| {opcode} (int16) | (not in the real models) | {s[0]} / {s[1]:,} / {s[2]} | {spec} | {rounding} |")
     lines += [
         "",
-        "Real models: person_detect, micro_speech_quantized, hello_world_int8, simple_add_model "
+        "Real models: person_detect, micro_speech_quantized, hello_world_int8, simple_add_model and the stateful "
+        "keyword_scrambled_8bit (its random inputs run as one sequence, state carried) "
         f"({args.random_inputs} random inputs each; their shipped test inputs give exactly the published outputs, "
         "see tests/test_models_tflm.py). Random one-operator models: tests/single_op.py (shapes, strides, "
         "SAME/VALID, dilation, depth multipliers, per-tensor and per-channel weights, fused activations, random "

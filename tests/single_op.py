@@ -572,6 +572,76 @@ def batch_matmul(rng, rounding="double"):
     return Model(tensors, [op], inputs, (2,), rounding=rounding)
 
 
+def svdf(rng, rounding="double"):
+    """TFLM's integer SVDF: int8 in and out, int8 or int16 activation state (a variable tensor) and
+    weights_time; random rank, filters, memory, scales and zero points. The state and output scales
+    are set from the weights so that values spread over their type (times a random factor in
+    [0.3, 3]: some saturation); an int8 state's zero point is random, so the stored state value
+    wraps now and then, as in TFLM.
+
+    The model is stateful: :func:`compare_with_tflm` runs the samples as one sequence.
+    """
+    n_input = int(rng.choice([1, 3, 8, 20, 64, 300]))
+    rank = int(rng.integers(1, 4))
+    n_unit = int(rng.integers(1, 9))
+    n_filter, n_memory = n_unit * rank, int(rng.integers(1, 11))
+    state_t = np.dtype(np.int16) if rng.integers(0, 2) else np.dtype(np.int8)
+    t_max = np.iinfo(state_t).max
+    qx = _q(rng, 0.005, 0.5)
+    s_wf = np.float32(_log_uniform(rng, 0.001, 0.05))
+    wf = _i8(rng, (n_filter, n_input), lo=-127)
+    if state_t == np.int8:
+        wt = _i8(rng, (n_filter, n_memory), lo=-127)
+        s_wt = np.float32(_log_uniform(rng, 0.002, 0.05))
+        zp_state = int(rng.integers(-128, 128))
+    else:
+        w_max = 1 << int(rng.integers(7, 16))  # int16 time weights of various magnitudes
+        wt = rng.integers(-w_max + 1, w_max, size=(n_filter, n_memory)).astype(np.int16)
+        s_wt = np.float32(_log_uniform(rng, 1e-5, 2e-4))
+        zp_state = 0 if rng.integers(0, 3) else int(rng.integers(-300, 300))
+    # spread of the feature accumulators (in input * weight units) and of the time dot products
+    x_spread = float(np.sqrt(74.0**2 + float(qx.zero_point[0]) ** 2))
+    acc_spread = x_spread * float(np.sqrt(np.mean(np.sum(wf.astype(np.float64) ** 2, axis=1)))) + 1.0
+    q_state = QuantParams([np.float32(float(qx.scale[0]) * float(s_wf) * acc_spread / (0.5 * t_max)
+                                      * _log_uniform(rng, 0.3, 3))], [zp_state])
+    s_bias = np.float32(q_state.scale[0] * s_wt)
+    time_spread = 0.5 * t_max * float(np.sqrt(rank * np.mean(np.sum(wt.astype(np.float64) ** 2, axis=1)))) + 1.0
+    s_out = np.float32(float(s_bias) * time_spread / 64 * _log_uniform(rng, 0.3, 3))
+    tensors = [
+        Tensor("x", (1, n_input), np.int8, qx),
+        Tensor("wf", (n_filter, n_input), np.int8, QuantParams([s_wf], [0]), wf),
+        Tensor("wt", (n_filter, n_memory), state_t, QuantParams([s_wt], [0]), wt),
+        Tensor("b", (n_unit,), np.int32, QuantParams([s_bias], [0]),
+               rng.integers(-20000, 20000, size=n_unit).astype(np.int32)),
+        Tensor("state", (1, n_filter * n_memory), state_t, q_state, None, True),
+        Tensor("y", (1, n_unit), np.int8, QuantParams([s_out], [int(rng.integers(-128, 128))])),
+    ]
+    op = Operator("SVDF", (0, 1, 2, 3, 4), (5,), {"rank": rank, "fused_activation_function": str(rng.choice(ACTS))})
+    return Model(tensors, [op], (0,), (5,), rounding=rounding)
+
+
+def quantize_int16(rng, rounding="double"):
+    """QUANTIZE from int16 to int8 or int32 (TFLM's keyword model: its input and output)."""
+    shape = (1, int(rng.integers(1, 20)))
+    out_t = np.dtype(np.int8) if rng.integers(0, 2) else np.dtype(np.int32)
+    q_in = QuantParams([np.float32(_log_uniform(rng, 1e-5, 1e-2))], [0 if rng.integers(0, 2) else int(rng.integers(-999, 999))])
+    if out_t == np.int8:
+        q_out = _q(rng, 0.005, 0.5)
+    else:
+        q_out = QuantParams([np.float32(_log_uniform(rng, 1e-6, 1e-2))], [int(rng.integers(-10**6, 10**6))])
+    tensors = [Tensor("x", shape, np.int16, q_in), Tensor("y", shape, out_t, q_out)]
+    return Model(tensors, [Operator("QUANTIZE", (0,), (1,))], (0,), (1,), rounding=rounding)
+
+
+def softmax_int16_out(rng, rounding="double"):
+    """SOFTMAX with int8 input and int16 output (scale 1/65536, zero point -32768; TFLM's keyword model)."""
+    depth = int(rng.choice([2, 3, 10, 100, 400]))
+    tensors = [Tensor("x", (1, depth), np.int8, _q(rng, 0.01, 0.5)),
+               Tensor("y", (1, depth), np.int16, QuantParams([np.float32(1 / 65536)], [-32768]))]
+    beta = float(rng.choice([1.0, 0.5, 2.0]))
+    return Model(tensors, [Operator("SOFTMAX", (0,), (1,), {"beta": beta})], (0,), (1,), rounding=rounding)
+
+
 CASES = {
     "CONV_2D": conv2d,
     "DEPTHWISE_CONV_2D": depthwise_conv2d,
@@ -606,6 +676,9 @@ CASES = {
     "GATHER": gather,
     "CAST": cast,
     "BATCH_MATMUL": batch_matmul,
+    "SVDF": svdf,
+    "QUANTIZE_INT16": quantize_int16,
+    "SOFTMAX_INT16_OUT": softmax_int16_out,
 }
 
 
@@ -676,7 +749,13 @@ def compare_with_tflm(model, n=8, seed=0):
     rng = np.random.default_rng(seed)
     xs = random_inputs(model, n, rng)
     outs, _ = tflm_run(write_tflite(model), xs)
-    ys = model(*xs)
+    if model.variables:  # stateful: TFLM ran the n samples as one sequence (state carried), so does tinyzo
+        model.reset_state()
+        steps = [model(*(x[b:b + 1] for x in xs)) for b in range(n)]
+        steps = [y if isinstance(y, tuple) else (y,) for y in steps]
+        ys = tuple(np.concatenate([s[k] for s in steps]) for k in range(len(steps[0])))
+    else:
+        ys = model(*xs)
     ys = ys if isinstance(ys, tuple) else (ys,)
     total = diff = 0
     for y, o in zip(ys, outs):

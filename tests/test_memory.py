@@ -328,3 +328,23 @@ def test_cli_memory_json_and_budget(tmp_path, capsys):
     assert rep["peak_sram_bytes"] == 55296 and rep["fits"] is False and rep["margin_bytes"] == 50 * 1024 - 55296
     assert rep["flash_bytes"] > 0 and (tmp_path / "t.png").exists()
     assert main(["memory", path, "--method", "zo"]) == 2
+
+
+@pytest.mark.oracle
+def test_variable_tensors_live_outside_the_planned_arena_as_in_tflm():
+    """keyword_scrambled_8bit: seven SVDF states (variable tensors) live for the whole run in TFLM's
+    persistent tail, not in the planned head; tinyzo's plan (with SVDF's two scratch buffers per
+    step) equals TFLM's head, and the states are listed apart with their bytes."""
+    path = os.path.join(HERE, "data", "tflite-micro", "keyword_scrambled_8bit.tflite")
+    alloc = tflm_allocations(_read(path))
+    model = tinyzo.load(path)
+    sched = inference_schedule(model)
+    assert plan_arena(sched).peak_bytes == alloc["head"] == 672
+    assert [b.tensor for b in sched.persistent] == list(model.variables)
+    assert all(b.kind == "state" and b.first == -1 and b.last == sched.n_steps - 1 for b in sched.persistent)
+    assert not {b.tensor for b in sched.buffers} & set(model.variables)
+    state = sum(model.tensors[t].nbytes for t in model.variables)
+    assert sched.persistent_bytes() == state == 5120 and alloc["tail"] > state
+    rep = memory_report(model)
+    assert rep["state_bytes"] == 5120 and rep["peak_sram_bytes"] == 672
+    assert memory_report(tinyzo.load(DIGITS))["state_bytes"] == 0

@@ -12,7 +12,9 @@ FILES = ["test_arith.py", "test_conv.py", "test_conv_int.py", "test_fp_kernels.p
          # the layout, slicing, cast and matmul kernels (a few seconds each without JIT)
          "test_layout_ops.py", "test_slice_ops.py", "test_cast.py", "test_batch_matmul.py", "test_fc_asym.py",
          # the int16 (16x8) kernels (about a minute without JIT: every int16 input of LOGISTIC and TANH)
-         "test_ops16.py"]
+         "test_ops16.py",
+         # SVDF and the keyword model's int16 QUANTIZE / SOFTMAX kernels
+         "test_svdf.py", "test_keyword_ops.py"]
 
 
 @pytest.mark.slow

@@ -61,6 +61,26 @@ def _saturating_add_int8(a: np.ndarray, delta) -> np.ndarray:
     return out
 
 
+def initial_state(tensor) -> np.ndarray:
+    """The value TFLite Micro gives a variable tensor when it allocates or resets it.
+
+    TFLM's ``MicroInterpreterGraph::ResetTensorData`` (run by ``AllocateTensors`` and by
+    ``Reset``) ignores any buffer stored in the file and ``memset``s the tensor: an int8 tensor with
+    a zero point to the low byte of its first zero point (so every element equals that zero point),
+    every other tensor to zero bytes (an int16 state starts at raw 0 whatever its zero point).
+
+    Args:
+        tensor: a :class:`Tensor` (normally one with ``is_variable``).
+
+    Returns:
+        A new array of the tensor's dtype and file shape (dimension 0 the batch, 1).
+    """
+    value = 0
+    if tensor.dtype == np.int8 and tensor.quant is not None and len(tensor.quant.zero_point) > 0:
+        value = (int(tensor.quant.zero_point[0]) + 128) % 256 - 128  # memset stores the low byte
+    return np.full(tensor.shape, value, dtype=tensor.dtype)
+
+
 @dataclass
 class Tensor:
     """One tensor of a model.
@@ -73,6 +93,10 @@ class Tensor:
         quant: quantization parameters, or None for unquantized tensors.
         data: the constant value (weights, bias, shape operands) or None for
             tensors computed at run time.
+        is_variable: the file's ``is_variable`` flag: the tensor is model state (e.g. SVDF's
+            activation state) that operators update in place and that keeps its value from one
+            call to the next (:meth:`Model.reset_state`). A variable tensor is never a constant,
+            even with a stored buffer: TFLM ignores that buffer (see :func:`initial_state`).
     """
 
     name: str
@@ -80,15 +104,17 @@ class Tensor:
     dtype: np.dtype
     quant: QuantParams | None = None
     data: np.ndarray | None = None
+    is_variable: bool = False
 
     def __post_init__(self):
         self.shape = tuple(int(d) for d in self.shape)
         self.dtype = np.dtype(self.dtype)
+        self.is_variable = bool(self.is_variable)
 
     @property
     def is_constant(self) -> bool:
-        """True for tensors with a stored value (weights, biases, shape operands)."""
-        return self.data is not None
+        """True for tensors with a stored value (weights, biases, shape operands); False for variable tensors."""
+        return self.data is not None and not self.is_variable
 
     @property
     def nbytes(self) -> int:
@@ -127,6 +153,16 @@ class Model:
         y = model(x)                       # int8[N, ...] in, int8[N, ...] out
         y, acts = model(x, intermediates=True)   # acts: {tensor index: int8[N, ...]}
 
+    Stateful models: tensors marked variable in the file (:attr:`variables`, e.g. SVDF's activation
+    state) keep their values from one call to the next, as TFLM keeps them between invocations:
+    calling ``model(x_t)`` on a sequence of batch-1 inputs gives, call by call, what TFLM's
+    interpreter gives on the same sequence. The state starts as TFLM initializes it
+    (:func:`initial_state`) and :meth:`reset_state` starts over. A batch of N inputs is N
+    independent streams with N states: sample i's state advances with sample i's input only, so
+    successive calls must keep the batch size (and the order of the streams) until
+    :meth:`reset_state`; another batch size is refused with :class:`InputError`. The state is
+    committed only when a call succeeds. Two threads must not call one stateful model at once.
+
     Args:
         tensors: list of :class:`Tensor`.
         operators: list of :class:`Operator` in execution order.
@@ -140,6 +176,8 @@ class Model:
             ``max(1, CHUNK_ACTIVATION_BYTES // sample_bytes)``. Outputs do not depend on it.
         max_intermediates_bytes: the largest ``N * sample_bytes`` that ``intermediates=True`` (and
             :meth:`forward_from`) may return (default :data:`MAX_INTERMEDIATES_BYTES`); None: no limit.
+        variables: indices of the variable tensors (model state), in index order; ``()`` for a
+            stateless model.
     """
 
     def __init__(self, tensors, operators, inputs, outputs, name: str = "", rounding: str = DOUBLE_ROUNDING):
@@ -151,6 +189,8 @@ class Model:
         self.outputs = tuple(int(i) for i in outputs)
         self.name = name
         self.rounding = rounding
+        self.variables = tuple(i for i, t in enumerate(self.tensors) if t.is_variable)
+        self._state = None  # {variable tensor index: array [N, ...]} of N streams, or None (initial)
         self._check_graph()
         from tinyzo.ops import prepare_operator
 
@@ -177,7 +217,16 @@ class Model:
                     "int16/int32/uint32 inputs for the operators that take them; a float32 input only when QUANTIZE "
                     "or CAST operators alone read it); convert the model with full-integer post-training quantization"
                 )
-        available = set(self.inputs) | {i for i, t in enumerate(self.tensors) if t.is_constant}
+        for t in self.variables:
+            ten = self.tensors[t]
+            if t in self.inputs:
+                raise UnsupportedModelError(f"input tensor {t} ({ten.name!r}) is a variable tensor (model state); "
+                                            "the file is corrupt")
+            if len(ten.shape) < 1 or ten.shape[0] != 1:
+                raise UnsupportedModelError(f"variable tensor {t} ({ten.name!r}) has shape {list(ten.shape)}; "
+                                            "dimension 0 is the batch (one state per stream) and must be 1")
+        # variable tensors hold a value before the first operator runs (the state)
+        available = set(self.inputs) | set(self.variables) | {i for i, t in enumerate(self.tensors) if t.is_constant}
         written = set()
         for k, op in enumerate(self.operators):
             for t in op.inputs + op.outputs:
@@ -190,6 +239,8 @@ class Model:
                     )
             for t in op.outputs:
                 what = ("a constant" if self.tensors[t].is_constant else "a model input" if t in self.inputs
+                        else "a variable tensor (model state, updated in place by the operators that read it)"
+                        if self.tensors[t].is_variable
                         else "already written by an earlier operator" if t in written else None)
                 if what is not None:
                     raise UnsupportedModelError(
@@ -239,11 +290,15 @@ class Model:
         :data:`CHUNK_ACTIVATION_BYTES`; docs/reliability.md). Every sample is computed by the same
         integer code, so the result is bit-identical for any chunk size and thread count.
 
+        A stateful model (:attr:`variables`) reads each stream's state and stores the updated
+        state (see the class doc: sample i of the batch is stream i).
+
         Args:
             *xs: one int8 array per model input, each ``(N,) + input_shape[1:]``
                 (N >= 1, the same for every input).
             intermediates: also return every tensor computed (a dict from
-                tensor index to int8/int32 array with leading batch dimension). Refused with
+                tensor index to int8/int32 array with leading batch dimension; a variable tensor
+                holds its value after this call, as TFLM's tensor after ``invoke``). Refused with
                 :class:`InputError` when ``N * sample_bytes`` exceeds :attr:`max_intermediates_bytes`.
 
         Returns:
@@ -383,7 +438,44 @@ class Model:
         return out
 
     def _run_batch(self, arrays, keep_all: bool) -> dict:
-        return self._run_split(dict(zip(self.inputs, arrays)), 0, keep_all)
+        env = dict(zip(self.inputs, arrays))
+        if not self.variables:
+            return self._run_split(env, 0, keep_all)
+        # stateful: the operators update a copy of the streams' state in place (each chunk its own
+        # rows, views of these arrays); the copy becomes the model's state once every chunk succeeded
+        state = {t: a.copy() for t, a in self._stream_state(arrays[0].shape[0]).items()}
+        env.update(state)
+        out = self._run_split(env, 0, keep_all)
+        self._state = state
+        for t in state:
+            if t in out:  # returned (intermediates, or a model output): a snapshot, not the live state
+                out[t] = out[t].copy()
+        return out
+
+    # ------------------------------------------------------------------ state
+    def _stream_state(self, n: int) -> dict:
+        """The current state of ``n`` streams: ``{variable tensor: array [n, ...]}`` (the model's own arrays)."""
+        if self._state is None:
+            return {t: np.repeat(initial_state(self.tensors[t]), n, axis=0) for t in self.variables}
+        m = next(iter(self._state.values())).shape[0]
+        if m != n:
+            raise InputError(f"the model holds the state of {m} stream(s) (the batch size of earlier calls), got a "
+                             f"batch of {n}; call model.reset_state() before running another batch size")
+        return self._state
+
+    def reset_state(self) -> None:
+        """Start over: every variable tensor takes its initial value again (TFLM's ``Reset``), and
+        the next call may have any batch size. Nothing to do for a stateless model."""
+        self._state = None
+
+    @property
+    def state(self) -> dict:
+        """A copy of the current state: ``{variable tensor index: array [N, ...]}`` for the N streams of
+        the last calls, or the initial value of one stream (``[1, ...]``) before the first call or
+        after :meth:`reset_state`; ``{}`` for a stateless model."""
+        if self._state is None:
+            return {t: initial_state(self.tensors[t]) for t in self.variables}
+        return {t: a.copy() for t, a in self._state.items()}
 
     # ------------------------------------------------------------------ training hooks
     def trainable_ops(self) -> list:
@@ -478,7 +570,9 @@ class Model:
         """Run operators ``start:`` on tensors already computed, e.g. by ``model(x, intermediates=True)``.
 
         Layer-wise reuse for zeroth-order training: after perturbing operator ``start``'s
-        parameters only the operators from ``start`` on need to run again.
+        parameters only the operators from ``start`` on need to run again. Operators that read a
+        variable tensor (model state) are refused with :class:`InputError`: re-running them would
+        advance the state a second time.
 
         Args:
             env: ``{tensor index: array with a leading batch}`` holding every tensor that operators
@@ -496,6 +590,10 @@ class Model:
         """
         if not 0 <= start < len(self.operators):
             raise InputError(f"start must be an operator index in 0..{len(self.operators) - 1}, got {start}")
+        stateful = sorted({t for op in self.operators[start:] for t in op.inputs if t in self.variables})
+        if stateful:
+            raise InputError(f"operators {start}.. read variable tensors {stateful} (model state, advanced by every "
+                             "run); forward_from cannot re-run them: run the stateful model with model(x)")
         produced_later = {t for op in self.operators[start:] for t in op.outputs}
         needed = {t for op in self.operators[start:] for t in op.inputs
                   if t != -1 and not self.tensors[t].is_constant and t not in produced_later}

@@ -238,7 +238,10 @@ def _read_tensor(t: Table, k: int, buffers: _Buffers) -> Tensor:
             data = np.frombuffer(raw, dtype=dtype.newbyteorder("<"), count=count).astype(dtype).reshape(dims)
     if data is None and 0 in dims:
         raise UnsupportedModelError(f"{where}: shape {dims} has a zero dimension; tinyzo needs non-empty tensors")
-    return Tensor(name, tuple(dims), dtype, quant, data)
+    # model state (e.g. SVDF's activation state): kept between runs; a stored buffer is kept for
+    # writing the file back, but TFLM ignores it (tinyzo.graph.initial_state)
+    is_variable = bool(t.scalar(F.T_IS_VARIABLE, "bool", False))
+    return Tensor(name, tuple(dims), dtype, quant, data, is_variable)
 
 
 def read_tflite_parts(data) -> tuple[list, list, tuple, tuple, str]:
@@ -310,7 +313,7 @@ def check_integer_model(tensors, operators, inputs, outputs, label: str = "the m
     allowed = float_interface_tensors(operators, inputs, outputs)
     for i in sorted(runtime):
         t = tensors[i]
-        if t.data is None and t.dtype.kind in "fc" and i not in allowed:
+        if not t.is_constant and t.dtype.kind in "fc" and i not in allowed:
             raise UnsupportedModelError(
                 f"{label} is a {t.dtype} model (tensor {i} {t.name!r} is {t.dtype}); tinyzo runs fully "
                 "int8-quantized models: convert with full-integer post-training quantization "

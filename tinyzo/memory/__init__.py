@@ -105,6 +105,7 @@ def report_from_plan(plan: Plan, baseline_peak: int | None = None) -> dict:
         "peak_without_inplace_bytes": int(plan.peak_bytes if baseline_peak is None else baseline_peak),
         "live_lower_bound_bytes": int(max((t[2] for t in timeline), default=0)),
         "peak_step": int(peak_step),
+        "state_bytes": int(sched.persistent_bytes(plan.alignment)),
         "flash_bytes": int(sched.flash_bytes),
         "flash": {k: int(v) for k, v in sched.flash.items()},
         "breakdown": {k: int(v) for k, v in breakdown.items()},
@@ -145,6 +146,10 @@ def memory_report(model, method: str = "inference", *, scheme=None, layers=None,
           gradient is kept until a final update phase (equal to the peak for inference and for
           methods without parameter gradients); ``peak_with_reorder_bytes`` likewise with reordering.
         * ``live_lower_bound_bytes``: the most bytes alive at one step (no planner can do better).
+        * ``state_bytes``: the model's variable tensors (state kept between inferences, e.g. SVDF's
+          activation state), each rounded up to ``alignment``; outside the planned arena, as in
+          TFLM's persistent tail: the device needs ``peak_sram_bytes + state_bytes``. 0 for a
+          stateless model.
         * ``flash_bytes`` and ``flash`` (``weights``/``bias``/``other_constants``): constant data bytes.
         * ``breakdown``: bytes per kind (``activations``, ``scratch``; training adds ``gradients``,
           ``param_copies``, ``masks``, ``optimizer_state``) at the step with the most live bytes

@@ -16,10 +16,17 @@ Conventions (batch 1, the shapes stored in the model):
   rule (``micro_allocation_info.cc``: inputs created at scope 0, operator ``i`` at scope ``i + 1``,
   outputs last used at the final scope), shifted by one.
 * Constant tensors (weights, biases, shape operands) live in Flash and are not buffers.
+* Variable tensors (model state, e.g. SVDF's activation state) live for the whole run, from one
+  inference to the next. TFLM allocates them once in the *persistent* tail of its arena
+  (``MicroAllocator::AllocateVariables``), never in the planned head, so they are not planned
+  buffers here either: :attr:`Schedule.persistent` lists them (kind ``"state"``, lifetime
+  ``[-1, n_steps - 1]``) and :meth:`Schedule.persistent_bytes` sums them; the device needs the
+  planned arena plus these bytes.
 * Scratch buffers: TFLM's *reference* kernels request arena scratch for few operators. Of the
-  operators tinyzo supports, only ``MEAN`` does (:func:`scratch_bytes`: an int32 accumulator per
-  output for int8/int16 input, plus two small index arrays), alive during its own step only;
-  checked against TFLM's measured arena on random one-operator models. CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, the
+  operators tinyzo supports, ``MEAN`` does (:func:`scratch_bytes`: an int32 accumulator per
+  output for int8/int16 input, plus two small index arrays) and ``SVDF`` (int32[filters] and
+  int32[units]), alive during their own step only; checked against TFLM's measured arena on
+  random one-operator models. CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, the
   pools, SOFTMAX, ADD, SUB, MUL, MAXIMUM, MINIMUM, PRELU, RELU, RELU6, LEAKY_RELU, HARD_SWISH, LOGISTIC,
   TANH, PAD, CONCATENATION, RESHAPE, SQUEEZE, EXPAND_DIMS, TRANSPOSE, STRIDED_SLICE, SPLIT, SPLIT_V,
   GATHER, CAST, BATCH_MATMUL, QUANTIZE and DEQUANTIZE request none (their per-channel multipliers,
@@ -146,6 +153,9 @@ class Schedule:
         name: the model's name.
         info: what a training schedule trains (:func:`tinyzo.memory.training_schedule`: trained
             layers, parameter counts, optimizer, batch); empty for a plain inference schedule.
+        persistent: :class:`Buffer` s of the model's variable tensors (kind ``"state"``, lifetime
+            the whole run): kept between inferences, outside the planned arena (TFLM's persistent
+            tail); empty for a stateless model.
     """
 
     steps: list
@@ -154,6 +164,12 @@ class Schedule:
     method: str = "inference"
     name: str = ""
     info: dict = field(default_factory=dict)
+    persistent: list = field(default_factory=list)
+
+    def persistent_bytes(self, align: int = 16) -> int:
+        """Bytes of the :attr:`persistent` buffers, each rounded up to ``align`` (TFLM aligns every
+        persistent allocation to 16 bytes)."""
+        return int(sum(_align(b.nbytes, align) for b in self.persistent))
 
     @property
     def n_steps(self) -> int:
@@ -198,12 +214,19 @@ def _align(n: int, a: int) -> int:
 def scratch_bytes(model, op_index: int) -> list:
     """Arena scratch buffers (bytes each, in request order) TFLM's reference kernel requests for operator ``op_index``.
 
-    Only MEAN requests any among tinyzo's operators (``reduce_common.cc``, TFLM as installed by
-    ``pip install tflite-micro``): for int8/int16 input an int32 accumulator per output element,
-    then ``sizeof(int) * input rank`` (an index iterator) and ``sizeof(int) * number of axes``
-    (the resolved axes). Every other operator: ``[]``.
+    MEAN (``reduce_common.cc``, TFLM as installed by ``pip install tflite-micro``): for int8/int16
+    input an int32 accumulator per output element, then ``sizeof(int) * input rank`` (an index
+    iterator) and ``sizeof(int) * number of axes`` (the resolved axes). SVDF (``svdf_common.cc``,
+    integer path): ``batch * num_filters * 4`` (the time dot products) then
+    ``batch * num_units * 4`` (the reduced outputs), batch being the file's dimension 0 (1). Every
+    other operator: ``[]``.
     """
     op = model.operators[op_index]
+    if op.opcode == "SVDF":
+        batch = model.tensors[op.inputs[0]].shape[0]
+        n_filter = model.tensors[op.inputs[1]].shape[0]
+        n_unit = n_filter // int(op.options.get("rank", 1))
+        return [b for b in (4 * batch * n_filter, 4 * batch * n_unit) if b > 0]
     if op.opcode == "MEAN":
         x, y = model.tensors[op.inputs[0]], model.tensors[op.outputs[0]]
         axes = model.tensors[op.inputs[1]]
@@ -282,9 +305,9 @@ def inference_schedule(model) -> Schedule:
     """The inference schedule of ``model``: one step per operator, in the model's order.
 
     Buffers (ids in this order, like TFLM's planner input): every non-constant tensor that is a
-    model input or output or that an operator reads or writes, by tensor index; then one scratch
-    buffer per operator that needs one (:func:`scratch_bytes`), in operator order. Zero-size
-    tensors are skipped.
+    model input or output or that an operator reads or writes, by tensor index, except variable
+    tensors (:attr:`Schedule.persistent`); then one scratch buffer per operator that needs one
+    (:func:`scratch_bytes`), in operator order. Zero-size tensors are skipped.
 
     Args:
         model: a :class:`tinyzo.graph.Model`.
@@ -314,7 +337,7 @@ def inference_schedule(model) -> Schedule:
     tensor_to_buf = {}
     for t in sorted(first):
         ten = model.tensors[t]
-        if ten.is_constant or ten.nbytes == 0:
+        if ten.is_constant or ten.is_variable or ten.nbytes == 0:
             continue
         tensor_to_buf[t] = len(buffers)
         buffers.append(Buffer(ten.name or f"t{t}", "activation", ten.nbytes, first[t], last[t], tensor=t,
@@ -331,6 +354,9 @@ def inference_schedule(model) -> Schedule:
         steps.append(Step(k, "forward", op.opcode, k, reads, writes,
                           tuple(scratch_of.get(k, ())), _inplace_candidates(model, k, tensor_to_buf)
                           if len(op.outputs) == 1 and op.outputs[0] in tensor_to_buf else ()))
-    sched = Schedule(steps, buffers, flash_contents(model), "inference", model.name)
+    # variable tensors: persistent, the whole run (TFLM's tail), not planned
+    persistent = [Buffer(model.tensors[t].name or f"t{t}", "state", model.tensors[t].nbytes, -1, max(n - 1, -1),
+                         tensor=t, pinned=True) for t in getattr(model, "variables", ())]
+    sched = Schedule(steps, buffers, flash_contents(model), "inference", model.name, persistent=persistent)
     sched.validate()
     return sched

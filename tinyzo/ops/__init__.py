@@ -23,6 +23,7 @@ from tinyzo.ops import (  # noqa: F401  # noqa: F401,E402
     shape,
     slicing,
     softmax,
+    svdf,
 )
 from tinyzo.ops.base import REGISTRY, PreparedOp
 

@@ -1,4 +1,4 @@
-"""SOFTMAX (int8 in, int8 out; int16 in, int16 out) as TFLite Micro prepares and runs it.
+"""SOFTMAX (int8 in, int8 or int16 out; int16 in, int16 out) as TFLite Micro prepares and runs it.
 
 Prepare (``tensorflow/lite/micro/kernels/softmax_common.cc``,
 ``CalculateSoftmaxParams``), by input type:
@@ -12,7 +12,8 @@ Prepare (``tensorflow/lite/micro/kernels/softmax_common.cc``,
   (x - max)`` onto TFLM's exp table (:func:`softmax_s16_params`); the two tables
   (``exp`` on [-10, 0], ``1 / (1 + x)`` on [0, 1]) are TFLM's ``LUTPopulate<int16_t>``
   (:mod:`tinyzo.spec.lut`), computed once. Run: :func:`tinyzo.kernels.softmax.softmax_s16`.
-  TFLM's int8 -> int16 softmax is not implemented here.
+  * int8 -> int16 (TFLM's ``Softmax<int8_t, int16_t>``): output zero point -32768, scale 1/65536;
+  the int8 parameters, run by :func:`tinyzo.kernels.softmax_s16.softmax_s8_s16`.
 
 The softmax is taken over the last axis.
 """
@@ -26,6 +27,7 @@ import numpy as np
 
 from tinyzo.errors import ArithmeticContractError, InputError
 from tinyzo.kernels.softmax import softmax_s8, softmax_s16
+from tinyzo.kernels.softmax_s16 import softmax_s8_s16
 from tinyzo.ops.base import PreparedOp, register
 from tinyzo.ops.int16 import INT16, require_int16
 from tinyzo.quant import DOUBLE_ROUNDING, SINGLE_ROUNDING, quantize_multiplier, rounding_code
@@ -148,11 +150,11 @@ def _softmax_s16_luts() -> tuple:
 
 @register("SOFTMAX")
 class Softmax(PreparedOp):
-    """TFLite ``SOFTMAX`` over the last axis: int8 -> int8 (output scale 1/256, zero point -128) or
-    int16 -> int16 (output scale 1/32768, zero point 0).
+    """TFLite ``SOFTMAX`` over the last axis: int8 -> int8 (output scale 1/256, zero point -128) , int8 -> int16
+    (output scale 1/65536, zero point -32768) or int16 -> int16 (output scale 1/32768, zero point 0).
 
     Options: ``beta`` (float, default 1.0). Matches TFLite Micro's
-    ``SoftmaxPrepare`` / ``SoftmaxEval`` (reference kernels ``Softmax<int8_t, int8_t>``, ``SoftmaxInt16``).
+    ``SoftmaxPrepare`` / ``SoftmaxEval`` (reference kernels ``Softmax<int8_t, int8_t>``, ``Softmax<int8_t, int16_t>``, ``SoftmaxInt16``).
     """
 
     def prepare(self):
@@ -165,12 +167,17 @@ class Softmax(PreparedOp):
             self._prepare_s16(inp, out)
             return
         self.require_int8(inp, "input")
-        self.require_int8(out, "output")
+        self.int16_output = out.dtype == np.int16  # int8 -> int16: TFLM's Softmax<int8_t, int16_t>
+        if self.int16_output:
+            self._check_int16_output(out)
+        else:
+            self.require_int8(out, "output")
         if len(inp.shape) < 1:
             self.fail(f"input {inp.name!r} must have at least one dimension")
         if tuple(out.shape) != tuple(inp.shape):
             self.fail(f"output shape {out.shape} differs from input shape {inp.shape}")
-        if int(out.quant.zero_point[0]) != -128 or np.float32(out.quant.scale[0]) != np.float32(1.0 / 256):
+        if not self.int16_output and (int(out.quant.zero_point[0]) != -128
+                                      or np.float32(out.quant.scale[0]) != np.float32(1.0 / 256)):
             self.fail(
                 f"int8 output {out.name!r} must have scale 1/256 and zero point -128 (TFLite Micro requires it), "
                 f"got scale {float(out.quant.scale[0])!r} and zero point {int(out.quant.zero_point[0])}"
@@ -189,6 +196,7 @@ class Softmax(PreparedOp):
         """TFLM's int16 checks and parameters (``CalculateSoftmaxParams``, ``InitializeLutForInt16``)."""
         require_int16(self, inp, "input")
         require_int16(self, out, "output")
+        self.int16_output = True
         if len(inp.shape) < 1:
             self.fail(f"input {inp.name!r} must have at least one dimension")
         if tuple(out.shape) != tuple(inp.shape):
@@ -212,18 +220,34 @@ class Softmax(PreparedOp):
             self.fail(str(e))
         self.exp_lut, self.one_over_one_plus_x_lut = _softmax_s16_luts()
 
+    def _check_int16_output(self, out):
+        """TFLM's int16 output of an int8 softmax: zero point -32768 and a scale within 0.001/65536 of
+        1/65536 (``TF_LITE_ENSURE_NEAR`` in float32)."""
+        if out.quant is None or out.quant.per_channel:
+            self.fail(f"int16 output {out.name!r} must be quantized per tensor")
+        scale = np.float32(out.quant.scale[0])
+        want, eps = np.float32(1.0) / np.float32(65536), np.float32(0.001) * np.float32(1.0) / np.float32(65536)
+        if int(out.quant.zero_point[0]) != -32768 or not abs(scale - want) <= eps:
+            self.fail(f"int16 output {out.name!r} must have scale 1/65536 (within 0.1%) and zero point -32768 "
+                      f"(TFLite Micro requires it), got scale {float(scale)!r} and zero point "
+                      f"{int(out.quant.zero_point[0])}")
+
     def compute(self, x):
         if not isinstance(x, np.ndarray) or x.dtype != self.dtype:
             raise InputError(f"operator {self.index} (SOFTMAX) takes an {self.dtype} array, "
                              f"got {getattr(x, 'dtype', type(x))}")
         x = np.ascontiguousarray(x)
-        out = np.empty_like(x)
+        out = np.empty(x.shape, dtype=np.int16 if self.int16_output else np.int8)
         if x.size == 0:
             return out
         depth = x.shape[-1]
         if self.dtype == INT16:
             softmax_s16(x.reshape(-1, depth), self.input_multiplier, self.input_left_shift, self.exp_lut,
                         self.one_over_one_plus_x_lut, out.reshape(-1, depth), self.rounding)
+            return out
+        if self.int16_output:  # the sum of exponentials never makes TFLM abort here (spec.softmax_s16)
+            softmax_s8_s16(x.reshape(-1, depth), self.input_multiplier, self.input_left_shift, self.diff_min,
+                           out.reshape(-1, depth), self.rounding)
             return out
         bad = softmax_s8(
             x.reshape(-1, depth),
