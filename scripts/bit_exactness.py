@@ -46,6 +46,7 @@ SPEC_TESTS = {
     "TRANSPOSE": "tests/test_layout_ops.py", "STRIDED_SLICE": "tests/test_slice_ops.py",
     "SPLIT": "tests/test_slice_ops.py", "SPLIT_V": "tests/test_slice_ops.py", "GATHER": "tests/test_slice_ops.py",
     "CAST": "tests/test_cast.py", "BATCH_MATMUL": "tests/test_batch_matmul.py",
+    "TRANSPOSE_CONV": "tests/test_transpose_conv.py", "TRANSPOSE_CONV_16x8": "tests/test_transpose_conv.py",
 }
 #: operators without any requantization (raw int8 values copied or compared)
 NO_REQUANTIZATION = ("RESHAPE", "PAD", "CONCATENATION", "MAX_POOL_2D", "DEQUANTIZE", "MAXIMUM", "MINIMUM", "RELU6",
@@ -164,6 +165,8 @@ def main(argv=None) -> int:
             rounding = "none (int16 fixed point, TFLM's)"
         elif opcode == "CAST":
             rounding = "C conversions (wrap; float32 nearest-even; truncation)"
+        elif opcode == "TRANSPOSE_CONV_16x8":
+            rounding = "int64 MultiplyByQuantizedMultiplier (TFLM's, one rounding)"
         lines.append(f"| {opcode} | {real_cell} | {s[0]} / {s[1]:,} / {s[2]} | {SPEC_TESTS[opcode]} | {rounding} |")
     lines += [
         "",

@@ -474,6 +474,64 @@ def batch_matmul(rng, rounding="double"):
     return Model(tensors, [op], inputs, (2,), rounding=rounding)
 
 
+def _transpose_conv(rng, int16: bool, rounding: str):
+    """Random TRANSPOSE_CONV: output size, filter, stride, SAME/VALID, per-tensor/per-channel weights, bias
+    present (int32; for 16x8 int64 or int16), absent or given as index -1, fused activation.
+
+    The input size is the forward convolution's output size for the drawn output (TensorFlow's
+    conv2d_transpose shapes) five times in six; otherwise any size (TFLM's kernel is defined for it).
+    """
+    from tinyzo.spec.transpose_conv import transpose_conv_out_size
+
+    oh, ow = int(rng.integers(1, 13)), int(rng.integers(1, 13))
+    kh, kw = int(rng.integers(1, 5)), int(rng.integers(1, 5))
+    sh, sw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    padding = str(rng.choice(["SAME", "VALID"]))
+    ih, iw = (transpose_conv_out_size(padding, oh, kh, sh), transpose_conv_out_size(padding, ow, kw, sw))
+    if rng.integers(0, 6) == 0 or not ih or not iw:
+        ih, iw = int(rng.integers(1, 9)), int(rng.integers(1, 9))
+    cin, cout = int(rng.integers(1, 9)), int(rng.integers(1, 13))
+    per_channel = bool(rng.integers(0, 2))
+    sw_ = np.exp(rng.uniform(np.log(0.001), np.log(0.05), size=cout if per_channel else 1)).astype(np.float32)
+    taps = cin * kh * kw
+    if int16:
+        dt = np.int16
+        qx = QuantParams([np.float32(_log_uniform(rng, 1e-4, 1e-2))], [0])
+        # the accumulator is about 2**15 * 2**6 * sqrt(taps) times s_x * s_w: output scales around that range
+        s_y = float(qx.scale[0]) * float(np.median(sw_)) * 64 * np.sqrt(taps) * _log_uniform(rng, 0.05, 8.0)
+        qy = QuantParams([np.float32(s_y)], [0])
+        bias_dt = np.dtype(rng.choice([np.int64, np.int64, np.int16]))
+        lim = 2**15 - 1 if bias_dt == np.int16 else 2**36
+        bias = rng.integers(-lim, lim, size=cout, endpoint=True).astype(bias_dt)
+    else:
+        dt = np.int8
+        qx = _q(rng, 0.005, 0.1)
+        qy = QuantParams([np.float32(float(qx.scale[0]) * float(np.median(sw_)) * np.sqrt(taps)
+                                     * _log_uniform(rng, 2.0, 300.0))], [int(rng.integers(-128, 128))])
+        bias_dt = np.dtype(np.int32)
+        bias = rng.integers(-20000, 20000, size=cout).astype(np.int32)
+    tensors = [
+        Tensor("output_shape", (4,), np.int32, None, np.int32([1, oh, ow, cout])),
+        Tensor("w", (cout, kh, kw, cin), np.int8, QuantParams(sw_, np.zeros(sw_.size), 0),
+               _i8(rng, (cout, kh, kw, cin), lo=-127)),
+        Tensor("x", (1, ih, iw, cin), dt, qx),
+        Tensor("b", (cout,), bias_dt, QuantParams(qx.scale[0] * sw_, np.zeros(sw_.size)), bias),
+        Tensor("y", (1, oh, ow, cout), dt, qy),
+    ]
+    bias_mode = int(rng.integers(0, 4))  # 0: no bias input, 1: bias index -1, 2-3: a bias
+    inputs = (0, 1, 2) if bias_mode == 0 else (0, 1, 2, -1) if bias_mode == 1 else (0, 1, 2, 3)
+    opts = dict(padding=padding, stride_h=sh, stride_w=sw, fused_activation_function=str(rng.choice(ACTS)))
+    return Model(tensors, [Operator("TRANSPOSE_CONV", inputs, (4,), opts)], (2,), (4,), rounding=rounding)
+
+
+def transpose_conv(rng, rounding="double"):
+    return _transpose_conv(rng, False, rounding)
+
+
+def transpose_conv_16x8(rng, rounding="double"):
+    return _transpose_conv(rng, True, rounding)
+
+
 CASES = {
     "CONV_2D": conv2d,
     "DEPTHWISE_CONV_2D": depthwise_conv2d,
@@ -508,6 +566,8 @@ CASES = {
     "GATHER": gather,
     "CAST": cast,
     "BATCH_MATMUL": batch_matmul,
+    "TRANSPOSE_CONV": transpose_conv,
+    "TRANSPOSE_CONV_16x8": transpose_conv_16x8,
 }
 
 

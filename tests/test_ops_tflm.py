@@ -18,7 +18,9 @@ N_MODELS = {"CONV_2D": 80, "DEPTHWISE_CONV_2D": 80, "FULLY_CONNECTED": 40,
             "SUB": 100, "MUL": 100, "MAXIMUM": 60, "MINIMUM": 60, "PRELU": 100, "RELU": 100, "RELU6": 60,
             "LEAKY_RELU": 100, "HARD_SWISH": 100, "LOGISTIC": 100, "TANH": 100,
             # many index/mask combinations, each model a few ms
-            "STRIDED_SLICE": 100, "GATHER": 60, "CAST": 100, "BATCH_MATMUL": 40}
+            "STRIDED_SLICE": 100, "GATHER": 60, "CAST": 100, "BATCH_MATMUL": 40,
+            # about 5 ms per model: thousands of random shapes, strides, paddings, biases
+            "TRANSPOSE_CONV": 1000, "TRANSPOSE_CONV_16x8": 1000}
 
 
 @pytest.mark.oracle

@@ -17,9 +17,10 @@ Conventions (batch 1, the shapes stored in the model):
   outputs last used at the final scope), shifted by one.
 * Constant tensors (weights, biases, shape operands) live in Flash and are not buffers.
 * Scratch buffers: TFLM's *reference* kernels request arena scratch for few operators. Of the
-  operators tinyzo supports, only ``MEAN`` does (:func:`scratch_bytes`: an int32 accumulator per
-  output for int8/int16 input, plus two small index arrays), alive during its own step only;
-  checked against TFLM's measured arena on random one-operator models. CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, the
+  operators tinyzo supports, ``MEAN`` does (:func:`scratch_bytes`: an int32 accumulator per
+  output for int8/int16 input, plus two small index arrays) and ``TRANSPOSE_CONV`` does (one
+  output's accumulators, int32 or, for 16x8, int64, plus a 16x8 int16 bias widened to int64),
+  alive during its own step only; checked against TFLM's measured arena on random one-operator models. CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, the
   pools, SOFTMAX, ADD, SUB, MUL, MAXIMUM, MINIMUM, PRELU, RELU, RELU6, LEAKY_RELU, HARD_SWISH, LOGISTIC,
   TANH, PAD, CONCATENATION, RESHAPE, SQUEEZE, EXPAND_DIMS, TRANSPOSE, STRIDED_SLICE, SPLIT, SPLIT_V,
   GATHER, CAST, BATCH_MATMUL, QUANTIZE and DEQUANTIZE request none (their per-channel multipliers,
@@ -195,10 +196,10 @@ def _align(n: int, a: int) -> int:
 def scratch_bytes(model, op_index: int) -> list:
     """Arena scratch buffers (bytes each, in request order) TFLM's reference kernel requests for operator ``op_index``.
 
-    Only MEAN requests any among tinyzo's operators (``reduce_common.cc``, TFLM as installed by
-    ``pip install tflite-micro``): for int8/int16 input an int32 accumulator per output element,
-    then ``sizeof(int) * input rank`` (an index iterator) and ``sizeof(int) * number of axes``
-    (the resolved axes). Every other operator: ``[]``.
+    MEAN (``reduce_common.cc``, TFLM as installed by ``pip install tflite-micro``): for int8/int16
+    input an int32 accumulator per output element, then ``sizeof(int) * input rank`` (an index
+    iterator) and ``sizeof(int) * number of axes`` (the resolved axes). TRANSPOSE_CONV: see
+    :func:`_transpose_conv_scratch`. Every other operator: ``[]``.
     """
     op = model.operators[op_index]
     if op.opcode == "MEAN":
@@ -210,7 +211,23 @@ def scratch_bytes(model, op_index: int) -> list:
         out.append(4 * len(x.shape))
         out.append(4 * int(np.prod(axes.shape, dtype=np.int64)))
         return [b for b in out if b > 0]
+    if op.opcode == "TRANSPOSE_CONV":
+        return _transpose_conv_scratch(model, op)
     return []
+
+
+def _transpose_conv_scratch(model, op) -> list:
+    """TRANSPOSE_CONV (``transpose_conv.cc``): one output's accumulators, int32 for int8 input, int64 for
+    int16 (16x8); then, for 16x8 with an int16 bias, the bias widened to int64."""
+    x, y = model.tensors[op.inputs[2]], model.tensors[op.outputs[0]]
+    n_out = int(np.prod(y.shape, dtype=np.int64))
+    if x.dtype == np.int8:
+        return [4 * n_out]
+    out = [8 * n_out]
+    bias = model.tensors[op.inputs[3]] if len(op.inputs) > 3 and op.inputs[3] != -1 else None
+    if bias is not None and bias.dtype == np.int16:
+        out.append(8 * int(np.prod(bias.shape, dtype=np.int64)))
+    return out
 
 
 def _dw_plane_bytes(model, op_index: int) -> int:

@@ -23,6 +23,7 @@ from tinyzo.ops import (  # noqa: F401  # noqa: F401,E402
     shape,
     slicing,
     softmax,
+    transpose_conv,
 )
 from tinyzo.ops.base import REGISTRY, PreparedOp
 

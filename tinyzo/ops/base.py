@@ -63,6 +63,7 @@ OPERATOR_ARITY = {
     "GATHER": (2, 2, 1),
     "CAST": (1, 1, 1),
     "BATCH_MATMUL": (2, 2, 1),
+    "TRANSPOSE_CONV": (3, 4, 1),
 }
 
 #: The fused activations tinyzo implements (TFLite ``ActivationFunctionType`` names).
