@@ -520,7 +520,7 @@ def _transpose_conv(rng, int16: bool, rounding: str):
     ]
     bias_mode = int(rng.integers(0, 4))  # 0: no bias input, 1: bias index -1, 2-3: a bias
     inputs = (0, 1, 2) if bias_mode == 0 else (0, 1, 2, -1) if bias_mode == 1 else (0, 1, 2, 3)
-    opts = dict(padding=padding, stride_h=sh, stride_w=sw, fused_activation_function=str(rng.choice(ACTS)))
+    opts = {"padding": padding, "stride_h": sh, "stride_w": sw, "fused_activation_function": str(rng.choice(ACTS))}
     return Model(tensors, [Operator("TRANSPOSE_CONV", inputs, (4,), opts)], (2,), (4,), rounding=rounding)
 
 

@@ -53,8 +53,8 @@ def spec_of(m, x):
     w = m.tensors[1].data
     bias = m.tensors[4].data if len(m.tensors) > 4 and 4 in m.operators[0].inputs else None
     o = m.operators[0].options
-    kw = dict(out_hw=(p.out_h, p.out_w), stride=(o["stride_h"], o["stride_w"]), padding=o["padding"],
-              multiplier=p.multiplier.tolist(), shift=p.shift.tolist(), act_min=p.act_min, act_max=p.act_max)
+    kw = {"out_hw": (p.out_h, p.out_w), "stride": (o["stride_h"], o["stride_w"]), "padding": o["padding"],
+          "multiplier": p.multiplier.tolist(), "shift": p.shift.tolist(), "act_min": p.act_min, "act_max": p.act_max}
     if p.int16:
         return S.transpose_conv_s16(x, w, bias, **kw)
     return S.transpose_conv_s8(x, w, bias, input_offset=p.input_offset, output_offset=p.output_offset,
@@ -104,7 +104,7 @@ def _dense_scatter(x, w, out_hw, stride, pad, offset):
 
     The full (uncropped) result has output position ``oy`` at row ``oy + pad``; it is cropped to the output.
     """
-    n, h, wd, c = x.shape
+    n, h, wd, _ = x.shape
     o, kh, kw, _ = w.shape
     rows = max((h - 1) * stride[0] + kh, pad[0] + out_hw[0])
     cols = max((wd - 1) * stride[1] + kw, pad[1] + out_hw[1])
@@ -123,7 +123,7 @@ def test_spec_accumulators_equal_dense_formulation(case, seed):
     """The spec's scattered sums == an independent numpy formulation (before requantization)."""
     in_hw, out_hw, k, stride, padding, c, o = case
     rng = np.random.default_rng(seed)
-    x = rng.integers(-128, 128, size=(2,) + in_hw + (c,)).astype(np.int8)
+    x = rng.integers(-128, 128, size=(2, *in_hw, c)).astype(np.int8)
     w = rng.integers(-127, 128, size=(o,) + k + (c,)).astype(np.int8)
     pad = S.transpose_conv_padding(padding, stride[0], stride[1], out_hw[0], out_hw[1], k[0], k[1])
     got = np.array(S._accumulate(x, w, out_hw, stride, pad, 7), np.int64)
@@ -212,7 +212,7 @@ def test_hand_picked_models_equal_tflm(int16):
     rng = np.random.default_rng(4)
     w = rng.integers(-127, 128, size=(3, 3, 3, 4)).astype(np.int8)
     bias = rng.integers(-5000, 5000, size=3).astype(np.int64 if int16 else np.int32)
-    s = dict(s_in=1e-3, s_out=0.05) if int16 else {}
+    s = {"s_in": 1e-3, "s_out": 0.05} if int16 else {}
     models = [tconv_model((4, 4), w, bias, out_hw=(8, 8), stride=(2, 2), int16=int16, act="RELU", **s),
               tconv_model((4, 4), w, bias, out_hw=(7, 7), stride=(2, 2), int16=int16, **s),
               tconv_model((3, 2), w, None, out_hw=(5, 4), stride=(1, 1), padding="VALID", int16=int16, **s),

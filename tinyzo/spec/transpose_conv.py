@@ -28,7 +28,7 @@ from tinyzo.spec.arith import (
     wrap_int32,
 )
 
-__all__ = ["transpose_conv_out_size", "transpose_conv_padding", "transpose_conv_s16", "transpose_conv_s8"]
+__all__ = ["transpose_conv_out_size", "transpose_conv_padding", "transpose_conv_s8", "transpose_conv_s16"]
 
 
 def _c_div(a: int, b: int) -> int:
