@@ -47,6 +47,7 @@ SPEC_TESTS = {
     "SPLIT": "tests/test_slice_ops.py", "SPLIT_V": "tests/test_slice_ops.py", "GATHER": "tests/test_slice_ops.py",
     "CAST": "tests/test_cast.py", "BATCH_MATMUL": "tests/test_batch_matmul.py",
     "TRANSPOSE_CONV": "tests/test_transpose_conv.py", "TRANSPOSE_CONV_16x8": "tests/test_transpose_conv.py",
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": "tests/test_lstm.py",
 }
 #: operators without any requantization (raw int8 values copied or compared)
 NO_REQUANTIZATION = ("RESHAPE", "PAD", "CONCATENATION", "MAX_POOL_2D", "DEQUANTIZE", "MAXIMUM", "MINIMUM", "RELU6",

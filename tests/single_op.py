@@ -532,6 +532,85 @@ def transpose_conv_16x8(rng, rounding="double"):
     return _transpose_conv(rng, True, rounding)
 
 
+def _float_lstm(x, w_in, w_rec, bias):
+    """Keras' LSTM in float64 over x [n, T, I] from zero states: (h of every step [n, T, S], c of every step).
+
+    Gate order of the stacked weights: forget, input, cell, output.
+    """
+    n, t_steps, _ = x.shape
+    s_dim = w_in.shape[1]
+    h, c = np.zeros((n, s_dim)), np.zeros((n, s_dim))
+    hs, cs = [], []
+    for t in range(t_steps):
+        pre = [x[:, t] @ w_in[g].T + h @ w_rec[g].T + bias[g] for g in range(4)]
+        f, i, o = (1 / (1 + np.exp(-pre[k])) for k in (0, 1, 3))
+        c = f * c + i * np.tanh(pre[2])
+        h = o * np.tanh(c)
+        hs.append(h)
+        cs.append(c)
+    return np.stack(hs, 1), np.stack(cs, 1)
+
+
+def _asymmetric_int8(lo: float, hi: float) -> QuantParams:
+    """TFLite's asymmetric int8 parameters of a calibrated range (``GetAsymmetricQuantizationParams``)."""
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    scale = (hi - lo) / 255.0 if hi > lo else 1.0
+    zp = int(np.clip(np.round(-128 - lo / scale), -128, 127))
+    return QuantParams([np.float32(scale)], [zp])
+
+
+def unidirectional_sequence_lstm(rng, rounding="double"):
+    """A random integer LSTM quantized as TFLite's post-training quantizer does it (8x8->16, no layer norm).
+
+    A float Keras LSTM (random weights, forget bias +1) is calibrated on random sequences; then
+    input and output: asymmetric int8 from the calibrated ranges (the hidden state shares the
+    output's parameters); weights: symmetric int8, one scale per tensor (max |w| / 127); biases:
+    int32 at s_input * s_weights of the gate's input weights; cell state: int16 at the power-of-two
+    scale 2**(pot - 15) with pot the smallest integer in [0, 10] such that 2**pot >= max |c|. For
+    coverage, one model in three moves pot by -2..+5 (a saturating or a coarse cell: every branch of
+    the cell tanh's rescaling) and one in three has a ``cell_clip`` inside the calibrated cell range. Batch-major [1, T, I] two times in three,
+    else time-major [1, B, I].
+    """
+    s_dim, i_dim = int(rng.integers(1, 17)), int(rng.integers(1, 13))
+    time_major = rng.integers(0, 3) == 0
+    t_steps, b_dim = (1, int(rng.integers(1, 5))) if time_major else (int(rng.integers(1, 11)), 1)
+    w_in = rng.uniform(-1, 1, size=(4, s_dim, i_dim)) * _log_uniform(rng, 0.3, 4.0) / np.sqrt(i_dim)
+    w_rec = rng.uniform(-1, 1, size=(4, s_dim, s_dim)) * _log_uniform(rng, 0.3, 4.0) / np.sqrt(s_dim)
+    bias = rng.normal(0, 0.5, size=(4, s_dim))
+    bias[0] += 1.0
+    x_cal = rng.normal(rng.normal(0, 0.5), _log_uniform(rng, 0.2, 3.0), size=(64, max(t_steps, 4), i_dim))
+    h_cal, c_cal = _float_lstm(x_cal, w_in, w_rec, bias)
+    q_x = _asymmetric_int8(float(x_cal.min()), float(x_cal.max()))
+    q_h = _asymmetric_int8(float(h_cal.min()), float(h_cal.max()))
+    c_max = float(np.abs(c_cal).max())
+    pot = next((p for p in range(11) if 2.0**p >= c_max), 10)
+    if rng.integers(0, 3) == 0:
+        pot = int(np.clip(pot + rng.integers(-2, 6), 0, 10))
+    q_c = QuantParams([np.float32(2.0 ** (pot - 15))], [0])
+    cell_clip = float(rng.uniform(0.3, 1.0) * c_max) if rng.integers(0, 3) == 0 else 0.0
+    tensors = [Tensor("x", (1, b_dim, i_dim) if time_major else (1, t_steps, i_dim), np.int8, q_x)]
+    inputs = [0] + [-1] * 23
+    for g, (ki, kr, kb) in enumerate(zip((2, 1, 3, 4), (6, 5, 7, 8), (13, 12, 14, 15))):
+        for k, w in ((ki, w_in[g]), (kr, w_rec[g])):
+            s_w = float(np.abs(w).max()) / 127 or 1.0
+            q = np.clip(np.round(w / np.float32(s_w)), -127, 127).astype(np.int8)
+            inputs[k] = len(tensors)
+            tensors.append(Tensor(f"w{k}", w.shape, np.int8, QuantParams([np.float32(s_w)], [0]), q))
+        s_b = float(q_x.scale[0]) * float(tensors[inputs[ki]].quant.scale[0])
+        inputs[kb] = len(tensors)
+        tensors.append(Tensor(f"b{kb}", (s_dim,), np.int32, QuantParams([np.float32(s_b)], [0]),
+                              np.clip(np.round(bias[g] / s_b), -(2**31), 2**31 - 1).astype(np.int32)))
+    inputs[18] = len(tensors)
+    tensors.append(Tensor("hidden_state", (b_dim, s_dim), np.int8, q_h, is_variable=True))
+    inputs[19] = len(tensors)
+    tensors.append(Tensor("cell_state", (b_dim, s_dim), np.int16, q_c, is_variable=True))
+    y = len(tensors)
+    tensors.append(Tensor("y", (1, b_dim, s_dim) if time_major else (1, t_steps, s_dim), np.int8, q_h))
+    opts = {"fused_activation_function": "TANH", "cell_clip": cell_clip, "time_major": bool(time_major)}
+    op = Operator("UNIDIRECTIONAL_SEQUENCE_LSTM", tuple(inputs), (y,), opts)
+    return Model(tensors, [op], (0,), (y,), rounding=rounding)
+
+
 CASES = {
     "CONV_2D": conv2d,
     "DEPTHWISE_CONV_2D": depthwise_conv2d,
@@ -568,6 +647,7 @@ CASES = {
     "BATCH_MATMUL": batch_matmul,
     "TRANSPOSE_CONV": transpose_conv,
     "TRANSPOSE_CONV_16x8": transpose_conv_16x8,
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": unidirectional_sequence_lstm,
 }
 
 
@@ -609,7 +689,8 @@ def compare_with_tflm(model, n=8, seed=0):
 
     rng = np.random.default_rng(seed)
     xs = random_inputs(model, n, rng)
-    outs, _ = tflm_run(write_tflite(model), xs)
+    stateful = any(getattr(t, "is_variable", False) for t in model.tensors)  # each sample from the reset state
+    outs, _ = tflm_run(write_tflite(model), xs, reset=stateful)
     ys = model(*xs)
     ys = ys if isinstance(ys, tuple) else (ys,)
     total = diff = 0

@@ -73,6 +73,9 @@ class Tensor:
         quant: quantization parameters, or None for unquantized tensors.
         data: the constant value (weights, bias, shape operands) or None for
             tensors computed at run time.
+        is_variable: True for a variable tensor (TFLite's ``is_variable``: an operator's state, such
+            as an LSTM's hidden and cell state), which TFLM keeps between invocations and resets to
+            its zero point (int8) or 0; it holds no data in the file.
     """
 
     name: str
@@ -80,6 +83,7 @@ class Tensor:
     dtype: np.dtype
     quant: QuantParams | None = None
     data: np.ndarray | None = None
+    is_variable: bool = False
 
     def __post_init__(self):
         self.shape = tuple(int(d) for d in self.shape)
@@ -177,7 +181,7 @@ class Model:
                     "int16/int32/uint32 inputs for the operators that take them; a float32 input only when QUANTIZE "
                     "or CAST operators alone read it); convert the model with full-integer post-training quantization"
                 )
-        available = set(self.inputs) | {i for i, t in enumerate(self.tensors) if t.is_constant}
+        available = set(self.inputs) | {i for i, t in enumerate(self.tensors) if t.is_constant or t.is_variable}
         written = set()
         for k, op in enumerate(self.operators):
             for t in op.inputs + op.outputs:

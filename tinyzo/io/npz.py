@@ -8,7 +8,8 @@ Layout (``np.savez_compressed``; every member a plain ``.npy`` array):
       {"format": "tinyzo-model", "name": str, "rounding": "double" | "single",
        "inputs": [int, ...], "outputs": [int, ...],
        "tensors": [{"name": str, "shape": [int, ...], "dtype": "int8" | "int32" | ...,
-                    "quant": null | {"axis": int}, "constant": bool}, ...],
+                    "quant": null | {"axis": int}, "constant": bool,
+                    "variable": bool (optional, default false: TFLite's is_variable)}, ...],
        "operators": [{"opcode": str, "inputs": [int, ...], "outputs": [int, ...],
                       "options": {field: value, ...}}, ...]}
 
@@ -90,6 +91,8 @@ def save_npz(model, path) -> None:
             "quant": None,
             "constant": t.data is not None,
         }
+        if getattr(t, "is_variable", False):
+            entry["variable"] = True
         if t.quant is not None:
             entry["quant"] = {"axis": int(t.quant.axis)}
             arrays[f"s{i}"] = np.asarray(t.quant.scale, dtype=np.float32)
@@ -283,7 +286,10 @@ def _parse(zf: zipfile.ZipFile):
                 raise ModelFormatError(f"{where}: data is {data.dtype}{list(data.shape)}, expected {dtype}{shape}")
         elif 0 in shape:
             raise UnsupportedModelError(f"{where}: shape {shape} has a zero dimension; tinyzo needs non-empty tensors")
-        tensors.append(Tensor(str(e["name"]), tuple(shape), dtype, quant, data))
+        variable = e.get("variable", False)
+        if not isinstance(variable, bool) or (variable and data is not None):
+            raise ModelFormatError(f"{where}: 'variable' must be true or false, and a variable tensor holds no data")
+        tensors.append(Tensor(str(e["name"]), tuple(shape), dtype, quant, data, variable))
     n = len(tensors)
     operators = []
     for k, o in enumerate(g["operators"]):

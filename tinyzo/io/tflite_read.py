@@ -238,7 +238,10 @@ def _read_tensor(t: Table, k: int, buffers: _Buffers) -> Tensor:
             data = np.frombuffer(raw, dtype=dtype.newbyteorder("<"), count=count).astype(dtype).reshape(dims)
     if data is None and 0 in dims:
         raise UnsupportedModelError(f"{where}: shape {dims} has a zero dimension; tinyzo needs non-empty tensors")
-    return Tensor(name, tuple(dims), dtype, quant, data)
+    is_variable = bool(t.scalar(F.T_IS_VARIABLE, "bool", False))
+    if is_variable:
+        data = None  # TFLM never reads a variable's buffer: it resets the tensor (zero point or 0) instead
+    return Tensor(name, tuple(dims), dtype, quant, data, is_variable)
 
 
 def read_tflite_parts(data) -> tuple[list, list, tuple, tuple, str]:

@@ -242,6 +242,8 @@ def write_tflite_parts(tensors, operators, inputs, outputs, description: str | N
         b.PrependUOffsetTRelativeSlot(F.T_NAME, name, 0)
         if quant:
             b.PrependUOffsetTRelativeSlot(F.T_QUANT, quant, 0)
+        if getattr(t, "is_variable", False):
+            b.PrependBoolSlot(F.T_IS_VARIABLE, True, False)
         tensor_tables.append(b.EndObject())
     tensors_vec = _offsets_vector(b, tensor_tables)
 

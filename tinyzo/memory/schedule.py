@@ -19,7 +19,9 @@ Conventions (batch 1, the shapes stored in the model):
 * Scratch buffers: TFLM's *reference* kernels request arena scratch for few operators. Of the
   operators tinyzo supports, ``MEAN`` does (:func:`scratch_bytes`: an int32 accumulator per
   output for int8/int16 input, plus two small index arrays) and ``TRANSPOSE_CONV`` does (one
-  output's accumulators, int32 or, for 16x8, int64, plus a 16x8 int16 bias widened to int64),
+  output's accumulators, int32 or, for 16x8, int64, plus a 16x8 int16 bias widened to int64), and
+  ``UNIDIRECTIONAL_SEQUENCE_LSTM`` does (four int16 buffers of batch x state elements; its hidden and
+  cell states are variable tensors, which TFLM keeps in its persistent tail: no buffer here),
   alive during its own step only; checked against TFLM's measured arena on random one-operator models. CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, the
   pools, SOFTMAX, ADD, SUB, MUL, MAXIMUM, MINIMUM, PRELU, RELU, RELU6, LEAKY_RELU, HARD_SWISH, LOGISTIC,
   TANH, PAD, CONCATENATION, RESHAPE, SQUEEZE, EXPAND_DIMS, TRANSPOSE, STRIDED_SLICE, SPLIT, SPLIT_V,
@@ -199,7 +201,8 @@ def scratch_bytes(model, op_index: int) -> list:
     MEAN (``reduce_common.cc``, TFLM as installed by ``pip install tflite-micro``): for int8/int16
     input an int32 accumulator per output element, then ``sizeof(int) * input rank`` (an index
     iterator) and ``sizeof(int) * number of axes`` (the resolved axes). TRANSPOSE_CONV: see
-    :func:`_transpose_conv_scratch`. Every other operator: ``[]``.
+    :func:`_transpose_conv_scratch`. UNIDIRECTIONAL_SEQUENCE_LSTM: four buffers of
+    ``batch * state * sizeof(cell state)``. Every other operator: ``[]``.
     """
     op = model.operators[op_index]
     if op.opcode == "MEAN":
@@ -213,6 +216,12 @@ def scratch_bytes(model, op_index: int) -> list:
         return [b for b in out if b > 0]
     if op.opcode == "TRANSPOSE_CONV":
         return _transpose_conv_scratch(model, op)
+    if op.opcode == "UNIDIRECTIONAL_SEQUENCE_LSTM":
+        # unidirectional_sequence_lstm.cc: four buffers of batch * state cell-state elements (int16)
+        x, h = model.tensors[op.inputs[0]], model.tensors[op.inputs[18]]
+        batch = x.shape[1] if op.options.get("time_major", False) else x.shape[0]
+        cell = model.tensors[op.inputs[19]]
+        return [batch * h.shape[-1] * cell.dtype.itemsize] * 4
     return []
 
 

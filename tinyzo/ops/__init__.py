@@ -19,6 +19,7 @@ from tinyzo.ops import (  # noqa: F401  # noqa: F401,E402
     elementwise,
     fully_connected,
     layout,
+    lstm,
     pooling,
     shape,
     slicing,
