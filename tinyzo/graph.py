@@ -502,7 +502,8 @@ class Model:
             raise InputError(f"start must be an operator index in 0..{len(self.operators) - 1}, got {start}")
         produced_later = {t for op in self.operators[start:] for t in op.outputs}
         needed = {t for op in self.operators[start:] for t in op.inputs
-                  if t != -1 and not self.tensors[t].is_constant and t not in produced_later}
+                  if t != -1 and not self.tensors[t].is_constant and not self.tensors[t].is_variable
+                  and t not in produced_later}
         missing = sorted(t for t in needed if t not in env)
         if missing:
             raise InputError(f"env lacks tensors {missing} that operators {start}.. read; "

@@ -28,7 +28,9 @@ state (hidden state at its zero point, cell state 0), as TFLM after ``reset()``;
 not carried from one call to the next (``compute_with_state`` takes and returns them).
 
 TFLM requests four arena scratch buffers of B * S int16 each (:mod:`tinyzo.memory.schedule`); the
-state tensors live in its persistent arena tail.
+state tensors live in its persistent arena tail. The reference is TFLM's reference kernel, which its
+Python interpreter runs (not TFLite's older ``lstm_eval`` with intermediate tensors and layer norm,
+nor CMSIS-NN's ``arm_lstm_unidirectional_s8``, which were not checked).
 """
 
 from __future__ import annotations

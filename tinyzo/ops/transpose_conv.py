@@ -18,7 +18,9 @@ kernel is defined for any pair, and so is tinyzo's.
 
 TFLM requests an arena scratch buffer of one output's accumulators (int32, or int64 for 16x8)
 plus, for a 16x8 int16 bias, the widened bias: :func:`tinyzo.memory.schedule.scratch_bytes`.
-Definition: :mod:`tinyzo.spec.transpose_conv`; kernels: :mod:`tinyzo.kernels.transpose_conv`.
+Definition: :mod:`tinyzo.spec.transpose_conv`; kernels: :mod:`tinyzo.kernels.transpose_conv`. The
+reference is TFLM's reference kernel, which its Python interpreter runs; CMSIS-NN's optimized
+transposed convolution was not checked.
 """
 
 from __future__ import annotations
