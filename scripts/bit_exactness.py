@@ -49,6 +49,8 @@ SPEC_TESTS = {
     "CAST": "tests/test_cast.py", "BATCH_MATMUL": "tests/test_batch_matmul.py",
     "SVDF": "tests/test_svdf.py", "QUANTIZE_INT16": "tests/test_keyword_ops.py",
     "SOFTMAX_INT16_OUT": "tests/test_keyword_ops.py",
+    "TRANSPOSE_CONV": "tests/test_transpose_conv.py", "TRANSPOSE_CONV_16x8": "tests/test_transpose_conv.py",
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": "tests/test_lstm.py",
 }
 #: the int16 (16x8) paths: opcode -> (spec property tests, rounding mode checked)
 INT16_ROWS = {
@@ -213,6 +215,8 @@ def main(argv=None) -> int:
             rounding = "none (int16 fixed point, TFLM's)"
         elif opcode == "CAST":
             rounding = "C conversions (wrap; float32 nearest-even; truncation)"
+        elif opcode == "TRANSPOSE_CONV_16x8":
+            rounding = "int64 MultiplyByQuantizedMultiplier (TFLM's, one rounding)"
         lines.append(f"| {opcode} | {real_cell} | {s[0]} / {s[1]:,} / {s[2]} | {SPEC_TESTS[opcode]} | {rounding} |")
     for opcode in CASES_INT16:  # the int16 (16x8) paths: int16 activations, zero point 0
         s, (spec, rounding) = single16[opcode], INT16_ROWS[opcode]

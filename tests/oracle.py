@@ -25,13 +25,15 @@ def tflm_interpreter(model_bytes: bytes, preserve: bool = True):
     return rt.Interpreter.from_bytes(bytes(model_bytes), arena_size=arena, intrepreter_config=cfg)
 
 
-def tflm_run(model_bytes: bytes, inputs, tensors=None):
+def tflm_run(model_bytes: bytes, inputs, tensors=None, reset: bool = False):
     """Run a batch through TFLM one sample at a time.
 
     Args:
         model_bytes: the .tflite file contents.
         inputs: list of arrays, one per model input, each with a leading batch dim.
         tensors: tensor indices (subgraph 0) to read after each invoke, or None.
+        reset: call the interpreter's ``reset()`` before every sample, so that variable tensors
+            (an LSTM's states) start from their reset values each time, as tinyzo's samples do.
 
     Returns:
         ``(outputs, values)``: outputs is a list of arrays (batch stacked);
@@ -45,6 +47,8 @@ def tflm_run(model_bytes: bytes, inputs, tensors=None):
     n_out = len(read_tflite_parts(bytes(model_bytes))[3])
     per_out = [[] for _ in range(n_out)]
     for b in range(n):
+        if reset and b:
+            interp.reset()
         for k, x in enumerate(inputs):
             interp.set_input(x[b : b + 1], k)
         interp.invoke()

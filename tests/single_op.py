@@ -642,6 +642,143 @@ def softmax_int16_out(rng, rounding="double"):
     return Model(tensors, [Operator("SOFTMAX", (0,), (1,), {"beta": beta})], (0,), (1,), rounding=rounding)
 
 
+def _transpose_conv(rng, int16: bool, rounding: str):
+    """Random TRANSPOSE_CONV: output size, filter, stride, SAME/VALID, per-tensor/per-channel weights, bias
+    present (int32; for 16x8 int64 or int16), absent or given as index -1, fused activation.
+
+    The input size is the forward convolution's output size for the drawn output (TensorFlow's
+    conv2d_transpose shapes) five times in six; otherwise any size (TFLM's kernel is defined for it).
+    """
+    from tinyzo.spec.transpose_conv import transpose_conv_out_size
+
+    oh, ow = int(rng.integers(1, 13)), int(rng.integers(1, 13))
+    kh, kw = int(rng.integers(1, 5)), int(rng.integers(1, 5))
+    sh, sw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    padding = str(rng.choice(["SAME", "VALID"]))
+    ih, iw = (transpose_conv_out_size(padding, oh, kh, sh), transpose_conv_out_size(padding, ow, kw, sw))
+    if rng.integers(0, 6) == 0 or not ih or not iw:
+        ih, iw = int(rng.integers(1, 9)), int(rng.integers(1, 9))
+    cin, cout = int(rng.integers(1, 9)), int(rng.integers(1, 13))
+    per_channel = bool(rng.integers(0, 2))
+    sw_ = np.exp(rng.uniform(np.log(0.001), np.log(0.05), size=cout if per_channel else 1)).astype(np.float32)
+    taps = cin * kh * kw
+    if int16:
+        dt = np.int16
+        qx = QuantParams([np.float32(_log_uniform(rng, 1e-4, 1e-2))], [0])
+        # the accumulator is about 2**15 * 2**6 * sqrt(taps) times s_x * s_w: output scales around that range
+        s_y = float(qx.scale[0]) * float(np.median(sw_)) * 64 * np.sqrt(taps) * _log_uniform(rng, 0.05, 8.0)
+        qy = QuantParams([np.float32(s_y)], [0])
+        bias_dt = np.dtype(rng.choice([np.int64, np.int64, np.int16]))
+        lim = 2**15 - 1 if bias_dt == np.int16 else 2**36
+        bias = rng.integers(-lim, lim, size=cout, endpoint=True).astype(bias_dt)
+    else:
+        dt = np.int8
+        qx = _q(rng, 0.005, 0.1)
+        qy = QuantParams([np.float32(float(qx.scale[0]) * float(np.median(sw_)) * np.sqrt(taps)
+                                     * _log_uniform(rng, 2.0, 300.0))], [int(rng.integers(-128, 128))])
+        bias_dt = np.dtype(np.int32)
+        bias = rng.integers(-20000, 20000, size=cout).astype(np.int32)
+    tensors = [
+        Tensor("output_shape", (4,), np.int32, None, np.int32([1, oh, ow, cout])),
+        Tensor("w", (cout, kh, kw, cin), np.int8, QuantParams(sw_, np.zeros(sw_.size), 0),
+               _i8(rng, (cout, kh, kw, cin), lo=-127)),
+        Tensor("x", (1, ih, iw, cin), dt, qx),
+        Tensor("b", (cout,), bias_dt, QuantParams(qx.scale[0] * sw_, np.zeros(sw_.size)), bias),
+        Tensor("y", (1, oh, ow, cout), dt, qy),
+    ]
+    bias_mode = int(rng.integers(0, 4))  # 0: no bias input, 1: bias index -1, 2-3: a bias
+    inputs = (0, 1, 2) if bias_mode == 0 else (0, 1, 2, -1) if bias_mode == 1 else (0, 1, 2, 3)
+    opts = {"padding": padding, "stride_h": sh, "stride_w": sw, "fused_activation_function": str(rng.choice(ACTS))}
+    return Model(tensors, [Operator("TRANSPOSE_CONV", inputs, (4,), opts)], (2,), (4,), rounding=rounding)
+
+
+def transpose_conv(rng, rounding="double"):
+    return _transpose_conv(rng, False, rounding)
+
+
+def transpose_conv_16x8(rng, rounding="double"):
+    return _transpose_conv(rng, True, rounding)
+
+
+def _float_lstm(x, w_in, w_rec, bias):
+    """Keras' LSTM in float64 over x [n, T, I] from zero states: (h of every step [n, T, S], c of every step).
+
+    Gate order of the stacked weights: forget, input, cell, output.
+    """
+    n, t_steps, _ = x.shape
+    s_dim = w_in.shape[1]
+    h, c = np.zeros((n, s_dim)), np.zeros((n, s_dim))
+    hs, cs = [], []
+    for t in range(t_steps):
+        pre = [x[:, t] @ w_in[g].T + h @ w_rec[g].T + bias[g] for g in range(4)]
+        f, i, o = (1 / (1 + np.exp(-pre[k])) for k in (0, 1, 3))
+        c = f * c + i * np.tanh(pre[2])
+        h = o * np.tanh(c)
+        hs.append(h)
+        cs.append(c)
+    return np.stack(hs, 1), np.stack(cs, 1)
+
+
+def _asymmetric_int8(lo: float, hi: float) -> QuantParams:
+    """TFLite's asymmetric int8 parameters of a calibrated range (``GetAsymmetricQuantizationParams``)."""
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    scale = (hi - lo) / 255.0 if hi > lo else 1.0
+    zp = int(np.clip(np.round(-128 - lo / scale), -128, 127))
+    return QuantParams([np.float32(scale)], [zp])
+
+
+def unidirectional_sequence_lstm(rng, rounding="double"):
+    """A random integer LSTM quantized as TFLite's post-training quantizer does it (8x8->16, no layer norm).
+
+    A float Keras LSTM (random weights, forget bias +1) is calibrated on random sequences; then
+    input and output: asymmetric int8 from the calibrated ranges (the hidden state shares the
+    output's parameters); weights: symmetric int8, one scale per tensor (max |w| / 127); biases:
+    int32 at s_input * s_weights of the gate's input weights; cell state: int16 at the power-of-two
+    scale 2**(pot - 15) with pot the smallest integer in [0, 10] such that 2**pot >= max |c|. For
+    coverage, one model in three moves pot by -2..+5 (a saturating or a coarse cell: every branch of
+    the cell tanh's rescaling) and one in three has a ``cell_clip`` inside the calibrated cell range. Batch-major [1, T, I] two times in three,
+    else time-major [1, B, I].
+    """
+    s_dim, i_dim = int(rng.integers(1, 17)), int(rng.integers(1, 13))
+    time_major = rng.integers(0, 3) == 0
+    t_steps, b_dim = (1, 1) if time_major else (int(rng.integers(1, 11)), 1)  # states [1, S]: one per stream
+    w_in = rng.uniform(-1, 1, size=(4, s_dim, i_dim)) * _log_uniform(rng, 0.3, 4.0) / np.sqrt(i_dim)
+    w_rec = rng.uniform(-1, 1, size=(4, s_dim, s_dim)) * _log_uniform(rng, 0.3, 4.0) / np.sqrt(s_dim)
+    bias = rng.normal(0, 0.5, size=(4, s_dim))
+    bias[0] += 1.0
+    x_cal = rng.normal(rng.normal(0, 0.5), _log_uniform(rng, 0.2, 3.0), size=(64, max(t_steps, 4), i_dim))
+    h_cal, c_cal = _float_lstm(x_cal, w_in, w_rec, bias)
+    q_x = _asymmetric_int8(float(x_cal.min()), float(x_cal.max()))
+    q_h = _asymmetric_int8(float(h_cal.min()), float(h_cal.max()))
+    c_max = float(np.abs(c_cal).max())
+    pot = next((p for p in range(11) if 2.0**p >= c_max), 10)
+    if rng.integers(0, 3) == 0:
+        pot = int(np.clip(pot + rng.integers(-2, 6), 0, 10))
+    q_c = QuantParams([np.float32(2.0 ** (pot - 15))], [0])
+    cell_clip = float(rng.uniform(0.3, 1.0) * c_max) if rng.integers(0, 3) == 0 else 0.0
+    tensors = [Tensor("x", (1, b_dim, i_dim) if time_major else (1, t_steps, i_dim), np.int8, q_x)]
+    inputs = [0] + [-1] * 23
+    for g, (ki, kr, kb) in enumerate(zip((2, 1, 3, 4), (6, 5, 7, 8), (13, 12, 14, 15))):
+        for k, w in ((ki, w_in[g]), (kr, w_rec[g])):
+            s_w = float(np.abs(w).max()) / 127 or 1.0
+            q = np.clip(np.round(w / np.float32(s_w)), -127, 127).astype(np.int8)
+            inputs[k] = len(tensors)
+            tensors.append(Tensor(f"w{k}", w.shape, np.int8, QuantParams([np.float32(s_w)], [0]), q))
+        s_b = float(q_x.scale[0]) * float(tensors[inputs[ki]].quant.scale[0])
+        inputs[kb] = len(tensors)
+        tensors.append(Tensor(f"b{kb}", (s_dim,), np.int32, QuantParams([np.float32(s_b)], [0]),
+                              np.clip(np.round(bias[g] / s_b), -(2**31), 2**31 - 1).astype(np.int32)))
+    inputs[18] = len(tensors)
+    tensors.append(Tensor("hidden_state", (b_dim, s_dim), np.int8, q_h, is_variable=True))
+    inputs[19] = len(tensors)
+    tensors.append(Tensor("cell_state", (b_dim, s_dim), np.int16, q_c, is_variable=True))
+    y = len(tensors)
+    tensors.append(Tensor("y", (1, b_dim, s_dim) if time_major else (1, t_steps, s_dim), np.int8, q_h))
+    opts = {"fused_activation_function": "TANH", "cell_clip": cell_clip, "time_major": bool(time_major)}
+    op = Operator("UNIDIRECTIONAL_SEQUENCE_LSTM", tuple(inputs), (y,), opts)
+    return Model(tensors, [op], (0,), (y,), rounding=rounding)
+
+
 CASES = {
     "CONV_2D": conv2d,
     "DEPTHWISE_CONV_2D": depthwise_conv2d,
@@ -679,6 +816,9 @@ CASES = {
     "SVDF": svdf,
     "QUANTIZE_INT16": quantize_int16,
     "SOFTMAX_INT16_OUT": softmax_int16_out,
+    "TRANSPOSE_CONV": transpose_conv,
+    "TRANSPOSE_CONV_16x8": transpose_conv_16x8,
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": unidirectional_sequence_lstm,
 }
 
 

@@ -20,7 +20,11 @@ N_MODELS = {"CONV_2D": 80, "DEPTHWISE_CONV_2D": 80, "FULLY_CONNECTED": 40,
             # many index/mask combinations, each model a few ms
             "STRIDED_SLICE": 100, "GATHER": 60, "CAST": 100, "BATCH_MATMUL": 40,
             # stateful (each model a sequence of 4 invocations) and the keyword model's int16 edges
-            "SVDF": 100, "QUANTIZE_INT16": 100, "SOFTMAX_INT16_OUT": 60}
+            "SVDF": 100, "QUANTIZE_INT16": 100, "SOFTMAX_INT16_OUT": 60,
+            # about 5 ms per model: thousands of random shapes, strides, paddings, biases
+            "TRANSPOSE_CONV": 1000, "TRANSPOSE_CONV_16x8": 1000,
+            # about 25 ms per model (T up to 10 steps, 4 samples each from TFLM's reset state)
+            "UNIDIRECTIONAL_SEQUENCE_LSTM": 1000}
 
 
 @pytest.mark.oracle

@@ -94,7 +94,7 @@ class Tensor:
         data: the constant value (weights, bias, shape operands) or None for
             tensors computed at run time.
         is_variable: the file's ``is_variable`` flag: the tensor is model state (e.g. SVDF's
-            activation state) that operators update in place and that keeps its value from one
+            activation state, an LSTM's hidden and cell state) that operators update in place and that keeps its value from one
             call to the next (:meth:`Model.reset_state`). A variable tensor is never a constant,
             even with a stored buffer: TFLM ignores that buffer (see :func:`initial_state`).
     """
@@ -596,7 +596,8 @@ class Model:
                              "run); forward_from cannot re-run them: run the stateful model with model(x)")
         produced_later = {t for op in self.operators[start:] for t in op.outputs}
         needed = {t for op in self.operators[start:] for t in op.inputs
-                  if t != -1 and not self.tensors[t].is_constant and t not in produced_later}
+                  if t != -1 and not self.tensors[t].is_constant and not self.tensors[t].is_variable
+                  and t not in produced_later}
         missing = sorted(t for t in needed if t not in env)
         if missing:
             raise InputError(f"env lacks tensors {missing} that operators {start}.. read; "

@@ -102,3 +102,17 @@ def requantize_s8(acc, multiplier, shift, output_offset, act_min, act_max, round
             v = max(v, act_min)
             v = min(v, act_max)
             out[i, c] = v
+
+
+@njit(cache=True, inline="always")
+def multiply_by_quantized_multiplier_int64(x, quantized_multiplier, shift):
+    """TFLite's int64-input ``MultiplyByQuantizedMultiplier`` (16x8 kernels); shift in [-31, 7], |x| < 2**47.
+
+    The multiplier reduced to 16 bits, one rounding, an int32 wrap: equal to
+    :func:`tinyzo.spec.arith.multiply_by_quantized_multiplier_int64`.
+    """
+    qm = np.int64(quantized_multiplier)
+    reduced = (qm + np.int64(32768)) >> np.int64(16) if qm < np.int64(0x7FFF0000) else np.int64(0x7FFF)
+    total_shift = np.int64(15) - np.int64(shift)
+    v = (np.int64(x) * reduced + (np.int64(1) << (total_shift - np.int64(1)))) >> total_shift
+    return wrap_int32(v)

@@ -25,7 +25,11 @@ Conventions (batch 1, the shapes stored in the model):
 * Scratch buffers: TFLM's *reference* kernels request arena scratch for few operators. Of the
   operators tinyzo supports, ``MEAN`` does (:func:`scratch_bytes`: an int32 accumulator per
   output for int8/int16 input, plus two small index arrays) and ``SVDF`` (int32[filters] and
-  int32[units]), alive during their own step only; checked against TFLM's measured arena on
+  int32[units]), ``TRANSPOSE_CONV`` (one
+  output's accumulators, int32 or, for 16x8, int64, plus a 16x8 int16 bias widened to int64) and
+  ``UNIDIRECTIONAL_SEQUENCE_LSTM`` (four int16 buffers of batch x state elements; its hidden and
+  cell states are variable tensors, which TFLM keeps in its persistent tail: no buffer here),
+  alive during their own step only; checked against TFLM's measured arena on
   random one-operator models. CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, the
   pools, SOFTMAX, ADD, SUB, MUL, MAXIMUM, MINIMUM, PRELU, RELU, RELU6, LEAKY_RELU, HARD_SWISH, LOGISTIC,
   TANH, PAD, CONCATENATION, RESHAPE, SQUEEZE, EXPAND_DIMS, TRANSPOSE, STRIDED_SLICE, SPLIT, SPLIT_V,
@@ -218,8 +222,9 @@ def scratch_bytes(model, op_index: int) -> list:
     input an int32 accumulator per output element, then ``sizeof(int) * input rank`` (an index
     iterator) and ``sizeof(int) * number of axes`` (the resolved axes). SVDF (``svdf_common.cc``,
     integer path): ``batch * num_filters * 4`` (the time dot products) then
-    ``batch * num_units * 4`` (the reduced outputs), batch being the file's dimension 0 (1). Every
-    other operator: ``[]``.
+    ``batch * num_units * 4`` (the reduced outputs), batch being the file's dimension 0 (1). TRANSPOSE_CONV: see
+    :func:`_transpose_conv_scratch`. UNIDIRECTIONAL_SEQUENCE_LSTM: four buffers of
+    ``batch * state * sizeof(cell state)``. Every other operator: ``[]``.
     """
     op = model.operators[op_index]
     if op.opcode == "SVDF":
@@ -236,7 +241,29 @@ def scratch_bytes(model, op_index: int) -> list:
         out.append(4 * len(x.shape))
         out.append(4 * int(np.prod(axes.shape, dtype=np.int64)))
         return [b for b in out if b > 0]
+    if op.opcode == "TRANSPOSE_CONV":
+        return _transpose_conv_scratch(model, op)
+    if op.opcode == "UNIDIRECTIONAL_SEQUENCE_LSTM":
+        # unidirectional_sequence_lstm.cc: four buffers of batch * state cell-state elements (int16)
+        x, h = model.tensors[op.inputs[0]], model.tensors[op.inputs[18]]
+        batch = x.shape[1] if op.options.get("time_major", False) else x.shape[0]
+        cell = model.tensors[op.inputs[19]]
+        return [batch * h.shape[-1] * cell.dtype.itemsize] * 4
     return []
+
+
+def _transpose_conv_scratch(model, op) -> list:
+    """TRANSPOSE_CONV (``transpose_conv.cc``): one output's accumulators, int32 for int8 input, int64 for
+    int16 (16x8); then, for 16x8 with an int16 bias, the bias widened to int64."""
+    x, y = model.tensors[op.inputs[2]], model.tensors[op.outputs[0]]
+    n_out = int(np.prod(y.shape, dtype=np.int64))
+    if x.dtype == np.int8:
+        return [4 * n_out]
+    out = [8 * n_out]
+    bias = model.tensors[op.inputs[3]] if len(op.inputs) > 3 and op.inputs[3] != -1 else None
+    if bias is not None and bias.dtype == np.int16:
+        out.append(8 * int(np.prod(bias.shape, dtype=np.int64)))
+    return out
 
 
 def _dw_plane_bytes(model, op_index: int) -> int:

@@ -19,11 +19,13 @@ from tinyzo.ops import (  # noqa: F401  # noqa: F401,E402
     elementwise,
     fully_connected,
     layout,
+    lstm,
     pooling,
     shape,
     slicing,
     softmax,
     svdf,
+    transpose_conv,
 )
 from tinyzo.ops.base import REGISTRY, PreparedOp
 

@@ -64,6 +64,8 @@ OPERATOR_ARITY = {
     "CAST": (1, 1, 1),
     "BATCH_MATMUL": (2, 2, 1),
     "SVDF": (5, 5, 1),
+    "TRANSPOSE_CONV": (3, 4, 1),
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": (24, 24, 1),
 }
 
 #: The fused activations tinyzo implements (TFLite ``ActivationFunctionType`` names).

@@ -97,3 +97,20 @@ def multiply_by_quantized_multiplier(x: int, quantized_multiplier: int, shift: i
     if rounding == SINGLE_ROUNDING:
         return multiply_by_quantized_multiplier_single(x, quantized_multiplier, shift)
     raise ValueError(f"rounding must be one of {ROUNDING_MODES}, got {rounding!r}")
+
+
+def multiply_by_quantized_multiplier_int64(x: int, quantized_multiplier: int, shift: int) -> int:
+    """TFLite's ``MultiplyByQuantizedMultiplier(int64_t x, int32_t, int)`` (the 16x8 kernels' int64 accumulators).
+
+    The multiplier is first reduced to 16 bits (``(qm + 2**15) >> 16``, or ``0x7FFF`` when
+    ``qm >= 0x7FFF0000``), then one rounding: ``(x * reduced + 2**(14 - shift)) >> (15 - shift)``
+    in int64 and an ``(int32_t)`` conversion (wraps). The same arithmetic under double and single
+    rounding builds. Contract (TFLite's asserts): ``quantized_multiplier >= 0``, ``shift`` in
+    [-31, 7], ``x`` in [-2**47, 2**47).
+    """
+    if not (quantized_multiplier >= 0 and -31 <= shift <= 7 and -(2**47) <= x < 2**47):
+        raise ValueError(f"int64 requantization needs multiplier >= 0, shift in [-31, 7] and |x| < 2**47, got "
+                         f"{quantized_multiplier}, {shift}, {x}")
+    reduced = (quantized_multiplier + (1 << 15)) >> 16 if quantized_multiplier < 0x7FFF0000 else 0x7FFF
+    total_shift = 15 - shift
+    return wrap_int32((x * reduced + (1 << (total_shift - 1))) >> total_shift)
