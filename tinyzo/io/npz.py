@@ -8,7 +8,7 @@ Layout (``np.savez_compressed``; every member a plain ``.npy`` array):
       {"format": "tinyzo-model", "name": str, "rounding": "double" | "single",
        "inputs": [int, ...], "outputs": [int, ...],
        "tensors": [{"name": str, "shape": [int, ...], "dtype": "int8" | "int32" | ...,
-                    "quant": null | {"axis": int}, "constant": bool}, ...],
+                    "quant": null | {"axis": int}, "constant": bool, "int4": true (optional)}, ...],
        "operators": [{"opcode": str, "inputs": [int, ...], "outputs": [int, ...],
                       "options": {field: value, ...}}, ...]}
 
@@ -90,6 +90,8 @@ def save_npz(model, path) -> None:
             "quant": None,
             "constant": t.data is not None,
         }
+        if getattr(t, "int4", False):
+            entry["int4"] = True  # optional key (absent = False): a TFLite INT4 constant, held unpacked
         if t.quant is not None:
             entry["quant"] = {"axis": int(t.quant.axis)}
             arrays[f"s{i}"] = np.asarray(t.quant.scale, dtype=np.float32)
@@ -283,7 +285,11 @@ def _parse(zf: zipfile.ZipFile):
                 raise ModelFormatError(f"{where}: data is {data.dtype}{list(data.shape)}, expected {dtype}{shape}")
         elif 0 in shape:
             raise UnsupportedModelError(f"{where}: shape {shape} has a zero dimension; tinyzo needs non-empty tensors")
-        tensors.append(Tensor(str(e["name"]), tuple(shape), dtype, quant, data))
+        int4 = e.get("int4", False)
+        if int4 is not False and (int4 is not True or dtype != np.int8 or data is None
+                                  or (data.size and (int(data.min()) < -8 or int(data.max()) > 7))):
+            raise ModelFormatError(f"{where}: 'int4' must be true only for a constant int8 tensor with values in [-8, 7]")
+        tensors.append(Tensor(str(e["name"]), tuple(shape), dtype, quant, data, int4=int4))
     n = len(tensors)
     operators = []
     for k, o in enumerate(g["operators"]):

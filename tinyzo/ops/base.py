@@ -164,8 +164,8 @@ class PreparedOp:
             self.fail(f"{role} {t.name!r} has shape {list(t.shape)}; dimension 0 is the batch and must be 1 "
                       "(the operator would move data across samples)")
 
-    def activation(self, out_tensor) -> tuple[int, int]:
-        """Clamp bounds (int8 range) of the fused activation option on ``out_tensor``.
+    def activation(self, out_tensor, dtype=np.int8) -> tuple[int, int]:
+        """Clamp bounds (``dtype``'s range, int8 unless told) of the fused activation option on ``out_tensor``.
 
         Raises UnsupportedOperatorError for an activation other than :data:`ACTIVATIONS` and
         ArithmeticContractError for an output scale whose bounds are not int32 (a tiny scale).
@@ -176,7 +176,7 @@ class PreparedOp:
         if act not in ACTIVATIONS:
             self.fail(f"fused activation {act} is not supported")
         try:
-            return activation_range(act, out_tensor.quant, np.int8)
+            return activation_range(act, out_tensor.quant, dtype)
         except ArithmeticContractError as e:
             self.fail(f"quantization not supported: {e}")
 
