@@ -17,9 +17,11 @@ Conventions (batch 1, the shapes stored in the model):
   outputs last used at the final scope), shifted by one.
 * Constant tensors (weights, biases, shape operands) live in Flash and are not buffers.
 * Scratch buffers: TFLM's *reference* kernels request arena scratch for few operators. Of the
-  operators tinyzo supports, only ``MEAN`` does (:func:`scratch_bytes`: an int32 accumulator per
-  output for int8/int16 input, plus two small index arrays), alive during its own step only;
-  checked against TFLM's measured arena on random one-operator models. CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, the
+  operators tinyzo supports, ``MEAN`` does (:func:`scratch_bytes`: an int32 accumulator per
+  output for int8/int16 input, plus two small index arrays), and so do CONV_2D, DEPTHWISE_CONV_2D
+  and FULLY_CONNECTED with INT4 weights (one byte per weight, the unpacked filter), each alive
+  during its own step only; checked against TFLM's measured arena on random one-operator models.
+  CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED (int8 or 16x8 weights), the
   pools, SOFTMAX, ADD, SUB, MUL, MAXIMUM, MINIMUM, PRELU, RELU, RELU6, LEAKY_RELU, HARD_SWISH, LOGISTIC,
   TANH, PAD, CONCATENATION, RESHAPE, SQUEEZE, EXPAND_DIMS, TRANSPOSE, STRIDED_SLICE, SPLIT, SPLIT_V,
   GATHER, CAST, BATCH_MATMUL, QUANTIZE and DEQUANTIZE request none (their per-channel multipliers,
@@ -195,12 +197,16 @@ def _align(n: int, a: int) -> int:
 def scratch_bytes(model, op_index: int) -> list:
     """Arena scratch buffers (bytes each, in request order) TFLM's reference kernel requests for operator ``op_index``.
 
-    Only MEAN requests any among tinyzo's operators (``reduce_common.cc``, TFLM as installed by
-    ``pip install tflite-micro``): for int8/int16 input an int32 accumulator per output element,
-    then ``sizeof(int) * input rank`` (an index iterator) and ``sizeof(int) * number of axes``
-    (the resolved axes). Every other operator: ``[]``.
+    MEAN (``reduce_common.cc``, TFLM as installed by ``pip install tflite-micro``): for int8/int16
+    input an int32 accumulator per output element, then ``sizeof(int) * input rank`` (an index
+    iterator) and ``sizeof(int) * number of axes`` (the resolved axes). CONV_2D, DEPTHWISE_CONV_2D
+    and FULLY_CONNECTED with INT4 weights: the filter's element count (``conv_common.cc`` etc.
+    request it in Prepare and unpack the filter into it in Eval). Every other operator: ``[]``.
     """
     op = model.operators[op_index]
+    if op.opcode in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and len(op.inputs) > 1:
+        w = model.tensors[op.inputs[1]]
+        return [int(np.prod(w.shape, dtype=np.int64))] if getattr(w, "int4", False) else []
     if op.opcode == "MEAN":
         x, y = model.tensors[op.inputs[0]], model.tensors[op.outputs[0]]
         axes = model.tensors[op.inputs[1]]
@@ -267,8 +273,8 @@ def flash_contents(model) -> dict:
         if not t.is_constant:
             continue
         if t.quant is not None and t.dtype == np.int8:
-            parts["weights"] += int(t.data.nbytes)
-        elif t.quant is not None and t.dtype == np.int32:
+            parts["weights"] += int(t.nbytes)  # INT4: packed, two per byte
+        elif t.quant is not None and t.dtype in (np.int32, np.int64):  # int64: 16x8 biases
             parts["bias"] += int(t.data.nbytes)
         else:
             parts["other_constants"] += int(t.data.nbytes)
