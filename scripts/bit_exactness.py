@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import MODEL_NAMES, model_path  # noqa: E402
 from oracle import tflm_run  # noqa: E402
-from single_op import CASES, compare_with_tflm  # noqa: E402
+from single_op import CASES, TYPED_CASES, compare_with_tflm  # noqa: E402
 
 import tinyzo  # noqa: E402
 
@@ -47,6 +47,10 @@ SPEC_TESTS = {
     "SPLIT": "tests/test_slice_ops.py", "SPLIT_V": "tests/test_slice_ops.py", "GATHER": "tests/test_slice_ops.py",
     "CAST": "tests/test_cast.py", "BATCH_MATMUL": "tests/test_batch_matmul.py",
 }
+# the convolution family's other types (single_op.TYPED_CASES): 16x8, INT4 weights, grouped CONV_2D
+SPEC_TESTS.update({name: "tests/test_conv16x8.py" if "16x8" in name else "tests/test_conv_int4_groups.py"
+                   for name in TYPED_CASES})
+ALL_CASES = {**CASES, **TYPED_CASES}
 #: operators without any requantization (raw int8 values copied or compared)
 NO_REQUANTIZATION = ("RESHAPE", "PAD", "CONCATENATION", "MAX_POOL_2D", "DEQUANTIZE", "MAXIMUM", "MINIMUM", "RELU6",
                      "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE", "STRIDED_SLICE", "SPLIT", "SPLIT_V", "GATHER")
@@ -74,7 +78,7 @@ def real_model_counts(n_random: int) -> dict:
 def single_op_counts(models_per_op: int, opcodes=None) -> dict:
     """opcode -> [models, elements compared, elements different] over random one-operator models."""
     counts = {}
-    for opcode, build in CASES.items():
+    for opcode, build in (ALL_CASES if opcodes is not None else CASES).items():
         if opcodes is not None and opcode not in opcodes:
             continue
         rng = np.random.default_rng(sum(map(ord, opcode)))
@@ -120,9 +124,9 @@ def main(argv=None) -> int:
 
     if args.ops:
         opcodes = args.ops.split(",")
-        unknown = [o for o in opcodes if o not in CASES]
+        unknown = [o for o in opcodes if o not in ALL_CASES]
         if unknown:
-            ap.error(f"no random one-op case for {unknown}; known: {', '.join(CASES)}")
+            ap.error(f"no random one-op case for {unknown}; known: {', '.join(ALL_CASES)}")
         single = single_op_counts(args.models_per_op, opcodes)
         for opcode in opcodes:
             s = single[opcode]
@@ -130,7 +134,7 @@ def main(argv=None) -> int:
         return 1 if any(c[2] for c in single.values()) else 0
 
     real = real_model_counts(args.random_inputs)
-    single = single_op_counts(args.models_per_op)
+    single = single_op_counts(args.models_per_op, list(ALL_CASES))
     lt_total, lt_diff = litert_single_rounding()
     bad = sum(c[2] for c in real.values()) + sum(c[2] for c in single.values()) + lt_diff
 
@@ -149,7 +153,7 @@ def main(argv=None) -> int:
         "| rounding mode checked |",
         "|---|---|---|---|---|",
     ]
-    for opcode in CASES:
+    for opcode in ALL_CASES:
         r = real.get(opcode)
         s = single[opcode]
         real_cell = f"{r[0]} / {r[1]:,} / {r[2]}" if r else "(not in the real models)"
@@ -164,6 +168,8 @@ def main(argv=None) -> int:
             rounding = "none (int16 fixed point, TFLM's)"
         elif opcode == "CAST":
             rounding = "C conversions (wrap; float32 nearest-even; truncation)"
+        elif opcode in TYPED_CASES and "16x8" in opcode and "int32" not in opcode:
+            rounding = "int64 MultiplyByQuantizedMultiplier (one rounding in either build)"
         lines.append(f"| {opcode} | {real_cell} | {s[0]} / {s[1]:,} / {s[2]} | {SPEC_TESTS[opcode]} | {rounding} |")
     lines += [
         "",

@@ -41,8 +41,9 @@ def _types16(rng, types, cout, dot_len, s_in, s_w):
     accumulator wraps as C's does). Returns (qx, qy, bias tensor or None, options).
     """
     qx = QuantParams([np.float32(s_in)], [0])
-    if rng.integers(0, 8) == 0:  # the largest channel's effective scale in [1, 2**13]
-        s_out = s_in * float(np.max(s_w)) / _log_uniform(rng, 1.0, 2.0**13)
+    if rng.integers(0, 8) == 0:  # the largest channel's effective scale in [1, 2**13]; s_out >= 1e-8 keeps
+        # a fused RELU6's 6 / s_out in int32 (TFLite refuses the model otherwise)
+        s_out = max(s_in * float(np.max(s_w)) / _log_uniform(rng, 1.0, 2.0**13), 1e-8)
     else:
         s_out = s_in * float(np.median(s_w)) * np.sqrt(dot_len) * 73 * 18900 / (3000.0 * float(np.exp(rng.uniform(-3, 2))))
     qy = QuantParams([np.float32(s_out)], [0])

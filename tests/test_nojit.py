@@ -10,7 +10,9 @@ import pytest
 HERE = Path(__file__).parent
 FILES = ["test_arith.py", "test_conv.py", "test_conv_int.py", "test_fp_kernels.py",
          # the layout, slicing, cast and matmul kernels (a few seconds each without JIT)
-         "test_layout_ops.py", "test_slice_ops.py", "test_cast.py", "test_batch_matmul.py", "test_fc_asym.py"]
+         "test_layout_ops.py", "test_slice_ops.py", "test_cast.py", "test_batch_matmul.py", "test_fc_asym.py",
+         # 16x8 kernels, INT4 and grouped convolution
+         "test_conv16x8.py", "test_conv_int4_groups.py"]
 
 
 @pytest.mark.slow
