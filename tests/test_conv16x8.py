@@ -71,10 +71,10 @@ def spec_output(model, x):
     mult, shift = p.multiplier.tolist(), p.shift.tolist()
     geo = {}
     if op.opcode != "FULLY_CONNECTED":
-        geo = dict(stride=(p.stride_h, p.stride_w), dilation=(p.dil_h, p.dil_w),
-                   padding=op.options.get("padding", "VALID"))
+        geo = {"stride": (p.stride_h, p.stride_w), "dilation": (p.dil_h, p.dil_w),
+                   "padding": op.options.get("padding", "VALID")}
     if p.int16:
-        lim = dict(act_min=p.act_min, act_max=p.act_max)
+        lim = {"act_min": p.act_min, "act_max": p.act_max}
         if op.opcode == "CONV_2D":
             return spec16.conv2d_s16(x, w, b, multiplier=mult, shift=shift, acc_bits=p.acc_bits,
                                      rounding=model.rounding, **geo, **lim)
@@ -85,8 +85,8 @@ def spec_output(model, x):
                                           input_offset=p.input_offset, filter_offset=p.weights_offset,
                                           output_offset=p.output_offset, acc_bits=p.acc_bits,
                                           rounding=model.rounding, **lim)
-    q = dict(input_offset=p.input_offset, output_offset=p.output_offset, multiplier=mult, shift=shift,
-             act_min=p.act_min, act_max=p.act_max, rounding=model.rounding)
+    q = {"input_offset": p.input_offset, "output_offset": p.output_offset, "multiplier": mult, "shift": shift,
+             "act_min": p.act_min, "act_max": p.act_max, "rounding": model.rounding}
     if op.opcode == "CONV_2D":
         return spec8.conv2d_s8(x, w, b, **geo, **q)
     if op.opcode == "DEPTHWISE_CONV_2D":
@@ -117,7 +117,7 @@ def _model(opcode, x_shape, w, bias, *, s_in=1e-3, s_w=None, s_out=1e-3, act="NO
     else:
         opts = {"padding": "VALID", "stride_h": 1, "stride_w": 1, **opts}
         y = spec16.conv2d_s16 if opcode == "CONV_2D" else spec16.depthwise_conv2d_s16
-        kw = dict(padding=opts["padding"], stride=(opts["stride_h"], opts["stride_w"]))
+        kw = {"padding": opts["padding"], "stride": (opts["stride_h"], opts["stride_w"])}
         y_shape = y(np.zeros(x_shape, np.int16), w if opcode == "DEPTHWISE_CONV_2D" else w[:, :, :, :1].repeat(
             x_shape[3], axis=3) if w.shape[3] != x_shape[3] else w, None, multiplier=[0] * n_out, shift=[0] * n_out,
                     **kw).shape

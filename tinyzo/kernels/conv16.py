@@ -109,20 +109,30 @@ def depthwise_conv2d_s16(x, w, bias, stride_h, stride_w, dil_h, dil_w, pad_h, pa
     """16x8 DEPTHWISE_CONV_2D (TFLM's int16 ``DepthwiseConvPerChannel``): int64 accumulators, no offsets.
 
     Args:
-        x: int16[N, H, W, C]; w: int8[1, KH, KW, C*M], M = depth_multiplier; bias: int64[C*M].
+        x: int16[N, H, W, C], C-contiguous; w: int8[1, KH, KW, C*M], C-contiguous, M = depth_multiplier;
+        bias: int64[C*M].
         stride_*, dil_* >= 1; pad_h, pad_w: leading padding (TFLM ComputePaddingWithOffset).
         multiplier, shift: int32[C*M], shift <= 14; act_min, act_max within [-32768, 32767].
         acc: int64[C*M] scratch.
         out: int16[N, OH, OW, C*M], written. Output channel ``ic*M + m`` reads input channel ``ic``;
         positions outside the image are skipped, as TFLM does.
+
+    Per output pixel the C*M accumulators start at the bias and each tap inside the image adds
+    ``w * x`` (an int8 x int16 product, exact in int32, widened to int64), channels innermost over
+    flat arrays so that the loop vectorizes; the sum of a channel is TFLM's, in its order.
     """
     n, h, wd, c = x.shape
     _, kh, kw, oc_total = w.shape
     _, oh, ow, _ = out.shape
+    xf = x.reshape(-1)
+    wf = w.reshape(-1)
+    of = out.reshape(-1)
+    cu = np.uint64(c)
+    ocu = np.uint64(oc_total)
     for b in range(n):
         for oy in range(oh):
             for ox in range(ow):
-                for k in range(oc_total):
+                for k in range(ocu):
                     acc[k] = np.int64(bias[k])
                 for fy in range(kh):
                     iy = oy * stride_h - pad_h + dil_h * fy
@@ -132,10 +142,17 @@ def depthwise_conv2d_s16(x, w, bias, stride_h, stride_w, dil_h, dil_w, pad_h, pa
                         ix = ox * stride_w - pad_w + dil_w * fx
                         if ix < 0 or ix >= wd:
                             continue
-                        for ic in range(c):
-                            xv = np.int64(x[b, iy, ix, ic])
-                            for m in range(depth_multiplier):
-                                oc = ic * depth_multiplier + m
-                                acc[oc] += np.int64(w[0, fy, fx, oc]) * xv
-                for k in range(oc_total):
-                    out[b, oy, ox, k] = _requant16(acc[k], multiplier[k], shift[k], 0, 0, 0, act_min, act_max)
+                        xo = np.uint64(((b * h + iy) * wd + ix) * c)
+                        wo = np.uint64((fy * kw + fx) * oc_total)
+                        if depth_multiplier == 1:
+                            for k in range(cu):
+                                acc[k] += np.int64(np.int32(wf[wo + k]) * np.int32(xf[xo + k]))
+                        else:
+                            for ic in range(cu):
+                                xv = np.int32(xf[xo + ic])
+                                o0 = ic * np.uint64(depth_multiplier)
+                                for m in range(np.uint64(depth_multiplier)):
+                                    acc[o0 + m] += np.int64(np.int32(wf[wo + o0 + m]) * xv)
+                oo = np.uint64(((b * oh + oy) * ow + ox) * oc_total)
+                for k in range(ocu):
+                    of[oo + k] = _requant16(acc[k], multiplier[k], shift[k], 0, 0, 0, act_min, act_max)

@@ -8,8 +8,8 @@ import numpy as np
 
 from tinyzo.errors import ArithmeticContractError
 from tinyzo.kernels.conv import depthwise_conv2d_s8_fast
-from tinyzo.kernels.conv_gemm import conv2d_s8_gemm, requantize_gemm_s8
 from tinyzo.kernels.conv16 import conv2d_s16_gemm, depthwise_conv2d_s16
+from tinyzo.kernels.conv_gemm import conv2d_s8_gemm, requantize_gemm_s8
 from tinyzo.kernels.conv_int import conv2d_s8_int
 from tinyzo.kernels.requant import requant_params
 from tinyzo.ops import conv_paths, conv_types
