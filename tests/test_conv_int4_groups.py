@@ -184,3 +184,10 @@ def test_refusals_name_what_is_missing():
 def test_int4_and_grouped_layers_are_not_trainable():
     assert _int4_model().trainable_ops() == []
     assert TYPED_CASES["CONV_2D grouped"](np.random.default_rng(2)).trainable_ops() == []
+
+
+def test_c_port_export_refuses_grouped_convolution():
+    from tinyzo.golden.export import GoldenError, model_tables
+
+    with pytest.raises(GoldenError, match="not 16x8 or grouped"):
+        model_tables(TYPED_CASES["CONV_2D grouped"](np.random.default_rng(2)))
