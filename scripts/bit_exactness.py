@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import MODEL_NAMES, model_path  # noqa: E402
 from oracle import tflm_run  # noqa: E402
-from single_op import CASES, CASES_INT16, compare_with_tflm  # noqa: E402
+from single_op import CASES, CASES_INT16, TYPED_CASES, compare_with_tflm  # noqa: E402
 
 import tinyzo  # noqa: E402
 
@@ -77,6 +77,10 @@ def case_name(model, op) -> str:
     if op.opcode == "SOFTMAX" and model.tensors[op.outputs[0]].dtype == np.int16:
         return "SOFTMAX_INT16_OUT"
     return op.opcode
+# the convolution family's other types (single_op.TYPED_CASES): 16x8, INT4 weights, grouped CONV_2D
+SPEC_TESTS.update({name: "tests/test_conv16x8.py" if "16x8" in name else "tests/test_conv_int4_groups.py"
+                   for name in TYPED_CASES})
+ALL_CASES = {**CASES, **TYPED_CASES}
 #: operators without any requantization (raw int8 values copied or compared)
 NO_REQUANTIZATION = ("RESHAPE", "PAD", "CONCATENATION", "MAX_POOL_2D", "DEQUANTIZE", "MAXIMUM", "MINIMUM", "RELU6",
                      "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE", "STRIDED_SLICE", "SPLIT", "SPLIT_V", "GATHER")
@@ -113,7 +117,7 @@ def single_op_counts(models_per_op: int, opcodes=None, cases=None) -> dict:
     ``cases``: :data:`single_op.CASES` (default) or :data:`single_op.CASES_INT16` (seeded apart).
     """
     counts = {}
-    cases = CASES if cases is None else cases
+    cases = (ALL_CASES if opcodes is not None else CASES) if cases is None else cases
     for opcode, build in cases.items():
         if opcodes is not None and opcode not in opcodes:
             continue
@@ -162,7 +166,7 @@ def main(argv=None) -> int:
 
     if args.ops:
         opcodes = args.ops.split(",")
-        cases = CASES_INT16 if args.dtype == "int16" else CASES
+        cases = CASES_INT16 if args.dtype == "int16" else ALL_CASES
         unknown = [o for o in opcodes if o not in cases]
         if unknown:
             ap.error(f"no random {args.dtype} one-op case for {unknown}; known: {', '.join(cases)}")
@@ -179,7 +183,7 @@ def main(argv=None) -> int:
         return 1 if any(c[2] for c in single.values()) or any(real[o][2] for o in opcodes if o in real) else 0
 
     real = real_model_counts(args.random_inputs)
-    single = single_op_counts(args.models_per_op)
+    single = single_op_counts(args.models_per_op, list(ALL_CASES))
     single16 = single_op_counts(args.models_per_op, cases=CASES_INT16)
     lt_total, lt_diff = litert_single_rounding()
     bad = (sum(c[2] for c in real.values()) + sum(c[2] for c in single.values()) + lt_diff
@@ -200,7 +204,7 @@ def main(argv=None) -> int:
         "| rounding mode checked |",
         "|---|---|---|---|---|",
     ]
-    for opcode in CASES:
+    for opcode in ALL_CASES:
         r = real.get(opcode)
         s = single[opcode]
         real_cell = f"{r[0]} / {r[1]:,} / {r[2]}" if r else "(not in the real models)"
@@ -217,6 +221,8 @@ def main(argv=None) -> int:
             rounding = "C conversions (wrap; float32 nearest-even; truncation)"
         elif opcode == "TRANSPOSE_CONV_16x8":
             rounding = "int64 MultiplyByQuantizedMultiplier (TFLM's, one rounding)"
+        elif opcode in TYPED_CASES and "16x8" in opcode and "int32" not in opcode:
+            rounding = "int64 MultiplyByQuantizedMultiplier (one rounding in either build)"
         lines.append(f"| {opcode} | {real_cell} | {s[0]} / {s[1]:,} / {s[2]} | {SPEC_TESTS[opcode]} | {rounding} |")
     for opcode in CASES_INT16:  # the int16 (16x8) paths: int16 activations, zero point 0
         s, (spec, rounding) = single16[opcode], INT16_ROWS[opcode]

@@ -44,7 +44,44 @@ def _i16(rng, shape):
     return rng.integers(-32768, 32768, size=shape, dtype=np.int16)
 
 
-def _conv_like(rng, depthwise: bool, rounding: str):
+#: tensor types of the convolution family's random models (``types=`` of conv2d, depthwise_conv2d,
+#: fully_connected): int8; INT4 weights with int8 activations; 16x8 (int16 activations, int8 weights)
+#: with an int64 bias or with an int32 bias (int32 accumulator; CONV_2D and FULLY_CONNECTED only)
+CONV_TYPES = ("int8", "int4", "16x8", "16x8_bias32")
+
+
+def _types16(rng, types, cout, dot_len, s_in, s_w):
+    """16x8 tensors: int16 input/output quantization (zero point 0) and the bias (int64, int32 or absent).
+
+    The output scale puts a typical accumulator (std ~ sqrt(K) * 73 * 18900) at 3000 output steps
+    times e^U(-3, 2); one case in eight instead draws an effective scale up to 2**13 (shifts up to
+    14, outputs mostly saturated). The int32 bias spans up to the whole int32 range (the int32
+    accumulator wraps as C's does). Returns (qx, qy, bias tensor or None, options).
+    """
+    qx = QuantParams([np.float32(s_in)], [0])
+    if rng.integers(0, 8) == 0:  # the largest channel's effective scale in [1, 2**13]; s_out >= 1e-8 keeps
+        # a fused RELU6's 6 / s_out in int32 (TFLite refuses the model otherwise)
+        s_out = max(s_in * float(np.max(s_w)) / _log_uniform(rng, 1.0, 2.0**13), 1e-8)
+    else:
+        s_out = s_in * float(np.median(s_w)) * np.sqrt(dot_len) * 73 * 18900 / (3000.0 * float(np.exp(rng.uniform(-3, 2))))
+    qy = QuantParams([np.float32(s_out)], [0])
+    acc_scale = np.sqrt(dot_len) * 73 * 18900
+    opts = {}
+    bq = QuantParams(np.float32(s_in) * s_w, np.zeros(s_w.size))
+    if rng.integers(0, 6) == 0:  # no bias: the options' quantized_bias_type picks the accumulator
+        if types == "16x8_bias32":
+            opts["quantized_bias_type"] = "INT32"
+        return qx, qy, None, opts
+    if types == "16x8_bias32":
+        hi = int(min(2**31 - 1, acc_scale * float(np.exp(rng.uniform(-4, 2)))))
+        return qx, qy, Tensor("b", (cout,), np.int32, bq, rng.integers(-hi, hi + 1, size=cout).astype(np.int32)), opts
+    # mostly biases of the accumulators' size; one in eight up to 2**45 (the int64 range TFLite's
+    # requantization takes is |acc| < 2**47)
+    hi = 2**45 if rng.integers(0, 8) == 0 else int(acc_scale * float(np.exp(rng.uniform(-4, 1))))
+    return qx, qy, Tensor("b", (cout,), np.int64, bq, rng.integers(-hi, hi + 1, size=cout).astype(np.int64)), opts
+
+
+def _conv_like(rng, depthwise: bool, rounding: str, types: str = "int8", groups: bool = False):
     h, w = int(rng.integers(1, 12)), int(rng.integers(1, 12))
     cin = int(rng.integers(1, 9))
     kh, kw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
@@ -55,53 +92,80 @@ def _conv_like(rng, depthwise: bool, rounding: str):
         padding = "SAME"
     dm = int(rng.integers(1, 4)) if depthwise else 1
     cout = cin * dm if depthwise else int(rng.integers(1, 17))
+    filter_c = cin
+    if groups:  # input depth = groups * filter depth, output channels = groups * filters per group
+        g = int(rng.integers(2, 5))
+        filter_c = int(rng.integers(1, 4))
+        cin, cout = g * filter_c, g * int(rng.integers(1, 5))
     qx, qy = _q(rng, 0.005, 0.1), _q(rng, 0.01, 0.5)
     per_channel = bool(rng.integers(0, 2)) or depthwise
     sw_ = np.exp(rng.uniform(np.log(0.001), np.log(0.05), size=cout if per_channel else 1)).astype(np.float32)
-    wshape = (1, kh, kw, cout) if depthwise else (cout, kh, kw, cin)
-    wt = _i8(rng, wshape, lo=-127)
-    bias = rng.integers(-20000, 20000, size=cout).astype(np.int32)
+    wshape = (1, kh, kw, cout) if depthwise else (cout, kh, kw, filter_c)
+    wt = rng.integers(-8, 8, size=wshape).astype(np.int8) if types == "int4" else _i8(rng, wshape, lo=-127)
+    bias_t = Tensor("b", (cout,), np.int32, QuantParams(qx.scale[0] * sw_, np.zeros(sw_.size)),
+                    rng.integers(-20000, 20000, size=cout).astype(np.int32))
     oh = compute_out_size(padding, h, kh, sh, dh)
     ow = compute_out_size(padding, w, kw, sw, dw)
+    act = np.int8
+    extra = {}
+    if types in ("16x8", "16x8_bias32"):
+        act = np.int16
+        qx, qy, bias_t, extra = _types16(rng, types, cout, kh * kw * (1 if depthwise else filter_c),
+                                         float(qx.scale[0]), sw_)
     tensors = [
-        Tensor("x", (1, h, w, cin), np.int8, qx),
-        Tensor("w", wshape, np.int8, QuantParams(sw_, np.zeros(sw_.size), 3 if depthwise else 0), wt),
-        Tensor("b", (cout,), np.int32, QuantParams(qx.scale[0] * sw_, np.zeros(sw_.size)), bias),
-        Tensor("y", (1, oh, ow, cout), np.int8, qy),
-    ]
+        Tensor("x", (1, h, w, cin), act, qx),
+        Tensor("w", wshape, np.int8, QuantParams(sw_, np.zeros(sw_.size), 3 if depthwise else 0), wt,
+               int4=types == "int4"),
+    ] + ([bias_t] if bias_t is not None else []) + [Tensor("y", (1, oh, ow, cout), act, qy)]
     opts = dict(padding=padding, stride_h=sh, stride_w=sw, dilation_h_factor=dh, dilation_w_factor=dw,
                 fused_activation_function=str(rng.choice(ACTS)))
+    opts.update(extra)
     if depthwise:
         opts["depth_multiplier"] = dm
-    op = Operator("DEPTHWISE_CONV_2D" if depthwise else "CONV_2D", (0, 1, 2), (3,), opts)
-    return Model(tensors, [op], (0,), (3,), rounding=rounding)
+    y = len(tensors) - 1
+    # no bias: CONV_2D gets an absent input (-1); DEPTHWISE_CONV_2D two inputs (TFLM's depthwise Prepare
+    # crashes on a -1 bias: it frees the bias it did not allocate when the node lists three inputs)
+    ins = (0, 1, 2) if bias_t is not None else ((0, 1) if depthwise else (0, 1, -1))
+    op = Operator("DEPTHWISE_CONV_2D" if depthwise else "CONV_2D", ins, (y,), opts)
+    return Model(tensors, [op], (0,), (y,), rounding=rounding)
 
 
-def conv2d(rng, rounding="double"):
-    return _conv_like(rng, False, rounding)
+def conv2d(rng, rounding="double", types="int8", groups=False):
+    """A random CONV_2D; ``types`` one of :data:`CONV_TYPES`, ``groups`` for a grouped filter (2..4 groups)."""
+    return _conv_like(rng, False, rounding, types, groups)
 
 
-def depthwise_conv2d(rng, rounding="double"):
-    return _conv_like(rng, True, rounding)
+def depthwise_conv2d(rng, rounding="double", types="int8"):
+    """A random DEPTHWISE_CONV_2D; ``types`` one of :data:`CONV_TYPES` except "16x8_bias32" (TFLM reads int64)."""
+    return _conv_like(rng, True, rounding, types)
 
 
-def fully_connected(rng, rounding="double"):
+def fully_connected(rng, rounding="double", types="int8"):
+    """A random FULLY_CONNECTED; ``types`` one of :data:`CONV_TYPES` (INT4: per-tensor weights, as TFLM needs)."""
     k = int(rng.choice([1, 7, 64, 300, 1100]))
     n_out = int(rng.integers(1, 20))
-    per_channel = bool(rng.integers(0, 2))
+    per_channel = bool(rng.integers(0, 2)) and types != "int4"
     qx, qy = _q(rng, 0.005, 0.1), _q(rng, 0.01, 1.0)
     sw_ = np.exp(rng.uniform(np.log(0.0005), np.log(0.02), size=n_out if per_channel else 1)).astype(np.float32)
     # per-tensor weights: an asymmetric zero point one time in three (TFLM's per-tensor kernel applies it)
     wzp = [int(rng.integers(-128, 128))] if not per_channel and rng.integers(0, 3) == 0 else np.zeros(sw_.size)
+    wt = rng.integers(-8, 8, size=(n_out, k)).astype(np.int8) if types == "int4" else _i8(rng, (n_out, k), lo=-127)
+    bias_t = Tensor("b", (n_out,), np.int32, QuantParams(qx.scale[0] * sw_, np.zeros(sw_.size)),
+                    rng.integers(-50000, 50000, size=n_out).astype(np.int32))
+    act = np.int8
+    extra = {}
+    if types in ("16x8", "16x8_bias32"):
+        act = np.int16
+        qx, qy, bias_t, extra = _types16(rng, types, n_out, k, float(qx.scale[0]), sw_)
     tensors = [
-        Tensor("x", (1, k), np.int8, qx),
-        Tensor("w", (n_out, k), np.int8, QuantParams(sw_, wzp), _i8(rng, (n_out, k), lo=-127)),
-        Tensor("b", (n_out,), np.int32, QuantParams(qx.scale[0] * sw_, np.zeros(sw_.size)),
-               rng.integers(-50000, 50000, size=n_out).astype(np.int32)),
-        Tensor("y", (1, n_out), np.int8, qy),
-    ]
-    op = Operator("FULLY_CONNECTED", (0, 1, 2), (3,), {"fused_activation_function": str(rng.choice(ACTS))})
-    return Model(tensors, [op], (0,), (3,), rounding=rounding)
+        Tensor("x", (1, k), act, qx),
+        Tensor("w", (n_out, k), np.int8, QuantParams(sw_, wzp), wt, int4=types == "int4"),
+    ] + ([bias_t] if bias_t is not None else []) + [Tensor("y", (1, n_out), act, qy)]
+    opts = {"fused_activation_function": str(rng.choice(ACTS))}
+    opts.update(extra)
+    y = len(tensors) - 1
+    op = Operator("FULLY_CONNECTED", (0, 1, 2 if bias_t is not None else -1), (y,), opts)
+    return Model(tensors, [op], (0,), (y,), rounding=rounding)
 
 
 def add(rng, rounding="double", dtype=np.int8):
@@ -847,6 +911,21 @@ CASES_INT16 = {
     "SOFTMAX": _int16_case(softmax),
     "QUANTIZE": _int16_case(quantize),
     "DEQUANTIZE": _int16_case(dequantize),
+}
+
+
+#: the convolution family's other tensor types and grouped CONV_2D: name -> builder(rng, rounding)
+TYPED_CASES = {
+    "CONV_2D 16x8": lambda rng, rounding="double": conv2d(rng, rounding, "16x8"),
+    "CONV_2D 16x8 int32 bias": lambda rng, rounding="double": conv2d(rng, rounding, "16x8_bias32"),
+    "CONV_2D int4": lambda rng, rounding="double": conv2d(rng, rounding, "int4"),
+    "CONV_2D grouped": lambda rng, rounding="double": conv2d(rng, rounding, "int8", groups=True),
+    "CONV_2D grouped 16x8": lambda rng, rounding="double": conv2d(rng, rounding, "16x8", groups=True),
+    "DEPTHWISE_CONV_2D 16x8": lambda rng, rounding="double": depthwise_conv2d(rng, rounding, "16x8"),
+    "DEPTHWISE_CONV_2D int4": lambda rng, rounding="double": depthwise_conv2d(rng, rounding, "int4"),
+    "FULLY_CONNECTED 16x8": lambda rng, rounding="double": fully_connected(rng, rounding, "16x8"),
+    "FULLY_CONNECTED 16x8 int32 bias": lambda rng, rounding="double": fully_connected(rng, rounding, "16x8_bias32"),
+    "FULLY_CONNECTED int4": lambda rng, rounding="double": fully_connected(rng, rounding, "int4"),
 }
 
 

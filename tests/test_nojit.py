@@ -15,7 +15,9 @@ FILES = ["test_arith.py", "test_conv.py", "test_conv_int.py", "test_fp_kernels.p
          "test_ops16.py",
          # SVDF and the keyword model's int16 QUANTIZE / SOFTMAX kernels
          "test_svdf.py", "test_keyword_ops.py",
-         "test_transpose_conv.py", "test_lstm.py"]
+         "test_transpose_conv.py", "test_lstm.py",
+         # 16x8 kernels, INT4 and grouped convolution
+         "test_conv16x8.py", "test_conv_int4_groups.py"]
 
 
 @pytest.mark.slow

@@ -154,8 +154,8 @@ def test_mbqm_int64_hand_computed():
     assert mbqm64(2**46, 1 << 30, -31) == 2**14  # the smallest shift
     v = ((2**47 - 1) * 0x7FFF + (1 << 7)) >> 8  # beyond int32: the (int32_t) conversion wraps
     assert mbqm64(2**47 - 1, 0x7FFFFFFF, 7) == ((v + 2**31) % 2**32) - 2**31
-    with pytest.raises(ValueError):
-        mbqm64(2**47, 1 << 30, 0)
+    with pytest.raises(ValueError):   # outside the defined shifts (the right shift 15 - shift must be >= 1)
+        mbqm64(5, 1 << 30, 15)
 
 
 @settings(max_examples=300, deadline=None)

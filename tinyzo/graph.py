@@ -97,6 +97,9 @@ class Tensor:
             activation state, an LSTM's hidden and cell state) that operators update in place and that keeps its value from one
             call to the next (:meth:`Model.reset_state`). A variable tensor is never a constant,
             even with a stored buffer: TFLM ignores that buffer (see :func:`initial_state`).
+        int4: True for a constant stored in the file as TFLite ``INT4`` (two values per byte, low
+            nibble first); ``dtype`` is then int8 and ``data`` holds the unpacked values in [-8, 7],
+            as TFLM unpacks them (``UnpackDenseInt4IntoInt8``) before its int8 kernels run.
     """
 
     name: str
@@ -105,6 +108,7 @@ class Tensor:
     quant: QuantParams | None = None
     data: np.ndarray | None = None
     is_variable: bool = False
+    int4: bool = False
 
     def __post_init__(self):
         self.shape = tuple(int(d) for d in self.shape)
@@ -118,8 +122,9 @@ class Tensor:
 
     @property
     def nbytes(self) -> int:
-        """Bytes of one instance (batch 1) of this tensor."""
-        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+        """Bytes of one instance (batch 1) of this tensor (INT4: two values per byte, rounded up)."""
+        n = int(np.prod(self.shape, dtype=np.int64))
+        return (n + 1) // 2 if self.int4 else n * self.dtype.itemsize
 
 
 @dataclass
@@ -482,11 +487,15 @@ class Model:
         """Indices of the operators with trainable int8 weights (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED).
 
         A FULLY_CONNECTED with asymmetric weights (non-zero weight zero point, which TFLM's per-tensor
-        kernel accepts) is left out: the training code takes real weights as ``scale * w``.
+        kernel accepts) is left out: the training code takes real weights as ``scale * w``. So are
+        16x8 layers (int16 activations, int64 biases), INT4 weights and grouped CONV_2D (the
+        prepared op's ``trainable`` is False): the training code takes int8 weights, int32 biases
+        and dense filters.
         """
         return [i for i, op in enumerate(self.operators)
                 if op.opcode in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
-                and getattr(self.prepared[i], "weights_offset", 0) == 0]
+                and getattr(self.prepared[i], "weights_offset", 0) == 0
+                and getattr(self.prepared[i], "trainable", True)]
 
     def out_channel_axis(self, op_index: int) -> int:
         """Axis of operator ``op_index``'s weight tensor that indexes its output channels: 3 for

@@ -78,6 +78,9 @@ def _check_model(model) -> None:
         prep = model.prepared[k]
         if getattr(prep, "weights_offset", 0) != 0:
             raise GoldenError(f"operator {k} ({op.opcode}): the C port takes symmetric weights (zero point 0)")
+        if getattr(prep, "int16", False) or getattr(prep, "groups", 1) != 1:
+            raise GoldenError(f"operator {k} ({op.opcode}): the C port implements int8 dense layers, not 16x8 or "
+                              "grouped convolution")
         if op.opcode == "ADD":
             a, b = (model.tensors[i] for i in op.inputs)
             if a.is_constant or b.is_constant or a.shape != b.shape:

@@ -9,7 +9,8 @@ Layout (``np.savez_compressed``; every member a plain ``.npy`` array):
        "inputs": [int, ...], "outputs": [int, ...],
        "tensors": [{"name": str, "shape": [int, ...], "dtype": "int8" | "int32" | ...,
                     "quant": null | {"axis": int}, "constant": bool,
-                    "variable": true (only on variable tensors: model state)}, ...],
+                    "variable": true (only on variable tensors: model state),
+                    "int4": true (optional)}, ...],
        "operators": [{"opcode": str, "inputs": [int, ...], "outputs": [int, ...],
                       "options": {field: value, ...}}, ...]}
 
@@ -93,6 +94,8 @@ def save_npz(model, path) -> None:
         }
         if getattr(t, "is_variable", False):  # written only when set: files of stateless models are unchanged
             entry["variable"] = True
+        if getattr(t, "int4", False):
+            entry["int4"] = True  # optional key (absent = False): a TFLite INT4 constant, held unpacked
         if t.quant is not None:
             entry["quant"] = {"axis": int(t.quant.axis)}
             arrays[f"s{i}"] = np.asarray(t.quant.scale, dtype=np.float32)
@@ -289,7 +292,11 @@ def _parse(zf: zipfile.ZipFile):
         variable = e.get("variable", False)
         if not isinstance(variable, bool):
             raise ModelFormatError(f"{where}: 'variable' must be true or false, got {variable!r}")
-        tensors.append(Tensor(str(e["name"]), tuple(shape), dtype, quant, data, variable))
+        int4 = e.get("int4", False)
+        if int4 is not False and (int4 is not True or dtype != np.int8 or data is None
+                                  or (data.size and (int(data.min()) < -8 or int(data.max()) > 7))):
+            raise ModelFormatError(f"{where}: 'int4' must be true only for a constant int8 tensor with values in [-8, 7]")
+        tensors.append(Tensor(str(e["name"]), tuple(shape), dtype, quant, data, variable, int4=int4))
     n = len(tensors)
     operators = []
     for k, o in enumerate(g["operators"]):

@@ -26,6 +26,7 @@ from tinyzo.errors import ModelFormatError, UnsupportedModelError
 from tinyzo.graph import Model, Operator, Tensor
 from tinyzo.io import tflite_schema as S
 from tinyzo.io.flatbuf import SCALAR_FORMATS, FlatBuffer, Table
+from tinyzo.io.int4 import packed_int4_bytes, unpack_int4
 from tinyzo.quant import DOUBLE_ROUNDING, QuantParams
 
 __all__ = [
@@ -215,7 +216,8 @@ def _read_tensor(t: Table, k: int, buffers: _Buffers) -> Tensor:
     if count > MAX_TENSOR_ELEMENTS:
         raise ModelFormatError(f"{where}: shape {dims} has {count} elements, more than tinyzo's limit of 2**28")
     code = t.scalar(F.T_TYPE, "int8", 0)
-    dtype = S.TENSOR_DTYPES.get(code)
+    int4 = code == S.TENSOR_TYPE_CODES["INT4"]  # packed two per byte; held unpacked as int8 (tinyzo.io.int4)
+    dtype = np.dtype(np.int8) if int4 else S.TENSOR_DTYPES.get(code)
     if dtype is None:
         if code in S.TENSOR_TYPES:
             raise UnsupportedModelError(f"{where} has type {S.TENSOR_TYPES[code]}, which tinyzo cannot represent")
@@ -230,18 +232,27 @@ def _read_tensor(t: Table, k: int, buffers: _Buffers) -> Tensor:
     if b != 0:
         raw = buffers.data(b, where)
         if len(raw) > 0:
-            want = count * dtype.itemsize
+            want = packed_int4_bytes(count) if int4 else count * dtype.itemsize
             if len(raw) != want:
+                kind = "INT4 (two per byte)" if int4 else str(dtype)
                 raise ModelFormatError(
-                    f"{where}: buffer {b} has {len(raw)} bytes, but shape {dims} of {dtype} needs {want}; the file is corrupt"
+                    f"{where}: buffer {b} has {len(raw)} bytes, but shape {dims} of {kind} needs {want}; the file is corrupt"
                 )
-            data = np.frombuffer(raw, dtype=dtype.newbyteorder("<"), count=count).astype(dtype).reshape(dims)
+            if int4:
+                data = unpack_int4(raw, count).reshape(dims)
+            else:
+                data = np.frombuffer(raw, dtype=dtype.newbyteorder("<"), count=count).astype(dtype).reshape(dims)
+    if int4 and data is None:
+        raise UnsupportedModelError(
+            f"{where} is an INT4 tensor computed at run time; TFLite Micro (and tinyzo) take INT4 only for "
+            "constant filters of CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED"
+        )
     if data is None and 0 in dims:
         raise UnsupportedModelError(f"{where}: shape {dims} has a zero dimension; tinyzo needs non-empty tensors")
     # model state (e.g. SVDF's activation state): kept between runs; a stored buffer is kept for
     # writing the file back, but TFLM ignores it (tinyzo.graph.initial_state)
     is_variable = bool(t.scalar(F.T_IS_VARIABLE, "bool", False))
-    return Tensor(name, tuple(dims), dtype, quant, data, is_variable)
+    return Tensor(name, tuple(dims), dtype, quant, data, is_variable, int4=int4)
 
 
 def read_tflite_parts(data) -> tuple[list, list, tuple, tuple, str]:

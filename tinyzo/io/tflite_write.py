@@ -24,6 +24,7 @@ from flatbuffers import number_types as N
 from tinyzo.version import __version__
 from tinyzo.errors import ModelFormatError
 from tinyzo.io import tflite_schema as S
+from tinyzo.io.int4 import pack_int4
 
 __all__ = ["write_tflite", "write_tflite_parts"]
 
@@ -174,6 +175,13 @@ def _tensor_payload(t, k: int) -> bytes | None:
         raise ModelFormatError(f"{where}: data is {data.dtype} but the tensor is {t.dtype}; convert it explicitly")
     if data.size != int(np.prod(t.shape, dtype=np.int64)):
         raise ModelFormatError(f"{where}: data has shape {data.shape}, the tensor has shape {list(t.shape)}")
+    if getattr(t, "int4", False):
+        if data.dtype != np.int8:
+            raise ModelFormatError(f"{where}: an INT4 tensor holds its values as int8, got {data.dtype}")
+        try:
+            return pack_int4(data)
+        except ValueError as e:
+            raise ModelFormatError(f"{where}: {e}; an INT4 tensor takes values in [-8, 7]") from None
     return np.ascontiguousarray(data).astype(data.dtype.newbyteorder("<"), copy=False).tobytes(order="C")
 
 
@@ -183,7 +191,9 @@ def write_tflite_parts(tensors, operators, inputs, outputs, description: str | N
     Args:
         tensors: list of :class:`tinyzo.graph.Tensor`; dtype must be a TFLite
             tensor type (int8, int16, int32, int64, uint8, float32, ...);
-            ``data`` (if any) must have the tensor's dtype and size.
+            ``data`` (if any) must have the tensor's dtype and size. A constant with
+            ``int4=True`` (int8 values in [-8, 7]) is written as INT4, packed two per byte,
+            low nibble first (:func:`tinyzo.io.int4.pack_int4`).
         operators: list of :class:`tinyzo.graph.Operator`; ``opcode`` a builtin
             name or ``"CUSTOM:<code>"``; ``options`` a subset of the fields of
             the op's options table (missing fields take the schema default).
@@ -222,6 +232,10 @@ def write_tflite_parts(tensors, operators, inputs, outputs, description: str | N
     tensor_tables = []
     for k, t in enumerate(tensors):
         code = S.DTYPE_TENSOR_TYPES.get(np.dtype(t.dtype))
+        if getattr(t, "int4", False):
+            if t.data is None:
+                raise ModelFormatError(f"tensor {k} ({t.name!r}): only constant tensors can be INT4")
+            code = S.TENSOR_TYPE_CODES["INT4"]
         if code is None:
             raise ModelFormatError(f"tensor {k} ({t.name!r}): dtype {t.dtype} has no TFLite tensor type")
         name = b.CreateString(str(t.name))

@@ -106,13 +106,18 @@ def requantize_s8(acc, multiplier, shift, output_offset, act_min, act_max, round
 
 @njit(cache=True, inline="always")
 def multiply_by_quantized_multiplier_int64(x, quantized_multiplier, shift):
-    """TFLite's int64-input ``MultiplyByQuantizedMultiplier`` (16x8 kernels); shift in [-31, 7], |x| < 2**47.
+    """TFLite's ``MultiplyByQuantizedMultiplier(int64_t, int32_t, int)``; shift in [-31, 14].
 
-    The multiplier reduced to 16 bits, one rounding, an int32 wrap: equal to
-    :func:`tinyzo.spec.arith.multiply_by_quantized_multiplier_int64`.
+    ``(int32)((x * reduced + 2**(t - 1)) >> t)``, ``t = 15 - shift``, ``reduced`` the multiplier
+    rounded to 15 bits. Equal to :func:`tinyzo.spec.arith.multiply_by_quantized_multiplier_int64`
+    for ``|x| < 2**47`` (TFLite's documented input range, which the 16x8 operators check at prepare
+    time): the product then stays below 2**62 and no int64 operation can overflow.
     """
     qm = np.int64(quantized_multiplier)
-    reduced = (qm + np.int64(32768)) >> np.int64(16) if qm < np.int64(0x7FFF0000) else np.int64(0x7FFF)
+    if qm < np.int64(0x7FFF0000):
+        reduced = (qm + np.int64(32768)) >> np.int64(16)
+    else:
+        reduced = np.int64(0x7FFF)
     total_shift = np.int64(15) - np.int64(shift)
-    v = (np.int64(x) * reduced + (np.int64(1) << (total_shift - np.int64(1)))) >> total_shift
-    return wrap_int32(v)
+    rnd = np.int64(1) << (total_shift - np.int64(1))
+    return wrap_int32((np.int64(x) * reduced + rnd) >> total_shift)

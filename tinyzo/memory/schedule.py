@@ -30,7 +30,9 @@ Conventions (batch 1, the shapes stored in the model):
   ``UNIDIRECTIONAL_SEQUENCE_LSTM`` (four int16 buffers of batch x state elements; its hidden and
   cell states are variable tensors, which TFLM keeps in its persistent tail: no buffer here),
   alive during their own step only; checked against TFLM's measured arena on
-  random one-operator models. CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, the
+  random one-operator models; so do CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED with INT4
+  weights (one byte per weight, the unpacked filter). CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED
+  (int8 or 16x8 weights), the
   pools, SOFTMAX, ADD, SUB, MUL, MAXIMUM, MINIMUM, PRELU, RELU, RELU6, LEAKY_RELU, HARD_SWISH, LOGISTIC,
   TANH, PAD, CONCATENATION, RESHAPE, SQUEEZE, EXPAND_DIMS, TRANSPOSE, STRIDED_SLICE, SPLIT, SPLIT_V,
   GATHER, CAST, BATCH_MATMUL, QUANTIZE and DEQUANTIZE request none (their per-channel multipliers,
@@ -224,7 +226,9 @@ def scratch_bytes(model, op_index: int) -> list:
     integer path): ``batch * num_filters * 4`` (the time dot products) then
     ``batch * num_units * 4`` (the reduced outputs), batch being the file's dimension 0 (1). TRANSPOSE_CONV: see
     :func:`_transpose_conv_scratch`. UNIDIRECTIONAL_SEQUENCE_LSTM: four buffers of
-    ``batch * state * sizeof(cell state)``. Every other operator: ``[]``.
+    ``batch * state * sizeof(cell state)``. CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED with INT4
+    weights: the filter's element count (``conv_common.cc`` etc. request it in Prepare and unpack the
+    filter into it in Eval). Every other operator: ``[]``.
     """
     op = model.operators[op_index]
     if op.opcode == "SVDF":
@@ -232,6 +236,9 @@ def scratch_bytes(model, op_index: int) -> list:
         n_filter = model.tensors[op.inputs[1]].shape[0]
         n_unit = n_filter // int(op.options.get("rank", 1))
         return [b for b in (4 * batch * n_filter, 4 * batch * n_unit) if b > 0]
+    if op.opcode in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and len(op.inputs) > 1:
+        w = model.tensors[op.inputs[1]]
+        return [int(np.prod(w.shape, dtype=np.int64))] if getattr(w, "int4", False) else []
     if op.opcode == "MEAN":
         x, y = model.tensors[op.inputs[0]], model.tensors[op.outputs[0]]
         axes = model.tensors[op.inputs[1]]
@@ -320,8 +327,8 @@ def flash_contents(model) -> dict:
         if not t.is_constant:
             continue
         if t.quant is not None and t.dtype == np.int8:
-            parts["weights"] += int(t.data.nbytes)
-        elif t.quant is not None and t.dtype == np.int32:
+            parts["weights"] += int(t.nbytes)  # INT4: packed, two per byte
+        elif t.quant is not None and t.dtype in (np.int32, np.int64):  # int64: 16x8 biases
             parts["bias"] += int(t.data.nbytes)
         else:
             parts["other_constants"] += int(t.data.nbytes)

@@ -167,8 +167,8 @@ class PreparedOp:
             self.fail(f"{role} {t.name!r} has shape {list(t.shape)}; dimension 0 is the batch and must be 1 "
                       "(the operator would move data across samples)")
 
-    def activation(self, out_tensor) -> tuple[int, int]:
-        """Clamp bounds (int8 range; int16 for an int16 output) of the fused activation option on ``out_tensor``.
+    def activation(self, out_tensor, dtype=None) -> tuple[int, int]:
+        """Clamp bounds (``dtype``'s range; default int16 for an int16 output, else int8) of the fused activation option on ``out_tensor``.
 
         Raises UnsupportedOperatorError for an activation other than :data:`ACTIVATIONS` and
         ArithmeticContractError for an output scale whose bounds are not int32 (a tiny scale).
@@ -179,7 +179,7 @@ class PreparedOp:
         if act not in ACTIVATIONS:
             self.fail(f"fused activation {act} is not supported")
         try:
-            return activation_range(act, out_tensor.quant, np.int16 if out_tensor.dtype == np.int16 else np.int8)
+            return activation_range(act, out_tensor.quant, dtype if dtype is not None else (np.int16 if out_tensor.dtype == np.int16 else np.int8))
         except ArithmeticContractError as e:
             self.fail(f"quantization not supported: {e}")
 

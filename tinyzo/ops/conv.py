@@ -8,10 +8,11 @@ import numpy as np
 
 from tinyzo.errors import ArithmeticContractError
 from tinyzo.kernels.conv import depthwise_conv2d_s8_fast
+from tinyzo.kernels.conv16 import conv2d_s16_gemm, depthwise_conv2d_s16
 from tinyzo.kernels.conv_gemm import conv2d_s8_gemm, requantize_gemm_s8
 from tinyzo.kernels.conv_int import conv2d_s8_int
 from tinyzo.kernels.requant import requant_params
-from tinyzo.ops import conv_paths
+from tinyzo.ops import conv_paths, conv_types
 from tinyzo.ops.base import INT32_MAX, PreparedOp, register
 from tinyzo.quant import check_multiplier_shift, quantize_multiplier, rounding_code
 from tinyzo.spec.conv import compute_out_size, compute_padding
@@ -85,13 +86,14 @@ def gemm_buffer_bytes(rows: int, k_len: int, n_out: int) -> dict:
 class _ConvBase(PreparedOp):
     """Shared prepare steps of CONV_2D and DEPTHWISE_CONV_2D."""
 
-    def _common(self, weight_axis: int):
+    def _common(self, weight_axis: int, int32_bias_16x8: bool):
         x, w, y = self.tensor(0), self.tensor(1), self.tensor(0, output=True)
         b = self.tensor(2, optional=True)
-        self.require_int8(x, "input")
-        self.require_int8(y, "output")
+        self.act_dtype = conv_types.check_activations(self, x, y)
+        self.int16 = self.act_dtype == np.int16
         if w.dtype != np.int8 or w.quant is None or not w.is_constant:
-            self.fail("weights must be a constant int8 quantized tensor")
+            self.fail("weights must be a constant int8 (or INT4) quantized tensor")
+        self.int4 = conv_types.check_int4_weights(self, w, self.act_dtype)
         if np.any(w.quant.zero_point != 0):
             self.fail("weights must be symmetric (zero point 0)")
         if len(x.shape) != 4 or len(w.shape) != 4 or len(y.shape) != 4:
@@ -99,8 +101,7 @@ class _ConvBase(PreparedOp):
         if w.quant.per_channel and w.quant.axis != weight_axis:
             self.fail(f"per-channel weights must be quantized along axis {weight_axis}, got {w.quant.axis}")
         n_out = w.shape[0] if weight_axis == 0 else w.shape[3]
-        if b is not None and (b.dtype != np.int32 or not b.is_constant or b.data.size != n_out):
-            self.fail(f"bias must be a constant int32 tensor of {n_out} values")
+        self.acc_bits = conv_types.accumulator_bits(self, b, self.act_dtype, n_out, int32_bias_16x8)
         pad = self.enum_option("padding", "VALID", ("SAME", "VALID"))
         self.stride_h, self.stride_w = self.int_option("stride_h", 1), self.int_option("stride_w", 1)
         self.dil_h, self.dil_w = self.int_option("dilation_h_factor", 1), self.int_option("dilation_w_factor", 1)
@@ -125,52 +126,84 @@ class _ConvBase(PreparedOp):
         self.input_offset = -int(x.quant.zero_point[0])
         self.output_offset = int(y.quant.zero_point[0])
         self.multiplier, self.shift = per_channel_multipliers(self, x.quant.scale[0], w.quant.scale, y.quant.scale[0], n_out)
-        self.act_min, self.act_max = self.activation(y)
+        self.act_min, self.act_max = self.activation(y, self.act_dtype)
         self.rounding = rounding_code(self.model.rounding)
         self.kh, self.kw = kh, kw
         self.n_out = n_out
+        # the training code handles int8 weights, int32 biases and dense filters only
+        self.trainable = not (self.int16 or self.int4)
 
     def _read_params(self):
-        """The current int8 weights and int32 bias (zeros when the model has none)."""
+        """The current weights (int8; INT4 values unpacked) and bias (int32, or int64 for 16x8; zeros if absent)."""
         b = self.tensor(2, optional=True)
-        bias = b.data.reshape(-1).astype(np.int32) if b is not None else np.zeros(self.n_out, dtype=np.int32)
-        return self.tensor(1).data, bias
+        w = self.tensor(1)
+        if self.int4:
+            conv_types.check_int4_weights(self, w, self.act_dtype)
+        btype = np.int64 if self.int16 else np.int32
+        bias = b.data.reshape(-1).astype(btype) if b is not None else np.zeros(self.n_out, dtype=btype)
+        return w.data, bias
 
 
 @register("CONV_2D")
 class Conv2D(_ConvBase):
-    """int8 CONV_2D (per-channel weights OHWI, stride, SAME/VALID, dilation, fused activation).
+    """CONV_2D (per-channel weights OHWI, stride, SAME/VALID, dilation, groups, fused activation).
 
     Bit-exact with TFLM ``ConvPerChannel`` along either of two paths chosen per layer at prepare
     time (:mod:`tinyzo.ops.conv_paths`): an exact float GEMM by BLAS or integer multiply-accumulate
     loops, both with the requantization fused (:mod:`tinyzo.kernels.conv_gemm`,
     :mod:`tinyzo.kernels.conv_int`). :attr:`path` names the one in use; :meth:`set_path` changes it.
+    Types (:mod:`tinyzo.ops.conv_types`): int8, INT4 weights (unpacked when read, then int8), and
+    16x8 (int16 activations, int64 or int32 bias: :func:`tinyzo.kernels.conv16.conv2d_s16_gemm`).
+    A filter of depth C/G on a C-deep input is a grouped convolution (G groups), computed by the
+    same kernels on the zero-expanded dense filter (:func:`tinyzo.ops.conv_types.expand_groups`).
     """
 
     def prepare(self):
-        self._common(weight_axis=0)
+        self._common(weight_axis=0, int32_bias_16x8=True)
         x, w = self.tensor(0), self.tensor(1)
-        if w.shape[3] != x.shape[3]:
-            self.fail(f"filter depth {w.shape[3]} != input depth {x.shape[3]} (grouped convolution is not supported)")
-        self.k_len = self.kh * self.kw * w.shape[3]
+        c, filter_c = x.shape[3], w.shape[3]
+        # TFLM's ConvPerChannel: groups = input depth / filter depth, filters_per_group = O / groups
+        if filter_c < 1 or c % filter_c != 0:
+            self.fail(f"input depth {c} is not a multiple of the filter depth {filter_c} (grouped convolution "
+                      "needs input depth = groups * filter depth)")
+        self.groups = c // filter_c
+        if self.n_out % self.groups != 0:
+            self.fail(f"{self.n_out} output channels cannot be split into {self.groups} groups (grouped "
+                      "convolution needs output channels = groups * filters per group)")
+        self.trainable = self.trainable and self.groups == 1
+        self.filter_c = filter_c
+        self.k_len = self.kh * self.kw * c  # the dense (group-expanded) dot length
         self.pointwise = (self.kh == 1 and self.kw == 1 and self.stride_h == 1 and self.stride_w == 1
                           and self.pad_h == 0 and self.pad_w == 0)
+        if self.int16:  # 16x8: TFLM ignores the (zero) input and output zero points
+            self.input_offset = self.output_offset = 0
         self.pad_value = -self.input_offset
         self.conv_params = conv_paths.conv_params(self)
-        self.path = conv_paths.choose_path(self.k_len, self.n_out)
+        self.path = "gemm" if self.int16 else conv_paths.choose_path(self.k_len, self.n_out)
         self.check_buffers(1)
         self.load_params()
 
     def set_path(self, path: str) -> None:
-        """Compute this layer along ``path`` ("gemm" or "int"; every path gives the same output)."""
-        self.path = conv_paths.check_path(path)
+        """Compute this layer along ``path`` ("gemm" or "int"; every path gives the same output).
+
+        A 16x8 layer has one path, the exact float64 GEMM (:func:`tinyzo.kernels.conv16.conv2d_s16_gemm`).
+        """
+        path = conv_paths.check_path(path)
+        if self.int16 and path != "gemm":
+            raise conv_paths.ConvPathError(f"operator {self.index} (CONV_2D) is 16x8, computed along the 'gemm' path "
+                                           f"only, not {path!r}")
+        self.path = path
         self.load_params()
 
     def buffer_bytes(self, n: int) -> dict:
         """The output for a batch of ``n`` and the path's operands and per-thread work blocks."""
         pixels = self.out_h * self.out_w
-        out = {"output": n * pixels * self.n_out}
-        if self.path == "gemm":
+        out = {"output": n * pixels * self.n_out * self.act_dtype.itemsize}
+        if self.int16:
+            block = conv_paths.block_pixels(self.k_len, self.n_out, pixels)
+            out.update({"float weights": self.k_len * self.n_out * 8, "patch block": block * self.k_len * 8,
+                        "accumulator block": block * self.n_out * 8})
+        elif self.path == "gemm":
             block = conv_paths.block_pixels(self.k_len, self.n_out, pixels)
             f = 4 if self.k_len <= FLOAT32_EXACT_K else 8
             out.update({"float weights": self.k_len * self.n_out * f, "patch block": block * self.k_len * f,
@@ -185,9 +218,16 @@ class Conv2D(_ConvBase):
     def load_params(self):
         """Recompute the kernel operands from the current weights and bias (after a training update)."""
         w, bias = self._read_params()
-        w2 = w.reshape(self.n_out, self.k_len)
-        self.const = self.input_offset * w2.astype(np.int64).sum(axis=1) + bias.astype(np.int64)
+        w2 = conv_types.expand_groups(w, self.groups).reshape(self.n_out, self.k_len)
         pixels = self.out_h * self.out_w
+        if self.int16:
+            if self.acc_bits == 64:
+                conv_types.check_int64_requant(self, self.shift, w2, bias)
+            self.block = conv_paths.block_pixels(self.k_len, self.n_out, pixels)
+            self.wt = np.ascontiguousarray(w2.T.astype(np.float64))
+            self.bias64 = bias.astype(np.int64)
+            return
+        self.const = self.input_offset * w2.astype(np.int64).sum(axis=1) + bias.astype(np.int64)
         if self.path == "gemm":
             self.block = conv_paths.block_pixels(self.k_len, self.n_out, pixels)
             self.wt, self.const_tile, self.rq = conv_paths.gemm_operands(
@@ -203,7 +243,10 @@ class Conv2D(_ConvBase):
         layout = (self.path, self.block)
         bufs = self._scratch.get(key)
         if bufs is None or bufs[0] != layout:
-            if self.path == "gemm":
+            if self.int16:
+                bufs = (layout, np.empty((self.block, self.k_len), np.float64),
+                        np.empty((self.block, self.n_out), np.float64), None)
+            elif self.path == "gemm":
                 ft = self.wt.dtype
                 bufs = (layout, np.empty((self.block, self.k_len), ft), np.empty((self.block, self.n_out), ft),
                         np.empty(self.block * self.n_out, np.int32))
@@ -216,21 +259,27 @@ class Conv2D(_ConvBase):
 
     def compute(self, x):
         x = np.ascontiguousarray(x)
-        out = np.empty((x.shape[0], self.out_h, self.out_w, self.n_out), dtype=np.int8)
+        out = np.empty((x.shape[0], self.out_h, self.out_w, self.n_out), dtype=self.act_dtype)
         _, b1, b2, b3 = self._work_arrays()
-        if self.path == "gemm":
+        if self.int16:
+            conv2d_s16_gemm(x, self.wt, self.bias64, self.multiplier, self.shift, self.conv_params,
+                            int(self.acc_bits == 32), b1, b2, out)
+        elif self.path == "gemm":
             conv2d_s8_gemm(x, self.wt, self.const_tile, self.rq, self.conv_params, b1, b2, b3, out)
         else:
             conv2d_s8_int(x, self.wp, self.const_tile, self.rq, self.conv_params, b1, b2, b3, out)
         return out
 
     def macs(self):
-        return self.out_h * self.out_w * self.n_out * self.k_len
+        return self.out_h * self.out_w * self.n_out * self.kh * self.kw * self.filter_c
 
 
 @register("DEPTHWISE_CONV_2D")
 class DepthwiseConv2D(_ConvBase):
-    """int8 DEPTHWISE_CONV_2D (per-channel weights 1HWC, depth multiplier, stride, padding, dilation).
+    """DEPTHWISE_CONV_2D (per-channel weights 1HWC, depth multiplier, stride, padding, dilation).
+
+    int8 and INT4 weights with int8 activations; 16x8 (int64 bias only, as TFLM reads it) through
+    :func:`tinyzo.kernels.conv16.depthwise_conv2d_s16`.
 
     Bit-exact with TFLM ``DepthwiseConvPerChannel``. On a one-channel input (person_detect's first
     layer) it is a CONV_2D with M = depth_multiplier output channels, the same arithmetic term for
@@ -239,7 +288,7 @@ class DepthwiseConv2D(_ConvBase):
     """
 
     def prepare(self):
-        self._common(weight_axis=3)
+        self._common(weight_axis=3, int32_bias_16x8=False)
         x, w = self.tensor(0), self.tensor(1)
         if w.shape[0] != 1:
             self.fail("depthwise filter must have shape (1, KH, KW, C*M)")
@@ -251,6 +300,11 @@ class DepthwiseConv2D(_ConvBase):
                 self.fail(f"filter channels {w.shape[3]} are not a multiple of input channels {c}")
             dm = w.shape[3] // c
         self.depth_multiplier = dm
+        if self.int16:  # 16x8: TFLM ignores the (zero) input and output zero points
+            self.input_offset = self.output_offset = 0
+            self.check_buffers(1)
+            self.load_params()
+            return
         self.pad_value = -self.input_offset
         self.as_conv = c == 1
         self.conv_params = conv_paths.conv_params(self)
@@ -266,6 +320,8 @@ class DepthwiseConv2D(_ConvBase):
     def buffer_bytes(self, n: int) -> dict:
         """The padded, stride-split input rows (per thread), the weight tiles and the output for a batch of ``n``."""
         row = self.out_w * self.n_out
+        if self.int16:
+            return {"accumulators": self.n_out * 8, "output": n * self.out_h * row * 2}
         return {"padded input": self.hp * self.stride_w * self.wq * self.n_out,
                 "weight tiles": self.kh * self.kw * row * 4, "parameter tiles": 3 * row * 8,
                 "output": n * self.out_h * row}
@@ -274,6 +330,10 @@ class DepthwiseConv2D(_ConvBase):
         """Recompute the kernel operands from the current weights and bias (after a training update)."""
         w, bias = self._read_params()
         self.w = np.ascontiguousarray(w)
+        if self.int16:
+            conv_types.check_int64_requant(self, self.shift, self.w[0].reshape(-1, self.n_out).T, bias)
+            self.bias64 = bias.astype(np.int64)
+            return
         self.const = (self.input_offset * self.w.astype(np.int64).sum(axis=(0, 1, 2)) + bias).astype(np.int64)
         # the int32 accumulator starts at const; C's int32 wraps, so wrap it the same way
         self.const32 = (((self.const + 2**31) % 2**32) - 2**31).astype(np.int32)
@@ -289,7 +349,12 @@ class DepthwiseConv2D(_ConvBase):
 
     def compute(self, x):
         x = np.ascontiguousarray(x)
-        out = np.empty((x.shape[0], self.out_h, self.out_w, self.n_out), dtype=np.int8)
+        out = np.empty((x.shape[0], self.out_h, self.out_w, self.n_out), dtype=self.act_dtype)
+        if self.int16:
+            depthwise_conv2d_s16(x, self.w, self.bias64, self.stride_h, self.stride_w, self.dil_h, self.dil_w,
+                                 self.pad_h, self.pad_w, self.depth_multiplier, self.multiplier, self.shift,
+                                 self.act_min, self.act_max, self.scratch("acc16", (self.n_out,), np.int64), out)
+            return out
         if self.as_conv:
             key = (threading.get_ident(), "conv")
             bufs = self._scratch.get(key)

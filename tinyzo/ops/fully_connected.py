@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinyzo.kernels.conv16 import requantize_gemm_s16
+from tinyzo.ops import conv_types
 from tinyzo.ops.base import PreparedOp, register
 from tinyzo.ops.conv import FLOAT32_EXACT_K, gemm_buffer_bytes, gemm_requant, per_channel_multipliers
 from tinyzo.quant import rounding_code
@@ -18,20 +20,27 @@ from tinyzo.quant import rounding_code
 
 @register("FULLY_CONNECTED")
 class FullyConnected(PreparedOp):
-    """int8 FULLY_CONNECTED with per-tensor or per-channel weights int8[O, K].
+    """FULLY_CONNECTED with per-tensor or per-channel weights int8[O, K].
 
     The input (any rank) is flattened to rows of K = weights.shape[1] values,
     as TFLM does; ``keep_num_dims`` keeps the input's leading dimensions.
-    Bit-exact with TFLM ``FullyConnected`` / ``FullyConnectedPerChannel``.
+    Bit-exact with TFLM ``FullyConnected`` / ``FullyConnectedPerChannel``. Types
+    (:mod:`tinyzo.ops.conv_types`): int8; INT4 weights per tensor (unpacked when read); 16x8 (int16
+    activations, int64 or int32 bias, an exact float64 GEMM then
+    :func:`tinyzo.kernels.conv16.requantize_gemm_s16`).
     """
 
     def prepare(self):
         x, w, y = self.tensor(0), self.tensor(1), self.tensor(0, output=True)
         b = self.tensor(2, optional=True)
-        self.require_int8(x, "input")
-        self.require_int8(y, "output")
+        self.act_dtype = conv_types.check_activations(self, x, y)
+        self.int16 = self.act_dtype == np.int16
         if w.dtype != np.int8 or w.quant is None or not w.is_constant or len(w.shape) != 2:
-            self.fail("weights must be a constant 2-D int8 quantized tensor")
+            self.fail("weights must be a constant 2-D int8 (or INT4) quantized tensor")
+        self.int4 = conv_types.check_int4_weights(self, w, self.act_dtype)
+        if self.int4 and w.quant.per_channel:
+            self.fail("INT4 weights must be quantized per tensor (TFLite Micro's FULLY_CONNECTED refuses "
+                      "per-channel INT4 weights)")
         if w.quant.per_channel and np.any(w.quant.zero_point != 0):
             self.fail("per-channel weights must be symmetric (zero point 0): TFLite Micro's per-channel kernel "
                       "ignores weight zero points")
@@ -64,29 +73,49 @@ class FullyConnected(PreparedOp):
         if per_sample % self.k_len != 0 and not self.keep_num_dims:
             self.fail("each sample must flatten to whole rows of the weights' depth")
         self.rows_per_sample = max(per_sample // self.k_len, 1) if len(x.shape) > 1 else 1
-        if b is not None and (b.dtype != np.int32 or not b.is_constant or b.data.size != self.n_out):
-            self.fail(f"bias must be a constant int32 tensor of {self.n_out} values")
+        self.acc_bits = conv_types.accumulator_bits(self, b, self.act_dtype, self.n_out)
         if w.quant.per_channel and w.quant.axis != 0:
             self.fail("per-channel weights must be quantized along axis 0")
         self.input_offset = -int(x.quant.zero_point[0])
         self.output_offset = int(y.quant.zero_point[0])
         self.multiplier, self.shift = per_channel_multipliers(self, x.quant.scale[0], w.quant.scale, y.quant.scale[0], self.n_out)
-        self.act_min, self.act_max = self.activation(y)
+        self.act_min, self.act_max = self.activation(y, self.act_dtype)
         self.rounding = rounding_code(self.model.rounding)
+        # the training code handles int8 weights and int32 biases only
+        self.trainable = not (self.int16 or self.int4)
         self.out_tail = tuple(y.shape[1:])
         self.check_buffers(1)
         self.load_params()
 
     def buffer_bytes(self, n: int) -> dict:
         """The GEMM operands and the output for a batch of ``n`` (``rows_per_sample`` rows each)."""
-        return gemm_buffer_bytes(n * self.rows_per_sample, self.k_len, self.n_out)
+        rows = n * self.rows_per_sample
+        if self.int16:  # float64 operands, int16 output
+            return {"GEMM input": rows * self.k_len * 8, "GEMM accumulators": rows * self.n_out * 8,
+                    "output": rows * self.n_out * 2, "float weights": self.k_len * self.n_out * 8}
+        return gemm_buffer_bytes(rows, self.k_len, self.n_out)
 
     def load_params(self):
         """Recompute the GEMM operands from the current weights and bias (after a training update)."""
-        w = self.tensor(1).data
+        w = self.tensor(1)
+        if self.int4:
+            conv_types.check_int4_weights(self, w, self.act_dtype)
+        w = w.data
         b = self.tensor(2, optional=True)
         bias = b.data.reshape(-1).astype(np.int64) if b is not None else np.zeros(self.n_out, dtype=np.int64)
         w_eff = w.astype(np.int64) + self.weights_offset  # TFLM's (filter_val + filter_offset)
+        if self.int16:
+            # the float64 GEMM of int16 inputs is exact for any depth (|product| < 2**23, K < 2**30)
+            if self.acc_bits == 64:
+                conv_types.check_int64_requant(self, self.shift, w_eff, bias)
+            self.wt = np.ascontiguousarray(w_eff.T.astype(np.float64))
+            self.bias64 = bias
+            n_mult = self.multiplier.size
+            self.mult_o = np.ascontiguousarray(np.broadcast_to(self.multiplier, self.n_out) if n_mult == 1
+                                               else self.multiplier).astype(np.int32)
+            self.shift_o = np.ascontiguousarray(np.broadcast_to(self.shift, self.n_out) if n_mult == 1
+                                                else self.shift).astype(np.int32)
+            return
         # float32 GEMM of int8 inputs is exact while every partial sum stays below 2**24 (FLOAT32_EXACT_K
         # for weights in [-128, 127]; fewer terms once the offset widens them)
         w_max = int(np.abs(w_eff).max()) if w_eff.size else 0
@@ -98,8 +127,16 @@ class FullyConnected(PreparedOp):
     def compute(self, x):
         n = x.shape[0]
         rows = x.reshape(-1, self.k_len)
-        out = np.empty((rows.shape[0], self.n_out), dtype=np.int8)
-        gemm_requant(self, rows, out)
+        out = np.empty((rows.shape[0], self.n_out), dtype=self.act_dtype)
+        if self.int16:
+            a = self.scratch("gemm_a", rows.shape, np.float64)
+            np.copyto(a, rows)
+            raw = self.scratch("gemm_raw", out.shape, np.float64)
+            np.matmul(a, self.wt, out=raw)
+            requantize_gemm_s16(raw, self.bias64, self.mult_o, self.shift_o, int(self.acc_bits == 32), self.rounding,
+                                self.output_offset, self.act_min, self.act_max, out)
+        else:
+            gemm_requant(self, rows, out)
         return out.reshape((n,) + self.out_tail) if self.rows_per_sample == 1 or self.keep_num_dims else out.reshape(
             (n * self.rows_per_sample,) + self.out_tail[1:])
 

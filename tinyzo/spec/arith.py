@@ -99,18 +99,33 @@ def multiply_by_quantized_multiplier(x: int, quantized_multiplier: int, shift: i
     raise ValueError(f"rounding must be one of {ROUNDING_MODES}, got {rounding!r}")
 
 
+def wrap_int64(x: int) -> int:
+    """Two's-complement wrap of ``x`` to int64 (C's int64 arithmetic as compiled: it wraps)."""
+    return ((x + 2**63) % 2**64) - 2**63
+
+
+#: the largest shift :func:`multiply_by_quantized_multiplier_int64` can apply (its right shift
+#: ``15 - shift`` must be >= 1: ``1 << (total_shift - 1)`` is undefined below)
+INT64_MBQM_MAX_SHIFT = 14
+#: TFLite's documented input range of the int64 overload: ``|x| < 2**47`` (its ``assert``)
+INT64_MBQM_MAX_ABS_X = 1 << 47
+
+
 def multiply_by_quantized_multiplier_int64(x: int, quantized_multiplier: int, shift: int) -> int:
     """TFLite's ``MultiplyByQuantizedMultiplier(int64_t x, int32_t, int)`` (the 16x8 kernels' int64 accumulators).
 
-    The multiplier is first reduced to 16 bits (``(qm + 2**15) >> 16``, or ``0x7FFF`` when
-    ``qm >= 0x7FFF0000``), then one rounding: ``(x * reduced + 2**(14 - shift)) >> (15 - shift)``
-    in int64 and an ``(int32_t)`` conversion (wraps). The same arithmetic under double and single
-    rounding builds. Contract (TFLite's asserts): ``quantized_multiplier >= 0``, ``shift`` in
-    [-31, 7], ``x`` in [-2**47, 2**47).
+    The multiplier is reduced to 15 bits, ``reduced = (qm + 2**15) >> 16`` (``0x7FFF`` from
+    ``qm >= 0x7FFF0000`` on, where the sum would reach 2**15), then
+    ``(int32_t)((x * reduced + 2**(t - 1)) >> t)`` with ``t = 15 - shift``, in int64 (wrapping as
+    compiled C does) and a wrapping int32 cast. Double- and single-rounding builds of TFLite define
+    this overload with the same arithmetic (``common.cc``), so it has no rounding-mode argument.
+    ``x`` int64, ``quantized_multiplier`` in [0, INT32_MAX], ``shift`` in [-31, 14] (TFLite documents
+    [-31, 7] and ``|x| < 2**47``; the formula is defined up to shift 14, and the int64 wrap makes it
+    total; TFLM as installed computes exactly this for shifts 8..13 and |x| > 2**47 too).
     """
-    if not (quantized_multiplier >= 0 and -31 <= shift <= 7 and -(2**47) <= x < 2**47):
-        raise ValueError(f"int64 requantization needs multiplier >= 0, shift in [-31, 7] and |x| < 2**47, got "
-                         f"{quantized_multiplier}, {shift}, {x}")
+    if not -31 <= shift <= INT64_MBQM_MAX_SHIFT:
+        raise ValueError(f"int64 requantization needs shift in [-31, {INT64_MBQM_MAX_SHIFT}], got {shift}")
     reduced = (quantized_multiplier + (1 << 15)) >> 16 if quantized_multiplier < 0x7FFF0000 else 0x7FFF
     total_shift = 15 - shift
-    return wrap_int32((x * reduced + (1 << (total_shift - 1))) >> total_shift)
+    v = wrap_int64(wrap_int64(x * reduced) + (1 << (total_shift - 1)))
+    return wrap_int32(v >> total_shift)

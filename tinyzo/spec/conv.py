@@ -42,9 +42,12 @@ def _requant(acc, mult, shift, output_offset, act_min, act_max, rounding):
 
 def conv2d_s8(x, w, bias, *, stride=(1, 1), dilation=(1, 1), padding="VALID", input_offset, output_offset,
               multiplier, shift, act_min=-128, act_max=127, rounding=DOUBLE_ROUNDING):
-    """Spec of TFLM ``ConvPerChannel`` (int8). x int8[N,H,W,C], w int8[O,KH,KW,C], bias int32[O] or None.
+    """Spec of TFLM ``ConvPerChannel`` (int8). x int8[N,H,W,C], w int8[O,KH,KW,C/G], bias int32[O] or None.
 
-    ``stride``/``dilation`` are (h, w). Returns int8[N, OH, OW, O].
+    ``stride``/``dilation`` are (h, w). Returns int8[N, OH, OW, O]. A filter with fewer input
+    channels than the input is a grouped convolution, as TFLM computes it: ``G = C // (C/G)``
+    groups, output channel ``oc`` in group ``oc // (O / G)`` reads input channels
+    ``group * (C/G) ... group * (C/G) + C/G - 1``.
     """
     x = np.asarray(x).astype(int).tolist()
     w = np.asarray(w)
@@ -69,8 +72,9 @@ def conv2d_s8(x, w, bias, *, stride=(1, 1), dilation=(1, 1), padding="VALID", in
                             ix = ox * sw - pw + dw * fx
                             if not (0 <= iy < h and 0 <= ix < wd):
                                 continue
-                            for ic in range(c):
-                                acc += w[oc][fy][fx][ic] * (x[b][iy][ix][ic] + input_offset)
+                            g0 = (oc // (o // (c // wc))) * wc  # first input channel of oc's group
+                            for ic in range(wc):
+                                acc += w[oc][fy][fx][ic] * (x[b][iy][ix][g0 + ic] + input_offset)
                     if bias is not None:
                         acc += int(bias[oc])
                     out[b, oy, ox, oc] = _requant(acc, multiplier[oc], shift[oc], output_offset, act_min, act_max, rounding)
