@@ -58,7 +58,17 @@ def _zoo_model(spec: str, input_shape, classes: int):
 
 def _cmd_info(args) -> int:
     import tinyzo
+    from tinyzo.errors import InputError
     from tinyzo.summary import format_info
+
+    if args.ops:
+        from tinyzo.ops.coverage import coverage_table
+
+        print(coverage_table())
+        if args.model is None:
+            return 0
+    elif args.model is None:
+        raise InputError("give a model (or --ops for the supported operators and types)")
 
     if args.model.startswith("zoo:"):
         model = _zoo_model(args.model, _parse_shape(args.input_shape) if args.input_shape else None, args.classes)
@@ -508,8 +518,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=_cmd_demo)
 
-    s = sub.add_parser("info", help="print the operator table and totals of a model")
-    s.add_argument("model", help=".tflite or tinyzo .npz model, or zoo:NAME for a zoo architecture")
+    s = sub.add_parser("info", help="print the operator table and totals of a model (--ops: what tinyzo supports)")
+    s.add_argument("model", nargs="?", help=".tflite or tinyzo .npz model, or zoo:NAME for a zoo architecture")
+    s.add_argument("--ops", action="store_true", help="list the supported operators and types (and what is refused)")
     s.add_argument("--input-shape", help="zoo models: input H,W,C (default: the architecture's)")
     s.add_argument("--classes", type=POS1, default=10, help="zoo models: number of classes (default 10)")
     s.set_defaults(func=_cmd_info)
