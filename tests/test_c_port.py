@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "reference_models" / "digits_cnn.tflite"
 PERSON = ROOT / "tests" / "data" / "tflite-micro" / "person_detect.tflite"
 TESTDATA = ROOT / "tests" / "data" / "tflite-micro" / "testdata"
-SOURCES = ["test_main.c", "tz_kernels.c", "tz_softmax.c", "tz_graph.c", "tz_train.c"]
+SOURCES = ["test_main.c", "tz_kernels.c", "tz_kernels16.c", "tz_softmax.c", "tz_graph.c", "tz_train.c"]
 FLAGS = ["-std=c99", "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror"]
 # trained layers of the digits tests: a 3x3 stride-2 padded conv, a depthwise conv, a 1x1 conv, the classifier
 LAYERS = "0,8,9,11"
