@@ -41,7 +41,7 @@ __all__ = ["SUPPORTED_OPS", "GoldenError", "make_vectors", "write_vectors"]
 SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MEAN", "AVERAGE_POOL_2D", "RESHAPE",
                  "SOFTMAX", "SVDF", "QUANTIZE")
 #: operators the C port runs on int16 activations too (16x8: int16 zero point 0, int8 weights)
-INT16_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "RESHAPE")
+INT16_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD")
 #: tensor element types of the C port (``model/tensor_type``): the element size in bytes
 TYPE_CODES = {np.dtype(np.int8): 1, np.dtype(np.int16): 2, np.dtype(np.int32): 4}
 OP_CODES = {name: i + 1 for i, name in enumerate(SUPPORTED_OPS)}
