@@ -1,6 +1,7 @@
 /*
- * tinyzo C99 reference port: int8 inference (TFLite Micro arithmetic, double rounding) and one
- * zeroth-order training step (weight or node perturbation, integer ZO-SGD update).
+ * tinyzo C99 reference port: int8 and 16x8 inference (TFLite Micro arithmetic, double rounding; SVDF
+ * with its state in a caller-owned static buffer, int16 QUANTIZE / SOFTMAX outputs) and one
+ * zeroth-order training step (int8 models) (weight or node perturbation, integer ZO-SGD update).
  *
  * Plain C99, no dynamic allocation, no global state: the caller owns one static arena for the
  * activations (offsets planned on the host, like TFLite Micro's greedy planner) and, for

@@ -4,9 +4,12 @@
 ``"infer/..."``, ``"train/..."``):
 
 * the model: per operator its geometry, offsets, clamps, per-channel multipliers and shifts, int8
-  weights and int32 biases, weight and bias scales; per tensor its NHWC shape and its offset in one
-  arena planned like TFLite Micro's (:func:`tinyzo.memory.plan_arena`);
-* inference: K int8 inputs and every intermediate tensor for each of them;
+  weights and int32 biases (16x8: int64), weight and bias scales; per tensor its NHWC shape, element
+  type and offset in one arena planned like TFLite Micro's (:func:`tinyzo.memory.plan_arena`); the
+  variable tensors' layout in a separate state buffer and its initial bytes;
+* inference: K inputs (int8 or int16) and every intermediate tensor (int8, int16 or int32) for each of
+  them; a stateful model (SVDF's variable state) runs the K samples as one sequence and its state after
+  each sample is recorded too;
 * training (``steps > 0``): the batch, the labels, and per step the base logits and losses, the seeds
   of every (query, layer), the perturbations of step 0, the per-query per-sample losses, the
   projected differences, the gradient estimates, the learning rate and the parameters after the step.
