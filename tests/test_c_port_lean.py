@@ -21,7 +21,7 @@ from test_c_port import DIGITS, FLAGS, ROOT, _assert_exact, _build_and_run, _com
 
 from tinyzo.cli import main
 
-SOURCES = ["test_main.c", "tz_kernels.c", "tz_softmax.c", "tz_graph.c", "tz_train.c", "tz_train_lean.c"]
+SOURCES = ["test_main.c", "tz_kernels.c", "tz_kernels16.c", "tz_softmax.c", "tz_graph.c", "tz_train.c", "tz_train_lean.c"]
 LAYERS = "0,8,9,11"
 EXACT = ["inference intermediates", "train seeds", "train perturbations (step 0)", "train logits", "train losses",
          "train projected differences", "train parameters"]

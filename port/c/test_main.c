@@ -1,12 +1,14 @@
 /*
  * Golden-vector harness of the C reference port: runs inference on every sample of tzv_infer.h and
- * compares every intermediate tensor, then (if tzv_train.h has steps) runs the training steps and
+ * compares every intermediate tensor (int8, int16 or int32; a stateful model's samples run as one sequence
+ * and its state is compared after each), then (if tzv_train.h has steps) runs the training steps and
  * compares seeds, perturbations (step 0), logits, losses, projected differences, gradient
  * estimates (float32 bit patterns) and the parameters after each step. Prints mismatch counts;
  * exit status 0 iff there is none. Build (from the repository root):
  *
  *   cc -std=c99 -O2 -ffp-contract=off -Wall -Wextra -Werror -I<vectors dir> -Iport/c -Itinyzo/training/c \
- *      port/c/test_main.c port/c/tz_kernels.c port/c/tz_softmax.c port/c/tz_graph.c port/c/tz_train.c -lm
+ *      port/c/test_main.c port/c/tz_kernels.c port/c/tz_kernels16.c port/c/tz_softmax.c port/c/tz_graph.c \
+ *      port/c/tz_train.c -lm
  *
  * With -DTZ_LEAN_WEIGHT (add port/c/tz_train_lean.c) the steps are tz_zo_step_weight_lean's: everything
  * but the gradient estimates (it keeps none) is compared, and the clamped perturbations are counted.
@@ -21,7 +23,10 @@
 #include "tzv_train.h"
 
 static const tz_op_t OPS[TZV_N_OPS] = TZV_OPS_INIT;
-static int8_t arena[TZV_ARENA_BYTES];
+/* the arena and the state buffer, aligned for the int16 / int32 tensors */
+static union { int8_t bytes[TZV_ARENA_BYTES]; int64_t align; } arena_u;
+static union { int8_t bytes[TZV_STATE_BYTES + 1]; int64_t align; } state_u;
+#define arena (arena_u.bytes)
 static long total_mismatches = 0;
 
 static long report(const char *what, long checked, long bad) {
@@ -38,30 +43,58 @@ typedef struct {
     long op_bad[TZV_N_OPS];
 } infer_ctx_t;
 
-static const int8_t *const EXPECTED[TZV_N_TENSORS] = TZV_INFER_EXPECTED_INIT;
+static const void *const EXPECTED[TZV_N_TENSORS] = TZV_INFER_EXPECTED_INIT;
+static const void *const EXPECTED_STATE[TZV_N_TENSORS] = TZV_INFER_STATE_INIT;
+
+/* element i of a tensor of type TZ_INT8 / TZ_INT16 / TZ_INT32 */
+static int32_t element(const void *p, int32_t type, size_t i) {
+    if (type == TZ_INT16) return ((const int16_t *)p)[i];
+    if (type == TZ_INT32) return ((const int32_t *)p)[i];
+    return ((const int8_t *)p)[i];
+}
+
+/* mismatches of size values of tensor t against sample s of its expected values */
+static long compare_tensor(const void *got, const void *want_all, int32_t t, int32_t s, int32_t size) {
+    const int32_t type = TZV_TENSOR_TYPE[t];
+    const int8_t *want = (const int8_t *)want_all + (size_t)s * (size_t)size * (size_t)type;
+    long bad = 0;
+    for (int32_t i = 0; i < size; ++i) bad += element(got, type, (size_t)i) != element(want, type, (size_t)i);
+    return bad;
+}
 
 static void infer_hook(void *ctx, int32_t op, const int8_t *out, int32_t size) {
     infer_ctx_t *c = (infer_ctx_t *)ctx;
-    const int8_t *want = EXPECTED[OPS[op].out];
+    const void *want = EXPECTED[OPS[op].out];
     if (want == NULL) return;
-    want += (size_t)c->sample * size;
-    for (int32_t i = 0; i < size; ++i) {
-        c->checked++;
-        if (out[i] != want[i]) { c->bad++; c->op_bad[op]++; }
-    }
+    const long bad = compare_tensor(out, want, OPS[op].out, c->sample, size);
+    c->checked += size;
+    c->bad += bad;
+    c->op_bad[op] += bad;
 }
 
+/* The samples: independent inputs, or for a stateful model one sequence from the initial state (state
+ * carried from sample to sample), every variable tensor compared after each sample. */
 static void run_inference(tz_model_t *m) {
     infer_ctx_t ctx;
+    long state_checked = 0, state_bad = 0;
     memset(&ctx, 0, sizeof ctx);
+    tz_reset_state(m);
     for (int32_t s = 0; s < TZV_INFER_SAMPLES; ++s) {
         ctx.sample = s;
-        memcpy(tz_tensor(m, arena, m->input), TZV_X + (size_t)s * TZV_INPUT_SIZE, TZV_INPUT_SIZE);
+        memcpy(tz_tensor(m, arena, m->input), (const int8_t *)TZV_X + (size_t)s * TZV_INPUT_BYTES, TZV_INPUT_BYTES);
         if (tz_invoke(m, arena, infer_hook, &ctx) != 0) { printf("inference failed on sample %d\n", (int)s); ctx.bad++; }
+        for (int32_t t = 0; t < TZV_N_TENSORS; ++t) {
+            if (EXPECTED_STATE[t] == NULL) continue;
+            state_checked += TZV_TENSOR_SIZE[t];
+            state_bad += compare_tensor(tz_tensor(m, arena, t), EXPECTED_STATE[t], t, s, TZV_TENSOR_SIZE[t]);
+        }
     }
     for (int32_t k = 0; k < TZV_N_OPS; ++k)
         if (ctx.op_bad[k]) printf("  op %d (type %d): %ld mismatching values\n", (int)k, (int)OPS[k].type, ctx.op_bad[k]);
     report("inference intermediates", ctx.checked, ctx.bad);
+#if TZV_INFER_STATEFUL
+    report("inference state", state_checked, state_bad);
+#endif
 }
 
 /* ---------------------------------------------------------------- training */
@@ -196,6 +229,8 @@ int main(void) {
     tz_model_t model;
     tz_model_init(&model, OPS, TZV_N_OPS, TZV_TENSOR_SHAPE, TZV_TENSOR_SIZE, TZV_TENSOR_OFFSET, TZV_INPUT_TENSOR,
                   TZV_OUTPUT_TENSOR);
+    tz_model_set_types(&model, TZV_TENSOR_TYPE);
+    tz_model_set_state(&model, state_u.bytes, TZV_STATE_OFFSET, TZV_STATE_INIT, TZV_STATE_BYTES);
     printf("arena %d bytes, %d operators\n", (int)TZV_ARENA_BYTES, (int)TZV_N_OPS);
     run_inference(&model);
 #if TZV_HAS_TRAIN

@@ -1,6 +1,7 @@
 /*
- * tinyzo C99 reference port: int8 inference (TFLite Micro arithmetic, double rounding) and one
- * zeroth-order training step (weight or node perturbation, integer ZO-SGD update).
+ * tinyzo C99 reference port: int8 and 16x8 inference (TFLite Micro arithmetic, double rounding; SVDF
+ * with its state in a caller-owned static buffer, int16 QUANTIZE / SOFTMAX outputs) and one
+ * zeroth-order training step (int8 models) (weight or node perturbation, integer ZO-SGD update).
  *
  * Plain C99, no dynamic allocation, no global state: the caller owns one static arena for the
  * activations (offsets planned on the host, like TFLite Micro's greedy planner) and, for
@@ -26,8 +27,13 @@ enum {
     TZ_OP_MEAN = 5,
     TZ_OP_AVERAGE_POOL_2D = 6,
     TZ_OP_RESHAPE = 7,
-    TZ_OP_SOFTMAX = 8
+    TZ_OP_SOFTMAX = 8,
+    TZ_OP_SVDF = 9,
+    TZ_OP_QUANTIZE = 10
 };
+
+/* tensor element types (the code is the element's size in bytes): model.tensor_type[t] */
+enum { TZ_INT8 = 1, TZ_INT16 = 2, TZ_INT32 = 4 };
 
 #ifndef TZ_MAX_OPS
 #define TZ_MAX_OPS 64
@@ -66,6 +72,15 @@ typedef struct {
     const int32_t *multiplier, *shift;   /* [n_out] per channel */
     const float *weight_scale;           /* [n_weight_scale]: 1 (per tensor) or n_out */
     int32_t n_weight_scale, n_weights;
+    /* 16x8 CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED: int64 (acc_bits 64) or int32 (acc_bits 32,
+     * CONV_2D and FULLY_CONNECTED with an int32 bias) accumulator; the bias widened to int64 */
+    int32_t acc_bits;
+    const int64_t *bias64;               /* [n_out] */
+    /* SVDF (TFLM OpDataSvdf): in1 = the activation state (a variable tensor), filter_w = input size,
+     * n_out = units, input_offset = -zp_in, output_offset = zp_out, (out_multiplier, out_shift) = scale 2 */
+    int32_t rank, memory_size, state_zero_point, multiplier_1, shift_1;
+    const int8_t *weights_time8;         /* [filters][memory_size], int8 state */
+    const int16_t *weights_time16;       /* [filters][memory_size], int16 state */
 } tz_op_t;
 
 /* A model: the operator and tensor tables (generated) plus the parameters in use. */
@@ -80,9 +95,17 @@ typedef struct {
     const int32_t *bias[TZ_MAX_OPS];
     const int8_t *node_add[TZ_MAX_OPS]; /* node perturbation added to op k's output, or NULL */
     int32_t node_sign;                   /* +1 or -1 */
+    const int32_t *tensor_type;          /* TZ_INT8 / TZ_INT16 / TZ_INT32 per tensor; NULL: all int8 */
+    /* model state (variable tensors, e.g. SVDF's activation state): kept in a caller-owned static buffer
+     * between invocations; tz_reset_state restores state_init (TFLM's Reset) */
+    int8_t *state;                       /* [state_bytes], aligned for int16; NULL: stateless */
+    const int32_t *state_offset;         /* byte offset of each variable tensor in state; -1 otherwise */
+    const int8_t *state_init;            /* [state_bytes] initial bytes (TFLM memsets: zero point or 0) */
+    int32_t state_bytes;
 } tz_model_t;
 
-/* called after each operator with its output (size int8 values); may be NULL */
+/* called after each operator with its output: the tensor's bytes (size elements of the output's type,
+ * tz_tensor_type); may be NULL */
 typedef void (*tz_hook_t)(void *ctx, int32_t op, const int8_t *out, int32_t size);
 
 void tz_model_init(tz_model_t *m, const tz_op_t *ops, int32_t n_ops, const int32_t *tensor_shape,
@@ -90,7 +113,19 @@ void tz_model_init(tz_model_t *m, const tz_op_t *ops, int32_t n_ops, const int32
 /* Run one sample: the input must already be in the arena at its offset. Returns 0, or -1 for an
  * unknown operator / a softmax row TFLM would abort on. */
 int tz_invoke(const tz_model_t *m, int8_t *arena, tz_hook_t hook, void *ctx);
+/* Typed tensors (int16 / int32 activations): the arena must be aligned for int32 (the planned offsets are
+ * multiples of 16). tensor_type as model.tensor_type (NULL: every tensor int8). */
+void tz_model_set_types(tz_model_t *m, const int32_t *tensor_type);
+/* A stateful model: attach the state buffer and its initial bytes, and reset it. */
+void tz_model_set_state(tz_model_t *m, int8_t *state, const int32_t *state_offset, const int8_t *state_init,
+                        int32_t state_bytes);
+void tz_reset_state(tz_model_t *m); /* every variable tensor back to its initial value (TFLM's Reset) */
+static inline int32_t tz_tensor_type(const tz_model_t *m, int32_t t) {
+    return m->tensor_type != NULL ? m->tensor_type[t] : TZ_INT8;
+}
+/* the bytes of tensor t: the state buffer for a variable tensor, else the arena */
 static inline int8_t *tz_tensor(const tz_model_t *m, int8_t *arena, int32_t t) {
+    if (m->state != NULL && m->state_offset[t] >= 0) return m->state + m->state_offset[t];
     return arena + m->tensor_offset[t];
 }
 
@@ -106,6 +141,23 @@ void tz_mean_hw_s8(const tz_op_t *op, const int8_t *x, int32_t hw, int32_t c, in
 void tz_average_pool_s8(const tz_op_t *op, const int8_t *x, int32_t h, int32_t wd, int32_t c, int8_t *y,
                         int32_t oh, int32_t ow);
 int tz_softmax_s8(const tz_op_t *op, const int8_t *x, int32_t rows, int32_t depth, int8_t *y);
+/* int8 -> int16 (TFLM Softmax<int8_t, int16_t>: output zero point -32768, scale 1/65536) */
+int tz_softmax_s8_s16(const tz_op_t *op, const int8_t *x, int32_t rows, int32_t depth, int16_t *y);
+
+/* ---- 16x8 and keyword-spotting kernels (tz_kernels16.c) ----
+ * 16x8: int16 activations (zero point 0), int8 weights, bias64; TFLM's reference int16 kernels. */
+void tz_conv_s16(const tz_op_t *op, const int8_t *w, const int16_t *x, int32_t h, int32_t wd, int32_t c, int16_t *y,
+                 int32_t oh, int32_t ow);
+void tz_depthwise_conv_s16(const tz_op_t *op, const int8_t *w, const int16_t *x, int32_t h, int32_t wd, int32_t c,
+                           int16_t *y, int32_t oh, int32_t ow);
+void tz_fully_connected_s16(const tz_op_t *op, const int8_t *w, const int16_t *x, int32_t rows, int16_t *y);
+void tz_add_s16(const tz_op_t *op, const int16_t *x1, const int16_t *x2, int16_t *y, int32_t n); /* left_shift 15 */
+/* One SVDF invocation (TFLM EvalIntegerSvdfReference): int8 x[filter_w] -> int8 y[n_out]; state (int8 or
+ * int16 per state_type, [filters * memory_size]) is shifted and updated in place. */
+void tz_svdf_s8(const tz_op_t *op, const int8_t *x, void *state, int32_t state_type, int8_t *y);
+/* QUANTIZE between integer types (TFLM Requantize): clamp(MBQM(x + input_offset) + output_offset, act_min,
+ * act_max), x of in_type, y of out_type (TZ_INT8 / TZ_INT16 / TZ_INT32) */
+void tz_requantize(const tz_op_t *op, const void *x, int32_t in_type, void *y, int32_t out_type, int32_t n);
 
 /* ---- training (tz_train.c) ---- */
 #ifndef TZ_EXPF

@@ -29,6 +29,15 @@ static inline int32_t tz_mbqm(int32_t x, int32_t multiplier, int32_t shift) { /*
     return tz_rdbpot(tz_srdhm(shifted, multiplier), right);
 }
 
+/* MultiplyByQuantizedMultiplier(int64_t x, int32_t, int) of the 16x8 kernels (shift in [-31, 14]): the
+ * multiplier reduced to 15 bits, one rounding; int64 and the int32 cast wrap as compiled C */
+static inline int32_t tz_mbqm64(int64_t x, int32_t multiplier, int32_t shift) {
+    const int64_t reduced = multiplier < 0x7FFF0000 ? ((int64_t)multiplier + (1 << 15)) >> 16 : 0x7FFF;
+    const int32_t total_shift = 15 - shift;
+    const int64_t v = (int64_t)((uint64_t)x * (uint64_t)reduced + ((uint64_t)1 << (total_shift - 1)));
+    return (int32_t)(uint32_t)(uint64_t)(v >> total_shift); /* arithmetic shift, as every TFLM target */
+}
+
 static inline int32_t tz_clamp(int32_t v, int32_t lo, int32_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
 #endif /* TZ_ARITH_H */

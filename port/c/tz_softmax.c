@@ -1,5 +1,5 @@
 /*
- * int8 -> int8 SOFTMAX of TFLite Micro (reference_ops::Softmax<int8_t, int8_t>), gemmlowp fixed
+ * int8 -> int8 and int8 -> int16 SOFTMAX of TFLite Micro (reference_ops::Softmax<int8_t, int8_t / int16_t>), gemmlowp fixed
  * point. One function per gemmlowp primitive, as tinyzo/spec/softmax.py; FixedPoint<int32_t, n>
  * values are raw int32, additions wrap.
  */
@@ -71,10 +71,12 @@ static int32_t count_leading_zeros(uint32_t x) {
     return n;
 }
 
-int tz_softmax_s8(const tz_op_t *op, const int8_t *x, int32_t rows, int32_t depth, int8_t *y) {
+/* one row set of TFLM's Softmax<int8_t, OutT>: out_bits 8 (int8, zero point -128) or 16 (int16, -32768) */
+static int softmax_rows(const tz_op_t *op, const int8_t *x, int32_t rows, int32_t depth, int32_t out_bits, int8_t *y8,
+                        int16_t *y16) {
+    const int32_t out_min = out_bits == 16 ? INT16_MIN : INT8_MIN, out_max = out_bits == 16 ? INT16_MAX : INT8_MAX;
     for (int32_t r = 0; r < rows; ++r) {
         const int8_t *in = x + (size_t)r * depth;
-        int8_t *out = y + (size_t)r * depth;
         int32_t max_in = -128;
         for (int32_t i = 0; i < depth; ++i) if (in[i] > max_in) max_in = in[i];
         int32_t sum = 0; /* Q12.19 */
@@ -90,19 +92,27 @@ int tz_softmax_s8(const tz_op_t *op, const int8_t *x, int32_t rows, int32_t dept
         const int32_t bits_over_unit = 12 - headroom;
         const int32_t shifted_minus_one = (int32_t)(((uint32_t)sum << headroom) - 0x80000000u);
         const int32_t scale = one_over_one_plus_x(shifted_minus_one);
-        const int32_t exponent = bits_over_unit + 31 - 8;
+        const int32_t exponent = bits_over_unit + 31 - out_bits;
         if (exponent < 0 || exponent > 31) return -1; /* TFLM aborts (TFLITE_CHECK) */
         for (int32_t i = 0; i < depth; ++i) {
             const int32_t diff = in[i] - max_in;
+            int32_t v = out_min;
             if (diff >= op->sm_diff_min) {
                 const int32_t scaled = tz_srdhm((int32_t)((uint32_t)diff << op->sm_left_shift), op->sm_multiplier);
                 const int32_t e = exp_on_negative_values(scaled, 5);
-                const int32_t v = tz_rdbpot(tz_srdhm(scale, e), exponent) - 128;
-                out[i] = (int8_t)tz_clamp(v, -128, 127);
-            } else {
-                out[i] = -128;
+                v = tz_clamp(tz_rdbpot(tz_srdhm(scale, e), exponent) + out_min, out_min, out_max);
             }
+            if (out_bits == 16) y16[(size_t)r * depth + i] = (int16_t)v;
+            else y8[(size_t)r * depth + i] = (int8_t)v;
         }
     }
     return 0;
+}
+
+int tz_softmax_s8(const tz_op_t *op, const int8_t *x, int32_t rows, int32_t depth, int8_t *y) {
+    return softmax_rows(op, x, rows, depth, 8, y, NULL);
+}
+
+int tz_softmax_s8_s16(const tz_op_t *op, const int8_t *x, int32_t rows, int32_t depth, int16_t *y) {
+    return softmax_rows(op, x, rows, depth, 16, NULL, y);
 }

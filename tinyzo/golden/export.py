@@ -4,9 +4,12 @@
 ``"infer/..."``, ``"train/..."``):
 
 * the model: per operator its geometry, offsets, clamps, per-channel multipliers and shifts, int8
-  weights and int32 biases, weight and bias scales; per tensor its NHWC shape and its offset in one
-  arena planned like TFLite Micro's (:func:`tinyzo.memory.plan_arena`);
-* inference: K int8 inputs and every intermediate tensor for each of them;
+  weights and int32 biases (16x8: int64), weight and bias scales; per tensor its NHWC shape, element
+  type and offset in one arena planned like TFLite Micro's (:func:`tinyzo.memory.plan_arena`); the
+  variable tensors' layout in a separate state buffer and its initial bytes;
+* inference: K inputs (int8 or int16) and every intermediate tensor (int8, int16 or int32) for each of
+  them; a stateful model (SVDF's variable state) runs the K samples as one sequence and its state after
+  each sample is recorded too;
 * training (``steps > 0``): the batch, the labels, and per step the base logits and losses, the seeds
   of every (query, layer), the perturbations of step 0, the per-query per-sample losses, the
   projected differences, the gradient estimates, the learning rate and the parameters after the step.
@@ -27,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from tinyzo.errors import TinyzoError
+from tinyzo.graph import initial_state
 from tinyzo.memory import inference_schedule, plan_arena
 from tinyzo.training.local_backward import _weight_scales, local_backward
 from tinyzo.training.loss import mean_float32
@@ -38,7 +42,11 @@ __all__ = ["SUPPORTED_OPS", "GoldenError", "make_vectors", "write_vectors"]
 
 #: operators the C reference port implements (port/c/tz_kernels.c)
 SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MEAN", "AVERAGE_POOL_2D", "RESHAPE",
-                 "SOFTMAX")
+                 "SOFTMAX", "SVDF", "QUANTIZE")
+#: operators the C port runs on int16 activations too (16x8: int16 zero point 0, int8 weights)
+INT16_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD")
+#: tensor element types of the C port (``model/tensor_type``): the element size in bytes
+TYPE_CODES = {np.dtype(np.int8): 1, np.dtype(np.int16): 2, np.dtype(np.int32): 4}
 OP_CODES = {name: i + 1 for i, name in enumerate(SUPPORTED_OPS)}
 DIRECTION_CODES = {"rademacher": 0, "gaussian": 1, "uniform": 2}
 ESTIMATOR_CODES = {"rge": 0, "spsa": 1, "sign-spsa": 2}
@@ -72,15 +80,37 @@ def _check_model(model) -> None:
         raise GoldenError("the C port runs models with one input and one output")
     if model.rounding != "double":
         raise GoldenError(f"the C port implements TFLM's double rounding; the model uses {model.rounding!r}")
+    for t in range(len(model.tensors)):
+        ten = model.tensors[t]
+        if not ten.is_constant and ten.dtype not in TYPE_CODES:
+            raise GoldenError(f"tensor {t} ({ten.name!r}) is {ten.dtype}; the C port's activations are int8, int16 "
+                              "or int32")
     for k, op in enumerate(model.operators):
         if op.opcode not in OP_CODES:
             raise GoldenError(f"operator {k} is {op.opcode}; the C port implements {', '.join(SUPPORTED_OPS)}")
         prep = model.prepared[k]
+        x_t = model.tensors[op.inputs[0]].dtype
+        y_t = model.tensors[op.outputs[0]].dtype
         if getattr(prep, "weights_offset", 0) != 0:
             raise GoldenError(f"operator {k} ({op.opcode}): the C port takes symmetric weights (zero point 0)")
-        if getattr(prep, "int16", False) or getattr(prep, "groups", 1) != 1:
-            raise GoldenError(f"operator {k} ({op.opcode}): the C port implements int8 dense layers, not 16x8 or "
-                              "grouped convolution")
+        if getattr(prep, "groups", 1) != 1 or getattr(prep, "int4", False):
+            raise GoldenError(f"operator {k} ({op.opcode}): the C port implements dense int8 weights, not grouped "
+                              "convolution or INT4 weights")
+        if op.opcode == "SOFTMAX":
+            if x_t != np.int8:
+                raise GoldenError(f"operator {k} (SOFTMAX): the C port implements int8 -> int8 and int8 -> int16")
+        elif op.opcode == "QUANTIZE":
+            if not getattr(prep, "int16_input", False):
+                raise GoldenError(f"operator {k} (QUANTIZE): the C port implements QUANTIZE from int16 to int8 or "
+                                  "int32 (TFLM's Requantize)")
+        elif op.opcode == "SVDF":
+            pass  # int8 in and out, int8 or int16 state: what tinyzo's SVDF prepare accepts
+        elif x_t == np.int16 and op.opcode in INT16_OPS:
+            if op.opcode == "DEPTHWISE_CONV_2D" and prep.acc_bits != 64:
+                raise GoldenError(f"operator {k} (DEPTHWISE_CONV_2D): the 16x8 depthwise takes an int64 bias")
+        elif x_t != np.int8 or y_t != np.int8:
+            raise GoldenError(f"operator {k} ({op.opcode}) runs on {x_t} -> {y_t}; the C port implements it on int8"
+                              + (" and int16 (16x8)" if op.opcode in INT16_OPS else ""))
         if op.opcode == "ADD":
             a, b = (model.tensors[i] for i in op.inputs)
             if a.is_constant or b.is_constant or a.shape != b.shape:
@@ -92,8 +122,26 @@ def _check_model(model) -> None:
         if op.opcode == "FULLY_CONNECTED" and prep.keep_num_dims:
             raise GoldenError(f"operator {k} (FULLY_CONNECTED): keep_num_dims is not supported by the C port")
     t_in = model.tensors[model.inputs[0]]
-    if t_in.dtype != np.int8:
-        raise GoldenError("the C port takes an int8 model input")
+    if t_in.dtype not in (np.int8, np.int16):
+        raise GoldenError("the C port takes an int8 or int16 model input")
+    for t in model.variables:
+        init = initial_state(model.tensors[t]).view(np.int8)
+        if not np.all(init == init.reshape(-1)[0]):
+            raise GoldenError(f"variable tensor {t}: its initial value is not one repeated byte (TFLM's memset)")
+
+
+def _state_layout(model):
+    """Byte offsets of the variable tensors in the port's state buffer (16-byte aligned) and its initial bytes."""
+    offset = np.full(len(model.tensors), -1, np.int32)
+    init = []
+    pos = 0
+    for t in model.variables:
+        offset[t] = pos
+        b = initial_state(model.tensors[t]).reshape(-1).view(np.int8)
+        pad = (-len(b)) % 16
+        init += [b, np.zeros(pad, np.int8)]
+        pos += len(b) + pad
+    return offset, (np.concatenate(init) if init else np.zeros(0, np.int8))
 
 
 def model_tables(model) -> dict:
@@ -113,7 +161,11 @@ def model_tables(model) -> dict:
         "model/tensor_offset": offset,
         "model/arena_bytes": np.array([plan.peak_bytes], np.int32),
         "model/io": np.array([model.inputs[0], model.outputs[0]], np.int32),
+        "model/tensor_type": np.array([TYPE_CODES.get(t.dtype, 0) if not t.is_constant else 0 for t in model.tensors],
+                                      np.int32),
     }
+    out["model/tensor_size"][list(model.variables)] = [int(np.prod(model.tensors[t].shape)) for t in model.variables]
+    out["model/state_offset"], out["model/state_init"] = _state_layout(model)
     out_t = model.tensors[model.outputs[0]]
     out["model/output_scale"] = np.array([out_t.quant.scale[0]], np.float32)
     out["model/output_zero_point"] = np.array([out_t.quant.zero_point[0]], np.int32)
@@ -121,7 +173,36 @@ def model_tables(model) -> dict:
     for k, op in enumerate(model.operators):
         prep = model.prepared[k]
         f = {"type": OP_CODES[op.opcode], "in0": op.inputs[0], "in1": -1, "out": op.outputs[0]}
-        if op.opcode in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+        if op.opcode in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and getattr(prep, "int16", False):
+            # 16x8: int8 weights, the bias widened to int64 (prepare's bias64), the per-channel multipliers
+            out[f"model/op{k}/weights"] = np.asarray(model.tensors[op.inputs[1]].data).reshape(-1).astype(np.int8)
+            out[f"model/op{k}/bias64"] = np.asarray(prep.bias64, np.int64).reshape(-1)
+            fc = op.opcode == "FULLY_CONNECTED"
+            out[f"model/op{k}/multiplier"] = np.asarray(prep.mult_o if fc else prep.multiplier, np.int32)
+            out[f"model/op{k}/shift"] = np.asarray(prep.shift_o if fc else prep.shift, np.int32)
+            f.update(input_offset=prep.input_offset, output_offset=prep.output_offset, act_min=prep.act_min,
+                     act_max=prep.act_max, n_out=prep.n_out, acc_bits=prep.acc_bits)
+            if fc:
+                f.update(filter_h=1, filter_w=prep.k_len)
+            else:
+                f.update(stride_h=prep.stride_h, stride_w=prep.stride_w, dil_h=prep.dil_h, dil_w=prep.dil_w,
+                         pad_h=prep.pad_h, pad_w=prep.pad_w, filter_h=prep.kh, filter_w=prep.kw)
+                if op.opcode == "DEPTHWISE_CONV_2D":
+                    f.update(depth_multiplier=prep.depth_multiplier)
+        elif op.opcode == "SVDF":
+            p = prep.params
+            out[f"model/op{k}/weights"] = prep.weights_feature.reshape(-1)
+            out[f"model/op{k}/weights_time{8 * prep.weights_time.itemsize}"] = prep.weights_time.reshape(-1)
+            out[f"model/op{k}/bias"] = prep.bias.astype(np.int32)
+            f.update(in1=op.inputs[4], filter_w=prep.n_input, n_out=prep.n_unit, rank=p.rank,
+                     memory_size=prep.n_memory, input_offset=-p.input_zero_point, output_offset=p.output_zero_point,
+                     state_zero_point=p.state_zero_point, multiplier_1=p.multiplier_1, shift_1=p.shift_1,
+                     out_multiplier=p.multiplier_2, out_shift=p.shift_2)
+        elif op.opcode == "QUANTIZE":
+            info = np.iinfo(model.tensors[op.outputs[0]].dtype)
+            f.update(input_offset=-prep.in_zero_point, output_offset=prep.out_zero_point, out_multiplier=prep.multiplier,
+                     out_shift=prep.shift, act_min=int(info.min), act_max=int(info.max))
+        elif op.opcode in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
             w, b = model.get_params(k)
             out[f"model/op{k}/weights"] = w.reshape(-1).astype(np.int8)
             out[f"model/op{k}/bias"] = (b if b is not None else np.zeros(prep.n_out, np.int32)).astype(np.int32)
@@ -168,7 +249,8 @@ def model_tables(model) -> dict:
 OP_FIELDS = ("type", "in0", "in1", "out", "stride_h", "stride_w", "dil_h", "dil_w", "pad_h", "pad_w", "filter_h",
              "filter_w", "depth_multiplier", "n_out", "input_offset", "output_offset", "act_min", "act_max",
              "has_params", "in1_offset", "in1_multiplier", "in1_shift", "in2_offset", "in2_multiplier", "in2_shift",
-             "left_shift", "out_multiplier", "out_shift", "count", "sm_multiplier", "sm_left_shift", "sm_diff_min")
+             "left_shift", "out_multiplier", "out_shift", "count", "sm_multiplier", "sm_left_shift", "sm_diff_min",
+             "acc_bits", "rank", "memory_size", "state_zero_point", "multiplier_1", "shift_1")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -177,13 +259,36 @@ OP_FIELDS = ("type", "in0", "in1", "out", "stride_h", "stride_w", "dil_h", "dil_
 
 
 def inference_vectors(model, x) -> dict:
-    """``infer/x`` int8[K, ...] and ``infer/t<i>`` int8[K, size] for every computed tensor i."""
-    x = np.ascontiguousarray(x, dtype=np.int8)
-    _, env = model(x, intermediates=True)
+    """``infer/x`` [K, input size] and ``infer/t<i>`` [K, size] (the tensor's type) for every computed tensor i.
+
+    A stateful model (variable tensors) runs the K samples as one sequence from the initial state (on a
+    copy: ``model`` is not modified) and also records ``infer/s<t>`` [K, size], each variable tensor t
+    after each sample.
+    """
+    x = np.asarray(x)
+    t_in = model.tensors[model.inputs[0]].dtype
+    if x.dtype != t_in:
+        raise GoldenError(f"inference inputs are {x.dtype}; the model input is {t_in}")
+    x = np.ascontiguousarray(x)
     out = {"infer/x": x.reshape(len(x), -1)}
-    for op in model.operators:
-        for t in op.outputs:
-            out[f"infer/t{t}"] = np.asarray(env[t]).reshape(len(x), -1).astype(np.int8)
+    computed = [t for op in model.operators for t in op.outputs]
+    if not model.variables:
+        _, env = model(x, intermediates=True)
+        envs = [env]
+    else:
+        m = copy.deepcopy(model)
+        m.reset_state()
+        envs = []
+        for i in range(len(x)):
+            _, env = m(x[i:i + 1], intermediates=True)
+            env = {t: np.asarray(v).copy() for t, v in env.items()}
+            env.update({f"s{t}": v for t, v in m.state.items()})
+            envs.append(env)
+    for t in computed:
+        out[f"infer/t{t}"] = np.concatenate([np.asarray(e[t]).reshape(-1) for e in envs]).reshape(len(x), -1).astype(
+            model.tensors[t].dtype)
+    for t in model.variables:
+        out[f"infer/s{t}"] = np.stack([np.asarray(e[f"s{t}"]).reshape(-1) for e in envs]).astype(model.tensors[t].dtype)
     return out
 
 
@@ -199,6 +304,8 @@ def training_vectors(model, xq, y, config, steps: int) -> dict:
     replay disagrees with :meth:`tinyzo.zo.ZOTrainer.step`.
     """
 
+    if model.variables or any(model.tensors[t].dtype != np.int8 for op in model.operators for t in op.outputs):
+        raise GoldenError("the C port trains stateless int8 models; export inference vectors (steps 0) only")
     if config.target not in TARGET_CODES:
         raise GoldenError(f"target {config.target!r}: the C port implements weight and node perturbation")
     if config.update != "per_step" or config.momentum != 0.0 or config.channels:
@@ -319,7 +426,8 @@ def make_vectors(model, x_infer, x_train=None, y_train=None, config=None, steps:
 # writers
 # ----------------------------------------------------------------------------------------------
 
-_CTYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.int32): "int32_t", np.dtype(np.float32): "float"}
+_CTYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.int16): "int16_t", np.dtype(np.int32): "int32_t",
+           np.dtype(np.int64): "int64_t", np.dtype(np.float32): "float"}
 
 
 def _c_name(key: str) -> str:
@@ -344,8 +452,11 @@ def _c_array(name: str, a: np.ndarray) -> str:
         items = [_c_float(v) for v in a.tolist()]
         per_line = 6
     else:
-        items = [str(v) if v != -(2**31) else "INT32_MIN" for v in a.tolist()]
-        per_line = 24 if a.dtype == np.int8 else 10
+        if a.dtype == np.int64:
+            items = [f"INT64_C({v})" if v != -(2**63) else "INT64_MIN" for v in a.tolist()]
+        else:
+            items = [str(v) if v != -(2**31) else "INT32_MIN" for v in a.tolist()]
+        per_line = {1: 24, 2: 16}.get(a.dtype.itemsize, 10) if a.dtype != np.int64 else 6
     lines = ["  " + ", ".join(items[i:i + per_line]) + "," for i in range(0, len(items), per_line)] or ["  0"]
     size = max(len(items), 1)
     return (f"#define {name}_LEN {len(items)}\nstatic const {ctype} {name}[{size}] = {{\n" + "\n".join(lines) + "\n};\n")
@@ -374,9 +485,12 @@ def _model_header(vec: dict) -> str:
                  f"#define TZV_INPUT_TENSOR {int(vec['model/io'][0])}\n#define TZV_OUTPUT_TENSOR {int(vec['model/io'][1])}\n"
                  f"#define TZV_INPUT_SIZE {int(vec['model/tensor_size'][vec['model/io'][0]])}\n"
                  f"#define TZV_OUTPUT_SIZE {int(vec['model/tensor_size'][vec['model/io'][1]])}\n"
+                 f"#define TZV_INPUT_BYTES {int(vec['model/tensor_size'][vec['model/io'][0]]) * int(vec['model/tensor_type'][vec['model/io'][0]])}\n"
+                 f"#define TZV_STATE_BYTES {len(vec['model/state_init'])}\n"
                  f"#define TZV_OUTPUT_ZERO_POINT {int(vec['model/output_zero_point'][0])}\n"
                  f"#define TZV_OUTPUT_SCALE {_c_float(float(vec['model/output_scale'][0]))}\n")
-    for key in ("model/tensor_shape", "model/tensor_size", "model/tensor_offset"):
+    for key in ("model/tensor_shape", "model/tensor_size", "model/tensor_offset", "model/tensor_type",
+                "model/state_offset", "model/state_init"):
         parts.append(_c_array(_c_name(key), vec[key]))
     # per-operator arrays first, then the operator table that points at them
     for key, a in vec.items():
@@ -390,6 +504,14 @@ def _model_header(vec: dict) -> str:
             init += (f",\n    .weights = TZV_OP{k}_WEIGHTS, .bias = TZV_OP{k}_BIAS, .multiplier = TZV_OP{k}_MULTIPLIER,"
                      f" .shift = TZV_OP{k}_SHIFT, .weight_scale = TZV_OP{k}_WEIGHT_SCALE,"
                      f" .n_weight_scale = TZV_OP{k}_WEIGHT_SCALE_LEN, .n_weights = TZV_OP{k}_WEIGHTS_LEN")
+        else:  # 16x8 layers and SVDF: the arrays they have
+            for part, field in (("weights", "weights"), ("bias", "bias"), ("bias64", "bias64"),
+                                ("multiplier", "multiplier"), ("shift", "shift"), ("weights_time8", "weights_time8"),
+                                ("weights_time16", "weights_time16")):
+                if f"model/op{k}/{part}" in vec:
+                    init += f",\n    .{field} = TZV_OP{k}_{part.upper()}"
+            if f"model/op{k}/weights" in vec:
+                init += f", .n_weights = TZV_OP{k}_WEIGHTS_LEN"
         rows.append(f"  {{ /* op {k} */ {init} }},")
     parts.append("/* operator table (tz_op_t, port/c/tinyzo_port.h) */\n#define TZV_OPS_INIT { \\\n" +
                  " \\\n".join(r.replace("\n", " \\\n") for r in rows) + " \\\n}\n")
@@ -443,8 +565,12 @@ def write_vectors(vec: dict, out_dir, command: str = "tinyzo.golden.write_vector
 def _expected_table(vec: dict) -> str:
     n_t = len(vec["model/tensor_size"])
     names = [f"TZV_T{t}" if f"infer/t{t}" in vec else "NULL" for t in range(n_t)]
-    return f"\n/* expected values of tensor t for sample s: TZV_INFER_EXPECTED[t][s * size + i] */\n" \
-           f"#define TZV_INFER_EXPECTED_INIT {{{', '.join(names)}}}\n"
+    states = [f"TZV_S{t}" if f"infer/s{t}" in vec else "NULL" for t in range(n_t)]
+    return f"\n/* expected values of tensor t for sample s: TZV_INFER_EXPECTED[t][s * size + i] (type: TZV_TENSOR_TYPE) */\n" \
+           f"#define TZV_INFER_EXPECTED_INIT {{{', '.join(names)}}}\n" \
+           f"/* stateful model: variable tensor t after sample s (the samples are one sequence) */\n" \
+           f"#define TZV_INFER_STATEFUL {int(any(n != 'NULL' for n in states))}\n" \
+           f"#define TZV_INFER_STATE_INIT {{{', '.join(states)}}}\n"
 
 
 def _train_defines(vec: dict) -> str:
