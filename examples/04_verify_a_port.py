@@ -29,7 +29,7 @@ from tinyzo.evaluate import images_to_input
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "reference_models" / "digits_cnn.tflite"
-SOURCES = ["test_main.c", "tz_kernels.c", "tz_softmax.c", "tz_graph.c", "tz_train.c"]
+SOURCES = ["test_main.c", "tz_kernels.c", "tz_kernels16.c", "tz_softmax.c", "tz_graph.c", "tz_train.c"]
 
 
 def main(argv=None) -> int:

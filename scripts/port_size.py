@@ -31,7 +31,7 @@ FLAGS = ["-std=c99", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fp
          "--specs=nosys.specs", "-DTZ_EXPF=expf", "-DTZ_LOGF=logf", "-DTZ_MAX_BATCH=1", "-DTZ_MAX_QUERIES=1",
          "-DTZ_MAX_LAYERS=16", "-DTZ_MAX_OPS=32", "-DTZ_MAX_CLASSES=16"]
 NM = "arm-none-eabi-nm"
-SOURCES = ["size_main.c", "tz_kernels.c", "tz_softmax.c", "tz_graph.c", "tz_train.c", "tz_train_lean.c"]
+SOURCES = ["size_main.c", "tz_kernels.c", "tz_kernels16.c", "tz_softmax.c", "tz_graph.c", "tz_train.c", "tz_train_lean.c"]
 # (label, model, method, layers, lean): training at batch 1 (one sample per step, as on the MCU); lean: the
 # weight step of tz_train_lean.c (-DTZ_LEAN_WEIGHT: SRAM copies + clamp record only)
 CONFIGS = [
