@@ -21,10 +21,10 @@ import flatbuffers
 import numpy as np
 from flatbuffers import number_types as N
 
-from tinyzo.version import __version__
 from tinyzo.errors import ModelFormatError
 from tinyzo.io import tflite_schema as S
 from tinyzo.io.int4 import pack_int4
+from tinyzo.version import __version__
 
 __all__ = ["write_tflite", "write_tflite_parts"]
 

@@ -22,5 +22,5 @@ from tinyzo.training.prng import (  # noqa: F401
     uniform_int,
     xorshift32_sequence,
 )
+from tinyzo.zo.hybrid import HybridTrainer  # noqa: F401
 from tinyzo.zo.trainer import ESTIMATORS, TARGETS, ZOConfig, ZOConfigError, ZOTrainer  # noqa: F401
-from tinyzo.zo.hybrid import HybridTrainer  # noqa: F401,E402
