@@ -47,9 +47,10 @@ def _window_average(x, b, y0, y1, x0, x1, c):
 
 
 @njit(cache=True, inline="always")
-def _window_max(x, b, y0, y1, x0, x1, c):
-    """TFLM's int8 maximum of channel c over rows y0..y1-1, columns x0..x1-1, starting from -128."""
-    m = np.int64(-128)
+def _window_max(x, b, y0, y1, x0, x1, c, lowest):
+    """TFLM's maximum of channel c over rows y0..y1-1, columns x0..x1-1, starting from ``lowest``
+    (the type's minimum: -128 for int8, -32768 for int16)."""
+    m = np.int64(lowest)
     for iy in range(y0, y1):
         for ix in range(x0, x1):
             m = max(m, np.int64(x[b, iy, ix, c]))
@@ -57,10 +58,10 @@ def _window_max(x, b, y0, y1, x0, x1, c):
 
 
 @njit(cache=True, nogil=True)
-def _pool_s8(x, stride_h, stride_w, filter_h, filter_w, pad_h, pad_w, act_min, act_max, use_max, out):
-    """The loop of both int8 pools: per output (b, oy, ox, c), the window clipped to the image
-    (:func:`pool_window`) reduced by :func:`_window_max` (``use_max``) or :func:`_window_average`,
-    clamped to ``[act_min, act_max]``."""
+def _pool(x, stride_h, stride_w, filter_h, filter_w, pad_h, pad_w, act_min, act_max, use_max, lowest, out):
+    """The loop of the int8 and int16 pools: per output (b, oy, ox, c), the window clipped to the image
+    (:func:`pool_window`) reduced by :func:`_window_max` from ``lowest`` (``use_max``) or
+    :func:`_window_average`, clamped to ``[act_min, act_max]``."""
     n, in_h, in_w, ch = x.shape
     out_h = out.shape[1]
     out_w = out.shape[2]
@@ -71,7 +72,7 @@ def _pool_s8(x, stride_h, stride_w, filter_h, filter_w, pad_h, pad_w, act_min, a
                 x0, x1 = pool_window(ox, stride_w, pad_w, filter_w, in_w)
                 for c in range(ch):
                     if use_max:
-                        v = _window_max(x, b, y0, y1, x0, x1, c)
+                        v = _window_max(x, b, y0, y1, x0, x1, c, lowest)
                     else:
                         v = _window_average(x, b, y0, y1, x0, x1, c)
                     out[b, oy, ox, c] = min(max(v, np.int64(act_min)), np.int64(act_max))
@@ -94,7 +95,7 @@ def average_pool_s8(x, stride_h, stride_w, filter_h, filter_w, pad_h, pad_w, act
         out: int8[N, OH, OW, C], written. Every window must hold at least one
             input element (checked by the caller; TFLM fails otherwise).
     """
-    _pool_s8(x, stride_h, stride_w, filter_h, filter_w, pad_h, pad_w, act_min, act_max, False, out)
+    _pool(x, stride_h, stride_w, filter_h, filter_w, pad_h, pad_w, act_min, act_max, False, -128, out)
 
 
 @njit(cache=True, nogil=True)
@@ -104,7 +105,7 @@ def max_pool_s8(x, stride_h, stride_w, filter_h, filter_w, pad_h, pad_w, act_min
     The maximum of the window clipped to the image, starting from -128, then
     clamped to ``[act_min, act_max]``. Arguments as :func:`average_pool_s8`.
     """
-    _pool_s8(x, stride_h, stride_w, filter_h, filter_w, pad_h, pad_w, act_min, act_max, True, out)
+    _pool(x, stride_h, stride_w, filter_h, filter_w, pad_h, pad_w, act_min, act_max, True, -128, out)
 
 
 @njit(cache=True, nogil=True)
@@ -123,28 +124,7 @@ def max_pool_s16(x, stride_h, stride_w, filter_h, filter_w, pad_h, pad_w, act_mi
     ``[act_min, act_max]``. ``x``: int16[N, H, W, C]; ``out``: int16[N, OH, OW, C]; other arguments as
     :func:`average_pool_s8`.
     """
-    n, in_h, in_w, ch = x.shape
-    out_h = out.shape[1]
-    out_w = out.shape[2]
-    for b in range(n):
-        for oy in range(out_h):
-            for ox in range(out_w):
-                in_y0 = oy * stride_h - pad_h
-                in_x0 = ox * stride_w - pad_w
-                fy_start = max(0, -in_y0)
-                fy_end = min(filter_h, in_h - in_y0)
-                fx_start = max(0, -in_x0)
-                fx_end = min(filter_w, in_w - in_x0)
-                for c in range(ch):
-                    m = np.int64(-32768)
-                    for fy in range(fy_start, fy_end):
-                        for fx in range(fx_start, fx_end):
-                            m = max(m, np.int64(x[b, in_y0 + fy, in_x0 + fx, c]))
-                    if m < act_min:
-                        m = np.int64(act_min)
-                    if m > act_max:
-                        m = np.int64(act_max)
-                    out[b, oy, ox, c] = m
+    _pool(x, stride_h, stride_w, filter_h, filter_w, pad_h, pad_w, act_min, act_max, True, -32768, out)
 
 
 @njit(cache=True, nogil=True)
