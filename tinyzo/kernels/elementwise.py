@@ -11,9 +11,7 @@ Arrays are C-contiguous; outputs are written into caller-provided arrays.
 import numpy as np
 from numba import njit
 
-from tinyzo.kernels.arith import multiply_by_quantized_multiplier, wrap_int32
-
-INT32_MIN = -(2**31)
+from tinyzo.kernels.arith import INT32_MIN, multiply_by_quantized_multiplier, wrap_int32
 
 
 @njit(cache=True, inline="always")
