@@ -15,6 +15,7 @@ from numba import njit
 from tinyzo.kernels.arith import (
     INT32_MAX,
     c_div_pow2,
+    clamp_int8,
     multiply_by_quantized_multiplier,
     rounding_divide_by_pot,
     saturating_rounding_doubling_high_mul_bits,
@@ -27,15 +28,6 @@ from tinyzo.kernels.softmax import (
     two_over_one_plus_x_for_x_in_0_1,
 )
 from tinyzo.spec.activations import INPUT_INTEGER_BITS, INT16_MAX, INT16_MIN
-
-
-@njit(cache=True, inline="always")
-def _clamp8(v):
-    if v < -128:
-        return np.int64(-128)
-    if v > 127:
-        return np.int64(127)
-    return np.int64(v)
 
 
 @njit(cache=True, nogil=True)
@@ -97,7 +89,7 @@ def leaky_relu_s8(x, input_zero_point, output_zero_point, multiplier_identity, s
             r = multiply_by_quantized_multiplier(v, safe_alpha, shift_alpha, rounding)
             if negative:
                 r = wrap_int32(-r)
-        out[i] = _clamp8(np.int64(output_zero_point) + r)
+        out[i] = clamp_int8(np.int64(output_zero_point) + r)
 
 
 # ----------------------------------------------------------------------------- HARD_SWISH (int16 fixed point)
@@ -160,7 +152,7 @@ def hard_swish_s8(x, input_zero_point, output_zero_point, reluish_multiplier_fix
         reluish = (reluish + np.int64(32768)) >> np.int64(1)
         preshift_result = saturating_doubling_high_mul_int16(reluish, preshift_output)
         v = rounding_divide_by_pot(preshift_result, -np.int64(output_multiplier_exponent))
-        out[i] = _clamp8(_wrap_int16(v + np.int64(output_zero_point)))
+        out[i] = clamp_int8(_wrap_int16(v + np.int64(output_zero_point)))
 
 
 # ----------------------------------------------------------------------------- LOGISTIC, TANH (gemmlowp fixed point)
@@ -213,7 +205,7 @@ def _q4_27_activation_s8(x, input_zero_point, input_range_radius, input_multipli
                 r = rounding_divide_by_pot(tanh_fixedpoint(q4, INPUT_INTEGER_BITS), 24)
             else:
                 r = rounding_divide_by_pot(logistic_fixedpoint(q4, INPUT_INTEGER_BITS), 23) - np.int64(128)
-            out[i] = _clamp8(r)
+            out[i] = clamp_int8(r)
 
 
 @njit(cache=True, nogil=True)

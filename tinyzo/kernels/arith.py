@@ -34,6 +34,12 @@ def c_div_pow2(v, bits):
 
 
 @njit(cache=True, inline="always")
+def clamp_int8(v):
+    """``v`` clamped to the int8 range [-128, 127], as int64."""
+    return min(max(np.int64(v), np.int64(-128)), np.int64(127))
+
+
+@njit(cache=True, inline="always")
 def saturating_rounding_doubling_high_mul_bits(a, b, bits):
     """gemmlowp's template ``SaturatingRoundingDoublingHighMul<intN_t>`` for ``N = bits`` (16 or 32).
 

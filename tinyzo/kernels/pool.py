@@ -9,7 +9,7 @@ Bit-exact with TFLite Micro's ``reference_integer_ops::AveragePool`` /
 import numpy as np
 from numba import njit
 
-from tinyzo.kernels.arith import multiply_by_quantized_multiplier, wrap_int32
+from tinyzo.kernels.arith import clamp_int8, multiply_by_quantized_multiplier, wrap_int32
 
 
 @njit(cache=True, inline="always")
@@ -151,9 +151,5 @@ def mean_s8(x, input_zero_point, multiplier, shift, output_zero_point, rounding,
             acc += np.int64(x[i, j])
         acc = wrap_int32(acc)
         shifted = wrap_int32(acc - np.int64(input_zero_point) * np.int64(k))
-        v = multiply_by_quantized_multiplier(shifted, multiplier, shift, rounding) + np.int64(output_zero_point)
-        if v < -128:
-            v = np.int64(-128)
-        if v > 127:
-            v = np.int64(127)
-        out[i] = v
+        out[i] = clamp_int8(multiply_by_quantized_multiplier(shifted, multiplier, shift, rounding)
+                            + np.int64(output_zero_point))

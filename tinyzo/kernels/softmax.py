@@ -21,6 +21,7 @@ from tinyzo.kernels.arith import (
     INT32_MIN,
     SINGLE,
     c_div_pow2,
+    clamp_int8,
     multiply_by_quantized_multiplier,
     multiply_by_quantized_multiplier_single,
     rounding_divide_by_pot,
@@ -231,12 +232,7 @@ def softmax_s8(x, input_multiplier, input_left_shift, diff_min, out, rounding=0)
                 unsat_output = rounding_divide_by_pot(
                     saturating_rounding_doubling_high_mul(shifted_scale, exps[c]), exponent
                 )
-                v = unsat_output - np.int64(128)
-                if v < -128:
-                    v = np.int64(-128)
-                if v > 127:
-                    v = np.int64(127)
-                out[i, c] = v
+                out[i, c] = clamp_int8(unsat_output - np.int64(128))
     return bad_rows
 
 
