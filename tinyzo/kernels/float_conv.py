@@ -13,10 +13,10 @@ two loops over the taps of a convolution; they are written once here:
 
 Layouts as TFLite: activations NHWC, depthwise weights HWC (the 1HWC filter without its leading 1),
 output channel ``k = ic * M + m`` reads input channel ``ic`` (M = depth multiplier). Every sum is
-accumulated in the order of the loops, in the arrays' float dtype (float32 or float64), without FMA
-contraction (no fastmath): for a fixed element of any output, the terms arrive in increasing
-``(b, oy, ox)`` order. Padding taps are skipped. Nothing is validated here; outputs are
-caller-provided.
+accumulated in the order of the loops (written in each function), in the arrays' float dtype
+(float32 or float64), without FMA contraction (no fastmath); a depthwise weight-gradient element
+gets its terms in increasing ``(b, oy, ox)`` order, which :mod:`tinyzo.kernels.local_grad`
+relies on. Padding taps are skipped. Nothing is validated here; outputs are caller-provided.
 """
 
 from __future__ import annotations
