@@ -106,9 +106,12 @@ def test_bias_only_layers_get_no_weight_gradient_and_the_same_biases(batch, monk
     layers = m.trainable_ops()[-4:]
     full = backward(m, env, y, layers=layers)
     calls = []
-    for name in ("_depthwise_bwd_w", "_im2col"):
+    # the depthwise weight gradient (depthwise_taps in WEIGHT_GRAD mode) and im2col (patch_copy, not adjoint)
+    for name, is_dw_work in (("depthwise_taps", lambda a: a[0] == float_nn.WEIGHT_GRAD),
+                             ("patch_copy", lambda a: a[-1] is False)):
         orig = getattr(float_nn, name)
-        monkeypatch.setattr(float_nn, name, lambda *a, _o=orig, _n=name: (calls.append(_n), _o(*a))[1])
+        monkeypatch.setattr(float_nn, name,
+                            lambda *a, _o=orig, _n=name, _w=is_dw_work: (_w(a) and calls.append(_n), _o(*a))[1])
     sparse = backward(m, env, y, layers=layers, weights=[layers[-1]])
     assert calls == []  # no depthwise weight gradient, no im2col of an input: no dw work at all
     for k in layers:

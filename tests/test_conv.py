@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 import tinyzo.spec.conv as spec
 from tinyzo.graph import Model, Operator, Tensor
 from tinyzo.kernels.arith import requantize_s8
-from tinyzo.kernels.conv import conv2d_acc_ref, fully_connected_acc_ref
+from tinyzo.kernels.conv import conv2d_acc_ref, depthwise_conv2d_s8, fully_connected_acc_ref
 from tinyzo.quant import QuantParams, quantize_multiplier
 
 
@@ -103,6 +103,12 @@ def test_depthwise_matches_spec(case):
     want = spec.depthwise_conv2d_s8(x, w, bias, stride=kw["stride"], dilation=kw["dilation"], padding=kw["padding"],
                                     depth_multiplier=kw["depth_multiplier"], **_spec_kwargs(model))
     np.testing.assert_array_equal(model(x), want)
+    # the TFLM-style reference loop (its jitted twin) gives the same result
+    p = model.prepared[0]
+    out = np.empty(want.shape, dtype=np.int8)
+    depthwise_conv2d_s8(x, w, bias, p.stride_h, p.stride_w, p.dil_h, p.dil_w, p.pad_h, p.pad_w, p.depth_multiplier,
+                        p.input_offset, p.output_offset, p.multiplier, p.shift, p.act_min, p.act_max, p.rounding, out)
+    np.testing.assert_array_equal(out, want)
 
 
 def fc_model(k_len, w, bias, s_in, s_out, s_w, zp_in, zp_out, act, rounding="double", x_shape=None):

@@ -26,6 +26,7 @@ import pytest
 
 from tinyzo.errors import TinyzoError
 from tinyzo.fp import kernels as F
+from tinyzo.kernels import float_conv as FC
 
 U32 = 2.0 ** -24  # float32 unit roundoff
 FD_LIN = {"h": 1e-3, "rtol": 1e-8, "atol": 1e-8}
@@ -439,39 +440,41 @@ def test_jitted_cores_equal_their_python_source():
     x = rand(rng, (2, 5, 4, 3))
     geo = (2, 1, 1, 2, 1, 1)  # stride h, w, dilation h, w, pad top, left
     oh, ow = 3, 4
-    for fn in (F._im2col,):
-        a, b = np.zeros((2 * oh * ow, 3, 2, 3)), np.zeros((2 * oh * ow, 3, 2, 3))
-        fn(x, *geo, oh, ow, a)
-        py(fn)(x, *geo, oh, ow, b)
-        np.testing.assert_array_equal(a, b)
+    a, b = np.zeros((2 * oh * ow, 3, 2, 3)), np.zeros((2 * oh * ow, 3, 2, 3))
+    FC.patch_copy(x, a, *geo, oh, ow, False)
+    py(FC.patch_copy)(x, b, *geo, oh, ow, False)
+    np.testing.assert_array_equal(a, b)
     dcols = rand(rng, (2 * oh * ow, 3, 2, 3))
     a, b = np.zeros_like(x), np.zeros_like(x)
-    F._col2im(dcols, *geo, oh, ow, a)
-    py(F._col2im)(dcols, *geo, oh, ow, b)
+    FC.patch_copy(a, dcols, *geo, oh, ow, True)
+    py(FC.patch_copy)(b, dcols, *geo, oh, ow, True)
     np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-14)
     w = rand(rng, (3, 2, 6))
-    a, b = np.zeros((2, oh, ow, 6)), np.zeros((2, oh, ow, 6))
-    F._depthwise_fwd(x, w, *geo, 2, a)
-    py(F._depthwise_fwd)(x, w, *geo, 2, b)
-    np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-14)
     dy = rand(rng, (2, oh, ow, 6))
-    for fn, out_shape, arg in ((F._depthwise_bwd_w, w.shape, x), (F._depthwise_bwd_x, x.shape, w)):
-        a, b = np.zeros(out_shape), np.zeros(out_shape)
-        fn(dy, arg, *geo, 2, a)
-        py(fn)(dy, arg, *geo, 2, b)
-        np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-14)
+    a, b = np.zeros((2, oh, ow, 6)), np.zeros((2, oh, ow, 6))
+    FC.depthwise_taps(FC.FORWARD, x, w, a, *geo, 2)
+    py(FC._taps)(FC.FORWARD, x, w, b, *geo, 2)
+    np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-14)
+    a, b = np.zeros(w.shape), np.zeros(w.shape)
+    FC.depthwise_taps(FC.WEIGHT_GRAD, x, a, dy, *geo, 2)
+    py(FC._taps)(FC.WEIGHT_GRAD, x, b, dy, *geo, 2)
+    np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-14)
+    a, b = np.zeros(x.shape), np.zeros(x.shape)
+    FC.depthwise_taps(FC.INPUT_GRAD, a, w, dy, *geo, 2)
+    py(FC._taps)(FC.INPUT_GRAD, b, w, dy, *geo, 2)
+    np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-14)
     pool = (3, 2, 2, 1, 1, 0)  # kernel h, w, stride h, w, pad top, left
     a, b = np.zeros((2, 3, 4, 3)), np.zeros((2, 3, 4, 3))
-    F._avgpool_fwd(x, *pool, a)
-    py(F._avgpool_fwd)(x, *pool, b)
+    F._pool(F._AVG, x, a, F._NO_ARGMAX, *pool)
+    py(F._pool)(F._AVG, x, b, F._NO_ARGMAX, *pool)
     np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-14)
     a2, b2 = np.zeros_like(x), np.zeros_like(x)
-    F._avgpool_bwd(a, *pool, a2)
-    py(F._avgpool_bwd)(a, *pool, b2)
+    F._pool(F._AVG_ADJOINT, a2, a, F._NO_ARGMAX, *pool)
+    py(F._pool)(F._AVG_ADJOINT, b2, a, F._NO_ARGMAX, *pool)
     np.testing.assert_allclose(a2, b2, rtol=1e-14, atol=1e-14)
     ia, ib = np.zeros(a.shape, np.int64), np.zeros(a.shape, np.int64)
-    F._maxpool_fwd(x, *pool, a, ia)
-    py(F._maxpool_fwd)(x, *pool, b, ib)
+    F._pool(F._MAX, x, a, ia, *pool)
+    py(F._pool)(F._MAX, x, b, ib, *pool)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(ia, ib)
     a2, b2 = np.zeros(x.size), np.zeros(x.size)

@@ -519,22 +519,17 @@ class Model:
         are copied. Quantization parameters (scales, multipliers) do not change.
         """
         op = self._trainable(op_index)
-        if w is not None:
-            t = self.tensors[op.inputs[1]]
-            w = np.asarray(w)
-            if w.dtype != np.int8 or w.shape != t.data.shape:
-                raise InputError(f"operator {op_index} ({op.opcode}) weights must be int8{list(t.data.shape)}, "
-                                 f"got {w.dtype}{list(w.shape)}")
-            t.data = w.copy()
-        if b is not None:
-            if len(op.inputs) < 3 or op.inputs[2] == -1:
-                raise InputError(f"operator {op_index} ({op.opcode}) has no bias tensor")
-            t = self.tensors[op.inputs[2]]
-            b = np.asarray(b)
-            if b.dtype != np.int32 or b.shape != t.data.shape:
-                raise InputError(f"operator {op_index} ({op.opcode}) bias must be int32{list(t.data.shape)}, "
-                                 f"got {b.dtype}{list(b.shape)}")
-            t.data = b.copy()
+        for k, new, dtype, what in ((1, w, np.int8, "weights"), (2, b, np.int32, "bias")):
+            if new is None:
+                continue
+            if len(op.inputs) <= k or op.inputs[k] == -1:
+                raise InputError(f"operator {op_index} ({op.opcode}) has no {what} tensor")
+            t = self.tensors[op.inputs[k]]
+            new = np.asarray(new)
+            if new.dtype != dtype or new.shape != t.data.shape:
+                raise InputError(f"operator {op_index} ({op.opcode}) {what} must be {np.dtype(dtype).name}"
+                                 f"{list(t.data.shape)}, got {new.dtype}{list(new.shape)}")
+            t.data = new.copy()
         self.prepared[op_index].load_params()
 
     def _trainable(self, op_index: int):

@@ -20,16 +20,7 @@ See docs/data.md.
 """
 
 from tinyzo.data.corruptions import PARAM_NAMES, SEVERITY_PARAMS, corrupt, corruptions
-from tinyzo.data.datasets import (
-    DIGITS_PATH,
-    SPLITS,
-    DataError,
-    Dataset,
-    fit_to_model,
-    load_digits,
-    load_npz,
-    save,
-)
+from tinyzo.data.datasets import DIGITS_PATH, SPLITS, DataError, Dataset, fit_to_model, load_digits, load_npz, save
 from tinyzo.data.loaders import (
     FASHION_MNIST_CLASSES,
     load,

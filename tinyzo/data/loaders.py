@@ -17,15 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from tinyzo.data.corruptions import corrupt
-from tinyzo.data.datasets import (
-    SPLITS,
-    DataError,
-    Dataset,
-    fit_to_model,
-    load_digits,
-    load_npz,
-    save,
-)
+from tinyzo.data.datasets import SPLITS, DataError, Dataset, fit_to_model, load_digits, load_npz, save
 
 __all__ = [
     "FASHION_MNIST_CLASSES",

@@ -22,9 +22,10 @@ it. Integer arrays are refused: convert quantized data explicitly.
 
 Speed: conv and fc are ``im2col`` (jitted) + one BLAS matrix product per chunk of samples (1x1
 stride-1 convolutions skip im2col); depthwise, pooling and col2im are jitted loops with the
-channels innermost. The thin public functions validate and allocate; the ``_``-prefixed
+channels innermost. The thin public functions validate and allocate; the
 ``@njit(cache=True, nogil=True)`` cores only loop (they release the GIL, so a caller may split a
-batch over threads). As for the int8 engine, BLAS is limited to one thread on the first BLAS call
+batch over threads): the pools' ``_pool`` here, im2col/col2im and the depthwise tap loop in
+:mod:`tinyzo.kernels.float_conv` (shared with the local weight gradient of node perturbation). As for the int8 engine, BLAS is limited to one thread on the first BLAS call
 (:func:`tinyzo.runtime.limit_blas_threads`; ``TINYZO_KEEP_BLAS_THREADS=1`` keeps BLAS's threads):
 measured here on 2 busy cores, a multi-threaded OpenBLAS made conv2d_backward 30x slower.
 """
@@ -35,6 +36,8 @@ import numpy as np
 from numba import njit
 
 from tinyzo.errors import TinyzoError
+from tinyzo.kernels.float_conv import FORWARD, INPUT_GRAD, WEIGHT_GRAD, depthwise_taps, patch_copy
+from tinyzo.kernels.pool import pool_window
 from tinyzo.runtime import limit_blas_threads
 from tinyzo.spec.conv import compute_out_size, compute_padding
 
@@ -158,264 +161,72 @@ def _sum_rows(a2d: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------
-# jitted cores
+# jitted cores (im2col/col2im and the depthwise tap loop are shared with tinyzo.kernels.local_grad:
+# tinyzo.kernels.float_conv)
+
+#: :func:`_pool` modes.
+_AVG, _AVG_ADJOINT, _MAX = 0, 1, 2
+#: The ``arg`` of :func:`_pool` in the average modes (never read).
+_NO_ARGMAX = np.zeros((0, 0, 0, 0), dtype=np.int64)
 
 
 @njit(cache=True, nogil=True)
-def _im2col(x, sh, sw, dh, dw, ph, pw, oh, ow, cols):
-    """cols[(b*OH + oy)*OW + ox, fy, fx, :] = x[b, oy*sh - ph + fy*dh, ox*sw - pw + fx*dw, :], 0 outside.
+def _pool(mode, x, y, arg, kh, kw, sh, sw, ph, pw):
+    """The pools' window loop: each window is the kernel clipped to the image (TFLM's clipping).
 
-    x: float[N, H, W, C]; cols: float[N*OH*OW, KH, KW, C] (the K axis of the GEMM in OHWI order).
-    """
-    n, h, wd, c = x.shape
-    _, kh, kw, _ = cols.shape
-    row = 0
-    for b in range(n):
-        for oy in range(oh):
-            for ox in range(ow):
-                for fy in range(kh):
-                    iy = oy * sh - ph + fy * dh
-                    for fx in range(kw):
-                        ix = ox * sw - pw + fx * dw
-                        dst = cols[row, fy, fx]
-                        if iy >= 0 and iy < h and ix >= 0 and ix < wd:
-                            src = x[b, iy, ix]
-                            for k in range(c):
-                                dst[k] = src[k]
-                        else:
-                            for k in range(c):
-                                dst[k] = 0.0
-                row += 1
+    * ``_AVG``: ``y[b,oy,ox,:]`` = the mean of x over the window (sum / count, count = pixels in it);
+    * ``_AVG_ADJOINT``: ``x[window] += y[b,oy,ox,:] / count`` (x is dx, zeroed by the caller; y is dy);
+    * ``_MAX``: ``y`` = the maximum over the window, ``arg`` = flat index into x of the first maximum
+      (scan order fy, fx; ties keep the first position, strict >).
 
-
-@njit(cache=True, nogil=True)
-def _col2im(dcols, sh, sw, dh, dw, ph, pw, oh, ow, dx):
-    """Adjoint of :func:`_im2col`: dx[b, iy, ix, :] += dcols[row, fy, fx, :] (padding dropped).
-
-    dcols: float[N*OH*OW, KH, KW, C]; dx: float[N, H, W, C], accumulated into (zero it first).
-    """
-    n, h, wd, c = dx.shape
-    _, kh, kw, _ = dcols.shape
-    row = 0
-    for b in range(n):
-        for oy in range(oh):
-            for ox in range(ow):
-                for fy in range(kh):
-                    iy = oy * sh - ph + fy * dh
-                    if iy < 0 or iy >= h:
-                        continue
-                    for fx in range(kw):
-                        ix = ox * sw - pw + fx * dw
-                        if ix < 0 or ix >= wd:
-                            continue
-                        src = dcols[row, fy, fx]
-                        dst = dx[b, iy, ix]
-                        for k in range(c):
-                            dst[k] += src[k]
-                row += 1
-
-
-@njit(cache=True, nogil=True)
-def _depthwise_fwd(x, w, sh, sw, dh, dw, ph, pw, mult, y):
-    """y[b,oy,ox,ic*M+m] += sum_{fy,fx} w[fy,fx,ic*M+m] * x[b, oy*sh-ph+fy*dh, ox*sw-pw+fx*dw, ic].
-
-    x: float[N,H,W,C]; w: float[KH,KW,C*M]; y: float[N,OH,OW,C*M], pre-filled with the bias (or 0).
-    Positions outside the image are skipped (they contribute 0).
-    """
-    n, h, wd, c = x.shape
-    kh, kw, _ = w.shape
-    _, oh, ow, _ = y.shape
-    for b in range(n):
-        for oy in range(oh):
-            for fy in range(kh):
-                iy = oy * sh - ph + fy * dh
-                if iy < 0 or iy >= h:
-                    continue
-                for ox in range(ow):
-                    yr = y[b, oy, ox]
-                    for fx in range(kw):
-                        ix = ox * sw - pw + fx * dw
-                        if ix < 0 or ix >= wd:
-                            continue
-                        xr = x[b, iy, ix]
-                        wr = w[fy, fx]
-                        if mult == 1:
-                            for k in range(c):
-                                yr[k] += wr[k] * xr[k]
-                        else:
-                            k = 0
-                            for ic in range(c):
-                                xv = xr[ic]
-                                for m in range(mult):
-                                    yr[k] += wr[k] * xv
-                                    k += 1
-
-
-@njit(cache=True, nogil=True)
-def _depthwise_bwd_w(dy, x, sh, sw, dh, dw, ph, pw, mult, dwgt):
-    """Weight gradient of :func:`_depthwise_fwd`: dwgt[fy,fx,ic*M+m] += sum x[b,iy,ix,ic] * dy[b,oy,ox,ic*M+m].
-
-    dy: float[N,OH,OW,C*M]; x: float[N,H,W,C]; dwgt: float[KH,KW,C*M], zeroed by the caller.
-    (Separate from the input gradient: one loop with both accumulations ran 3x slower than the two.)
-    """
-    n, h, wd, c = x.shape
-    kh, kw, _ = dwgt.shape
-    _, oh, ow, _ = dy.shape
-    for b in range(n):
-        for oy in range(oh):
-            for fy in range(kh):
-                iy = oy * sh - ph + fy * dh
-                if iy < 0 or iy >= h:
-                    continue
-                for ox in range(ow):
-                    gr = dy[b, oy, ox]
-                    for fx in range(kw):
-                        ix = ox * sw - pw + fx * dw
-                        if ix < 0 or ix >= wd:
-                            continue
-                        xr = x[b, iy, ix]
-                        dwr = dwgt[fy, fx]
-                        if mult == 1:
-                            for k in range(c):
-                                dwr[k] += xr[k] * gr[k]
-                        else:
-                            k = 0
-                            for ic in range(c):
-                                xv = xr[ic]
-                                for m in range(mult):
-                                    dwr[k] += xv * gr[k]
-                                    k += 1
-
-
-@njit(cache=True, nogil=True)
-def _depthwise_bwd_x(dy, w, sh, sw, dh, dw, ph, pw, mult, dx):
-    """Input gradient of :func:`_depthwise_fwd`: dx[b,iy,ix,ic] += sum_m w[fy,fx,ic*M+m] * dy[b,oy,ox,ic*M+m].
-
-    dy: float[N,OH,OW,C*M]; w: float[KH,KW,C*M]; dx: float[N,H,W,C], zeroed by the caller.
-    """
-    n, h, wd, c = dx.shape
-    kh, kw, _ = w.shape
-    _, oh, ow, _ = dy.shape
-    for b in range(n):
-        for oy in range(oh):
-            for fy in range(kh):
-                iy = oy * sh - ph + fy * dh
-                if iy < 0 or iy >= h:
-                    continue
-                for ox in range(ow):
-                    gr = dy[b, oy, ox]
-                    for fx in range(kw):
-                        ix = ox * sw - pw + fx * dw
-                        if ix < 0 or ix >= wd:
-                            continue
-                        wr = w[fy, fx]
-                        dxr = dx[b, iy, ix]
-                        if mult == 1:
-                            for k in range(c):
-                                dxr[k] += wr[k] * gr[k]
-                        else:
-                            k = 0
-                            for ic in range(c):
-                                s = dxr[ic]
-                                for m in range(mult):
-                                    s += wr[k] * gr[k]
-                                    k += 1
-                                dxr[ic] = s
-
-
-@njit(cache=True, nogil=True)
-def _avgpool_fwd(x, kh, kw, sh, sw, ph, pw, y):
-    """y[b,oy,ox,c] = mean of x over the window clipped to the image (TFLM's count, padding not counted).
-
-    x: float[N,H,W,C]; y: float[N,OH,OW,C], written. Every window holds >= 1 pixel (caller checks).
+    x: float[N,H,W,C]; y: float[N,OH,OW,C]; arg: int64[N,OH,OW,C], written in ``_MAX`` mode (any
+    int64[N,OH,OW,C] otherwise). Every window holds >= 1 pixel (caller checks).
     """
     n, h, wd, c = x.shape
     _, oh, ow, _ = y.shape
+    g = np.empty(c, dtype=x.dtype)
     for b in range(n):
         for oy in range(oh):
-            y0 = oy * sh - ph
-            fy0 = max(0, -y0)
-            fy1 = min(kh, h - y0)
+            y0, y1 = pool_window(oy, sh, ph, kh, h)
             for ox in range(ow):
-                x0 = ox * sw - pw
-                fx0 = max(0, -x0)
-                fx1 = min(kw, wd - x0)
+                x0, x1 = pool_window(ox, sw, pw, kw, wd)
+                count = (y1 - y0) * (x1 - x0)
                 yr = y[b, oy, ox]
-                for k in range(c):
-                    yr[k] = 0.0
-                for fy in range(fy0, fy1):
-                    for fx in range(fx0, fx1):
-                        xr = x[b, y0 + fy, x0 + fx]
-                        for k in range(c):
-                            yr[k] += xr[k]
-                count = (fy1 - fy0) * (fx1 - fx0)
-                for k in range(c):
-                    yr[k] = yr[k] / count
-
-
-@njit(cache=True, nogil=True)
-def _avgpool_bwd(dy, kh, kw, sh, sw, ph, pw, dx):
-    """Adjoint of :func:`_avgpool_fwd`: dx[window] += dy / count. dx zeroed by the caller."""
-    n, h, wd, c = dx.shape
-    _, oh, ow, _ = dy.shape
-    g = np.empty(c, dtype=dx.dtype)
-    for b in range(n):
-        for oy in range(oh):
-            y0 = oy * sh - ph
-            fy0 = max(0, -y0)
-            fy1 = min(kh, h - y0)
-            for ox in range(ow):
-                x0 = ox * sw - pw
-                fx0 = max(0, -x0)
-                fx1 = min(kw, wd - x0)
-                count = (fy1 - fy0) * (fx1 - fx0)
-                gr = dy[b, oy, ox]
-                for k in range(c):
-                    g[k] = gr[k] / count
-                for fy in range(fy0, fy1):
-                    for fx in range(fx0, fx1):
-                        dxr = dx[b, y0 + fy, x0 + fx]
-                        for k in range(c):
-                            dxr[k] += g[k]
-
-
-@njit(cache=True, nogil=True)
-def _maxpool_fwd(x, kh, kw, sh, sw, ph, pw, y, arg):
-    """y = max of x over the window clipped to the image; arg = flat index into x of the first maximum.
-
-    x: float[N,H,W,C]; y: float[N,OH,OW,C] and arg: int64[N,OH,OW,C], written. Scan order fy, fx;
-    ties keep the first position (strict >). Every window holds >= 1 pixel (caller checks).
-    """
-    n, h, wd, c = x.shape
-    _, oh, ow, _ = y.shape
-    for b in range(n):
-        for oy in range(oh):
-            y0 = oy * sh - ph
-            fy0 = max(0, -y0)
-            fy1 = min(kh, h - y0)
-            for ox in range(ow):
-                x0 = ox * sw - pw
-                fx0 = max(0, -x0)
-                fx1 = min(kw, wd - x0)
-                yr = y[b, oy, ox]
-                ar = arg[b, oy, ox]
-                first = True
-                for fy in range(fy0, fy1):
-                    for fx in range(fx0, fx1):
-                        iy = y0 + fy
-                        ix = x0 + fx
-                        xr = x[b, iy, ix]
-                        base = ((np.int64(b) * h + iy) * wd + ix) * c
-                        if first:
+                if mode == _AVG:
+                    for k in range(c):
+                        yr[k] = 0.0
+                    for iy in range(y0, y1):
+                        for ix in range(x0, x1):
+                            xr = x[b, iy, ix]
                             for k in range(c):
-                                yr[k] = xr[k]
-                                ar[k] = base + k
-                            first = False
-                        else:
+                                yr[k] += xr[k]
+                    for k in range(c):
+                        yr[k] = yr[k] / count
+                elif mode == _AVG_ADJOINT:
+                    for k in range(c):
+                        g[k] = yr[k] / count
+                    for iy in range(y0, y1):
+                        for ix in range(x0, x1):
+                            dxr = x[b, iy, ix]
                             for k in range(c):
-                                if xr[k] > yr[k]:
+                                dxr[k] += g[k]
+                else:
+                    ar = arg[b, oy, ox]
+                    first = True
+                    for iy in range(y0, y1):
+                        for ix in range(x0, x1):
+                            xr = x[b, iy, ix]
+                            base = ((np.int64(b) * h + iy) * wd + ix) * c
+                            if first:
+                                for k in range(c):
                                     yr[k] = xr[k]
                                     ar[k] = base + k
+                                first = False
+                            else:
+                                for k in range(c):
+                                    if xr[k] > yr[k]:
+                                        yr[k] = xr[k]
+                                        ar[k] = base + k
 
 
 @njit(cache=True, nogil=True)
@@ -435,6 +246,24 @@ def _conv_args(x, w, stride, dilation, pad):
     if w.shape[3] != x.shape[3]:
         raise FloatNNError(f"conv weights w {w.shape} (OHWI) read {w.shape[3]} input channels, x {x.shape} has {x.shape[3]}")
     return x, w, _pair("stride", stride, 1), _pair("dilation", dilation, 1), _pair("pad", pad, 0)
+
+
+def _output_grad(what: str, dy, x, w, out_channels: int, stride, dilation, pad) -> tuple:
+    """The output gradient of a convolution of ``x`` by ``w`` (OHWI or 1HWC) as ``(dy, (OH, OW))``.
+
+    ``dy`` is cast to x's dtype and must be ``[N, OH, OW, out_channels]`` with an output size whose
+    windows fit x; FloatNNError otherwise.
+    """
+    dy = _float_array("dy", dy, 4, "NHWC", x.dtype)
+    n = x.shape[0]
+    if dy.shape[0] != n or dy.shape[3] != out_channels:
+        raise FloatNNError(f"{what}: dy {dy.shape} must be [N={n}, OH, OW, {out_channels}] for x {x.shape}, "
+                           f"w {w.shape}")
+    oh, ow = dy.shape[1], dy.shape[2]
+    if oh < 1 or ow < 1:
+        raise FloatNNError(f"{what}: dy {dy.shape} has an empty output")
+    _check_windows(what, x.shape[1:3], w.shape[1:3], stride, dilation, pad, (oh, ow))
+    return dy, (oh, ow)
 
 
 def _is_pointwise(w_shape, stride, pad, in_hw, out_hw) -> bool:
@@ -482,8 +311,8 @@ def conv2d_forward(x, w, b, stride, dilation, pad, out_hw) -> np.ndarray:
         ranges, buf = _chunks(n, rows, kh * kw * c, x.dtype)
         for b0, b1 in ranges:
             cols = buf[:(b1 - b0) * rows]
-            _im2col(x[b0:b1], stride[0], stride[1], dilation[0], dilation[1], pad[0], pad[1], oh, ow,
-                    cols.reshape(-1, kh, kw, c))
+            patch_copy(x[b0:b1], cols.reshape(-1, kh, kw, c), stride[0], stride[1], dilation[0], dilation[1],
+                       pad[0], pad[1], oh, ow, False)
             np.matmul(cols, w2t, out=y2[b0 * rows:b1 * rows])
     if b is not None:
         y2 += b
@@ -509,15 +338,9 @@ def conv2d_backward(dy, x, w, stride, dilation, pad, need_dx=True, need_dw=True)
         (dx float32[N, H, W, I] or None, dw float32[O, KH, KW, I] or None, db float32[O]).
     """
     x, w, stride, dilation, pad = _conv_args(x, w, stride, dilation, pad)
-    dy = _float_array("dy", dy, 4, "NHWC", x.dtype)
     n, h, wd, c = x.shape
     o, kh, kw, _ = w.shape
-    if dy.shape[0] != n or dy.shape[3] != o:
-        raise FloatNNError(f"conv2d_backward: dy {dy.shape} must be [N={n}, OH, OW, O={o}] for x {x.shape}, w {w.shape}")
-    oh, ow = dy.shape[1], dy.shape[2]
-    if oh < 1 or ow < 1:
-        raise FloatNNError(f"conv2d_backward: dy {dy.shape} has an empty output")
-    _check_windows("conv2d_backward", (h, wd), (kh, kw), stride, dilation, pad, (oh, ow))
+    dy, (oh, ow) = _output_grad("conv2d_backward", dy, x, w, o, stride, dilation, pad)
     k = kh * kw * c
     limit_blas_threads()
     dy2 = dy.reshape(n * oh * ow, o)
@@ -533,17 +356,18 @@ def conv2d_backward(dy, x, w, stride, dilation, pad, need_dx=True, need_dw=True)
         dw2 = np.zeros((o, k), dtype=x.dtype) if need_dw else None
         dx = np.zeros_like(x) if need_dx else None
         rows = oh * ow
+        geo = (stride[0], stride[1], dilation[0], dilation[1], pad[0], pad[1], oh, ow)
         ranges, buf = _chunks(n, rows, k, x.dtype)
         for b0, b1 in ranges:
             cols = buf[:(b1 - b0) * rows]
             cols4 = cols.reshape(-1, kh, kw, c)
             dyc = dy2[b0 * rows:b1 * rows]
             if need_dw:  # dw = DY^T X: the im2col of the input, only when the weight gradient is wanted
-                _im2col(x[b0:b1], stride[0], stride[1], dilation[0], dilation[1], pad[0], pad[1], oh, ow, cols4)
+                patch_copy(x[b0:b1], cols4, *geo, False)
                 dw2 += dyc.T @ cols
             if need_dx:
                 np.matmul(dyc, w2, out=cols)  # reuse the buffer for d(cols)
-                _col2im(cols4, stride[0], stride[1], dilation[0], dilation[1], pad[0], pad[1], oh, ow, dx[b0:b1])
+                patch_copy(dx[b0:b1], cols4, *geo, True)
     return dx, (None if dw2 is None else dw2.reshape(o, kh, kw, c)), db
 
 
@@ -582,7 +406,7 @@ def depthwise_forward(x, w, b, stride, dilation, pad, out_hw, depth_multiplier) 
     _check_windows("depthwise_forward", (h, wd), (kh, kw), stride, dilation, pad, out_hw)
     y = np.empty((n, out_hw[0], out_hw[1], co), dtype=x.dtype)
     y[...] = 0 if b is None else b
-    _depthwise_fwd(x, w[0], stride[0], stride[1], dilation[0], dilation[1], pad[0], pad[1], mult, y)
+    depthwise_taps(FORWARD, x, w[0], y, stride[0], stride[1], dilation[0], dilation[1], pad[0], pad[1], mult)
     return y
 
 
@@ -602,24 +426,17 @@ def depthwise_backward(dy, x, w, stride, dilation, pad, depth_multiplier, need_d
         (dx float32[N, H, W, C] or None, dw float32[1, KH, KW, C*M] or None, db float32[C*M]).
     """
     x, w, stride, dilation, pad, mult = _depthwise_args(x, w, stride, dilation, pad, depth_multiplier)
-    dy = _float_array("dy", dy, 4, "NHWC", x.dtype)
-    n, h, wd, _ = x.shape
-    _, kh, kw, co = w.shape
-    if dy.shape[0] != n or dy.shape[3] != co:
-        raise FloatNNError(f"depthwise_backward: dy {dy.shape} must be [N={n}, OH, OW, C*M={co}]")
-    oh, ow = dy.shape[1], dy.shape[2]
-    if oh < 1 or ow < 1:
-        raise FloatNNError(f"depthwise_backward: dy {dy.shape} has an empty output")
-    _check_windows("depthwise_backward", (h, wd), (kh, kw), stride, dilation, pad, (oh, ow))
+    co = w.shape[3]
+    dy, _ = _output_grad("depthwise_backward", dy, x, w, co, stride, dilation, pad)
     geo = (stride[0], stride[1], dilation[0], dilation[1], pad[0], pad[1], mult)
     dwgt = None
     if need_dw:
         dwgt = np.zeros_like(w)
-        _depthwise_bwd_w(dy, x, *geo, dwgt[0])
+        depthwise_taps(WEIGHT_GRAD, x, dwgt[0], dy, *geo)
     dx = None
     if need_dx:
         dx = np.zeros_like(x)
-        _depthwise_bwd_x(dy, w[0], *geo, dx)
+        depthwise_taps(INPUT_GRAD, dx, w[0], dy, *geo)
     return dx, dwgt, _sum_rows(dy.reshape(-1, co))
 
 
@@ -714,7 +531,7 @@ def avgpool_forward(x, kernel, stride, pad, out_hw) -> np.ndarray:
     x = _float_array("x", x, 4, "NHWC")
     kernel, stride, pad, out_hw = _pool_args("avgpool_forward", x.shape, kernel, stride, pad, out_hw)
     y = np.empty((x.shape[0], out_hw[0], out_hw[1], x.shape[3]), dtype=x.dtype)
-    _avgpool_fwd(x, kernel[0], kernel[1], stride[0], stride[1], pad[0], pad[1], y)
+    _pool(_AVG, x, y, _NO_ARGMAX, kernel[0], kernel[1], stride[0], stride[1], pad[0], pad[1])
     return y
 
 
@@ -734,7 +551,7 @@ def avgpool_backward(dy, in_shape, kernel, stride, pad) -> np.ndarray:
         raise FloatNNError(f"avgpool_backward: dy {dy.shape} and in_shape {in_shape} differ in N or C")
     kernel, stride, pad, _ = _pool_args("avgpool_backward", in_shape, kernel, stride, pad, dy.shape[1:3])
     dx = np.zeros(in_shape, dtype=dy.dtype)
-    _avgpool_bwd(dy, kernel[0], kernel[1], stride[0], stride[1], pad[0], pad[1], dx)
+    _pool(_AVG_ADJOINT, dx, dy, _NO_ARGMAX, kernel[0], kernel[1], stride[0], stride[1], pad[0], pad[1])
     return dx
 
 
@@ -753,7 +570,7 @@ def maxpool_forward(x, kernel, stride, pad, out_hw) -> tuple:
     shape = (x.shape[0], out_hw[0], out_hw[1], x.shape[3])
     y = np.empty(shape, dtype=x.dtype)
     arg = np.empty(shape, dtype=np.int64)
-    _maxpool_fwd(x, kernel[0], kernel[1], stride[0], stride[1], pad[0], pad[1], y, arg)
+    _pool(_MAX, x, y, arg, kernel[0], kernel[1], stride[0], stride[1], pad[0], pad[1])
     return y, arg
 
 

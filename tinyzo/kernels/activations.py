@@ -14,33 +14,20 @@ from numba import njit
 
 from tinyzo.kernels.arith import (
     INT32_MAX,
+    c_div_pow2,
+    clamp_int8,
     multiply_by_quantized_multiplier,
     rounding_divide_by_pot,
-    saturating_rounding_doubling_high_mul,
+    saturating_rounding_doubling_high_mul_bits,
     wrap_int32,
 )
 from tinyzo.kernels.softmax import (
-    CONSTANT_48_OVER_17,
-    CONSTANT_NEG_32_OVER_17,
     exp_on_negative_values,
     one_over_one_plus_x_for_x_in_0_1,
     rescale,
-    rounding_half_sum,
+    two_over_one_plus_x_for_x_in_0_1,
 )
-
-INT16_MIN = -(2**15)
-INT16_MAX = 2**15 - 1
-#: Q4.27 input of int8 LOGISTIC and TANH (``kInputIntegerBits``).
-INPUT_INTEGER_BITS = 4
-
-
-@njit(cache=True, inline="always")
-def _clamp8(v):
-    if v < -128:
-        return np.int64(-128)
-    if v > 127:
-        return np.int64(127)
-    return np.int64(v)
+from tinyzo.spec.activations import INPUT_INTEGER_BITS, INT16_MAX, INT16_MIN
 
 
 @njit(cache=True, nogil=True)
@@ -102,7 +89,7 @@ def leaky_relu_s8(x, input_zero_point, output_zero_point, multiplier_identity, s
             r = multiply_by_quantized_multiplier(v, safe_alpha, shift_alpha, rounding)
             if negative:
                 r = wrap_int32(-r)
-        out[i] = _clamp8(np.int64(output_zero_point) + r)
+        out[i] = clamp_int8(np.int64(output_zero_point) + r)
 
 
 # ----------------------------------------------------------------------------- HARD_SWISH (int16 fixed point)
@@ -112,24 +99,9 @@ def _wrap_int16(x):
 
 
 @njit(cache=True, inline="always")
-def _c_div_pow2(v, bits):
-    """C division of an int64 by ``2**bits`` (truncation toward zero)."""
-    q = v >> np.int64(bits)
-    if v < 0 and (v & ((np.int64(1) << np.int64(bits)) - np.int64(1))) != 0:
-        q += np.int64(1)
-    return q
-
-
-@njit(cache=True, inline="always")
 def saturating_rounding_doubling_high_mul_int16(a, b):
     """gemmlowp ``SaturatingRoundingDoublingHighMul<int16_t>``; see the spec of the same name."""
-    a = np.int64(a)
-    b = np.int64(b)
-    if a == INT16_MIN and b == INT16_MIN:
-        return np.int64(INT16_MAX)
-    ab = a * b
-    nudge = np.int64(16384) if ab >= 0 else np.int64(1 - 16384)
-    return _wrap_int16(_c_div_pow2(ab + nudge, 15))
+    return _wrap_int16(saturating_rounding_doubling_high_mul_bits(a, b, 16))
 
 
 @njit(cache=True, inline="always")
@@ -139,7 +111,7 @@ def saturating_doubling_high_mul_int16(a, b):
     b = np.int64(b)
     if a == INT16_MIN and b == INT16_MIN:
         return np.int64(INT16_MAX)
-    return _wrap_int16(_c_div_pow2(a * b, 15))
+    return _wrap_int16(c_div_pow2(a * b, 15))
 
 
 @njit(cache=True, inline="always")
@@ -180,7 +152,7 @@ def hard_swish_s8(x, input_zero_point, output_zero_point, reluish_multiplier_fix
         reluish = (reluish + np.int64(32768)) >> np.int64(1)
         preshift_result = saturating_doubling_high_mul_int16(reluish, preshift_output)
         v = rounding_divide_by_pot(preshift_result, -np.int64(output_multiplier_exponent))
-        out[i] = _clamp8(_wrap_int16(v + np.int64(output_zero_point)))
+        out[i] = clamp_int8(_wrap_int16(v + np.int64(output_zero_point)))
 
 
 # ----------------------------------------------------------------------------- LOGISTIC, TANH (gemmlowp fixed point)
@@ -200,15 +172,7 @@ def logistic_fixedpoint(a, integer_bits):
 @njit(cache=True, nogil=True)
 def one_minus_x_over_one_plus_x_for_x_in_0_1(a):
     """gemmlowp ``one_minus_x_over_one_plus_x_for_x_in_0_1``: Q0.31 ``(1 - a) / (1 + a)``, ``a`` in [0, 1)."""
-    half_denominator = rounding_half_sum(a, INT32_MAX)
-    x = wrap_int32(
-        np.int64(CONSTANT_48_OVER_17) + saturating_rounding_doubling_high_mul(half_denominator, CONSTANT_NEG_32_OVER_17)
-    )
-    for _ in range(3):
-        half_denominator_times_x = saturating_rounding_doubling_high_mul(half_denominator, x)
-        one_minus_half_denominator_times_x = wrap_int32(np.int64(1 << 29) - half_denominator_times_x)
-        x = wrap_int32(x + rescale(saturating_rounding_doubling_high_mul(x, one_minus_half_denominator_times_x), 4, 2))
-    return rescale(wrap_int32(x - np.int64(1 << 29)), 2, 0)
+    return rescale(wrap_int32(two_over_one_plus_x_for_x_in_0_1(a) - np.int64(1 << 29)), 2, 0)
 
 
 @njit(cache=True, nogil=True)
@@ -225,6 +189,26 @@ def tanh_fixedpoint(a, integer_bits):
 
 
 @njit(cache=True, nogil=True)
+def _q4_27_activation_s8(x, input_zero_point, input_range_radius, input_multiplier, input_left_shift, rounding,
+                         use_tanh, out):
+    """The loop of int8 LOGISTIC (``use_tanh`` False) and TANH (True): input range check, Q4.27 input,
+    fixed-point function, output rounding; see :func:`tinyzo.spec.activations.logistic_s8` / ``tanh_s8``."""
+    for i in range(x.shape[0]):
+        v = np.int64(x[i]) - np.int64(input_zero_point)
+        if v <= -input_range_radius:
+            out[i] = -128
+        elif v >= input_range_radius:
+            out[i] = 127
+        else:
+            q4 = multiply_by_quantized_multiplier(v, input_multiplier, input_left_shift, rounding)
+            if use_tanh:
+                r = rounding_divide_by_pot(tanh_fixedpoint(q4, INPUT_INTEGER_BITS), 24)
+            else:
+                r = rounding_divide_by_pot(logistic_fixedpoint(q4, INPUT_INTEGER_BITS), 23) - np.int64(128)
+            out[i] = clamp_int8(r)
+
+
+@njit(cache=True, nogil=True)
 def logistic_s8(x, input_zero_point, input_range_radius, input_multiplier, input_left_shift, rounding, out):
     """Int8 LOGISTIC (TFLM ``reference_integer_ops::Logistic``), output scale 1/256 and zero point -128.
 
@@ -237,16 +221,8 @@ def logistic_s8(x, input_zero_point, input_range_radius, input_multiplier, input
         input_multiplier, input_left_shift: ``frexp`` of ``s_in * 2**27`` (shift in [0, 30] when radius > 0);
         rounding: 0 or 1; out: int8[n], written.
     """
-    for i in range(x.shape[0]):
-        v = np.int64(x[i]) - np.int64(input_zero_point)
-        if v <= -input_range_radius:
-            out[i] = -128
-        elif v >= input_range_radius:
-            out[i] = 127
-        else:
-            q4 = multiply_by_quantized_multiplier(v, input_multiplier, input_left_shift, rounding)
-            r = rounding_divide_by_pot(logistic_fixedpoint(q4, INPUT_INTEGER_BITS), 23)
-            out[i] = _clamp8(r - np.int64(128))
+    _q4_27_activation_s8(x, input_zero_point, input_range_radius, input_multiplier, input_left_shift, rounding,
+                         False, out)
 
 
 @njit(cache=True, nogil=True)
@@ -257,15 +233,8 @@ def tanh_s8(x, input_zero_point, input_range_radius, input_multiplier, input_lef
     ``clamp(RDBPOT(tanh(MBQM(v, input_multiplier, input_left_shift)), 24), -128, 127)`` (Q4.27 input).
     Arguments as :func:`logistic_s8`.
     """
-    for i in range(x.shape[0]):
-        v = np.int64(x[i]) - np.int64(input_zero_point)
-        if v <= -input_range_radius:
-            out[i] = -128
-        elif v >= input_range_radius:
-            out[i] = 127
-        else:
-            q4 = multiply_by_quantized_multiplier(v, input_multiplier, input_left_shift, rounding)
-            out[i] = _clamp8(rounding_divide_by_pot(tanh_fixedpoint(q4, INPUT_INTEGER_BITS), 24))
+    _q4_27_activation_s8(x, input_zero_point, input_range_radius, input_multiplier, input_left_shift, rounding,
+                         True, out)
 
 
 # ----------------------------------------------------------------------------- int16 (16x8) kernels

@@ -9,8 +9,7 @@ runs agree; the int32 results are returned as int64 values in int32 range.
 import numpy as np
 from numba import njit
 
-INT32_MIN = -(2**31)
-INT32_MAX = 2**31 - 1
+from tinyzo.spec.arith import INT32_MAX, INT32_MIN  # noqa: F401 (used by the kernel modules)
 
 #: rounding-mode codes used by the kernels (see :func:`tinyzo.quant.rounding_code`)
 DOUBLE = 0
@@ -25,22 +24,44 @@ def wrap_int32(x):
 
 
 @njit(cache=True, inline="always")
-def saturating_rounding_doubling_high_mul(a, b):
-    """gemmlowp ``SaturatingRoundingDoublingHighMul`` for int32 ``a``, ``b`` (as int64)."""
-    a = np.int64(a)
-    b = np.int64(b)
-    if a == INT32_MIN and b == INT32_MIN:
-        return np.int64(INT32_MAX)
-    ab = a * b
-    if ab >= 0:
-        v = ab + np.int64(1073741824)
-    else:
-        v = ab + np.int64(1 - 1073741824)
-    # C division by 2**31 truncates toward zero; >> floors.
-    q = v >> np.int64(31)
-    if v < 0 and (v & np.int64(0x7FFFFFFF)) != 0:
+def c_div_pow2(v, bits):
+    """C division of an int64 by ``2**bits`` (truncation toward zero; ``>>`` alone floors); bits in [0, 62]."""
+    v = np.int64(v)
+    q = v >> np.int64(bits)
+    if v < 0 and (v & ((np.int64(1) << np.int64(bits)) - np.int64(1))) != 0:
         q += np.int64(1)
     return q
+
+
+@njit(cache=True, inline="always")
+def clamp_int8(v):
+    """``v`` clamped to the int8 range [-128, 127], as int64."""
+    return min(max(np.int64(v), np.int64(-128)), np.int64(127))
+
+
+@njit(cache=True, inline="always")
+def saturating_rounding_doubling_high_mul_bits(a, b, bits):
+    """gemmlowp's template ``SaturatingRoundingDoublingHighMul<intN_t>`` for ``N = bits`` (16 or 32).
+
+    The high N bits of ``2*a*b`` rounded half up (the nudge ``2**(N-2)``, ``1 - 2**(N-2)`` for a
+    negative product, then C division by ``2**(N-1)``); ``a == b == -2**(N-1)`` saturates to
+    ``2**(N-1) - 1``. ``a``, ``b`` in intN range; the result is in intN range.
+    """
+    a = np.int64(a)
+    b = np.int64(b)
+    lowest = -(np.int64(1) << np.int64(bits - 1))
+    if a == lowest and b == lowest:
+        return -lowest - np.int64(1)
+    ab = a * b
+    half = np.int64(1) << np.int64(bits - 2)
+    nudge = half if ab >= 0 else np.int64(1) - half
+    return c_div_pow2(ab + nudge, bits - 1)
+
+
+@njit(cache=True, inline="always")
+def saturating_rounding_doubling_high_mul(a, b):
+    """gemmlowp ``SaturatingRoundingDoublingHighMul`` for int32 ``a``, ``b`` (as int64)."""
+    return saturating_rounding_doubling_high_mul_bits(a, b, 32)
 
 
 @njit(cache=True, inline="always")

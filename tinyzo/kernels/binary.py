@@ -6,22 +6,26 @@ per-element lambda) and one kernel ``<op>_s8`` that runs it over a 6-D output
 with broadcasting strides, the way TFLM's ``BroadcastBinaryOpSimple`` /
 ``BroadcastAdd6DSlow`` run the lambda (the non-broadcast case is the same loop
 with contiguous strides; the result of each element does not depend on the
-order). The kernels share the offset arithmetic (:func:`_row_offsets`); each
-has its own 4-line loop so that it inlines one element function only. ``p`` is one
+order). The int8 and int16 kernels share one loop (:func:`_broadcast`), compiled once per
+operator and dtype with only that operator's element function inlined. ``p`` is one
 :class:`BinaryParams`, TFLM's ``ArithmeticParams``
 (field meanings: :mod:`tinyzo.spec.binary`). Equal, element by element, to
 :mod:`tinyzo.spec.binary` (property-tested); outputs are written into
 caller-provided arrays; nothing is validated here (:mod:`tinyzo.ops.binary` does).
 
-One shared loop that dispatched on an operator code per element was tried and dropped:
-with the six element functions inlined each kernel took ~40 s to compile, without
-inlining ADD no longer vectorized (10x slower); measured here.
+The operator is chosen at compile time (a Numba ``overload`` on a constant operator code):
+a loop that tested an operator code per element was tried and dropped (with the six element
+functions inlined each kernel took ~40 s to compile, without inlining ADD no longer vectorized,
+10x slower; measured here), and so was passing the element function as an argument (the kernels
+could not be cached).
 """
 
 from collections import namedtuple
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.core.errors import TypingError
+from numba.extending import overload
 
 from tinyzo.kernels.arith import multiply_by_quantized_multiplier, wrap_int32
 
@@ -129,6 +133,55 @@ def _row_offsets(r, shape, strides1, strides2):
     return o1, o2
 
 
+@njit(cache=True, inline="always")
+def maximum_func(x, y, p):
+    """One output of TFLM's MAXIMUM (``MaximumOp``): the larger raw value; ``p`` unused."""
+    return max(x, y)
+
+
+@njit(cache=True, inline="always")
+def minimum_func(x, y, p):
+    """One output of TFLM's MINIMUM (``MinimumOp``): the smaller raw value; ``p`` unused."""
+    return min(x, y)
+
+
+#: Operator codes of :func:`_broadcast`, and their element functions.
+ADD, SUB, MUL, MAXIMUM, MINIMUM, PRELU = range(6)
+_ELEMENT_FUNCS = (add_func, sub_func, mul_func, maximum_func, minimum_func, prelu_func)
+
+
+def _loop(element):
+    """The loop every binary kernel runs, for one element function: ``out[i] = element(x1[o1], x2[o2], p)``."""
+
+    def loop(op, x1, strides1, x2, strides2, p, out):
+        rows = out.reshape(-1, out.shape[5])
+        st1, st2 = strides1[5], strides2[5]  # locals: an int8 store may alias the strides array otherwise
+        for r in range(rows.shape[0]):
+            o1, o2 = _row_offsets(r, out.shape, strides1, strides2)
+            for f in range(rows.shape[1]):
+                rows[r, f] = element(x1[o1 + f * st1], x2[o2 + f * st2], p)
+
+    return loop
+
+
+def _broadcast(op, x1, strides1, x2, strides2, p, out):
+    """Operator ``op``'s element function over the 6-D output (arguments as the kernels below).
+
+    This body runs without the JIT (``NUMBA_DISABLE_JIT=1``). In jitted code ``op`` is a
+    compile-time constant and the overload below compiles :func:`_loop` of that operator's element
+    function alone, inlined: one specialized loop per operator (and per int8/int16 array type),
+    nothing decided per element.
+    """
+    _loop(_ELEMENT_FUNCS[op])(op, x1, strides1, x2, strides2, p, out)
+
+
+@overload(_broadcast)
+def _broadcast_jit(op, x1, strides1, x2, strides2, p, out):
+    if not isinstance(op, types.IntegerLiteral):
+        raise TypingError("the binary operator code must be a compile-time constant")
+    return _loop(_ELEMENT_FUNCS[op.literal_value])
+
+
 # Every kernel below has the same arguments:
 #     x1, x2: int8[n1], int8[n2] flat C-contiguous inputs (PRELU: x2 is alpha);
 #     strides1, strides2: int64[6] element strides into x1/x2 read as the 6-D output (0 = broadcast,
@@ -145,24 +198,14 @@ def add_s8(x1, strides1, x2, strides2, p, out):
     m_out, s_out) + out_off, act_min, act_max)``; ``left_shift`` 20, multipliers from
     ``QuantizeMultiplierSmallerThanOneExp`` (shifts <= 0); double (TFLM) or single rounding per ``p.rounding``.
     """
-    rows = out.reshape(-1, out.shape[5])
-    st1, st2 = strides1[5], strides2[5]  # locals: an int8 store may alias the strides array otherwise
-    for r in range(rows.shape[0]):
-        o1, o2 = _row_offsets(r, out.shape, strides1, strides2)
-        for f in range(rows.shape[1]):
-            rows[r, f] = add_func(x1[o1 + f * st1], x2[o2 + f * st2], p)
+    _broadcast(ADD, x1, strides1, x2, strides2, p, out)
 
 
 @njit(cache=True, nogil=True)
 def sub_s8(x1, strides1, x2, strides2, p, out):
     """Int8 SUB with broadcasting (TFLM ``reference_ops::Sub`` / ``BroadcastQuantSubSlow``): as :func:`add_s8`
     with ``scaled1 - scaled2`` in place of the sum."""
-    rows = out.reshape(-1, out.shape[5])
-    st1, st2 = strides1[5], strides2[5]  # locals: an int8 store may alias the strides array otherwise
-    for r in range(rows.shape[0]):
-        o1, o2 = _row_offsets(r, out.shape, strides1, strides2)
-        for f in range(rows.shape[1]):
-            rows[r, f] = sub_func(x1[o1 + f * st1], x2[o2 + f * st2], p)
+    _broadcast(SUB, x1, strides1, x2, strides2, p, out)
 
 
 @njit(cache=True, nogil=True)
@@ -172,34 +215,19 @@ def mul_s8(x1, strides1, x2, strides2, p, out):
     ``out = clamp(MBQM((x1 + in1_off) * (x2 + in2_off), m_out, s_out) + out_off, act_min, act_max)``,
     ``(m_out, s_out) = QuantizeMultiplier(s1 * s2 / s_out)`` (shift may be > 0).
     """
-    rows = out.reshape(-1, out.shape[5])
-    st1, st2 = strides1[5], strides2[5]  # locals: an int8 store may alias the strides array otherwise
-    for r in range(rows.shape[0]):
-        o1, o2 = _row_offsets(r, out.shape, strides1, strides2)
-        for f in range(rows.shape[1]):
-            rows[r, f] = mul_func(x1[o1 + f * st1], x2[o2 + f * st2], p)
+    _broadcast(MUL, x1, strides1, x2, strides2, p, out)
 
 
 @njit(cache=True, nogil=True)
 def maximum_s8(x1, strides1, x2, strides2, p, out):
     """Int8 MAXIMUM with broadcasting (TFLM ``MaximumMinimumBroadcastSlow``, ``MaximumOp``), ``p`` unused."""
-    rows = out.reshape(-1, out.shape[5])
-    st1, st2 = strides1[5], strides2[5]  # locals: an int8 store may alias the strides array otherwise
-    for r in range(rows.shape[0]):
-        o1, o2 = _row_offsets(r, out.shape, strides1, strides2)
-        for f in range(rows.shape[1]):
-            rows[r, f] = max(x1[o1 + f * st1], x2[o2 + f * st2])
+    _broadcast(MAXIMUM, x1, strides1, x2, strides2, p, out)
 
 
 @njit(cache=True, nogil=True)
 def minimum_s8(x1, strides1, x2, strides2, p, out):
     """Int8 MINIMUM with broadcasting (TFLM ``MaximumMinimumBroadcastSlow``, ``MinimumOp``), ``p`` unused."""
-    rows = out.reshape(-1, out.shape[5])
-    st1, st2 = strides1[5], strides2[5]  # locals: an int8 store may alias the strides array otherwise
-    for r in range(rows.shape[0]):
-        o1, o2 = _row_offsets(r, out.shape, strides1, strides2)
-        for f in range(rows.shape[1]):
-            rows[r, f] = min(x1[o1 + f * st1], x2[o2 + f * st2])
+    _broadcast(MINIMUM, x1, strides1, x2, strides2, p, out)
 
 
 @njit(cache=True, nogil=True)
@@ -209,12 +237,7 @@ def prelu_s8(x1, strides1, x2, strides2, p, out):
     ``v = x1 + in1_off``; ``out = clamp((v >= 0 ? MBQM(v, m1, s1) : MBQM(v * (x2 + alpha_off), m2, s2))
     + out_off, -128, 127)`` with ``m1 = s_in / s_out``, ``m2 = s_in * s_alpha / s_out`` from ``QuantizeMultiplier``.
     """
-    rows = out.reshape(-1, out.shape[5])
-    st1, st2 = strides1[5], strides2[5]  # locals: an int8 store may alias the strides array otherwise
-    for r in range(rows.shape[0]):
-        o1, o2 = _row_offsets(r, out.shape, strides1, strides2)
-        for f in range(rows.shape[1]):
-            rows[r, f] = prelu_func(x1[o1 + f * st1], x2[o2 + f * st2], p)
+    _broadcast(PRELU, x1, strides1, x2, strides2, p, out)
 
 
 # int16 (16x8) kernels: TFLM runs the same element functions on int16 (``BroadcastAdd6DSlow<int16_t>``,
@@ -228,31 +251,16 @@ def prelu_s8(x1, strides1, x2, strides2, p, out):
 def add_s16(x1, strides1, x2, strides2, p, out):
     """Int16 ADD with broadcasting (TFLM's general int16 path, never the power-of-two one): :func:`add_s8`'s
     formula with ``left_shift`` 15; ``(x + 0) * 2**15`` fits int32 for every int16 ``x``."""
-    rows = out.reshape(-1, out.shape[5])
-    st1, st2 = strides1[5], strides2[5]
-    for r in range(rows.shape[0]):
-        o1, o2 = _row_offsets(r, out.shape, strides1, strides2)
-        for f in range(rows.shape[1]):
-            rows[r, f] = add_func(x1[o1 + f * st1], x2[o2 + f * st2], p)
+    _broadcast(ADD, x1, strides1, x2, strides2, p, out)
 
 
 @njit(cache=True, nogil=True)
 def sub_s16(x1, strides1, x2, strides2, p, out):
     """Int16 SUB with broadcasting: :func:`sub_s8`'s formula with ``left_shift`` 15."""
-    rows = out.reshape(-1, out.shape[5])
-    st1, st2 = strides1[5], strides2[5]
-    for r in range(rows.shape[0]):
-        o1, o2 = _row_offsets(r, out.shape, strides1, strides2)
-        for f in range(rows.shape[1]):
-            rows[r, f] = sub_func(x1[o1 + f * st1], x2[o2 + f * st2], p)
+    _broadcast(SUB, x1, strides1, x2, strides2, p, out)
 
 
 @njit(cache=True, nogil=True)
 def mul_s16(x1, strides1, x2, strides2, p, out):
     """Int16 MUL with broadcasting: :func:`mul_s8`'s formula; the product of two int16 values fits int32 (<= 2**30)."""
-    rows = out.reshape(-1, out.shape[5])
-    st1, st2 = strides1[5], strides2[5]
-    for r in range(rows.shape[0]):
-        o1, o2 = _row_offsets(r, out.shape, strides1, strides2)
-        for f in range(rows.shape[1]):
-            rows[r, f] = mul_func(x1[o1 + f * st1], x2[o2 + f * st2], p)
+    _broadcast(MUL, x1, strides1, x2, strides2, p, out)

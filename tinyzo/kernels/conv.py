@@ -31,20 +31,18 @@ def conv2d_acc_ref(x, w, bias, stride_h, stride_w, dil_h, dil_w, pad_h, pad_w, i
     n, h, wd, c = x.shape
     o, kh, kw, _ = w.shape
     _, oh, ow, _ = acc.shape
-    for b in range(n):
-        for oy in range(oh):
-            for ox in range(ow):
-                for oc in range(o):
-                    s = np.int32(0)
-                    for fy in range(kh):
-                        iy = oy * stride_h - pad_h + dil_h * fy
-                        for fx in range(kw):
-                            ix = ox * stride_w - pad_w + dil_w * fx
-                            if iy < 0 or iy >= h or ix < 0 or ix >= wd:
-                                continue
-                            for ic in range(c):
-                                s = np.int32(s + np.int32(w[oc, fy, fx, ic]) * (np.int32(x[b, iy, ix, ic]) + np.int32(input_offset)))
-                    acc[b, oy, ox, oc] = np.int32(s + np.int32(bias[oc]))
+    for b, oy, ox in np.ndindex(n, oh, ow):
+        for oc in range(o):
+            s = np.int32(0)
+            for fy in range(kh):
+                iy = oy * stride_h - pad_h + dil_h * fy
+                for fx in range(kw):
+                    ix = ox * stride_w - pad_w + dil_w * fx
+                    if iy < 0 or iy >= h or ix < 0 or ix >= wd:
+                        continue
+                    for ic in range(c):
+                        s = np.int32(s + np.int32(w[oc, fy, fx, ic]) * (np.int32(x[b, iy, ix, ic]) + np.int32(input_offset)))
+            acc[b, oy, ox, oc] = np.int32(s + np.int32(bias[oc]))
 
 
 @njit(cache=True, nogil=True)
@@ -60,28 +58,26 @@ def depthwise_conv2d_s8(x, w, bias, stride_h, stride_w, dil_h, dil_w, pad_h, pad
         out: int8[N,OH,OW,C*M], written. Output channel ``ic*M + m`` reads input channel ``ic``.
     """
     n, h, wd, c = x.shape
-    _, kh, kw, oc_total = w.shape
+    _, kh, kw, _ = w.shape
     _, oh, ow, _ = out.shape
-    for b in range(n):
-        for oy in range(oh):
-            for ox in range(ow):
-                for ic in range(c):
-                    for m in range(depth_multiplier):
-                        oc = ic * depth_multiplier + m
-                        s = np.int32(0)
-                        for fy in range(kh):
-                            iy = oy * stride_h - pad_h + dil_h * fy
-                            for fx in range(kw):
-                                ix = ox * stride_w - pad_w + dil_w * fx
-                                if iy >= 0 and iy < h and ix >= 0 and ix < wd:
-                                    s = np.int32(s + np.int32(w[0, fy, fx, oc]) * (np.int32(x[b, iy, ix, ic]) + np.int32(input_offset)))
-                        s = np.int32(s + np.int32(bias[oc]))
-                        v = multiply_by_quantized_multiplier(s, multiplier[oc], shift[oc], rounding) + output_offset
-                        if v < act_min:
-                            v = act_min
-                        elif v > act_max:
-                            v = act_max
-                        out[b, oy, ox, oc] = v
+    for b, oy, ox in np.ndindex(n, oh, ow):
+        for ic in range(c):
+            for m in range(depth_multiplier):
+                oc = ic * depth_multiplier + m
+                s = np.int32(0)
+                for fy in range(kh):
+                    iy = oy * stride_h - pad_h + dil_h * fy
+                    for fx in range(kw):
+                        ix = ox * stride_w - pad_w + dil_w * fx
+                        if iy >= 0 and iy < h and ix >= 0 and ix < wd:
+                            s = np.int32(s + np.int32(w[0, fy, fx, oc]) * (np.int32(x[b, iy, ix, ic]) + np.int32(input_offset)))
+                s = np.int32(s + np.int32(bias[oc]))
+                v = multiply_by_quantized_multiplier(s, multiplier[oc], shift[oc], rounding) + output_offset
+                if v < act_min:
+                    v = act_min
+                elif v > act_max:
+                    v = act_max
+                out[b, oy, ox, oc] = v
 
 
 @njit(cache=True, nogil=True, inline="always")

@@ -87,6 +87,27 @@ def gather_patch(xf, x_shape, b, oy, ox, kh, kw, stride_h, stride_w, dil_h, dil_
                         dst[d + j] = pad_value
 
 
+@njit(cache=True, nogil=True, inline="always")
+def window_params(p):
+    """The window fields of a :data:`tinyzo.kernels.conv_int.CONV_PARAMS` record as locals:
+    ``(kh, kw, stride_h, stride_w, dil_h, dil_w, pad_h, pad_w, pad_value)`` (the arguments of :func:`gather_patch`)."""
+    return (p["kh"], p["kw"], p["stride_h"], p["stride_w"], p["dil_h"], p["dil_w"], p["pad_h"], p["pad_w"],
+            p["pad_value"])
+
+
+@njit(cache=True, nogil=True, inline="always")
+def next_pixel(b, oy, ox, oh, ow):
+    """The output pixel after ``(b, oy, ox)`` in NHWC order (output size OH x OW)."""
+    ox += 1
+    if ox == ow:
+        ox = 0
+        oy += 1
+        if oy == oh:
+            oy = 0
+            b += 1
+    return b, oy, ox
+
+
 @njit(cache=True, nogil=True)
 def conv2d_s8_gemm(x, wt, const_tile, rq, params, cols, raw, acc, out):
     """int8 CONV_2D (TFLM ``ConvPerChannel``): exact float GEMM per block of pixels + fused requantization.
@@ -103,40 +124,28 @@ def conv2d_s8_gemm(x, wt, const_tile, rq, params, cols, raw, acc, out):
         out: int8[N, OH, OW, O], C-contiguous, written.
     """
     p = params[0]
-    kh, kw = p["kh"], p["kw"]
-    sh, sw, dh, dw = p["stride_h"], p["stride_w"], p["dil_h"], p["dil_w"]
-    ph, pw, pv = p["pad_h"], p["pad_w"], p["pad_value"]
+    kh, kw, sh, sw, dh, dw, ph, pw, pv = window_params(p)
     n = x.shape[0]
     _, oh, ow, o = out.shape
     block, k_len = cols.shape
     total = n * oh * ow
     out2 = out.reshape(total, o)
-    if kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0:
-        # unpadded 1x1, stride 1: a block of pixels is one contiguous run of the input
-        xf = x.reshape(total * k_len)
-        cf = cols.reshape(block * k_len)
-        for first in range(0, total, block):
-            cnt = min(block, total - first)
-            src = xf[first * k_len:(first + cnt) * k_len]
-            for j in range(cnt * k_len):
-                cf[j] = src[j]
-            np.dot(cols[:cnt], wt, raw[:cnt])
-            requantize_gemm_s8(raw[:cnt], const_tile, rq, p["output_offset"], p["act_min"], p["act_max"],
-                               p["rounding"], acc, out2[first:first + cnt])
-        return
+    # unpadded 1x1, stride 1: a block of pixels is one contiguous run of the input
+    pointwise = kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
     xf = x.reshape(-1)
     cf = cols.reshape(-1)
     ku = np.uint64(k_len)
-    i = 0
-    first = 0
-    for b in range(n):
-        for oy in range(oh):
-            for ox in range(ow):
+    b = oy = ox = 0  # the first pixel of the block
+    for first in range(0, total, block):
+        cnt = min(block, total - first)
+        if pointwise:
+            src = xf[first * k_len:(first + cnt) * k_len]
+            for j in range(cnt * k_len):
+                cf[j] = src[j]
+        else:
+            for i in range(cnt):
                 gather_patch(xf, x.shape, b, oy, ox, kh, kw, sh, sw, dh, dw, ph, pw, pv, cf, np.uint64(i) * ku)
-                i += 1
-                if i == block or first + i == total:
-                    np.dot(cols[:i], wt, raw[:i])
-                    requantize_gemm_s8(raw[:i], const_tile, rq, p["output_offset"], p["act_min"], p["act_max"],
-                                       p["rounding"], acc, out2[first:first + i])
-                    first += i
-                    i = 0
+                b, oy, ox = next_pixel(b, oy, ox, oh, ow)
+        np.dot(cols[:cnt], wt, raw[:cnt])
+        requantize_gemm_s8(raw[:cnt], const_tile, rq, p["output_offset"], p["act_min"], p["act_max"],
+                           p["rounding"], acc, out2[first:first + cnt])

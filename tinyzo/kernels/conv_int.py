@@ -26,7 +26,7 @@ either rounding mode; tested in tests/test_conv_int.py and against TFLM in tests
 import numpy as np
 from numba import njit
 
-from tinyzo.kernels.conv_gemm import gather_patch
+from tinyzo.kernels.conv_gemm import gather_patch, next_pixel, window_params
 from tinyzo.kernels.requant import requantize_row_s8
 
 #: output channels are padded to a multiple of this (the vector width in int32 lanes)
@@ -154,9 +154,7 @@ def conv2d_s8_int(x, wp, const32, rq, params, patch, acc, obuf, out):
         out: int8[N, OH, OW, O], C-contiguous, written.
     """
     p = params[0]
-    kh, kw = p["kh"], p["kw"]
-    sh, sw, dh, dw = p["stride_h"], p["stride_w"], p["dil_h"], p["dil_w"]
-    ph, pw, pv = p["pad_h"], p["pad_w"], p["pad_value"]
+    kh, kw, sh, sw, dh, dw, ph, pw, pv = window_params(p)
     n, h, w, c = x.shape
     _, oh, ow, o = out.shape
     block, n_pad = acc.shape
@@ -167,24 +165,19 @@ def conv2d_s8_int(x, wp, const32, rq, params, patch, acc, obuf, out):
     af = acc.reshape(-1)
     out_flat = out.reshape(-1)
     npu = np.uint64(n_pad)
-    i = 0
-    first = 0
-    for b in range(n):
-        for oy in range(oh):
-            for ox in range(ow):
-                ao = np.uint64(i) * npu
-                for j in range(npu):
-                    af[ao + j] = const32[j]
-                if direct:
-                    so = np.uint64(((b * h + oy * sh) * w + ox * sw) * c)
-                    mac_pairs(xf, so, k_len, wf, npu, af, ao)
-                else:
-                    gather_patch(xf, x.shape, b, oy, ox, kh, kw, sh, sw, dh, dw, ph, pw, pv, patch, np.uint64(0))
-                    mac_pairs(patch, np.uint64(0), k_len, wf, npu, af, ao)
-                i += 1
-                if i == block:
-                    _flush(acc, i, o, rq, p, obuf, out_flat, first)
-                    first += i
-                    i = 0
-    if i > 0:
-        _flush(acc, i, o, rq, p, obuf, out_flat, first)
+    total = n * oh * ow
+    b = oy = ox = 0  # the first pixel of the block
+    for first in range(0, total, block):
+        cnt = min(block, total - first)
+        for i in range(cnt):
+            ao = np.uint64(i) * npu
+            for j in range(npu):
+                af[ao + j] = const32[j]
+            if direct:
+                so = np.uint64(((b * h + oy * sh) * w + ox * sw) * c)
+                mac_pairs(xf, so, k_len, wf, npu, af, ao)
+            else:
+                gather_patch(xf, x.shape, b, oy, ox, kh, kw, sh, sw, dh, dw, ph, pw, pv, patch, np.uint64(0))
+                mac_pairs(patch, np.uint64(0), k_len, wf, npu, af, ao)
+            b, oy, ox = next_pixel(b, oy, ox, oh, ow)
+        _flush(acc, cnt, o, rq, p, obuf, out_flat, first)

@@ -11,9 +11,7 @@ Arrays are C-contiguous; outputs are written into caller-provided arrays.
 import numpy as np
 from numba import njit
 
-from tinyzo.kernels.arith import multiply_by_quantized_multiplier, wrap_int32
-
-INT32_MIN = -(2**31)
+from tinyzo.kernels.arith import INT32_MIN, clamp_int8, multiply_by_quantized_multiplier, wrap_int32
 
 
 @njit(cache=True, inline="always")
@@ -53,12 +51,7 @@ def quantize_f32(x, scale, zero_point, out):
             q = np.int64(r)
         else:
             q = np.int64(INT32_MIN)
-        q = wrap_int32(q + np.int64(zero_point))
-        if q < -128:
-            q = np.int64(-128)
-        if q > 127:
-            q = np.int64(127)
-        out[i] = q
+        out[i] = clamp_int8(wrap_int32(q + np.int64(zero_point)))
 
 
 @njit(cache=True, nogil=True)
@@ -74,12 +67,7 @@ def quantize_s8(x, multiplier, shift, input_zero_point, output_zero_point, round
     """
     for i in range(x.shape[0]):
         v = multiply_by_quantized_multiplier(np.int64(x[i]) - np.int64(input_zero_point), multiplier, shift, rounding)
-        v = v + np.int64(output_zero_point)
-        if v < -128:
-            v = np.int64(-128)
-        if v > 127:
-            v = np.int64(127)
-        out[i] = v
+        out[i] = clamp_int8(v + np.int64(output_zero_point))
 
 
 @njit(cache=True, nogil=True)
@@ -164,9 +152,4 @@ def saturating_add_s8(a, d, out):
     df = d.ravel()
     of = out.ravel()
     for i in range(af.size):
-        s = np.int64(af[i]) + np.int64(df[i])
-        if s < -128:
-            s = -128
-        elif s > 127:
-            s = 127
-        of[i] = s
+        of[i] = clamp_int8(np.int64(af[i]) + np.int64(df[i]))

@@ -94,6 +94,13 @@ def split_copy(x, out, offset):
             out[k, j] = x[k, offset + j]
 
 
+@njit(cache=True, nogil=True, inline="always")
+def operand_rows(b, a1, a2):
+    """The rows of two operands ``[N or 1, ...]`` that sample ``b`` reads: ``b``, or 0 for an operand
+    with one row shared by every sample (a constant)."""
+    return (b if a1.shape[0] > 1 else 0), (b if a2.shape[0] > 1 else 0)
+
+
 @njit(cache=True, nogil=True)
 def gather_copy(params, indices, batch_size, outer_size, axis_size, inner_size, coord_size, out):
     """GATHER of each sample (TFLM ``Gather`` in ``gather.cc``).
@@ -110,8 +117,7 @@ def gather_copy(params, indices, batch_size, outer_size, axis_size, inner_size, 
     """
     n = out.shape[0]
     for b in range(n):
-        pb = b if params.shape[0] > 1 else 0
-        ib = b if indices.shape[0] > 1 else 0
+        pb, ib = operand_rows(b, params, indices)
         for batch in range(batch_size):
             for outer in range(outer_size):
                 for coord in range(coord_size):

@@ -20,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from tinyzo.kernels.float_conv import WEIGHT_GRAD, depthwise_taps, patch_copy
+
 __all__ = ["depthwise_weight_grad", "im2col_f32", "rows_weight_grad", "rows_weight_grad_range"]
 
 
@@ -27,26 +29,14 @@ __all__ = ["depthwise_weight_grad", "im2col_f32", "rows_weight_grad", "rows_weig
 def im2col_f32(x, zp, kw_, sh, sw, dh, dw_, ph, pw, oh, ow, cols):
     """``cols[(b*OH + oy)*OW + ox, (fy*KW + fx)*C + ic] = x[b, iy, ix, ic] - zp`` (0.0 at padding taps).
 
-    ``x``: int8[N, H, W, C]; ``cols``: float32[N*OH*OW, KH*KW*C] (OHWI order of the K axis), written.
+    ``x``: int8[N, H, W, C]; ``cols``: float32[N*OH*OW, KH*KW*C] (OHWI order of the K axis),
+    C-contiguous, written. The values ``x - zp`` are integers of at most 9 bits (exact in float32);
+    the copy is :func:`tinyzo.kernels.float_conv.patch_copy`.
     """
-    n, h, wd, c = x.shape
-    kk = cols.shape[1]
-    kw = kw_
-    kh = kk // (kw * c)
-    row = 0
-    for b in range(n):
-        for oy in range(oh):
-            for ox in range(ow):
-                j = 0
-                for fy in range(kh):
-                    iy = oy * sh - ph + fy * dh
-                    for fx in range(kw):
-                        ix = ox * sw - pw + fx * dw_
-                        inside = iy >= 0 and iy < h and ix >= 0 and ix < wd
-                        for ic in range(c):
-                            cols[row, j] = np.float32(np.int32(x[b, iy, ix, ic]) - zp) if inside else np.float32(0.0)
-                            j += 1
-                row += 1
+    c = x.shape[3]
+    kh = cols.shape[1] // (kw_ * c)
+    xf = (x.astype(np.int32) - np.int32(zp)).astype(np.float32)
+    patch_copy(xf, cols.reshape((cols.shape[0], kh, kw_, c)), sh, sw, dh, dw_, ph, pw, oh, ow, False)
 
 
 def rows_weight_grad(dacc, cols, gw, gb):
@@ -108,29 +98,11 @@ def depthwise_weight_grad(dacc, xf, sh, sw, dh, dw_, ph, pw, mult, gw, gb):
     ``dacc``: float64[N, OH, OW, C*M]; ``xf``: float64[N, H, W, C] holding ``x - zp``; output channel
     ``k = ic * M + m`` reads input channel ``ic``. ``gw``/``gb`` zeroed by the caller. Terms are
     added in (b, oy, ox) order for every weight; zero terms are included (they change nothing).
+    ``gw`` is the weight-gradient mode of :func:`tinyzo.kernels.float_conv.depthwise_taps` (the same
+    loop as the float depthwise backward), ``gb[k]`` the sum of ``dacc[..., k]`` in C order.
     """
-    n, h, wd, _ = xf.shape
-    _, oh, ow, co = dacc.shape
-    kh, kw, _ = gw.shape
-    for b in range(n):
-        for oy in range(oh):
-            for ox in range(ow):
-                dr = dacc[b, oy, ox]
-                for k in range(co):
-                    gb[k] += dr[k]
-                for fy in range(kh):
-                    iy = oy * sh - ph + fy * dh
-                    if iy < 0 or iy >= h:
-                        continue
-                    for fx in range(kw):
-                        ix = ox * sw - pw + fx * dw_
-                        if ix < 0 or ix >= wd:
-                            continue
-                        xr = xf[b, iy, ix]
-                        row = gw[fy, fx]
-                        if mult == 1:
-                            for k in range(co):
-                                row[k] += dr[k] * xr[k]
-                        else:
-                            for k in range(co):
-                                row[k] += dr[k] * xr[k // mult]
+    depthwise_taps(WEIGHT_GRAD, xf, gw, dacc, sh, sw, dh, dw_, ph, pw, mult)
+    for pixel in np.ndindex(dacc.shape[:3]):
+        dr = dacc[pixel]
+        for k in range(gb.shape[0]):
+            gb[k] += dr[k]

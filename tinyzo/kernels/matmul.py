@@ -7,7 +7,8 @@ through element strides, so the ``adj_x``/``adj_y`` transposes and batch broadca
 import numpy as np
 from numba import njit
 
-from tinyzo.kernels.arith import multiply_by_quantized_multiplier, wrap_int32
+from tinyzo.kernels.arith import clamp_int8, multiply_by_quantized_multiplier, wrap_int32
+from tinyzo.kernels.layout import operand_rows
 
 
 @njit(cache=True, nogil=True)
@@ -28,8 +29,7 @@ def batch_matmul_s8(lhs, l_strides, rhs, r_strides, depth, lhs_offset, rhs_offse
     """
     n, d0, d1, d2, rows, cols = out.shape
     for b in range(n):
-        lb = b if lhs.shape[0] > 1 else 0
-        rb = b if rhs.shape[0] > 1 else 0
+        lb, rb = operand_rows(b, lhs, rhs)
         for b0 in range(d0):
             for b1 in range(d1):
                 for b2 in range(d2):
@@ -44,5 +44,4 @@ def batch_matmul_s8(lhs, l_strides, rhs, r_strides, depth, lhs_offset, rhs_offse
                                 acc += (np.int64(lhs[lb, lo + k * l_strides[4]]) + np.int64(lhs_offset)) * (
                                     np.int64(rhs[rb, ro + k * r_strides[3]]) + np.int64(rhs_offset))
                             v = multiply_by_quantized_multiplier(wrap_int32(acc), multiplier, shift, rounding)
-                            v += np.int64(output_offset)
-                            out[b, b0, b1, b2, i, j] = min(max(v, np.int64(-128)), np.int64(127))
+                            out[b, b0, b1, b2, i, j] = clamp_int8(v + np.int64(output_offset))

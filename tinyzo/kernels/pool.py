@@ -9,7 +9,7 @@ Bit-exact with TFLite Micro's ``reference_integer_ops::AveragePool`` /
 import numpy as np
 from numba import njit
 
-from tinyzo.kernels.arith import multiply_by_quantized_multiplier, wrap_int32
+from tinyzo.kernels.arith import clamp_int8, multiply_by_quantized_multiplier, wrap_int32
 
 
 @njit(cache=True, inline="always")
@@ -18,6 +18,64 @@ def _c_div(a, b):
     if a >= 0:
         return a // b
     return -((-a) // b)
+
+
+@njit(cache=True, inline="always")
+def pool_window(o, stride, pad, filter_size, in_size):
+    """Input range ``[lo, hi)`` of output position ``o``'s pooling window along one axis.
+
+    TFLM's pooling loops: the window starts at ``start = o * stride - pad`` and its filter positions
+    ``max(0, -start) <= f < min(filter_size, in_size - start)`` are the ones inside the image, i.e.
+    the input indices ``lo = max(start, 0)`` to ``hi = min(start + filter_size, in_size)`` (exclusive),
+    in increasing order. Also used by the float pools of :mod:`tinyzo.fp.kernels`.
+    """
+    start = o * stride - pad
+    return max(start, 0), min(start + filter_size, in_size)
+
+
+@njit(cache=True, inline="always")
+def _window_average(x, b, y0, y1, x0, x1, c):
+    """TFLM's int8 average of channel c over rows y0..y1-1, columns x0..x1-1: ties round away from zero."""
+    count = np.int64((y1 - y0) * (x1 - x0))
+    acc = np.int64(0)
+    for iy in range(y0, y1):
+        for ix in range(x0, x1):
+            acc += np.int64(x[b, iy, ix, c])
+    if acc > 0:
+        return _c_div(acc + count // 2, count)
+    return _c_div(acc - count // 2, count)
+
+
+@njit(cache=True, inline="always")
+def _window_max(x, b, y0, y1, x0, x1, c, lowest):
+    """TFLM's maximum of channel c over rows y0..y1-1, columns x0..x1-1, starting from ``lowest``
+    (the type's minimum: -128 for int8, -32768 for int16)."""
+    m = np.int64(lowest)
+    for iy in range(y0, y1):
+        for ix in range(x0, x1):
+            m = max(m, np.int64(x[b, iy, ix, c]))
+    return m
+
+
+@njit(cache=True, nogil=True)
+def _pool(x, stride_h, stride_w, filter_h, filter_w, pad_h, pad_w, act_min, act_max, use_max, lowest, out):
+    """The loop of the int8 and int16 pools: per output (b, oy, ox, c), the window clipped to the image
+    (:func:`pool_window`) reduced by :func:`_window_max` from ``lowest`` (``use_max``) or
+    :func:`_window_average`, clamped to ``[act_min, act_max]``."""
+    n, in_h, in_w, ch = x.shape
+    out_h = out.shape[1]
+    out_w = out.shape[2]
+    for b in range(n):
+        for oy in range(out_h):
+            for ox in range(out_w):
+                y0, y1 = pool_window(oy, stride_h, pad_h, filter_h, in_h)
+                x0, x1 = pool_window(ox, stride_w, pad_w, filter_w, in_w)
+                for c in range(ch):
+                    if use_max:
+                        v = _window_max(x, b, y0, y1, x0, x1, c, lowest)
+                    else:
+                        v = _window_average(x, b, y0, y1, x0, x1, c)
+                    out[b, oy, ox, c] = min(max(v, np.int64(act_min)), np.int64(act_max))
 
 
 @njit(cache=True, nogil=True)
@@ -37,33 +95,7 @@ def average_pool_s8(x, stride_h, stride_w, filter_h, filter_w, pad_h, pad_w, act
         out: int8[N, OH, OW, C], written. Every window must hold at least one
             input element (checked by the caller; TFLM fails otherwise).
     """
-    n, in_h, in_w, ch = x.shape
-    out_h = out.shape[1]
-    out_w = out.shape[2]
-    for b in range(n):
-        for oy in range(out_h):
-            for ox in range(out_w):
-                in_y0 = oy * stride_h - pad_h
-                in_x0 = ox * stride_w - pad_w
-                fy_start = max(0, -in_y0)
-                fy_end = min(filter_h, in_h - in_y0)
-                fx_start = max(0, -in_x0)
-                fx_end = min(filter_w, in_w - in_x0)
-                count = np.int64((fy_end - fy_start) * (fx_end - fx_start))
-                for c in range(ch):
-                    acc = np.int64(0)
-                    for fy in range(fy_start, fy_end):
-                        for fx in range(fx_start, fx_end):
-                            acc += np.int64(x[b, in_y0 + fy, in_x0 + fx, c])
-                    if acc > 0:
-                        acc = _c_div(acc + count // 2, count)
-                    else:
-                        acc = _c_div(acc - count // 2, count)
-                    if acc < act_min:
-                        acc = np.int64(act_min)
-                    if acc > act_max:
-                        acc = np.int64(act_max)
-                    out[b, oy, ox, c] = acc
+    _pool(x, stride_h, stride_w, filter_h, filter_w, pad_h, pad_w, act_min, act_max, False, -128, out)
 
 
 @njit(cache=True, nogil=True)
@@ -73,29 +105,7 @@ def max_pool_s8(x, stride_h, stride_w, filter_h, filter_w, pad_h, pad_w, act_min
     The maximum of the window clipped to the image, starting from -128, then
     clamped to ``[act_min, act_max]``. Arguments as :func:`average_pool_s8`.
     """
-    n, in_h, in_w, ch = x.shape
-    out_h = out.shape[1]
-    out_w = out.shape[2]
-    for b in range(n):
-        for oy in range(out_h):
-            for ox in range(out_w):
-                in_y0 = oy * stride_h - pad_h
-                in_x0 = ox * stride_w - pad_w
-                fy_start = max(0, -in_y0)
-                fy_end = min(filter_h, in_h - in_y0)
-                fx_start = max(0, -in_x0)
-                fx_end = min(filter_w, in_w - in_x0)
-                for c in range(ch):
-                    m = np.int64(-128)
-                    for fy in range(fy_start, fy_end):
-                        for fx in range(fx_start, fx_end):
-                            v = np.int64(x[b, in_y0 + fy, in_x0 + fx, c])
-                            m = max(m, v)
-                    if m < act_min:
-                        m = np.int64(act_min)
-                    if m > act_max:
-                        m = np.int64(act_max)
-                    out[b, oy, ox, c] = m
+    _pool(x, stride_h, stride_w, filter_h, filter_w, pad_h, pad_w, act_min, act_max, True, -128, out)
 
 
 @njit(cache=True, nogil=True)
@@ -114,28 +124,7 @@ def max_pool_s16(x, stride_h, stride_w, filter_h, filter_w, pad_h, pad_w, act_mi
     ``[act_min, act_max]``. ``x``: int16[N, H, W, C]; ``out``: int16[N, OH, OW, C]; other arguments as
     :func:`average_pool_s8`.
     """
-    n, in_h, in_w, ch = x.shape
-    out_h = out.shape[1]
-    out_w = out.shape[2]
-    for b in range(n):
-        for oy in range(out_h):
-            for ox in range(out_w):
-                in_y0 = oy * stride_h - pad_h
-                in_x0 = ox * stride_w - pad_w
-                fy_start = max(0, -in_y0)
-                fy_end = min(filter_h, in_h - in_y0)
-                fx_start = max(0, -in_x0)
-                fx_end = min(filter_w, in_w - in_x0)
-                for c in range(ch):
-                    m = np.int64(-32768)
-                    for fy in range(fy_start, fy_end):
-                        for fx in range(fx_start, fx_end):
-                            m = max(m, np.int64(x[b, in_y0 + fy, in_x0 + fx, c]))
-                    if m < act_min:
-                        m = np.int64(act_min)
-                    if m > act_max:
-                        m = np.int64(act_max)
-                    out[b, oy, ox, c] = m
+    _pool(x, stride_h, stride_w, filter_h, filter_w, pad_h, pad_w, act_min, act_max, True, -32768, out)
 
 
 @njit(cache=True, nogil=True)
@@ -162,9 +151,5 @@ def mean_s8(x, input_zero_point, multiplier, shift, output_zero_point, rounding,
             acc += np.int64(x[i, j])
         acc = wrap_int32(acc)
         shifted = wrap_int32(acc - np.int64(input_zero_point) * np.int64(k))
-        v = multiply_by_quantized_multiplier(shifted, multiplier, shift, rounding) + np.int64(output_zero_point)
-        if v < -128:
-            v = np.int64(-128)
-        if v > 127:
-            v = np.int64(127)
-        out[i] = v
+        out[i] = clamp_int8(multiply_by_quantized_multiplier(shifted, multiplier, shift, rounding)
+                            + np.int64(output_zero_point))

@@ -20,6 +20,8 @@ from tinyzo.kernels.arith import (
     INT32_MAX,
     INT32_MIN,
     SINGLE,
+    c_div_pow2,
+    clamp_int8,
     multiply_by_quantized_multiplier,
     multiply_by_quantized_multiplier_single,
     rounding_divide_by_pot,
@@ -27,14 +29,15 @@ from tinyzo.kernels.arith import (
     wrap_int32,
 )
 from tinyzo.kernels.lut import lut_lookup_int16
-
-SCALED_DIFF_INTEGER_BITS = 5
-ACCUMULATION_INTEGER_BITS = 12
-
-EXP_MINUS_ONE_EIGHTH = 1895147668
-ONE_THIRD = 715827883
-CONSTANT_48_OVER_17 = 1515870810
-CONSTANT_NEG_32_OVER_17 = -1010580540
+from tinyzo.spec.softmax import (  # the constants are defined once, in the spec
+    ACCUMULATION_INTEGER_BITS,
+    CONSTANT_48_OVER_17,
+    CONSTANT_NEG_32_OVER_17,
+    EXP_BARREL_SHIFTER,
+    EXP_MINUS_ONE_EIGHTH,
+    ONE_THIRD,
+    SCALED_DIFF_INTEGER_BITS,
+)
 
 
 @njit(cache=True, inline="always")
@@ -65,15 +68,7 @@ def rescale(x, src_integer_bits, dst_integer_bits):
 def rounding_half_sum(a, b):
     """gemmlowp ``RoundingHalfSum`` for int32: ``(a + b + sign) / 2`` with C (truncating) division."""
     s = np.int64(a) + np.int64(b)
-    if s >= 0:
-        v = s + np.int64(1)
-    else:
-        v = s - np.int64(1)
-    # C division by 2 truncates toward zero
-    q = v >> np.int64(1)
-    if v < 0 and (v & np.int64(1)) != 0:
-        q += np.int64(1)
-    return wrap_int32(q)
+    return wrap_int32(c_div_pow2(s + (np.int64(1) if s >= 0 else np.int64(-1)), 1))
 
 
 @njit(cache=True, inline="always")
@@ -115,13 +110,8 @@ def exp_on_negative_values(a, integer_bits):
     result = exp_on_interval_between_negative_one_quarter_and_0_excl(rescale(a_mod_quarter_minus_one_quarter, ib, 0))
     remainder = wrap_int32(a_mod_quarter_minus_one_quarter - a)
     # gemmlowp's GEMMLOWP_EXP_BARREL_SHIFTER(k, raw exp(-2**k)) for k = -2..4
-    result = _exp_barrel_shifter(result, remainder, ib, -2, 1672461947)
-    result = _exp_barrel_shifter(result, remainder, ib, -1, 1302514674)
-    result = _exp_barrel_shifter(result, remainder, ib, 0, 790015084)
-    result = _exp_barrel_shifter(result, remainder, ib, 1, 290630308)
-    result = _exp_barrel_shifter(result, remainder, ib, 2, 39332535)
-    result = _exp_barrel_shifter(result, remainder, ib, 3, 720401)
-    result = _exp_barrel_shifter(result, remainder, ib, 4, 242)
+    for exponent, multiplier in EXP_BARREL_SHIFTER:
+        result = _exp_barrel_shifter(result, remainder, ib, exponent, multiplier)
     if ib > 5:
         clamp = -(np.int64(1) << (np.int64(36) - ib))
         if a < clamp:
@@ -132,8 +122,9 @@ def exp_on_negative_values(a, integer_bits):
 
 
 @njit(cache=True, nogil=True)
-def one_over_one_plus_x_for_x_in_0_1(a):
-    """gemmlowp ``one_over_one_plus_x_for_x_in_0_1``: Q0.31 ``1 / (1 + a)``, ``a`` in [0, 1)."""
+def two_over_one_plus_x_for_x_in_0_1(a):
+    """Q2.29 ``2 / (1 + a)`` for a Q0.31 ``a`` in [0, 1): gemmlowp's Newton-Raphson division, shared by
+    ``one_over_one_plus_x_for_x_in_0_1`` and ``one_minus_x_over_one_plus_x_for_x_in_0_1``; see the spec."""
     half_denominator = rounding_half_sum(a, INT32_MAX)
     x = wrap_int32(
         np.int64(CONSTANT_48_OVER_17) + saturating_rounding_doubling_high_mul(half_denominator, CONSTANT_NEG_32_OVER_17)
@@ -142,7 +133,13 @@ def one_over_one_plus_x_for_x_in_0_1(a):
         half_denominator_times_x = saturating_rounding_doubling_high_mul(half_denominator, x)
         one_minus_half_denominator_times_x = wrap_int32(np.int64(1 << 29) - half_denominator_times_x)
         x = wrap_int32(x + rescale(saturating_rounding_doubling_high_mul(x, one_minus_half_denominator_times_x), 4, 2))
-    return rescale(x, 1, 0)
+    return x
+
+
+@njit(cache=True, nogil=True)
+def one_over_one_plus_x_for_x_in_0_1(a):
+    """gemmlowp ``one_over_one_plus_x_for_x_in_0_1``: Q0.31 ``1 / (1 + a)``, ``a`` in [0, 1)."""
+    return rescale(two_over_one_plus_x_for_x_in_0_1(a), 1, 0)
 
 
 @njit(cache=True, inline="always")
@@ -235,12 +232,7 @@ def softmax_s8(x, input_multiplier, input_left_shift, diff_min, out, rounding=0)
                 unsat_output = rounding_divide_by_pot(
                     saturating_rounding_doubling_high_mul(shifted_scale, exps[c]), exponent
                 )
-                v = unsat_output - np.int64(128)
-                if v < -128:
-                    v = np.int64(-128)
-                if v > 127:
-                    v = np.int64(127)
-                out[i, c] = v
+                out[i, c] = clamp_int8(unsat_output - np.int64(128))
     return bad_rows
 
 

@@ -91,7 +91,10 @@ class PreparedOp:
     Subclasses implement :meth:`prepare` (read tensors and options from
     ``self.model``/``self.op``, validate, store parameters) and
     :meth:`compute` (take the run-time input arrays, in operator input order
-    with constants left out, and return the output array(s)).
+    with constants left out, and return the output array(s)). Before ``prepare`` runs, the
+    constructor has checked the numbers of inputs and outputs (:data:`OPERATOR_ARITY`) and that
+    at least one input is computed at run time (an operator of constants is refused), so
+    ``prepare`` checks neither.
     """
 
     def __init__(self, model, index: int, op):
@@ -157,6 +160,30 @@ class PreparedOp:
         if quant_key(src) != quant_key(dst):
             self.fail(f"{dst_role} {dst.name!r} has a different scale/zero point from {src_role} {src.name!r}; "
                       "TFLite Micro copies values without requantizing, which is not supported")
+
+    def copy_io(self, dtypes=COPY_DTYPES) -> tuple:
+        """Input 0 and output 0 of an operator that copies values: the input of one of ``dtypes``
+        (:meth:`require_copyable`), the output of its type (:meth:`require_same_type`), both with
+        batch 1 (:meth:`require_batch_one`)."""
+        inp, out = self.tensor(0), self.tensor(0, output=True)
+        self.require_copyable(inp, "input", dtypes)
+        self.require_same_type(inp, out)
+        self.require_batch_one(inp, "input")
+        self.require_batch_one(out, "output")
+        return inp, out
+
+    def checked(self, fn, *args):
+        """``fn(*args)`` (a shape function of :mod:`tinyzo.spec`); its ValueError becomes this operator's
+        :class:`UnsupportedOperatorError` with the same message."""
+        try:
+            return fn(*args)
+        except ValueError as e:
+            self.fail(str(e))
+
+    def require_output_shape(self, out, want) -> None:
+        """Check that output tensor ``out`` has the shape the operator computes, ``want``."""
+        if tuple(out.shape) != tuple(want):
+            self.fail(f"output shape {list(out.shape)} differs from the computed {list(want)}")
 
     def require_batch_one(self, t, role: str):
         """Check that a run-time tensor has 1 in dimension 0 (the batch, ``N`` at run time).

@@ -44,22 +44,14 @@ class BatchMatMul(PreparedOp):
     """TFLite ``BATCH_MATMUL`` of int8 operands (TFLM ``reference_ops::BatchMatMul``, int32 accumulation)."""
 
     def prepare(self):
-        if len(self.op.inputs) != 2 or len(self.op.outputs) != 1:
-            self.fail(f"needs 2 inputs and 1 output, got {len(self.op.inputs)} and {len(self.op.outputs)}")
         lhs, rhs, out = self.tensor(0), self.tensor(1), self.tensor(0, output=True)
         for t, role in ((lhs, "lhs"), (rhs, "rhs"), (out, "output")):
             self.require_int8(t, role)
             if not t.is_constant:
                 self.require_batch_one(t, role)
-        if lhs.is_constant and rhs.is_constant:
-            self.fail("both operands are constant; fold the constant BATCH_MATMUL before conversion")
         adj_x, adj_y = bool(self.option("adj_x", False)), bool(self.option("adj_y", False))
-        try:
-            want = batch_matmul_shape(lhs.shape, rhs.shape, adj_x, adj_y)
-        except ValueError as e:
-            self.fail(str(e))
-        if tuple(out.shape) != want:
-            self.fail(f"output shape {list(out.shape)} differs from the computed {list(want)}")
+        want = self.checked(batch_matmul_shape, lhs.shape, rhs.shape, adj_x, adj_y)
+        self.require_output_shape(out, want)
         r = len(want)
         ls, le = _strides(lhs.shape, r)
         rs, re_ = _strides(rhs.shape, r)

@@ -195,21 +195,23 @@ class _BinaryOp(PreparedOp):
 
     Subclasses set ``kernel`` (a :mod:`tinyzo.kernels.binary` kernel), ``kernel_s16`` (the int16
     kernel, None for an int8-only operator), ``fused_activation`` (whether the op has a
-    ``fused_activation_function`` option) and implement :meth:`quant_params` (the op's
-    prepare-time integer parameters as a dict of :data:`~tinyzo.kernels.binary.BINARY_PARAM_FIELDS`
-    fields; ``self.dtype`` tells int8 from int16).
+    ``fused_activation_function`` option) and ``quant_fn`` (the op's prepare-time integer
+    parameters from the per-tensor scales and zero points ``(s1, zp1, s2, zp2, s_out, zp_out,
+    rounding)``, as a dict of :data:`~tinyzo.kernels.binary.BINARY_PARAM_FIELDS` fields), or
+    override :meth:`quant_params` (``self.dtype`` tells int8 from int16).
     """
 
     kernel = None
     kernel_s16 = None
     fused_activation = True
+    quant_fn = None
 
-    def quant_params(self, a, b, out) -> dict:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def quant_params(self, a, b, out) -> dict:
+        """The kernel parameters of this operator for inputs ``a``, ``b`` and output ``out``."""
+        return type(self).quant_fn(a.quant.scale[0], a.quant.zero_point[0], b.quant.scale[0], b.quant.zero_point[0],
+                                   out.quant.scale[0], out.quant.zero_point[0], self.model.rounding)
 
     def prepare(self):
-        if len(self.op.inputs) != 2 or len(self.op.outputs) != 1:
-            self.fail(f"needs 2 inputs and 1 output, got {len(self.op.inputs)} and {len(self.op.outputs)}")
         a, b, out = self.tensor(0), self.tensor(1), self.tensor(0, output=True)
         self.dtype = require_int8_or_int16(self, a, "input 1")
         if self.dtype == INT16:
@@ -220,8 +222,6 @@ class _BinaryOp(PreparedOp):
         else:
             self.require_int8(b, "input 2")
             self.require_int8(out, "output")
-        if a.is_constant and b.is_constant:
-            self.fail(f"both inputs are constant; fold the constant {self.op.opcode} before conversion")
         rank = len(out.shape)
         if rank < 1 or rank > MAX_BROADCAST_RANK:
             self.fail(f"output rank {rank} is not supported (1..{MAX_BROADCAST_RANK})")
@@ -282,8 +282,16 @@ class _BinaryOp(PreparedOp):
         return out
 
 
+class _AddSub(_BinaryOp):
+    """ADD and SUB: :func:`add_params` of the operand dtype (``left_shift`` 20 for int8, 15 for int16)."""
+
+    def quant_params(self, a, b, out):
+        return add_params(a.quant.scale[0], a.quant.zero_point[0], b.quant.scale[0], b.quant.zero_point[0],
+                          out.quant.scale[0], out.quant.zero_point[0], self.model.rounding, self.dtype)
+
+
 @register("ADD")
-class Add(_BinaryOp):
+class Add(_AddSub):
     """TFLite ``ADD`` on int8 with rescaling, fused activation and broadcasting (TFLM ``add.cc``).
 
     Options: ``fused_activation_function`` (NONE, RELU, RELU6, RELU_N1_TO_1); ``pot_scale_int16`` is
@@ -293,13 +301,9 @@ class Add(_BinaryOp):
     kernel = add_s8
     kernel_s16 = add_s16
 
-    def quant_params(self, a, b, out):
-        return add_params(a.quant.scale[0], a.quant.zero_point[0], b.quant.scale[0], b.quant.zero_point[0],
-                          out.quant.scale[0], out.quant.zero_point[0], self.model.rounding, self.dtype)
-
 
 @register("SUB")
-class Sub(_BinaryOp):
+class Sub(_AddSub):
     """TFLite ``SUB`` on int8 (input 1 - input 2): ADD's rescaling, fused activation, broadcasting (TFLM ``sub.cc``).
 
     Options: ``fused_activation_function``; ``pot_scale_int16`` is ignored (TFLM's int16 SUB takes the general
@@ -309,10 +313,6 @@ class Sub(_BinaryOp):
     kernel = sub_s8
     kernel_s16 = sub_s16
 
-    def quant_params(self, a, b, out):
-        return add_params(a.quant.scale[0], a.quant.zero_point[0], b.quant.scale[0], b.quant.zero_point[0],
-                          out.quant.scale[0], out.quant.zero_point[0], self.model.rounding, self.dtype)
-
 
 @register("MUL")
 class Mul(_BinaryOp):
@@ -320,10 +320,7 @@ class Mul(_BinaryOp):
 
     kernel = mul_s8
     kernel_s16 = mul_s16
-
-    def quant_params(self, a, b, out):
-        return mul_params(a.quant.scale[0], a.quant.zero_point[0], b.quant.scale[0], b.quant.zero_point[0],
-                          out.quant.scale[0], out.quant.zero_point[0], self.model.rounding)
+    quant_fn = staticmethod(mul_params)
 
 
 class _MaximumMinimum(_BinaryOp):
@@ -359,7 +356,4 @@ class Prelu(_BinaryOp):
 
     kernel = prelu_s8
     fused_activation = False
-
-    def quant_params(self, a, b, out):
-        return prelu_params(a.quant.scale[0], a.quant.zero_point[0], b.quant.scale[0], b.quant.zero_point[0],
-                            out.quant.scale[0], out.quant.zero_point[0], self.model.rounding)
+    quant_fn = staticmethod(prelu_params)

@@ -33,23 +33,6 @@ class _CopyOp(PreparedOp):
 
     dtypes = (np.dtype(np.int8), np.dtype(np.int16), np.dtype(np.int32))
 
-    def _io(self, n_inputs: int):
-        if len(self.op.inputs) != n_inputs or len(self.op.outputs) != 1:
-            self.fail(f"needs {n_inputs} input(s) and 1 output, got {len(self.op.inputs)} and {len(self.op.outputs)}")
-        inp, out = self.tensor(0), self.tensor(0, output=True)
-        if inp.is_constant:
-            self.fail(f"constant input {inp.name!r} is not supported; fold the constant {self.op.opcode} before "
-                      "conversion")
-        self.require_copyable(inp, "input", self.dtypes)
-        self.require_same_type(inp, out)
-        self.require_batch_one(inp, "input")
-        self.require_batch_one(out, "output")
-        return inp, out
-
-    def _check_out(self, out, want):
-        if tuple(out.shape) != tuple(want):
-            self.fail(f"output shape {list(out.shape)} differs from the computed {list(want)}")
-
 
 class _ByteCopy(_CopyOp):
     """The bytes copied unchanged into the output's shape (SQUEEZE, EXPAND_DIMS)."""
@@ -68,12 +51,9 @@ class Squeeze(_ByteCopy):
     """
 
     def prepare(self):
-        inp, out = self._io(1)
-        try:
-            want = squeeze_shape(inp.shape, [int(d) for d in (self.option("squeeze_dims") or [])])
-        except ValueError as e:
-            self.fail(str(e))
-        self._check_out(out, want)
+        inp, out = self.copy_io(self.dtypes)
+        dims = [int(d) for d in (self.option("squeeze_dims") or [])]
+        self.require_output_shape(out, self.checked(squeeze_shape, inp.shape, dims))
         self._out = out
 
 
@@ -87,15 +67,12 @@ class ExpandDims(_ByteCopy):
     dtypes = (np.dtype(np.int8), np.dtype(np.int16))
 
     def prepare(self):
-        inp, out = self._io(2)
+        inp, out = self.copy_io(self.dtypes)
         axis_t = self.tensor(1)
         if not axis_t.is_constant or axis_t.dtype != np.int32 or axis_t.data.size != 1 or len(axis_t.shape) > 1:
             self.fail("the axis input must be a constant int32 tensor of one value (TFLite Micro requires it)")
-        try:
-            want = expand_dims_shape(inp.shape, int(axis_t.data.reshape(-1)[0]))
-        except ValueError as e:
-            self.fail(str(e))
-        self._check_out(out, want)
+        axis = int(axis_t.data.reshape(-1)[0])
+        self.require_output_shape(out, self.checked(expand_dims_shape, inp.shape, axis))
         self._out = out
 
 
@@ -109,7 +86,7 @@ class Transpose(_CopyOp):
     dtypes = (np.dtype(np.int8), np.dtype(np.int16))
 
     def prepare(self):
-        inp, out = self._io(2)
+        inp, out = self.copy_io(self.dtypes)
         rank = len(inp.shape)
         if rank > TRANSPOSE_MAX_RANK:
             self.fail(f"input rank {rank} is not supported (TFLite Micro: 1..{TRANSPOSE_MAX_RANK})")
@@ -117,11 +94,7 @@ class Transpose(_CopyOp):
         if not perm_t.is_constant or perm_t.dtype != np.int32 or tuple(perm_t.shape) != (rank,):
             self.fail(f"perm must be a constant int32 tensor of shape ({rank},) (TFLite Micro requires it)")
         perm = [int(p) for p in perm_t.data.reshape(-1)]
-        try:
-            want = transpose_shape(inp.shape, perm)
-        except ValueError as e:
-            self.fail(str(e))
-        self._check_out(out, want)
+        self.require_output_shape(out, self.checked(transpose_shape, inp.shape, perm))
         in_strides = [int(np.prod(inp.shape[d + 1:], dtype=np.int64)) for d in range(rank)]
         ext = TRANSPOSE_MAX_RANK - rank
         self.in_strides = np.array([0] * ext + [in_strides[p] for p in perm], dtype=np.int64)

@@ -53,15 +53,7 @@ class StridedSlice(PreparedOp):
     """TFLite ``STRIDED_SLICE`` of an int8, int16 or int32 tensor (TFLM ``reference_ops::StridedSlice``)."""
 
     def prepare(self):
-        if len(self.op.inputs) != 4 or len(self.op.outputs) != 1:
-            self.fail(f"needs 4 inputs and 1 output, got {len(self.op.inputs)} and {len(self.op.outputs)}")
-        inp, out = self.tensor(0), self.tensor(0, output=True)
-        if inp.is_constant:
-            self.fail(f"constant input {inp.name!r} is not supported; fold the constant STRIDED_SLICE before conversion")
-        self.require_copyable(inp, "input")
-        self.require_same_type(inp, out)
-        self.require_batch_one(inp, "input")
-        self.require_batch_one(out, "output")
+        inp, out = self.copy_io()
         rank = len(inp.shape)
         if rank > STRIDED_SLICE_MAX_RANK:
             self.fail(f"input rank {rank} is not supported (TFLite Micro: at most {STRIDED_SLICE_MAX_RANK})")
@@ -80,9 +72,7 @@ class StridedSlice(PreparedOp):
             SS.check_shrink(inp.shape, begin, strides, bm, sm)
         except ValueError as e:
             self.fail(f"{e} (TFLite Micro would leave the output unwritten)")
-        want = SS.prepare_shape(inp.shape, begin, end, strides, bm, em, sm)
-        if tuple(out.shape) != want:
-            self.fail(f"output shape {list(out.shape)} differs from the computed {list(want)}")
+        self.require_output_shape(out, SS.prepare_shape(inp.shape, begin, end, strides, bm, em, sm))
         starts, stops = SS.resolve(inp.shape, begin, end, strides, bm, em, sm)
         ext = _SLICE_RANK - rank
         self.starts = np.array([0] * ext + starts, np.int64)
@@ -115,9 +105,6 @@ class _SplitBase(PreparedOp):
         outs = [self.tensor(k, output=True) for k in range(len(self.op.outputs))]
         if not outs:
             self.fail("has no outputs")
-        if inp.is_constant:
-            self.fail(f"constant input {inp.name!r} is not supported; fold the constant {self.op.opcode} before "
-                      "conversion")
         self.require_copyable(inp, "input")
         self.require_batch_one(inp, "input")
         for k, o in enumerate(outs):
@@ -164,8 +151,6 @@ class Split(_SplitBase):
     axis_index = 0
 
     def _sizes(self, inp, axis, outs):
-        if len(self.op.inputs) != 2:
-            self.fail(f"needs 2 inputs (axis, input), got {len(self.op.inputs)}")
         if inp.shape[axis] % len(outs):
             self.fail(f"dimension {axis} of size {inp.shape[axis]} does not split into {len(outs)} equal pieces")
         return [inp.shape[axis] // len(outs)] * len(outs)
@@ -183,8 +168,6 @@ class SplitV(_SplitBase):
     axis_index = 2
 
     def _sizes(self, inp, axis, outs):
-        if len(self.op.inputs) != 3:
-            self.fail(f"needs 3 inputs (input, size_splits, axis), got {len(self.op.inputs)}")
         st = self.tensor(1)
         if not st.is_constant or st.dtype not in (np.int32, np.int64):
             self.fail("size_splits must be a constant int32/int64 tensor")
@@ -207,26 +190,18 @@ class Gather(PreparedOp):
     """TFLite ``GATHER`` of int8 params by int32 indices along ``axis`` with ``batch_dims`` (TFLM ``gather.cc``)."""
 
     def prepare(self):
-        if len(self.op.inputs) != 2 or len(self.op.outputs) != 1:
-            self.fail(f"needs 2 inputs and 1 output, got {len(self.op.inputs)} and {len(self.op.outputs)}")
         params, idx, out = self.tensor(0), self.tensor(1), self.tensor(0, output=True)
         self.require_copyable(params, "params", (np.dtype(np.int8),))
         self.require_same_type(params, out, "params")
         if idx.dtype != np.int32:
             self.fail(f"indices {idx.name!r} are {idx.dtype}; TFLite Micro's GATHER takes int32 indices only")
-        if params.is_constant and idx.is_constant:
-            self.fail("params and indices are both constant; fold the constant GATHER before conversion")
         for t, role in ((params, "params"), (idx, "indices")):
             if not t.is_constant:
                 self.require_batch_one(t, role)
         self.require_batch_one(out, "output")
-        try:
-            axis, bd = gather_axes(params.shape, idx.shape, int(self.option("axis", 0)), int(self.option("batch_dims", 0)))
-            want = gather_shape(params.shape, idx.shape, axis, bd)
-        except ValueError as e:
-            self.fail(str(e))
-        if tuple(out.shape) != want:
-            self.fail(f"output shape {list(out.shape)} differs from the computed {list(want)}")
+        axis, bd = self.checked(gather_axes, params.shape, idx.shape, int(self.option("axis", 0)),
+                                int(self.option("batch_dims", 0)))
+        self.require_output_shape(out, self.checked(gather_shape, params.shape, idx.shape, axis, bd))
         self.axis_size = int(params.shape[axis])
         if idx.is_constant:
             bad = idx.data[(idx.data < 0) | (idx.data >= self.axis_size)]

@@ -25,18 +25,17 @@ from tinyzo.spec.arith import (
     c_div,
     multiply_by_quantized_multiplier,
     rounding_divide_by_pot,
-    saturating_rounding_doubling_high_mul,
+    saturating_rounding_doubling_high_mul_bits,
+    wrap_int,
     wrap_int32,
 )
 from tinyzo.spec.lut import SIGMOID_TABLE_UINT16
 from tinyzo.spec.softmax import (
-    CONSTANT_48_OVER_17,
-    CONSTANT_NEG_32_OVER_17,
     exp_on_negative_values,
     one,
     one_over_one_plus_x_for_x_in_0_1,
     rescale,
-    rounding_half_sum,
+    two_over_one_plus_x_for_x_in_0_1,
 )
 
 __all__ = [
@@ -118,20 +117,17 @@ def leaky_relu_s8(x, input_zero_point, output_zero_point, multiplier_identity, s
 
 # ----------------------------------------------------------------------------- HARD_SWISH (int16 fixed point)
 def _wrap_int16(x: int) -> int:
-    return ((x + 2**15) % 2**16) - 2**15
+    return wrap_int(x, 16)
 
 
 def saturating_rounding_doubling_high_mul_int16(a: int, b: int) -> int:
     """gemmlowp ``SaturatingRoundingDoublingHighMul<int16_t>``: high 16 bits of ``2*a*b``, rounded half up.
 
     ``a == b == -32768`` saturates to 32767; otherwise ``(a*b + nudge) / 2**15`` with C division
-    and ``nudge = 2**14`` (product >= 0) or ``1 - 2**14``.
+    and ``nudge = 2**14`` (product >= 0) or ``1 - 2**14``
+    (:func:`tinyzo.spec.arith.saturating_rounding_doubling_high_mul_bits` with 16 bits).
     """
-    if a == b == INT16_MIN:
-        return INT16_MAX
-    ab = a * b
-    nudge = (1 << 14) if ab >= 0 else 1 - (1 << 14)
-    return _wrap_int16(c_div(ab + nudge, 1 << 15))
+    return saturating_rounding_doubling_high_mul_bits(a, b, 16)
 
 
 def saturating_doubling_high_mul_int16(a: int, b: int) -> int:
@@ -198,19 +194,11 @@ def logistic(a: int, integer_bits: int) -> int:
 def one_minus_x_over_one_plus_x_for_x_in_0_1(a: int) -> int:
     """gemmlowp ``one_minus_x_over_one_plus_x_for_x_in_0_1`` (Q0.31 -> Q0.31): ``(1 - a) / (1 + a)``.
 
-    The Newton-Raphson reciprocal of :func:`tinyzo.spec.softmax.one_over_one_plus_x_for_x_in_0_1`
-    (three iterations in Q2.29 from ``48/17 - 32/17 * half_denominator``), then
+    The Newton-Raphson division of :func:`tinyzo.spec.softmax.one_over_one_plus_x_for_x_in_0_1`
+    (:func:`tinyzo.spec.softmax.two_over_one_plus_x_for_x_in_0_1`, Q2.29), then
     ``Rescale<0>(x - 1)``: ``2/(1 + a) - 1``, a saturating left shift by 2.
     """
-    half_denominator = rounding_half_sum(a, one(0))
-    x = wrap_int32(
-        CONSTANT_48_OVER_17 + saturating_rounding_doubling_high_mul(half_denominator, CONSTANT_NEG_32_OVER_17)
-    )
-    for _ in range(3):
-        half_denominator_times_x = saturating_rounding_doubling_high_mul(half_denominator, x)
-        one_minus_half_denominator_times_x = wrap_int32(one(2) - half_denominator_times_x)
-        x = wrap_int32(x + rescale(saturating_rounding_doubling_high_mul(x, one_minus_half_denominator_times_x), 4, 2))
-    return rescale(wrap_int32(x - one(2)), 2, 0)
+    return rescale(wrap_int32(two_over_one_plus_x_for_x_in_0_1(a) - one(2)), 2, 0)
 
 
 def tanh(a: int, integer_bits: int) -> int:
@@ -227,6 +215,20 @@ def tanh(a: int, integer_bits: int) -> int:
     return wrap_int32(-t) if a < 0 else t
 
 
+def _q4_27_activation_s8(function, output_shift: int, output_zero_point: int, x, input_zero_point,
+                         input_range_radius, input_multiplier, input_left_shift, rounding) -> int:
+    """What TFLM's int8 LOGISTIC and TANH share: ``v = x - input_zp``; ``v <= -radius``: -128;
+    ``v >= radius``: 127; else ``q = MBQM(v, input_multiplier, input_left_shift)`` (Q4.27),
+    ``RoundingDivideByPOT(function(q), output_shift) + output_zero_point`` clamped to int8."""
+    v = int(x) - int(input_zero_point)
+    if v <= -input_range_radius:
+        return -128
+    if v >= input_range_radius:
+        return 127
+    q4 = _mbqm(v, input_multiplier, input_left_shift, rounding)
+    return _clamp8(rounding_divide_by_pot(function(q4, INPUT_INTEGER_BITS), output_shift) + output_zero_point)
+
+
 def logistic_s8(x, input_zero_point, input_range_radius, input_multiplier, input_left_shift, rounding=0) -> int:
     """TFLM int8 LOGISTIC (``reference_integer_ops::Logistic``); output scale 1/256, zero point -128.
 
@@ -234,14 +236,8 @@ def logistic_s8(x, input_zero_point, input_range_radius, input_multiplier, input
     ``q = MBQM(v, input_multiplier, input_left_shift)`` (Q4.27), ``logistic(q)`` in Q0.31,
     ``RoundingDivideByPOT(., 23) - 128`` clamped to int8.
     """
-    v = int(x) - int(input_zero_point)
-    if v <= -input_range_radius:
-        return -128
-    if v >= input_range_radius:
-        return 127
-    q4 = _mbqm(v, input_multiplier, input_left_shift, rounding)
-    out = rounding_divide_by_pot(logistic(q4, INPUT_INTEGER_BITS), 31 - 8)
-    return _clamp8(out - 128)
+    return _q4_27_activation_s8(logistic, 31 - 8, -128, x, input_zero_point, input_range_radius, input_multiplier,
+                                input_left_shift, rounding)
 
 
 def tanh_s8(x, input_zero_point, input_range_radius, input_multiplier, input_left_shift, rounding=0) -> int:
@@ -251,13 +247,8 @@ def tanh_s8(x, input_zero_point, input_range_radius, input_multiplier, input_lef
     ``q = MBQM(v, input_multiplier, input_left_shift)`` (Q4.27), ``tanh(q)`` in Q0.31,
     ``RoundingDivideByPOT(., 24)`` clamped to int8.
     """
-    v = int(x) - int(input_zero_point)
-    if v <= -input_range_radius:
-        return -128
-    if v >= input_range_radius:
-        return 127
-    q4 = _mbqm(v, input_multiplier, input_left_shift, rounding)
-    return _clamp8(rounding_divide_by_pot(tanh(q4, INPUT_INTEGER_BITS), 31 - 7))
+    return _q4_27_activation_s8(tanh, 31 - 7, 0, x, input_zero_point, input_range_radius, input_multiplier,
+                                input_left_shift, rounding)
 
 
 # ----------------------------------------------------------------------------- int16 LOGISTIC, TANH (sigmoid table)

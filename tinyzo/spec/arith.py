@@ -20,9 +20,14 @@ SINGLE_ROUNDING = "single"
 ROUNDING_MODES = (DOUBLE_ROUNDING, SINGLE_ROUNDING)
 
 
+def wrap_int(x: int, bits: int) -> int:
+    """Two's-complement wrap of ``x`` to a ``bits``-bit signed integer, as a C cast does."""
+    return ((x + 2 ** (bits - 1)) % 2**bits) - 2 ** (bits - 1)
+
+
 def wrap_int32(x: int) -> int:
     """Two's-complement wrap of ``x`` to int32, as a C ``(int32_t)`` cast does."""
-    return ((x + 2**31) % 2**32) - 2**31
+    return wrap_int(x, 32)
 
 
 def c_div(a: int, b: int) -> int:
@@ -31,18 +36,26 @@ def c_div(a: int, b: int) -> int:
     return q if (a >= 0) == (b > 0) else -q
 
 
-def saturating_rounding_doubling_high_mul(a: int, b: int) -> int:
-    """gemmlowp ``SaturatingRoundingDoublingHighMul`` on int32 ``a``, ``b``.
+def saturating_rounding_doubling_high_mul_bits(a: int, b: int, bits: int) -> int:
+    """gemmlowp's template ``SaturatingRoundingDoublingHighMul<intN_t>`` for ``N = bits`` (16 or 32).
 
-    Returns the high 32 bits of ``2*a*b``, rounded half up (away from zero for
-    negative products, through the nudge ``1 - 2**30``), saturating the single
-    overflow case ``a == b == INT32_MIN`` to ``INT32_MAX``.
+    Returns the high N bits of ``2*a*b``, rounded half up (away from zero for negative products,
+    through the nudge ``1 - 2**(N-2)`` in place of ``2**(N-2)``; C division by ``2**(N-1)``),
+    saturating the single overflow case ``a == b == -2**(N-1)`` to ``2**(N-1) - 1``; the result
+    wraps to intN as C's cast does. ``a``, ``b`` in intN range.
     """
-    if a == b == INT32_MIN:
-        return INT32_MAX
+    lowest = -(1 << (bits - 1))
+    if a == b == lowest:
+        return -lowest - 1
     ab = a * b
-    nudge = (1 << 30) if ab >= 0 else 1 - (1 << 30)
-    return wrap_int32(c_div(ab + nudge, 1 << 31))
+    nudge = (1 << (bits - 2)) if ab >= 0 else 1 - (1 << (bits - 2))
+    return wrap_int(c_div(ab + nudge, 1 << (bits - 1)), bits)
+
+
+def saturating_rounding_doubling_high_mul(a: int, b: int) -> int:
+    """gemmlowp ``SaturatingRoundingDoublingHighMul`` on int32 ``a``, ``b``: the high 32 bits of ``2*a*b``,
+    rounded half up; ``a == b == INT32_MIN`` saturates to ``INT32_MAX`` (:func:`saturating_rounding_doubling_high_mul_bits`)."""
+    return saturating_rounding_doubling_high_mul_bits(a, b, 32)
 
 
 def rounding_divide_by_pot(x: int, exponent: int) -> int:

@@ -10,6 +10,8 @@ Padding positions are skipped, as TFLM does. Slow; for tests only.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from tinyzo.spec.arith import DOUBLE_ROUNDING, multiply_by_quantized_multiplier, wrap_int32
@@ -35,7 +37,35 @@ def compute_padding(stride: int, dilation: int, in_size: int, filter_size: int, 
     return total // 2
 
 
-def _requant(acc, mult, shift, output_offset, act_min, act_max, rounding):
+def _geometry(padding: str, h: int, wd: int, kh: int, kw: int, stride, dilation) -> tuple:
+    """Output size and leading padding of a convolution window: ``(OH, OW, pad_top, pad_left)``."""
+    sh, sw = stride
+    dh, dw = dilation
+    oh = compute_out_size(padding, h, kh, sh, dh)
+    ow = compute_out_size(padding, wd, kw, sw, dw)
+    return oh, ow, compute_padding(sh, dh, h, kh, oh), compute_padding(sw, dw, wd, kw, ow)
+
+
+def _taps(oy: int, ox: int, h: int, wd: int, kh: int, kw: int, stride, dilation, ph: int, pw: int) -> list:
+    """``(fy, fx, iy, ix)`` of the filter taps of output ``(oy, ox)`` inside the image, in (fy, fx) order.
+
+    ``iy = oy*sh - ph + dh*fy``, ``ix = ox*sw - pw + dw*fx``; TFLM skips the taps outside the image.
+    """
+    sh, sw = stride
+    dh, dw = dilation
+    taps = []
+    for fy in range(kh):
+        iy = oy * sh - ph + dh * fy
+        for fx in range(kw):
+            ix = ox * sw - pw + dw * fx
+            if 0 <= iy < h and 0 <= ix < wd:
+                taps.append((fy, fx, iy, ix))
+    return taps
+
+
+def _requant(acc, bias, oc, mult, shift, output_offset, act_min, act_max, rounding):
+    """Add the bias of output channel ``oc`` (none: 0), requantize, add the output offset, clamp."""
+    acc += 0 if bias is None else int(bias[oc])
     v = multiply_by_quantized_multiplier(wrap_int32(acc), int(mult), int(shift), rounding) + output_offset
     return min(max(v, act_min), act_max)
 
@@ -54,30 +84,18 @@ def conv2d_s8(x, w, bias, *, stride=(1, 1), dilation=(1, 1), padding="VALID", in
     n, h, wd, c = np.asarray(x).shape if len(x) else (0, 0, 0, 0)
     o, kh, kw, wc = w.shape
     w = w.astype(int).tolist()
-    sh, sw = stride
-    dh, dw = dilation
-    oh = compute_out_size(padding, h, kh, sh, dh)
-    ow = compute_out_size(padding, wd, kw, sw, dw)
-    ph = compute_padding(sh, dh, h, kh, oh)
-    pw = compute_padding(sw, dw, wd, kw, ow)
+    oh, ow, ph, pw = _geometry(padding, h, wd, kh, kw, stride, dilation)
     out = np.zeros((n, oh, ow, o), dtype=np.int8)
-    for b in range(n):
-        for oy in range(oh):
-            for ox in range(ow):
-                for oc in range(o):
-                    acc = 0
-                    for fy in range(kh):
-                        iy = oy * sh - ph + dh * fy
-                        for fx in range(kw):
-                            ix = ox * sw - pw + dw * fx
-                            if not (0 <= iy < h and 0 <= ix < wd):
-                                continue
-                            g0 = (oc // (o // (c // wc))) * wc  # first input channel of oc's group
-                            for ic in range(wc):
-                                acc += w[oc][fy][fx][ic] * (x[b][iy][ix][g0 + ic] + input_offset)
-                    if bias is not None:
-                        acc += int(bias[oc])
-                    out[b, oy, ox, oc] = _requant(acc, multiplier[oc], shift[oc], output_offset, act_min, act_max, rounding)
+    for b, oy, ox in itertools.product(range(n), range(oh), range(ow)):
+        taps = _taps(oy, ox, h, wd, kh, kw, stride, dilation, ph, pw)
+        for oc in range(o):
+            g0 = (oc // (o // (c // wc))) * wc  # first input channel of oc's group
+            acc = 0
+            for fy, fx, iy, ix in taps:
+                for ic in range(wc):
+                    acc += w[oc][fy][fx][ic] * (x[b][iy][ix][g0 + ic] + input_offset)
+            out[b, oy, ox, oc] = _requant(acc, bias, oc, multiplier[oc], shift[oc], output_offset, act_min, act_max,
+                                          rounding)
     return out
 
 
@@ -93,30 +111,18 @@ def depthwise_conv2d_s8(x, w, bias, *, stride=(1, 1), dilation=(1, 1), padding="
     x = xa.astype(int).tolist()
     _, kh, kw, oc_total = np.asarray(w).shape
     w = np.asarray(w).astype(int).tolist()
-    sh, sw = stride
-    dh, dw = dilation
-    oh = compute_out_size(padding, h, kh, sh, dh)
-    ow = compute_out_size(padding, wd, kw, sw, dw)
-    ph = compute_padding(sh, dh, h, kh, oh)
-    pw = compute_padding(sw, dw, wd, kw, ow)
+    oh, ow, ph, pw = _geometry(padding, h, wd, kh, kw, stride, dilation)
     out = np.zeros((n, oh, ow, oc_total), dtype=np.int8)
-    for b in range(n):
-        for oy in range(oh):
-            for ox in range(ow):
-                for ic in range(c):
-                    for m in range(depth_multiplier):
-                        oc = ic * depth_multiplier + m
-                        acc = 0
-                        for fy in range(kh):
-                            iy = oy * sh - ph + dh * fy
-                            for fx in range(kw):
-                                ix = ox * sw - pw + dw * fx
-                                if 0 <= iy < h and 0 <= ix < wd:
-                                    acc += w[0][fy][fx][oc] * (x[b][iy][ix][ic] + input_offset)
-                        if bias is not None:
-                            acc += int(bias[oc])
-                        out[b, oy, ox, oc] = _requant(acc, multiplier[oc], shift[oc], output_offset, act_min, act_max,
-                                                      rounding)
+    for b, oy, ox in itertools.product(range(n), range(oh), range(ow)):
+        taps = _taps(oy, ox, h, wd, kh, kw, stride, dilation, ph, pw)
+        for ic in range(c):
+            for m in range(depth_multiplier):
+                oc = ic * depth_multiplier + m
+                acc = 0
+                for fy, fx, iy, ix in taps:
+                    acc += w[0][fy][fx][oc] * (x[b][iy][ix][ic] + input_offset)
+                out[b, oy, ox, oc] = _requant(acc, bias, oc, multiplier[oc], shift[oc], output_offset, act_min,
+                                              act_max, rounding)
     return out
 
 
@@ -138,8 +144,6 @@ def fully_connected_s8(x, w, bias, *, input_offset, output_offset, multiplier, s
             acc = 0
             for k, xv in enumerate(xa[i]):
                 acc += (wa[oc][k] + filter_offset) * (xv + input_offset)
-            if bias is not None:
-                acc += int(bias[oc])
             j = oc if per_channel else 0
-            out[i, oc] = _requant(acc, multiplier[j], shift[j], output_offset, act_min, act_max, rounding)
+            out[i, oc] = _requant(acc, bias, oc, multiplier[j], shift[j], output_offset, act_min, act_max, rounding)
     return out

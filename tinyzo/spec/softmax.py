@@ -164,12 +164,13 @@ def exp_on_negative_values(a: int, integer_bits: int) -> int:
     return result
 
 
-def one_over_one_plus_x_for_x_in_0_1(a: int) -> int:
-    """gemmlowp ``one_over_one_plus_x_for_x_in_0_1`` (Q0.31 -> Q0.31).
+def two_over_one_plus_x_for_x_in_0_1(a: int) -> int:
+    """``2 / (1 + a)`` in Q2.29 for a Q0.31 ``a`` in [0, 1): gemmlowp's Newton-Raphson division.
 
-    ``1 / (1 + a)`` for ``a`` in [0, 1): three Newton-Raphson iterations on
-    ``half_denominator = (1 + a) / 2`` in Q2.29 starting at
-    ``48/17 - 32/17 * half_denominator``; the result ``x / 2`` is returned in Q0.31.
+    Three Newton-Raphson iterations for the reciprocal of ``half_denominator = (1 + a) / 2``
+    (:func:`rounding_half_sum`) in Q2.29, starting at ``48/17 - 32/17 * half_denominator``. gemmlowp
+    writes these lines in both ``one_over_one_plus_x_for_x_in_0_1`` and
+    ``one_minus_x_over_one_plus_x_for_x_in_0_1``, which differ only in what they do with the result.
     """
     half_denominator = rounding_half_sum(a, one(0))
     x = wrap_int32(
@@ -179,8 +180,16 @@ def one_over_one_plus_x_for_x_in_0_1(a: int) -> int:
         half_denominator_times_x = saturating_rounding_doubling_high_mul(half_denominator, x)
         one_minus_half_denominator_times_x = wrap_int32(one(2) - half_denominator_times_x)
         x = wrap_int32(x + rescale(saturating_rounding_doubling_high_mul(x, one_minus_half_denominator_times_x), 4, 2))
-    # ExactMulByPot<-1> (Q2.29 -> Q1.30, same raw), then Rescale<0>
-    return rescale(x, 1, 0)
+    return x
+
+
+def one_over_one_plus_x_for_x_in_0_1(a: int) -> int:
+    """gemmlowp ``one_over_one_plus_x_for_x_in_0_1`` (Q0.31 -> Q0.31): ``1 / (1 + a)`` for ``a`` in [0, 1).
+
+    :func:`two_over_one_plus_x_for_x_in_0_1` halved: ``ExactMulByPot<-1>`` (Q2.29 -> Q1.30, the
+    same raw value), then ``Rescale<0>``.
+    """
+    return rescale(two_over_one_plus_x_for_x_in_0_1(a), 1, 0)
 
 
 def count_leading_zeros(x: int) -> int:
