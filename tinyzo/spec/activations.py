@@ -95,6 +95,19 @@ def relu6_s8(x, lower, upper) -> int:
     return int(upper) if x > upper else (int(lower) if x < lower else x)
 
 
+def _leaky_relu_unclamped(x, input_zero_point, output_zero_point, multiplier_identity, shift_identity,
+                          multiplier_alpha, shift_alpha, rounding) -> int:
+    """The LEAKY_RELU value before the output type's clamp (shared by the int8 and int16 forms)."""
+    v = int(x) - int(input_zero_point)
+    if v >= 0:
+        r = _mbqm(v, multiplier_identity, shift_identity, rounding)
+    else:
+        m = int(multiplier_alpha)
+        scaled = _mbqm(v, wrap_int32(-m) if m < 0 else m, shift_alpha, rounding)
+        r = wrap_int32(-scaled) if m < 0 else scaled
+    return int(output_zero_point) + r
+
+
 def leaky_relu_s8(x, input_zero_point, output_zero_point, multiplier_identity, shift_identity, multiplier_alpha,
                   shift_alpha, rounding=0) -> int:
     """TFLM int8 LEAKY_RELU (``reference_ops::QuantizeLeakyRelu``).
@@ -105,14 +118,8 @@ def leaky_relu_s8(x, input_zero_point, output_zero_point, multiplier_identity, s
     March 2026 sync; multiplying by the signed multiplier rounds ties the other way, and the
     oracle agrees with the magnitude form); clamped to int8. Negations are int32 (wrapping).
     """
-    v = int(x) - int(input_zero_point)
-    if v >= 0:
-        r = _mbqm(v, multiplier_identity, shift_identity, rounding)
-    else:
-        m = int(multiplier_alpha)
-        scaled = _mbqm(v, wrap_int32(-m) if m < 0 else m, shift_alpha, rounding)
-        r = wrap_int32(-scaled) if m < 0 else scaled
-    return _clamp8(int(output_zero_point) + r)
+    return _clamp8(_leaky_relu_unclamped(x, input_zero_point, output_zero_point, multiplier_identity, shift_identity,
+                                      multiplier_alpha, shift_alpha, rounding))
 
 
 # ----------------------------------------------------------------------------- HARD_SWISH (int16 fixed point)
@@ -319,11 +326,5 @@ def leaky_relu_s16(x, input_zero_point, output_zero_point, multiplier_identity, 
                    shift_alpha, rounding=0) -> int:
     """TFLM int16 LEAKY_RELU (``reference_ops::QuantizeLeakyRelu<int16_t>``): :func:`leaky_relu_s8`'s formula,
     clamped to int16 instead of int8."""
-    v = int(x) - int(input_zero_point)
-    if v >= 0:
-        r = _mbqm(v, multiplier_identity, shift_identity, rounding)
-    else:
-        m = int(multiplier_alpha)
-        scaled = _mbqm(v, wrap_int32(-m) if m < 0 else m, shift_alpha, rounding)
-        r = wrap_int32(-scaled) if m < 0 else scaled
-    return _clamp16(int(output_zero_point) + r)
+    return _clamp16(_leaky_relu_unclamped(x, input_zero_point, output_zero_point, multiplier_identity, shift_identity,
+                                      multiplier_alpha, shift_alpha, rounding))
