@@ -29,7 +29,7 @@ from tinyzo.spec.arith import (
     wrap_int,
     wrap_int32,
 )
-from tinyzo.spec.lut import SIGMOID_TABLE_UINT16
+from tinyzo.spec.lut import interpolate_sigmoid_table
 from tinyzo.spec.softmax import (
     exp_on_negative_values,
     one,
@@ -276,12 +276,7 @@ def logistic_s16(x, input_multiplier: int, input_left_shift: int) -> int:
     """
     v = _scaled_input_s16(x, input_multiplier, input_left_shift)
     a = abs(v)
-    uh = a >> 9
-    if uh >= 255:
-        result = 0x7FFF << 10
-    else:
-        ua, ub = SIGMOID_TABLE_UINT16[uh], SIGMOID_TABLE_UINT16[uh + 1]
-        result = (ua << 9) + (a & 0x1FF) * (ub - ua)
+    result = interpolate_sigmoid_table(a, 9, 0x7FFF << 10)
     result = result + (1 << 9) if v >= 0 else (1 << (16 + 9)) - result + (1 << 9) - 1
     return _wrap_int16(result >> 10)
 
@@ -295,12 +290,7 @@ def tanh_s16(x, input_multiplier: int, input_left_shift: int) -> int:
     """
     v = _scaled_input_s16(x, input_multiplier, input_left_shift)
     a = abs(v)
-    uh = a >> 8
-    if uh >= 255:
-        result = 0xFFFF << 8
-    else:
-        ua, ub = SIGMOID_TABLE_UINT16[uh], SIGMOID_TABLE_UINT16[uh + 1]
-        result = (ua << 8) + (a & 0xFF) * (ub - ua)
+    result = interpolate_sigmoid_table(a, 8, 0xFFFF << 8)
     result = result - (1 << 23) + (1 << 7) if v >= 0 else -result + (1 << 23) + (1 << 7) - 1
     return _wrap_int16(result >> 8)
 
