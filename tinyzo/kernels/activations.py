@@ -290,6 +290,17 @@ def _scaled_input_s16(x, input_multiplier, input_left_shift, rnd):
     return wrap_int32(np.int64(x) * np.int64(input_multiplier) + rnd) >> np.int64(input_left_shift)
 
 
+@njit(cache=True, inline="always")
+def _interpolate_table(sigmoid_table, a, frac_bits, saturated):
+    """:func:`tinyzo.spec.lut.interpolate_sigmoid_table` on ``sigmoid_table`` (uint16[256]); ``a`` int64 >= 0."""
+    uh = a >> frac_bits
+    if uh >= 255:
+        return saturated
+    ua = np.int64(sigmoid_table[uh])
+    ub = np.int64(sigmoid_table[uh + 1])
+    return (ua << frac_bits) + (a & ((np.int64(1) << frac_bits) - np.int64(1))) * (ub - ua)
+
+
 @njit(cache=True, nogil=True)
 def logistic_s16(x, input_multiplier, input_left_shift, sigmoid_table, out):
     """Int16 LOGISTIC (TFLM ``reference_integer_ops::Logistic``, int16): the interpolated sigmoid table.
@@ -306,13 +317,7 @@ def logistic_s16(x, input_multiplier, input_left_shift, sigmoid_table, out):
     for i in range(x.shape[0]):
         v = _scaled_input_s16(x[i], input_multiplier, shift, rnd)
         a = abs(v)
-        uh = a >> np.int64(9)
-        if uh >= 255:
-            result = np.int64(0x7FFF << 10)
-        else:
-            ua = np.int64(sigmoid_table[uh])
-            ub = np.int64(sigmoid_table[uh + 1])
-            result = (ua << np.int64(9)) + (a & np.int64(0x1FF)) * (ub - ua)
+        result = _interpolate_table(sigmoid_table, a, np.int64(9), np.int64(0x7FFF << 10))
         if v >= 0:
             result = result + np.int64(1 << 9)
         else:
@@ -332,13 +337,7 @@ def tanh_s16(x, input_multiplier, input_left_shift, sigmoid_table, out):
     for i in range(x.shape[0]):
         v = _scaled_input_s16(x[i], input_multiplier, shift, rnd)
         a = abs(v)
-        uh = a >> np.int64(8)
-        if uh >= 255:
-            result = np.int64(0xFFFF << 8)
-        else:
-            ua = np.int64(sigmoid_table[uh])
-            ub = np.int64(sigmoid_table[uh + 1])
-            result = (ua << np.int64(8)) + (a & np.int64(0xFF)) * (ub - ua)
+        result = _interpolate_table(sigmoid_table, a, np.int64(8), np.int64(0xFFFF << 8))
         if v >= 0:
             result = result - np.int64((1 << 23) - (1 << 7))
         else:
