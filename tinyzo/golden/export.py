@@ -68,6 +68,19 @@ class GoldenError(TinyzoError):
 # ----------------------------------------------------------------------------------------------
 
 
+def _filter_fields(f: dict, opcode: str, prep) -> None:
+    """Add the filter geometry of a CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED ``prep`` to the field dict ``f``:
+    ``filter_h = 1, filter_w = k_len`` (FC), else strides, dilations, paddings, filter size (and the depth
+    multiplier for DEPTHWISE_CONV_2D)."""
+    if opcode == "FULLY_CONNECTED":
+        f.update(filter_h=1, filter_w=prep.k_len)
+    else:
+        f.update(stride_h=prep.stride_h, stride_w=prep.stride_w, dil_h=prep.dil_h, dil_w=prep.dil_w,
+                 pad_h=prep.pad_h, pad_w=prep.pad_w, filter_h=prep.kh, filter_w=prep.kw)
+        if opcode == "DEPTHWISE_CONV_2D":
+            f.update(depth_multiplier=prep.depth_multiplier)
+
+
 def _nhwc(shape) -> list:
     shape = [int(d) for d in shape]
     if len(shape) > 4:
@@ -182,13 +195,7 @@ def model_tables(model) -> dict:
             out[f"model/op{k}/shift"] = np.asarray(prep.shift_o if fc else prep.shift, np.int32)
             f.update(input_offset=prep.input_offset, output_offset=prep.output_offset, act_min=prep.act_min,
                      act_max=prep.act_max, n_out=prep.n_out, acc_bits=prep.acc_bits)
-            if fc:
-                f.update(filter_h=1, filter_w=prep.k_len)
-            else:
-                f.update(stride_h=prep.stride_h, stride_w=prep.stride_w, dil_h=prep.dil_h, dil_w=prep.dil_w,
-                         pad_h=prep.pad_h, pad_w=prep.pad_w, filter_h=prep.kh, filter_w=prep.kw)
-                if op.opcode == "DEPTHWISE_CONV_2D":
-                    f.update(depth_multiplier=prep.depth_multiplier)
+            _filter_fields(f, op.opcode, prep)
         elif op.opcode == "SVDF":
             p = prep.params
             out[f"model/op{k}/weights"] = prep.weights_feature.reshape(-1)
@@ -217,13 +224,7 @@ def model_tables(model) -> dict:
             out[f"model/op{k}/acc_scale"] = (s_x * _weight_scales(model, k) / s_y).astype(np.float32)
             f.update(input_offset=prep.input_offset, output_offset=prep.output_offset, act_min=prep.act_min,
                      act_max=prep.act_max, n_out=prep.n_out, has_params=1)
-            if op.opcode == "FULLY_CONNECTED":
-                f.update(filter_h=1, filter_w=prep.k_len)
-            else:
-                f.update(stride_h=prep.stride_h, stride_w=prep.stride_w, dil_h=prep.dil_h, dil_w=prep.dil_w,
-                         pad_h=prep.pad_h, pad_w=prep.pad_w, filter_h=prep.kh, filter_w=prep.kw)
-                if op.opcode == "DEPTHWISE_CONV_2D":
-                    f.update(depth_multiplier=prep.depth_multiplier)
+            _filter_fields(f, op.opcode, prep)
         elif op.opcode == "ADD":
             p = prep.params
             f.update(in1=op.inputs[1], in1_offset=p["input1_offset"], in1_multiplier=p["input1_multiplier"],

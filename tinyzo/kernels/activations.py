@@ -64,6 +64,24 @@ def relu6_s8(x, lower, upper, out):
         out[i] = v
 
 
+@njit(cache=True, inline="always")
+def _leaky_relu(x, input_zero_point, output_zero_point, multiplier_identity, shift_identity, multiplier_alpha,
+                shift_alpha, rounding, lower, upper, out):
+    """The LEAKY_RELU loop shared by the int8 and int16 kernels; the result is clamped to ``[lower, upper]``."""
+    m_alpha = np.int64(multiplier_alpha)
+    negative = m_alpha < 0
+    safe_alpha = wrap_int32(-m_alpha) if negative else m_alpha
+    for i in range(x.shape[0]):
+        v = np.int64(x[i]) - np.int64(input_zero_point)
+        if v >= 0:
+            r = multiply_by_quantized_multiplier(v, multiplier_identity, shift_identity, rounding)
+        else:
+            r = multiply_by_quantized_multiplier(v, safe_alpha, shift_alpha, rounding)
+            if negative:
+                r = wrap_int32(-r)
+        out[i] = min(max(np.int64(output_zero_point) + r, np.int64(lower)), np.int64(upper))
+
+
 @njit(cache=True, nogil=True)
 def leaky_relu_s8(x, input_zero_point, output_zero_point, multiplier_identity, shift_identity, multiplier_alpha,
                   shift_alpha, rounding, out):
@@ -78,18 +96,8 @@ def leaky_relu_s8(x, input_zero_point, output_zero_point, multiplier_identity, s
             ``QuantizeMultiplier(s_in * alpha / s_out)`` (multiplier < 0 for alpha < 0);
         rounding: 0 or 1; out: int8[n], written.
     """
-    m_alpha = np.int64(multiplier_alpha)
-    negative = m_alpha < 0
-    safe_alpha = wrap_int32(-m_alpha) if negative else m_alpha
-    for i in range(x.shape[0]):
-        v = np.int64(x[i]) - np.int64(input_zero_point)
-        if v >= 0:
-            r = multiply_by_quantized_multiplier(v, multiplier_identity, shift_identity, rounding)
-        else:
-            r = multiply_by_quantized_multiplier(v, safe_alpha, shift_alpha, rounding)
-            if negative:
-                r = wrap_int32(-r)
-        out[i] = clamp_int8(np.int64(output_zero_point) + r)
+    _leaky_relu(x, input_zero_point, output_zero_point, multiplier_identity, shift_identity, multiplier_alpha,
+                shift_alpha, rounding, -128, 127, out)
 
 
 # ----------------------------------------------------------------------------- HARD_SWISH (int16 fixed point)
@@ -272,24 +280,25 @@ def leaky_relu_s16(x, input_zero_point, output_zero_point, multiplier_identity, 
                    shift_alpha, rounding, out):
     """Int16 LEAKY_RELU (TFLM ``reference_ops::QuantizeLeakyRelu<int16_t>``): :func:`leaky_relu_s8`'s formula
     on int16[n] arrays, clamped to [-32768, 32767]."""
-    m_alpha = np.int64(multiplier_alpha)
-    negative = m_alpha < 0
-    safe_alpha = wrap_int32(-m_alpha) if negative else m_alpha
-    for i in range(x.shape[0]):
-        v = np.int64(x[i]) - np.int64(input_zero_point)
-        if v >= 0:
-            r = multiply_by_quantized_multiplier(v, multiplier_identity, shift_identity, rounding)
-        else:
-            r = multiply_by_quantized_multiplier(v, safe_alpha, shift_alpha, rounding)
-            if negative:
-                r = wrap_int32(-r)
-        out[i] = _clamp16(np.int64(output_zero_point) + r)
+    _leaky_relu(x, input_zero_point, output_zero_point, multiplier_identity, shift_identity, multiplier_alpha,
+                shift_alpha, rounding, INT16_MIN, INT16_MAX, out)
 
 
 @njit(cache=True, inline="always")
 def _scaled_input_s16(x, input_multiplier, input_left_shift, rnd):
     """``(x * input_multiplier + rnd) >> input_left_shift`` in int32 (the int16 LOGISTIC/TANH input rescaling)."""
     return wrap_int32(np.int64(x) * np.int64(input_multiplier) + rnd) >> np.int64(input_left_shift)
+
+
+@njit(cache=True, inline="always")
+def _interpolate_table(sigmoid_table, a, frac_bits, saturated):
+    """:func:`tinyzo.spec.lut.interpolate_sigmoid_table` on ``sigmoid_table`` (uint16[256]); ``a`` int64 >= 0."""
+    uh = a >> frac_bits
+    if uh >= 255:
+        return saturated
+    ua = np.int64(sigmoid_table[uh])
+    ub = np.int64(sigmoid_table[uh + 1])
+    return (ua << frac_bits) + (a & ((np.int64(1) << frac_bits) - np.int64(1))) * (ub - ua)
 
 
 @njit(cache=True, nogil=True)
@@ -308,13 +317,7 @@ def logistic_s16(x, input_multiplier, input_left_shift, sigmoid_table, out):
     for i in range(x.shape[0]):
         v = _scaled_input_s16(x[i], input_multiplier, shift, rnd)
         a = abs(v)
-        uh = a >> np.int64(9)
-        if uh >= 255:
-            result = np.int64(0x7FFF << 10)
-        else:
-            ua = np.int64(sigmoid_table[uh])
-            ub = np.int64(sigmoid_table[uh + 1])
-            result = (ua << np.int64(9)) + (a & np.int64(0x1FF)) * (ub - ua)
+        result = _interpolate_table(sigmoid_table, a, np.int64(9), np.int64(0x7FFF << 10))
         if v >= 0:
             result = result + np.int64(1 << 9)
         else:
@@ -334,13 +337,7 @@ def tanh_s16(x, input_multiplier, input_left_shift, sigmoid_table, out):
     for i in range(x.shape[0]):
         v = _scaled_input_s16(x[i], input_multiplier, shift, rnd)
         a = abs(v)
-        uh = a >> np.int64(8)
-        if uh >= 255:
-            result = np.int64(0xFFFF << 8)
-        else:
-            ua = np.int64(sigmoid_table[uh])
-            ub = np.int64(sigmoid_table[uh + 1])
-            result = (ua << np.int64(8)) + (a & np.int64(0xFF)) * (ub - ua)
+        result = _interpolate_table(sigmoid_table, a, np.int64(8), np.int64(0xFFFF << 8))
         if v >= 0:
             result = result - np.int64((1 << 23) - (1 << 7))
         else:

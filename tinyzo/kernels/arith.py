@@ -40,6 +40,12 @@ def clamp_int8(v):
 
 
 @njit(cache=True, inline="always")
+def clamp_int16(v):
+    """``v`` clamped to the int16 range [-32768, 32767], as int64."""
+    return min(max(np.int64(v), np.int64(-32768)), np.int64(32767))
+
+
+@njit(cache=True, inline="always")
 def saturating_rounding_doubling_high_mul_bits(a, b, bits):
     """gemmlowp's template ``SaturatingRoundingDoublingHighMul<intN_t>`` for ``N = bits`` (16 or 32).
 

@@ -11,7 +11,7 @@ Arrays are C-contiguous; outputs are written into caller-provided arrays.
 import numpy as np
 from numba import njit
 
-from tinyzo.kernels.arith import INT32_MIN, clamp_int8, multiply_by_quantized_multiplier, wrap_int32
+from tinyzo.kernels.arith import INT32_MIN, clamp_int8, clamp_int16, multiply_by_quantized_multiplier, wrap_int32
 
 
 @njit(cache=True, inline="always")
@@ -100,12 +100,7 @@ def quantize_f32_s16(x, scale, zero_point, out):
             q = np.int64(r)
         else:
             q = np.int64(INT32_MIN)
-        q = wrap_int32(q + np.int64(zero_point))
-        if q < -32768:
-            q = np.int64(-32768)
-        if q > 32767:
-            q = np.int64(32767)
-        out[i] = q
+        out[i] = clamp_int16(wrap_int32(q + np.int64(zero_point)))
 
 
 @njit(cache=True, nogil=True)
@@ -122,12 +117,7 @@ def quantize_s16(x, multiplier, shift, input_zero_point, output_zero_point, roun
     """
     for i in range(x.shape[0]):
         v = multiply_by_quantized_multiplier(np.int64(x[i]) - np.int64(input_zero_point), multiplier, shift, rounding)
-        v = v + np.int64(output_zero_point)
-        if v < -32768:
-            v = np.int64(-32768)
-        if v > 32767:
-            v = np.int64(32767)
-        out[i] = v
+        out[i] = clamp_int16(v + np.int64(output_zero_point))
 
 
 @njit(cache=True, nogil=True)

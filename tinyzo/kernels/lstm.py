@@ -46,17 +46,23 @@ def _int16(v):
 
 
 @njit(cache=True, inline="always")
+def _interpolate_sigmoid_table(a, frac_bits, saturated):
+    """:func:`tinyzo.spec.lut.interpolate_sigmoid_table`: ``SIGMOID_TABLE[a >> frac_bits]`` interpolated with the
+    low ``frac_bits`` bits of ``a`` (int64 >= 0), ``saturated`` from interval 255 on; below 2**26."""
+    uh = a >> frac_bits
+    if uh >= 255:
+        return saturated
+    ua = SIGMOID_TABLE[uh]
+    ub = SIGMOID_TABLE[uh + 1]
+    return (ua << frac_bits) + (a & ((np.int64(1) << frac_bits) - np.int64(1))) * (ub - ua)
+
+
+@njit(cache=True, inline="always")
 def logistic_int16(x, input_multiplier, input_left_shift):
     """TFLite's int16 ``reference_integer_ops::Logistic`` (table interpolation; Q3.12 -> Q0.15 for 0, 0)."""
     v = _scaled_input(x, input_multiplier, input_left_shift)
     a = v if v >= 0 else -v
-    uh = a >> np.int64(9)
-    if uh >= 255:
-        result = np.int64(0x7FFF) << np.int64(10)
-    else:
-        ua = SIGMOID_TABLE[uh]
-        ub = SIGMOID_TABLE[uh + 1]
-        result = ((ua << np.int64(9)) + (a & np.int64(0x1FF)) * (ub - ua)) & np.int64(0xFFFFFFFF)
+    result = _interpolate_sigmoid_table(a, np.int64(9), np.int64(0x7FFF) << np.int64(10)) & np.int64(0xFFFFFFFF)
     if v >= 0:
         result = (result + np.int64(512)) & np.int64(0xFFFFFFFF)
     else:
@@ -69,13 +75,7 @@ def tanh_int16(x, input_multiplier, input_left_shift):
     """TFLite's int16 ``reference_integer_ops::Tanh`` (the same table; Q3.12 -> Q0.15 for 0, 0)."""
     v = _scaled_input(x, input_multiplier, input_left_shift)
     a = v if v >= 0 else -v
-    uh = a >> np.int64(8)
-    if uh >= 255:
-        result = np.int64(0xFFFF) << np.int64(8)
-    else:
-        ua = SIGMOID_TABLE[uh]
-        ub = SIGMOID_TABLE[uh + 1]
-        result = wrap_int32((ua << np.int64(8)) + (a & np.int64(0xFF)) * (ub - ua))
+    result = wrap_int32(_interpolate_sigmoid_table(a, np.int64(8), np.int64(0xFFFF) << np.int64(8)))
     if v >= 0:
         result = result - np.int64(1 << 23) + np.int64(1 << 7)
     else:

@@ -173,6 +173,36 @@ def multiply_by_quantized_multiplier_greater_than_one(x, quantized_multiplier, l
     )
 
 
+@njit(cache=True, inline="always")
+def row_max(x, i):
+    """The largest entry of row ``i`` of ``x`` (int8/int16[M, D], D >= 1), as int64."""
+    max_in_row = np.int64(x[i, 0])
+    for c in range(1, x.shape[1]):
+        max_in_row = max(max_in_row, np.int64(x[i, c]))
+    return max_in_row
+
+
+@njit(cache=True, inline="always")
+def exps_row_s8(x, i, max_in_row, input_multiplier, input_left_shift, diff_min, rounding, exps):
+    """First pass of the int8-input softmax over row ``i`` of ``x`` (int8[M, D]).
+
+    Writes ``exps[c] = exp_on_negative_values(MBQM>1(x - max))`` (Q0.31, int64[D]) for every ``c`` with
+    ``x - max >= diff_min`` (the others are left unwritten; TFLM recomputes the same value in its second pass)
+    and returns the int32-wrapped sum of those exponentials rescaled to Q12.19.
+    """
+    sum_of_exps = np.int64(0)
+    for c in range(x.shape[1]):
+        input_diff = np.int64(x[i, c]) - max_in_row
+        if input_diff >= diff_min:
+            input_diff_rescaled = multiply_by_quantized_multiplier_greater_than_one(
+                input_diff, input_multiplier, input_left_shift, rounding
+            )
+            e = exp_on_negative_values(input_diff_rescaled, SCALED_DIFF_INTEGER_BITS)
+            exps[c] = e
+            sum_of_exps = wrap_int32(sum_of_exps + rescale(e, 0, ACCUMULATION_INTEGER_BITS))
+    return sum_of_exps
+
+
 @njit(cache=True, nogil=True)
 def softmax_s8(x, input_multiplier, input_left_shift, diff_min, out, rounding=0):
     """int8 -> int8 softmax over the last axis, bit-exact with TFLite Micro.
@@ -204,19 +234,8 @@ def softmax_s8(x, input_multiplier, input_left_shift, diff_min, out, rounding=0)
     exps = np.empty(depth, dtype=np.int64)
     bad_rows = 0
     for i in range(m_rows):
-        max_in_row = np.int64(x[i, 0])
-        for c in range(1, depth):
-            max_in_row = max(max_in_row, np.int64(x[i, c]))
-        sum_of_exps = np.int64(0)
-        for c in range(depth):
-            input_diff = np.int64(x[i, c]) - max_in_row
-            if input_diff >= diff_min:
-                input_diff_rescaled = multiply_by_quantized_multiplier_greater_than_one(
-                    input_diff, input_multiplier, input_left_shift, rounding
-                )
-                e = exp_on_negative_values(input_diff_rescaled, SCALED_DIFF_INTEGER_BITS)
-                exps[c] = e  # kept for the second pass (TFLM recomputes it: same value)
-                sum_of_exps = wrap_int32(sum_of_exps + rescale(e, 0, ACCUMULATION_INTEGER_BITS))
+        max_in_row = row_max(x, i)
+        sum_of_exps = exps_row_s8(x, i, max_in_row, input_multiplier, input_left_shift, diff_min, rounding, exps)
         shifted_scale, num_bits_over_unit = get_reciprocal(sum_of_exps, ACCUMULATION_INTEGER_BITS)
         exponent = num_bits_over_unit + np.int64(31 - 8)
         if exponent < 0 or exponent > 31:
@@ -255,9 +274,7 @@ def softmax_s16(x, input_multiplier, input_left_shift, exp_lut, one_over_one_plu
     m_rows, depth = x.shape
     exps = np.empty(depth, dtype=np.int64)
     for i in range(m_rows):
-        max_in_row = np.int64(x[i, 0])
-        for c in range(1, depth):
-            max_in_row = max(max_in_row, np.int64(x[i, c]))
+        max_in_row = row_max(x, i)
         sum_of_exps = np.int64(0)
         for c in range(depth):
             scaled_diff = multiply_by_quantized_multiplier(np.int64(x[i, c]) - max_in_row, input_multiplier,

@@ -8,15 +8,8 @@ shift ``num_bits_over_unit + 15``, offset -32768, int16 clamp. Equal to
 import numpy as np
 from numba import njit
 
-from tinyzo.kernels.arith import rounding_divide_by_pot, saturating_rounding_doubling_high_mul, wrap_int32
-from tinyzo.kernels.softmax import (
-    ACCUMULATION_INTEGER_BITS,
-    SCALED_DIFF_INTEGER_BITS,
-    exp_on_negative_values,
-    get_reciprocal,
-    multiply_by_quantized_multiplier_greater_than_one,
-    rescale,
-)
+from tinyzo.kernels.arith import rounding_divide_by_pot, saturating_rounding_doubling_high_mul
+from tinyzo.kernels.softmax import ACCUMULATION_INTEGER_BITS, exps_row_s8, get_reciprocal, row_max
 
 
 @njit(cache=True, nogil=True)
@@ -32,17 +25,8 @@ def softmax_s8_s16(x, input_multiplier, input_left_shift, diff_min, out, roundin
     m_rows, depth = x.shape
     exps = np.empty(depth, dtype=np.int64)
     for i in range(m_rows):
-        max_in_row = np.int64(x[i, 0])
-        for c in range(1, depth):
-            max_in_row = max(max_in_row, np.int64(x[i, c]))
-        sum_of_exps = np.int64(0)
-        for c in range(depth):
-            input_diff = np.int64(x[i, c]) - max_in_row
-            if input_diff >= diff_min:
-                e = exp_on_negative_values(multiply_by_quantized_multiplier_greater_than_one(
-                    input_diff, input_multiplier, input_left_shift, rounding), SCALED_DIFF_INTEGER_BITS)
-                exps[c] = e
-                sum_of_exps = wrap_int32(sum_of_exps + rescale(e, 0, ACCUMULATION_INTEGER_BITS))
+        max_in_row = row_max(x, i)
+        sum_of_exps = exps_row_s8(x, i, max_in_row, input_multiplier, input_left_shift, diff_min, rounding, exps)
         shifted_scale, num_bits_over_unit = get_reciprocal(sum_of_exps, ACCUMULATION_INTEGER_BITS)
         exponent = num_bits_over_unit + np.int64(31 - 16)
         for c in range(depth):

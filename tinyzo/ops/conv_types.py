@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyzo.errors import ArithmeticContractError
+from tinyzo.ops.int16 import require_int16
 from tinyzo.spec.arith import INT64_MBQM_MAX_ABS_X, INT64_MBQM_MAX_SHIFT
 
 INT16 = np.dtype(np.int16)
@@ -38,13 +39,7 @@ def check_activations(op, x, y) -> np.dtype:
         for t, role in ((x, "input"), (y, "output")):
             if t.dtype != INT16:
                 op.fail(f"{role} {t.name!r} is {t.dtype}; with an int16 input the output must be int16 (16x8)")
-            if t.quant is None or t.quant.per_channel:
-                op.fail(f"{role} {t.name!r} must be quantized per tensor")
-            if int(t.quant.zero_point[0]) != 0:
-                op.fail(f"{role} {t.name!r} has zero point {int(t.quant.zero_point[0])}; 16x8 quantization "
-                        "needs int16 zero points of 0")
-            if not (np.all(np.isfinite(t.quant.scale)) and np.all(t.quant.scale > 0)):
-                op.fail(f"{role} {t.name!r} has a non-positive or non-finite scale")
+            require_int16(op, t, role)
         return INT16
     if x.dtype != INT8:
         op.fail(f"input {x.name!r} is {x.dtype}; only int8 and int16 (16x8) activations are supported")

@@ -31,6 +31,7 @@ from tinyzo.errors import ArithmeticContractError
 from tinyzo.kernels.transpose_conv import pack_weights, transpose_conv_s8, transpose_conv_s16
 from tinyzo.ops.base import ACTIVATIONS, PreparedOp, register
 from tinyzo.ops.conv import per_channel_multipliers
+from tinyzo.ops.int16 import require_int16
 from tinyzo.quant import activation_range, rounding_code
 from tinyzo.spec.transpose_conv import transpose_conv_padding
 
@@ -52,7 +53,7 @@ class TransposeConv(PreparedOp):
             self.require_int8(y, "output")
         elif x.dtype == np.int16:
             for t, role in ((x, "input"), (y, "output")):
-                self._require_int16(t, role)
+                require_int16(self, t, role)
         else:
             self.fail(f"input {x.name!r} is {x.dtype}; TRANSPOSE_CONV supports int8 and int16 (16x8) here")
         if y.dtype != x.dtype:
@@ -101,16 +102,6 @@ class TransposeConv(PreparedOp):
         self.rounding = rounding_code(self.model.rounding)
         self.check_buffers(1)
         self.load_params()
-
-    def _require_int16(self, t, role: str):
-        """int16 activations of the 16x8 kernels: quantized per tensor, zero point 0, a finite positive scale."""
-        if t.quant is None or t.quant.per_channel:
-            self.fail(f"{role} {t.name!r} must be quantized per tensor")
-        if int(t.quant.zero_point[0]) != 0:
-            self.fail(f"{role} {t.name!r} is int16 with zero point {int(t.quant.zero_point[0])}; int16 activations "
-                      "must be symmetric (zero point 0): TFLite Micro's 16x8 kernel applies no offsets")
-        if not (np.all(np.isfinite(t.quant.scale)) and np.all(t.quant.scale > 0)):
-            self.fail(f"{role} {t.name!r} has a non-positive or non-finite scale")
 
     def _check_bias(self, b):
         """The bias type of each path: int32 for int8; int64 or int16 for 16x8 (TFLM reads it as such)."""

@@ -29,7 +29,7 @@ from tinyzo.spec.arith import (
     wrap_int,
     wrap_int32,
 )
-from tinyzo.spec.lut import SIGMOID_TABLE_UINT16
+from tinyzo.spec.lut import interpolate_sigmoid_table
 from tinyzo.spec.softmax import (
     exp_on_negative_values,
     one,
@@ -95,6 +95,19 @@ def relu6_s8(x, lower, upper) -> int:
     return int(upper) if x > upper else (int(lower) if x < lower else x)
 
 
+def _leaky_relu_unclamped(x, input_zero_point, output_zero_point, multiplier_identity, shift_identity,
+                          multiplier_alpha, shift_alpha, rounding) -> int:
+    """The LEAKY_RELU value before the output type's clamp (shared by the int8 and int16 forms)."""
+    v = int(x) - int(input_zero_point)
+    if v >= 0:
+        r = _mbqm(v, multiplier_identity, shift_identity, rounding)
+    else:
+        m = int(multiplier_alpha)
+        scaled = _mbqm(v, wrap_int32(-m) if m < 0 else m, shift_alpha, rounding)
+        r = wrap_int32(-scaled) if m < 0 else scaled
+    return int(output_zero_point) + r
+
+
 def leaky_relu_s8(x, input_zero_point, output_zero_point, multiplier_identity, shift_identity, multiplier_alpha,
                   shift_alpha, rounding=0) -> int:
     """TFLM int8 LEAKY_RELU (``reference_ops::QuantizeLeakyRelu``).
@@ -105,14 +118,8 @@ def leaky_relu_s8(x, input_zero_point, output_zero_point, multiplier_identity, s
     March 2026 sync; multiplying by the signed multiplier rounds ties the other way, and the
     oracle agrees with the magnitude form); clamped to int8. Negations are int32 (wrapping).
     """
-    v = int(x) - int(input_zero_point)
-    if v >= 0:
-        r = _mbqm(v, multiplier_identity, shift_identity, rounding)
-    else:
-        m = int(multiplier_alpha)
-        scaled = _mbqm(v, wrap_int32(-m) if m < 0 else m, shift_alpha, rounding)
-        r = wrap_int32(-scaled) if m < 0 else scaled
-    return _clamp8(int(output_zero_point) + r)
+    return _clamp8(_leaky_relu_unclamped(x, input_zero_point, output_zero_point, multiplier_identity, shift_identity,
+                                      multiplier_alpha, shift_alpha, rounding))
 
 
 # ----------------------------------------------------------------------------- HARD_SWISH (int16 fixed point)
@@ -269,12 +276,7 @@ def logistic_s16(x, input_multiplier: int, input_left_shift: int) -> int:
     """
     v = _scaled_input_s16(x, input_multiplier, input_left_shift)
     a = abs(v)
-    uh = a >> 9
-    if uh >= 255:
-        result = 0x7FFF << 10
-    else:
-        ua, ub = SIGMOID_TABLE_UINT16[uh], SIGMOID_TABLE_UINT16[uh + 1]
-        result = (ua << 9) + (a & 0x1FF) * (ub - ua)
+    result = interpolate_sigmoid_table(a, 9, 0x7FFF << 10)
     result = result + (1 << 9) if v >= 0 else (1 << (16 + 9)) - result + (1 << 9) - 1
     return _wrap_int16(result >> 10)
 
@@ -288,12 +290,7 @@ def tanh_s16(x, input_multiplier: int, input_left_shift: int) -> int:
     """
     v = _scaled_input_s16(x, input_multiplier, input_left_shift)
     a = abs(v)
-    uh = a >> 8
-    if uh >= 255:
-        result = 0xFFFF << 8
-    else:
-        ua, ub = SIGMOID_TABLE_UINT16[uh], SIGMOID_TABLE_UINT16[uh + 1]
-        result = (ua << 8) + (a & 0xFF) * (ub - ua)
+    result = interpolate_sigmoid_table(a, 8, 0xFFFF << 8)
     result = result - (1 << 23) + (1 << 7) if v >= 0 else -result + (1 << 23) + (1 << 7) - 1
     return _wrap_int16(result >> 8)
 
@@ -319,11 +316,5 @@ def leaky_relu_s16(x, input_zero_point, output_zero_point, multiplier_identity, 
                    shift_alpha, rounding=0) -> int:
     """TFLM int16 LEAKY_RELU (``reference_ops::QuantizeLeakyRelu<int16_t>``): :func:`leaky_relu_s8`'s formula,
     clamped to int16 instead of int8."""
-    v = int(x) - int(input_zero_point)
-    if v >= 0:
-        r = _mbqm(v, multiplier_identity, shift_identity, rounding)
-    else:
-        m = int(multiplier_alpha)
-        scaled = _mbqm(v, wrap_int32(-m) if m < 0 else m, shift_alpha, rounding)
-        r = wrap_int32(-scaled) if m < 0 else scaled
-    return _clamp16(int(output_zero_point) + r)
+    return _clamp16(_leaky_relu_unclamped(x, input_zero_point, output_zero_point, multiplier_identity, shift_identity,
+                                      multiplier_alpha, shift_alpha, rounding))

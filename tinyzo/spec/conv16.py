@@ -50,23 +50,30 @@ def _clamp(v: int, lo: int, hi: int) -> int:
     return min(max(v, lo), hi)
 
 
-def conv2d_s16(x, w, bias, *, stride=(1, 1), dilation=(1, 1), padding="VALID", multiplier, shift,
-               act_min=INT16_MIN, act_max=INT16_MAX, acc_bits=64, rounding=DOUBLE_ROUNDING):
-    """Spec of TFLM's int16 ``ConvPerChannel``. x int16[N,H,W,C], w int8[O,KH,KW,C/G], bias int64/int32[O] or None.
-
-    ``multiplier``/``shift``: O values (QuantizeMultiplier of ``s_in * s_w[o] / s_out``). Returns int16[N,OH,OW,O].
-    """
+def _geometry(x, w, stride, dilation, padding):
+    """Python-int lists of ``x`` (int16[N,H,W,C]) and ``w`` (int8[O|1,KH,KW,C']), the input shape, the stride and
+    dilation pairs, the output size ``(OH, OW)`` and the top/left padding ``(PH, PW)`` of a 2-D convolution."""
     xa = np.asarray(x)
     n, h, wd, c = xa.shape
-    xl = xa.astype(int).tolist()
-    o, kh, kw, wc = np.asarray(w).shape
-    wl = np.asarray(w).astype(int).tolist()
+    _, kh, kw, _ = np.asarray(w).shape
     sh, sw = stride
     dh, dw = dilation
     oh = compute_out_size(padding, h, kh, sh, dh)
     ow = compute_out_size(padding, wd, kw, sw, dw)
     ph = compute_padding(sh, dh, h, kh, oh)
     pw = compute_padding(sw, dw, wd, kw, ow)
+    return (xa.astype(int).tolist(), np.asarray(w).astype(int).tolist(), (n, h, wd, c), (sh, sw), (dh, dw), (oh, ow),
+            (ph, pw))
+
+
+def conv2d_s16(x, w, bias, *, stride=(1, 1), dilation=(1, 1), padding="VALID", multiplier, shift,
+               act_min=INT16_MIN, act_max=INT16_MAX, acc_bits=64, rounding=DOUBLE_ROUNDING):
+    """Spec of TFLM's int16 ``ConvPerChannel``. x int16[N,H,W,C], w int8[O,KH,KW,C/G], bias int64/int32[O] or None.
+
+    ``multiplier``/``shift``: O values (QuantizeMultiplier of ``s_in * s_w[o] / s_out``). Returns int16[N,OH,OW,O].
+    """
+    o, kh, kw, wc = np.asarray(w).shape
+    xl, wl, (n, h, wd, c), (sh, sw), (dh, dw), (oh, ow), (ph, pw) = _geometry(x, w, stride, dilation, padding)
     per_group = o // (c // wc)
     out = np.zeros((n, oh, ow, o), dtype=np.int16)
     for b in range(n):
@@ -96,17 +103,8 @@ def depthwise_conv2d_s16(x, w, bias, *, stride=(1, 1), dilation=(1, 1), padding=
 
     x int16[N,H,W,C], w int8[1,KH,KW,C*M], bias int64[C*M] or None. Returns int16[N,OH,OW,C*M].
     """
-    xa = np.asarray(x)
-    n, h, wd, c = xa.shape
-    xl = xa.astype(int).tolist()
     _, kh, kw, oc_total = np.asarray(w).shape
-    wl = np.asarray(w).astype(int).tolist()
-    sh, sw = stride
-    dh, dw = dilation
-    oh = compute_out_size(padding, h, kh, sh, dh)
-    ow = compute_out_size(padding, wd, kw, sw, dw)
-    ph = compute_padding(sh, dh, h, kh, oh)
-    pw = compute_padding(sw, dw, wd, kw, ow)
+    xl, wl, (n, h, wd, c), (sh, sw), (dh, dw), (oh, ow), (ph, pw) = _geometry(x, w, stride, dilation, padding)
     out = np.zeros((n, oh, ow, oc_total), dtype=np.int16)
     for b in range(n):
         for oy in range(oh):

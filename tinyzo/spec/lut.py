@@ -43,7 +43,11 @@ INT16_MIN = -(2**15)
 INT16_MAX = 2**15 - 1
 _F = np.float32
 
-#: ``sigmoid_table_uint16`` of TFLite Micro's ``kernels/internal/common.h`` (uint16[256]).
+#: TFLite Micro's ``sigmoid_table_uint16`` (uint16[256], ``tensorflow/lite/kernels/internal/common.h``, Apache-2.0, The
+#: TensorFlow Authors): sigmoid(i / 24) in unsigned 0.16 fixed point, i = 0..255, the table that the
+#: int16 Logistic and Tanh kernels interpolate. These values define TFLite's arithmetic (they are
+#: not round(65536 * sigmoid(i / 24)) everywhere), so they are data here, not recomputed; tests check
+#: the int16 functions built on them against TFLM's LOGISTIC/TANH for every int16 input.
 SIGMOID_TABLE_UINT16 = (
     32768, 33451, 34133, 34813, 35493, 36169, 36843, 37513, 38180, 38841, 39498, 40149, 40794, 41432, 42064, 42688,
     43304, 43912, 44511, 45102, 45683, 46255, 46817, 47369, 47911, 48443, 48964, 49475, 49975, 50464, 50942, 51409,
@@ -62,6 +66,20 @@ SIGMOID_TABLE_UINT16 = (
     65530, 65530, 65531, 65531, 65531, 65531, 65531, 65532, 65532, 65532, 65532, 65532, 65532, 65533, 65533, 65533,
     65533, 65533, 65533, 65533, 65533, 65534, 65534, 65534, 65534, 65534, 65534, 65534, 65534, 65534, 65534, 65535,
 )
+
+
+def interpolate_sigmoid_table(a: int, frac_bits: int, saturated: int) -> int:
+    """TFLite's int16 LOGISTIC/TANH table step: ``a >> frac_bits`` indexes :data:`SIGMOID_TABLE_UINT16`
+    (``saturated`` from interval 255 on), the low ``frac_bits`` bits interpolate linearly to the next entry.
+
+    ``a`` >= 0 (``|v|`` of the rescaled int32 input); ``frac_bits`` 9 (LOGISTIC) or 8 (TANH). The result is
+    below 2**26 (no wrapping needed).
+    """
+    uh = a >> frac_bits
+    if uh >= 255:
+        return saturated
+    ua, ub = SIGMOID_TABLE_UINT16[uh], SIGMOID_TABLE_UINT16[uh + 1]
+    return (ua << frac_bits) + (a & ((1 << frac_bits) - 1)) * (ub - ua)
 
 
 def expf(x) -> np.float32:

@@ -236,13 +236,15 @@ def multiply_by_quantized_multiplier_greater_than_one(
     return saturating_rounding_doubling_high_mul(wrap_int32(x * (1 << left_shift)), quantized_multiplier)
 
 
-def softmax_row_s8(
-    row, input_multiplier: int, input_left_shift: int, diff_min: int, rounding: str = DOUBLE_ROUNDING
-) -> list[int]:
-    """One row of TFLite's ``reference_ops::Softmax<int8_t, int8_t>`` (see :func:`softmax_s8`)."""
+def softmax_exps_s8(row, input_multiplier: int, input_left_shift: int, diff_min: int,
+                    rounding: str = DOUBLE_ROUNDING) -> tuple[list[int | None], int]:
+    """First pass of the int8-input softmax over one row (int8 values, at least one).
+
+    Returns ``exp(beta * input_scale * (x - max))`` in Q0.31 for each entry with ``x - max >= diff_min``
+    (``None`` for the dropped ones) and the int32-wrapped sum of those exponentials in Q12.19.
+    """
     row = [int(v) for v in row]
     max_in_row = max(row)
-    # exp(beta * input_scale * (x - max)) in Q0.31 for the kept entries, None for the dropped ones
     exps = []
     sum_of_exps = 0  # Q12.19
     for v in row:
@@ -256,6 +258,31 @@ def softmax_row_s8(
             sum_of_exps = wrap_int32(sum_of_exps + rescale(exp_in_0, 0, ACCUMULATION_INTEGER_BITS))
         else:
             exps.append(None)
+    return exps, sum_of_exps
+
+
+def softmax_outputs(exps: list[int | None], shifted_scale: int, exponent: int, lower: int, upper: int) -> list[int]:
+    """Second pass of the softmax with an int8 input: ``clamp(RoundingDivideByPOT(SRDHM(shifted_scale, e),
+    exponent) + lower, lower, upper)`` per exponential ``e`` (Q0.31), ``lower`` for a dropped (``None``) entry.
+
+    ``[lower, upper]`` is the output type's range (int8: [-128, 127]; int16: [-32768, 32767]); ``exponent`` in
+    [0, 31].
+    """
+    out = []
+    for e in exps:
+        if e is None:
+            out.append(lower)
+            continue
+        unsat_output = rounding_divide_by_pot(saturating_rounding_doubling_high_mul(shifted_scale, e), exponent)
+        out.append(max(lower, min(upper, unsat_output + lower)))
+    return out
+
+
+def softmax_row_s8(
+    row, input_multiplier: int, input_left_shift: int, diff_min: int, rounding: str = DOUBLE_ROUNDING
+) -> list[int]:
+    """One row of TFLite's ``reference_ops::Softmax<int8_t, int8_t>`` (see :func:`softmax_s8`)."""
+    exps, sum_of_exps = softmax_exps_s8(row, input_multiplier, input_left_shift, diff_min, rounding)
     shifted_scale, num_bits_over_unit = get_reciprocal(sum_of_exps, ACCUMULATION_INTEGER_BITS)
     exponent = num_bits_over_unit + 31 - 8
     if not 0 <= exponent <= 31:
@@ -263,14 +290,7 @@ def softmax_row_s8(
             f"softmax: sum of exponentials {sum_of_exps / 2**19:.1f} needs a shift of {exponent}, outside "
             "[0, 31]; TFLite Micro aborts (TFLITE_CHECK) on this row"
         )
-    out = []
-    for e in exps:
-        if e is None:
-            out.append(-128)
-            continue
-        unsat_output = rounding_divide_by_pot(saturating_rounding_doubling_high_mul(shifted_scale, e), exponent)
-        out.append(max(-128, min(127, unsat_output - 128)))
-    return out
+    return softmax_outputs(exps, shifted_scale, exponent, -128, 127)
 
 
 def softmax_s8(x, input_multiplier: int, input_left_shift: int, diff_min: int, rounding: str = DOUBLE_ROUNDING):
