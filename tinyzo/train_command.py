@@ -142,20 +142,26 @@ def _check_training_memory(args, trainer) -> dict:
     return rep
 
 
+def train_actions() -> dict:
+    """``dest`` -> argparse action of every ``tinyzo train`` option (the single definition of the
+    flags, their types and defaults; used by presets and by sweep specs)."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    return {a.dest: a for a in parser._actions if a.option_strings}
+
+
 def _apply_preset(args) -> None:
     """Fill the options of ``--preset NAME`` into ``args`` where the option still has its default (an
     option given on the command line, with another value, wins)."""
-    import argparse
-
     from tinyzo.training.presets import preset_options
 
     if not getattr(args, "preset", None):
         return
-    parser = argparse.ArgumentParser()
-    add_train_arguments(parser)
-    defaults = {a.dest: a.default for a in parser._actions if a.option_strings}
+    actions = train_actions()
     for dest, value in preset_options(args.preset).items():
-        if getattr(args, dest) == defaults[dest]:
+        if getattr(args, dest) == actions[dest].default:
             setattr(args, dest, value)
 
 
@@ -341,7 +347,7 @@ def _fp32_run(args, model, ds, splits, xq, layers, steps_per_epoch) -> dict:
     return {"before": before, "after": after, "clean": clean, "recovered": _recovered(clean, before, after),
             "forward_passes": steps, "backward_passes": steps, "sram_bytes": None, "sram_lean_bytes": None,
             "trained_params": n_params, "scheme": None, "scheme_bytes": None,
-            "history": [{k: v for k, v in h.items()} for h in history]}
+            "history": [dict(h) for h in history]}
 
 
 parse_method, parse_layers = _parse_method, _parse_layers

@@ -30,6 +30,18 @@ def _round_half_away_f32(v):
 
 
 @njit(cache=True, nogil=True)
+def _affine_quantize(x, s, zero_point):
+    """``int32(roundf(x / s)) + zero_point`` (int32 wrap) before the output type's clamp: float32
+    division, ties away from zero, x86's INT32_MIN for values outside int32 or NaN."""
+    r = _round_half_away_f32(np.float32(np.float32(x) / s))
+    if r >= np.float32(-2147483648.0) and r < np.float32(2147483648.0):
+        q = np.int64(r)
+    else:
+        q = np.int64(INT32_MIN)
+    return wrap_int32(q + np.int64(zero_point))
+
+
+@njit(cache=True, nogil=True)
 def quantize_f32(x, scale, zero_point, out):
     """Float32 -> int8 QUANTIZE (TFLM ``reference_ops::AffineQuantize``).
 
@@ -45,13 +57,7 @@ def quantize_f32(x, scale, zero_point, out):
     """
     s = np.float32(scale)
     for i in range(x.shape[0]):
-        v = np.float32(np.float32(x[i]) / s)
-        r = _round_half_away_f32(v)
-        if r >= np.float32(-2147483648.0) and r < np.float32(2147483648.0):
-            q = np.int64(r)
-        else:
-            q = np.int64(INT32_MIN)
-        out[i] = clamp_int8(wrap_int32(q + np.int64(zero_point)))
+        out[i] = clamp_int8(_affine_quantize(x[i], s, zero_point))
 
 
 @njit(cache=True, nogil=True)
@@ -95,12 +101,7 @@ def quantize_f32_s16(x, scale, zero_point, out):
     """
     s = np.float32(scale)
     for i in range(x.shape[0]):
-        r = _round_half_away_f32(np.float32(np.float32(x[i]) / s))
-        if r >= np.float32(-2147483648.0) and r < np.float32(2147483648.0):
-            q = np.int64(r)
-        else:
-            q = np.int64(INT32_MIN)
-        out[i] = clamp_int16(wrap_int32(q + np.int64(zero_point)))
+        out[i] = clamp_int16(_affine_quantize(x[i], s, zero_point))
 
 
 @njit(cache=True, nogil=True)

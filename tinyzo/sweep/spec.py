@@ -47,7 +47,7 @@ from pathlib import Path
 
 from tinyzo import reference_models
 from tinyzo.errors import TinyzoError
-from tinyzo.train_command import add_train_arguments
+from tinyzo.train_command import train_actions
 
 __all__ = ["FILE_OPTIONS", "Run", "Sweep", "SweepSpecError", "load_spec", "parse_spec"]
 
@@ -142,13 +142,6 @@ class Sweep:
         return len(self.runs)
 
 
-def _train_actions() -> dict:
-    """``dest`` -> argparse action of every ``tinyzo train`` option (the single definition of the flags)."""
-    parser = argparse.ArgumentParser()
-    add_train_arguments(parser)
-    return {a.dest: a for a in parser._actions if a.option_strings}
-
-
 def _as_list(v):
     return list(v) if isinstance(v, list) else [v]
 
@@ -233,7 +226,7 @@ def parse_spec(text: str, *, base_dir=".", name: str = "sweep", path: Path | Non
     if len(set(seeds)) != len(seeds):
         raise SweepSpecError(f"{where}: [sweep] seeds repeat: {seeds}")
 
-    actions = _train_actions()
+    actions = train_actions()
     common = dict(_check_option(actions, f"{where} [train]", k, v) for k, v in _table(doc, "train", where).items())
     for k, v in common.items():
         if isinstance(v, list):

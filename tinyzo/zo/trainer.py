@@ -199,6 +199,9 @@ class ZOTrainer(Trainer):
                 sb = lay.s_b.astype(np.float64)
                 sb = np.full(lay.n_out, sb[0]) if sb.size == 1 else sb
                 self._sigma_b[k] = np.maximum(1, np.round(float(lay.s_y) / sb)).astype(np.int64)
+        # the estimate's normalizations depend on the configuration only: computed once, not per query
+        self._norms = {"w": self._norm(config.sigma), "node": self._norm(config.sigma_node),
+                       **{k: self._norm(sb) for k, sb in self._sigma_b.items()}}
         self._step_params = None
 
     # ------------------------------------------------------------------ the step, in visible calls
@@ -283,13 +286,13 @@ class ZOTrainer(Trainer):
     def accumulate(self, grads: dict, g_nodes: dict, dirs, ndirs, coef, coef_mean, n: int) -> None:
         """Add one query's term ``coef * delta * norm`` to the weight gradients and the node output gradients."""
         for k, d in dirs.items():
-            for part, sigma in (("w", self.config.sigma), ("b", self._sigma_b.get(k))):
+            for part, norm in (("w", self._norms["w"]), ("b", self._norms.get(k))):
                 if part in d:
                     key = f"{k}/{part}"
                     grads.setdefault(key, np.zeros(d[part].shape, np.float32))
-                    grads[key] += (coef_mean * self._norm(sigma)).astype(np.float32) * d[part].astype(np.float32)
+                    grads[key] += (coef_mean * norm).astype(np.float32) * d[part].astype(np.float32)
         if ndirs:
-            scale = np.float32(self._norm(self.config.sigma_node) / n)
+            scale = np.float32(self._norms["node"] / n)
             coef32 = np.ascontiguousarray(coef, dtype=np.float32)
         for k, u in ndirs.items():  # g_nodes[k] += (coef[n] * scale) * u[n], float32, one fused loop
             accumulate_node_grad(g_nodes[k], coef32, scale, np.ascontiguousarray(u))
