@@ -128,7 +128,8 @@ def test_scheme_under_budget_dp_fits_the_budget():
 
 def test_train_scheme_search_records_the_scheme(small):
     res = train_run(_args(DIGITS, "--data", small, "--method", "bp", "--scheme-search", "last-k",
-                          "--scheme-budget-kb", "45", "--lr", "3e-3", "--epochs", "1"))
+                          "--scheme-budget-kb", "45", "--lr", "3e-3", "--epochs", "1", "--momentum", "0",
+                          "--update", "per_step"))
     model = tinyzo.load(DIGITS)
     k = SparseScheme.last_k(model, 4)
     assert res["scheme"] == "last 4 layers" and res["scheme_bytes"] == k.memory_bytes(model) <= 45 * 1024

@@ -205,11 +205,6 @@ def _cmd_train(args) -> int:
     return 0
 
 
-def _cmd_train(args) -> int:
-    train_run(args)
-    return 0
-
-
 def _cmd_demo(args) -> int:
     from tinyzo.demo import run_demo
     from tinyzo.paths import check_output_dir

@@ -19,7 +19,8 @@ def add_train_arguments(s) -> None:
     s.add_argument("--preset", help="a named recipe of the options below (pmt: Poor Man's Training's configuration); "
                    "options given here win (tinyzo.training.presets)")
     s.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"], help="bp: optimizer (default sgd)")
-    s.add_argument("--momentum", type=float, default=0.0, help="bp sgd: momentum (default 0: no extra memory)")
+    s.add_argument("--momentum", type=float, help="bp/fp32 sgd: momentum (default: per method, bp 0.9; 0 needs no "
+                   "extra memory)")
     s.add_argument("--no-qas", action="store_true", help="bp: no Quantization-Aware Scaling")
     s.add_argument("--scheme", help="bp: sparse-update scheme JSON (see docs/training_bp.md)")
     s.add_argument("--scheme-search", choices=["dp", "evolution", "last-k"],
@@ -34,24 +35,28 @@ def add_train_arguments(s) -> None:
                    help="refuse a run whose training peak SRAM on the device (batch 1, tinyzo memory) exceeds this")
     s.add_argument("--corruption", help="adapt to this corruption (applied to every split)")
     s.add_argument("--severity", type=int, help="corruption severity 1..5")
-    s.add_argument("--layers", help="operator indices (e.g. 9,11), last<K> or all (default: all trainable)")
+    s.add_argument("--layers", help="operator indices (e.g. 9,11), last<K> or all (default: per method, node/mixed/bp "
+                   "last6, weight last2, fp32 all)")
     s.add_argument("--select", choices=["ratio", "test-and-pick", "last"],
                    help="choose the layers automatically (see docs/zo_selection.md)")
     s.add_argument("--select-k", type=POS1, default=2, help="how many layers --select keeps (default 2)")
-    s.add_argument("--epochs", type=POS1, default=3)
+    s.add_argument("--epochs", type=POS1, help="passes over the training split (default 20)")
     s.add_argument("--batch-size", type=POS1, default=32)
-    s.add_argument("--lr", type=finite_float, default=1e-4, help="learning rate of the QAS-scaled integer update")
+    s.add_argument("--lr", type=finite_float, help="learning rate of the QAS-scaled integer update (default: per "
+                   "method, measured: tinyzo.training.defaults)")
     s.add_argument("--schedule", default="constant", help="constant, cosine or linear")
     s.add_argument("--sigma", type=int, default=1, help="weight perturbation in int8 LSB")
     s.add_argument("--sigma-bias", type=int, default=0, help="bias perturbation in int32 units (0: one output step)")
     s.add_argument("--sigma-node", type=int, default=1, help="output perturbation in int8 LSB")
-    s.add_argument("--queries", type=int, default=1, help="directions per step")
-    s.add_argument("--mixed-split", type=NONNEG, default=1, help="mixed: weight perturbation for the first K trained layers")
+    s.add_argument("--queries", type=int, help="directions per step (default: node/mixed 8, weight 16; spsa half)")
+    s.add_argument("--mixed-split", type=NONNEG, help="mixed: weight perturbation for the first K trained layers "
+                   "(default 2)")
     s.add_argument("--bp-last", type=NONNEG, default=0,
                    help="zo: hybrid training, back propagation with QAS on the last K trained layers and ZO on the "
                    "layers before them (default 0: pure ZO; docs/training_zo.md)")
     s.add_argument("--bp-lr", type=finite_float, help="with --bp-last: learning rate of the BP part (default --lr)")
-    s.add_argument("--update", default="per_step", help="per_step (round every step) or shadow (float copy)")
+    s.add_argument("--update", help="per_step (round every step: no extra memory) or shadow (float32 copy of the "
+                   "trained parameters; the default)")
     s.add_argument("--rounding", default="nearest", help="nearest or stochastic")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", help="write the trained int8 model (.tflite or .npz)")
@@ -165,6 +170,31 @@ def _apply_preset(args) -> None:
             setattr(args, dest, value)
 
 
+def _apply_method_defaults(args, method, model) -> dict:
+    """Fill every option still unset (None: not given on the command line nor by ``--preset``) from
+    :func:`tinyzo.training.defaults.method_defaults`; print and return what was filled."""
+    from tinyzo.training.defaults import FILLED, method_defaults
+
+    choose_layers = not (args.select or args.scheme or args.scheme_search)
+    filled = {}
+    for dest, value in method_defaults(method, len(model.trainable_ops()), choose_layers=choose_layers).items():
+        if getattr(args, dest, None) is None:
+            setattr(args, dest, value)
+            filled[dest] = value
+    for dest in FILLED:  # an option a method does not use keeps a neutral value (e.g. queries for bp)
+        if getattr(args, dest, None) is None and dest in _NEUTRAL:
+            setattr(args, dest, _NEUTRAL[dest])
+    if filled:
+        text = " ".join(f"--{k.replace('_', '-')} {v:g}" if isinstance(v, float) else f"--{k.replace('_', '-')} {v}"
+                        for k, v in filled.items())
+        print(f"{args.method} defaults: {text}")
+    return filled
+
+
+#: the value an option takes when the chosen method has no default for it (it does not read it)
+_NEUTRAL = {"queries": 1, "mixed_split": 1, "momentum": 0.0}
+
+
 def _check_train_args(args) -> None:
     """``tinyzo train``'s checks that need no model or data: output paths and flag combinations,
     before anything is loaded, trained or written."""
@@ -227,6 +257,7 @@ def train_run(args) -> dict:
     _check_train_args(args)
     model = tinyzo.load(args.model)
     method = _parse_method(args.method)
+    _apply_method_defaults(args, method, model)
     if method.family == "bp" and args.select is not None:
         raise InputError("--select is for the zo methods; give bp a --scheme or --layers")
     ds = data.load(args.data)
