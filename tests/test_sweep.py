@@ -164,7 +164,8 @@ def test_report_mean_std_match_a_hand_computation(tmp_path):
                 metrics = {"before": 0.3, "after": after, "clean": 0.9, "recovered": (after - 0.3) / 0.6,
                            "forward_passes": 100 * (seed + 1), "backward_passes": 0, "seconds": 1.0,
                            "sram_bytes": 2048, "sram_lean_bytes": 1024,
-                           "history": [{"epoch": 1, "val_acc": after - 0.1}, {"epoch": 2, "val_acc": after}]}
+                           "history": [{"epoch": 1, "val_acc": after - 0.1, "forward_passes": 50 * (seed + 1)},
+                                       {"epoch": 2, "val_acc": after, "forward_passes": 100 * (seed + 1)}]}
                 db.record(run, "hand", {"ok": True, "metrics": metrics, "worker": "w", "tinyzo_version": "t"}, 1)
                 i += 1
         db.record(_FakeRun("bad", "a", 9, {"lr": 0.01}), "hand", {"ok": False, "error": "boom"}, 2)
@@ -187,7 +188,7 @@ def test_report_mean_std_match_a_hand_computation(tmp_path):
     out.mkdir()
     assert main(["sweep", "report", str(db_path), "--group-by", "method", "--csv", str(tmp_path / "t.csv"),
                  "--plots", str(out), "--x", "lr"]) == 0
-    for f in ("curves.png", "pareto.png", "vs_lr.png"):
+    for f in ("curves.png", "curves_forward_passes.png", "pareto.png", "vs_lr.png"):
         assert (out / f).stat().st_size > 1000, f
     page = tmp_path / "page.md"
     page.write_text("# Results\n\n<!-- sweep-table:begin -->\nold table\n<!-- sweep-table:end -->\n\nFindings: kept.\n")

@@ -474,7 +474,10 @@ def _cmd_sweep_report(args) -> int:
         out = Path(args.plots)
         if not out.is_dir():
             raise ReportError(f"--plots: the folder {out} does not exist")
-        written = [plot_curves(rows, out / "curves.png", by=group_by[0] if group_by else "method")]
+        by = group_by[0] if group_by else "method"
+        written = [plot_curves(rows, out / "curves.png", by=by)]
+        if any((r["history"] or [{}])[-1].get("forward_passes") for r in rows):
+            written.append(plot_curves(rows, out / "curves_forward_passes.png", by=by, x="forward_passes"))
         if any(r.get("recovered") is not None for r in rows):
             written.append(plot_pareto(rows, out / "pareto.png", by=group_by or "method"))
         if args.x:

@@ -220,8 +220,13 @@ def plot_pareto(rows: list, path, *, metric: str = "recovered", memory: str = "s
                    metric + (" (%)" if metric in PERCENT else ""))
 
 
-def plot_curves(rows: list, path, *, field: str = "val_acc", by: str = "method") -> Path:
-    """Save learning curves: ``field`` of the per-epoch history, mean ± std band over the runs of each ``by``."""
+def plot_curves(rows: list, path, *, field: str = "val_acc", by: str = "method", x: str = "epoch") -> Path:
+    """Save learning curves: ``field`` of the per-epoch history, mean ± std band over the runs of each ``by``.
+
+    ``x``: ``"epoch"`` or ``"forward_passes"`` (the mean cumulative forward passes of those runs at each
+    epoch, log scale: methods compared at equal cost)."""
+    if x not in ("epoch", "forward_passes"):
+        raise ReportError(f"plot_curves: x must be 'epoch' or 'forward_passes', got {x!r}")
     _check_keys(rows, [by], "key")
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -236,9 +241,17 @@ def plot_curves(rows: list, path, *, field: str = "val_acc", by: str = "method")
         scale = 100 if field.endswith("acc") else 1
         mean, std = a.mean(0) * scale, (a.std(0, ddof=1) if len(a) > 1 else np.zeros(n)) * scale
         ep = np.arange(1, n + 1)
+        if x == "forward_passes":
+            runs = [r["history"][:n] for r in rows if value_of(r, by) == label and len(r["history"] or []) >= n]
+            ep = np.mean([[h.get("forward_passes") or 0 for h in hist] for hist in runs], axis=0)
+            if not np.all(ep > 0):
+                continue
         ax.plot(ep, mean, marker="o", label=f"{label} (n={len(a)})")
         ax.fill_between(ep, mean - std, mean + std, alpha=0.2)
         drawn += 1
     if not drawn:
         raise ReportError(f"no run has a per-epoch {field!r}")
-    return _finish(plt, fig, ax, path, "epoch", field + (" (%)" if field.endswith("acc") else ""))
+    if x == "forward_passes":
+        ax.set_xscale("log")
+    return _finish(plt, fig, ax, path, "epoch" if x == "epoch" else "forward passes (batches through the model)",
+                   field + (" (%)" if field.endswith("acc") else ""))
