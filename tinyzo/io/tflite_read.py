@@ -360,7 +360,7 @@ def _read_custom_options(op: Table, where: str) -> dict:
         value = flexbuffers.Loads(blob)
     except RecursionError:
         raise ModelFormatError(f"{where}: custom options nest too deeply; the file is corrupt") from None
-    except Exception as e:  # the reader raises many types on malformed input (IndexError, struct.error, ...)
+    except Exception as e:  # noqa: BLE001  (the reader raises many types on malformed input: IndexError, struct.error, ...)
         raise ModelFormatError(f"{where}: custom options are not a valid FlexBuffer ({type(e).__name__}); "
                                "the file is corrupt") from None
     if not isinstance(value, dict):

@@ -63,8 +63,7 @@ def fft_auto_scale_s16(x, out, scale_bits):
             elif -v > m:
                 m = wrap16(-v)
         s = 16 - msb32(m & U32) - 1
-        if s <= 0:
-            s = 0
+        s = max(0, s)
         scale_bits[b] = s
         for i in range(length):
             out[b, i] = wrap16(np.int64(x[b, i]) * (np.int64(1) << s))
@@ -413,7 +412,7 @@ def spectral_subtraction_u32(x, noise, smoothing, one_minus_smoothing, alt_smoot
             noise_out[b, i] = ne
             floor = ((xi * np.uint64(min_signal_remaining)) >> ssb) & m32
             sub = (scaled - est) >> sb
-            out[b, i] = sub if sub > floor else floor
+            out[b, i] = max(floor, sub)
 
 
 # ----------------------------------------------------------------------------------------- PCAN
@@ -488,6 +487,6 @@ def filter_bank_log_s16(x, output_scale, correction_bits, lut, out):
             scaled = (np.int64(x[b, i]) << correction_bits) & U32
             if scaled > 1:
                 v = log32(scaled, np.int64(output_scale), lut)
-                out[b, i] = v if v < 32767 else 32767
+                out[b, i] = min(32767, v)
             else:
                 out[b, i] = 0

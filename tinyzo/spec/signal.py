@@ -104,8 +104,7 @@ def fft_auto_scale(x) -> tuple:
     ``scale_bits = max(0, 15 - MostSignificantBit32(max_abs16(x)))``."""
     m = max_abs16(x)
     scale_bits = 16 - most_significant_bit32(m) - 1
-    if scale_bits <= 0:
-        scale_bits = 0
+    scale_bits = max(0, scale_bits)
     return [s16(int(v) * (1 << scale_bits)) for v in x], scale_bits
 
 
@@ -218,7 +217,7 @@ def _bfly4(f, base, fstride, tw, m):
 
 def _bfly5(f, base, fstride, tw, m):
     ya, yb = tw[fstride * m], tw[fstride * 2 * m]
-    sm = lambda a, b: _sround(a * b)  # noqa: E731  (S_MUL)
+    sm = lambda a, b: _sround(a * b)
     for u in range(m):
         i = [base + u + q * m for q in range(5)]
         for j in i:
@@ -411,7 +410,7 @@ def filter_bank_spectral_subtraction(x, noise_estimate, *, smoothing, one_minus_
                 ne[i] = est
         floor = ((xi * (min_signal_remaining & U32)) >> spectral_subtraction_bits) & U32
         sub = (scaled - est) >> smoothing_bits
-        out.append(sub if sub > floor else floor)
+        out.append(max(floor, sub))
     return out, ne
 
 
@@ -500,7 +499,7 @@ def filter_bank_log(x, output_scale: int, correction_bits: int) -> list:
         scaled = ((int(v) & U32) << correction_bits) & U32
         if scaled > 1:
             lv = log32(scaled, output_scale)
-            out.append(lv if lv < 32767 else 32767)
+            out.append(min(32767, lv))
         else:
             out.append(0)
     return out
