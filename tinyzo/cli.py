@@ -264,6 +264,9 @@ def _cmd_memory(args) -> int:
                   f"{rep['peak_without_reorder_bytes']:,} without (this run: {'with' if not args.no_reorder else 'without'})")
         for k, v in rep["breakdown"].items():
             print(f"  {k}: {v:,} bytes")
+        if rep.get("state_bytes"):
+            print(f"  persistent state (kept between inferences, outside the planned arena): "
+                  f"{rep['state_bytes']:,} bytes")
         if budget is not None:
             verdict = "fits" if rep["fits"] else "does NOT fit"
             print(f"budget {args.budget_kb:g} kB ({budget:,} bytes): {verdict}, margin {rep['margin_bytes']:+,} bytes")
