@@ -115,8 +115,8 @@ def test_sqrt64_property(values):
 def test_spectral_subtraction_over_frames(clamping):
     rng = np.random.default_rng(5)
     c = 10
-    kw = dict(smoothing=409, one_minus_smoothing=15975, alternate_smoothing=983, alternate_one_minus_smoothing=15401,
-              min_signal_remaining=819, smoothing_bits=10, spectral_subtraction_bits=14, clamping=clamping)
+    kw = {"smoothing": 409, "one_minus_smoothing": 15975, "alternate_smoothing": 983, "alternate_one_minus_smoothing": 15401,
+              "min_signal_remaining": 819, "smoothing_bits": 10, "spectral_subtraction_bits": 14, "clamping": clamping}
     noise = np.zeros((3, c), np.uint32)
     ne_spec = [[0] * c for _ in range(3)]
     for _frame in range(6):

@@ -27,8 +27,16 @@ import numpy as np
 from tinyzo.errors import InputError
 from tinyzo.io import load
 
-__all__ = ["FRAME_LENGTH", "FRAME_STEP", "FrontEnd", "SAMPLE_RATE", "default_frontend_path", "features",
-           "n_frames", "read_wav"]
+__all__ = [
+    "FRAME_LENGTH",
+    "FRAME_STEP",
+    "SAMPLE_RATE",
+    "FrontEnd",
+    "default_frontend_path",
+    "features",
+    "n_frames",
+    "read_wav",
+]
 
 #: Samples per frame (30 ms at 16 kHz), the front end's input length.
 FRAME_LENGTH = 480
