@@ -243,10 +243,15 @@ def test_bad_custom_options_are_refused(tmp_path):
 
 
 def test_unliftable_operator_is_refused():
+    """A signal-library model without a batch dimension may only hold operators tinyzo can lift."""
     from tinyzo.graph import Model, Operator, Tensor
 
-    tensors = [Tensor("x", (1, 8), np.int8), Tensor("y", (8,), np.int8), Tensor("z", (8,), np.int8)]
-    tensors[0].quant = tensors[1].quant = tensors[2].quant = None
-    ops = [Operator("RESHAPE", (0,), (1,), {"new_shape": [8]}), Operator("SOFTMAX", (1,), (2,), {"beta": 1.0})]
-    with pytest.raises(UnsupportedModelError, match="SOFTMAX"):
-        Model(tensors, ops, (0,), (2,))
+    tensors = [Tensor("x", (1, 8), np.int16), Tensor("y", (8,), np.int16), Tensor("z", (8,), np.int16),
+               Tensor("w", (8,), np.int16, data=np.ones(8, np.int16)), Tensor("p", (1, 2), np.int32,
+                                                                          data=np.array([[1, 1]], np.int32)),
+               Tensor("v", (10,), np.int16)]
+    ops = [Operator("RESHAPE", (0,), (1,), {"new_shape": [8]}), Operator("CUSTOM:SignalWindow", (1, 3), (2,),
+                                                                          {"shift": 0}),
+           Operator("PAD", (2, 4), (5,), {})]
+    with pytest.raises(UnsupportedModelError, match="PAD"):
+        Model(tensors, ops, (0,), (5,))

@@ -19,7 +19,9 @@ Any other operator in a model without a batch dimension is refused with a one-li
 bytes of every tensor are unchanged (the memory planner's numbers do not move); the values of
 sample i at run time are the file's tensors of one TFLM invocation, in the file's layout.
 
-A model whose run-time tensors all start with a dimension of 1 is returned unchanged.
+Only models of TFLM's signal library (with a ``CUSTOM:Signal*`` operator) are lifted; any other
+model, or one whose run-time tensors all start with a dimension of 1, is returned unchanged (its
+operators refuse a reshape or concatenation across the batch dimension, as before).
 """
 
 from __future__ import annotations
@@ -47,7 +49,14 @@ def _runtime_tensors(tensors, operators, inputs, outputs) -> list:
 
 
 def is_unbatched(tensors, operators, inputs, outputs) -> bool:
-    """True when some run-time tensor is a scalar or does not start with a dimension of 1."""
+    """True for a model of TFLM's signal library (it has a ``CUSTOM:Signal*`` operator) in which some
+    run-time tensor is a scalar or does not start with a dimension of 1.
+
+    Other models keep tinyzo's rule (dimension 0 is the batch; an operator that would move data
+    across it is refused), so that their inputs keep the shape ``(N,) + file shape[1:]``.
+    """
+    if not any(op.opcode.startswith("CUSTOM:Signal") for op in operators):
+        return False
     return any(len(tensors[t].shape) == 0 or tensors[t].shape[0] != 1
                for t in _runtime_tensors(tensors, operators, inputs, outputs))
 
