@@ -191,14 +191,12 @@ def _cmd_run(args) -> int:
         raise InputError(f"the model has {len(model.inputs)} inputs; `tinyzo run` takes models with one input")
     t_in = model.tensors[model.inputs[0]]
     want = t_in.shape
-    if str(args.input).lower().endswith(".wav"):
-        x, note = _wav_features(args, want)
-    elif args.frontend:
+    is_wav = str(args.input).lower().endswith(".wav")
+    if args.frontend and not is_wav:
         raise InputError("--frontend applies to a .wav --input only")
-    else:
-        x = _load_input(args.input)
-    if str(args.input).lower().endswith(".wav"):
-        pass
+    x, note = _wav_features(args, want) if is_wav else (_load_input(args.input), "")
+    if is_wav:
+        pass  # the front end's int8 features, shaped as the model's input
     elif x.dtype.kind == "f" and t_in.dtype == np.float32:
         x = x.astype(np.float32)
         note = "float input passed to the model's own QUANTIZE operator"
