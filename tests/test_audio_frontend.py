@@ -255,3 +255,26 @@ def test_unliftable_operator_is_refused():
            Operator("PAD", (2, 4), (5,), {})]
     with pytest.raises(UnsupportedModelError, match="PAD"):
         Model(tensors, ops, (0,), (5,))
+
+
+def test_corrupt_custom_options_give_tinyzo_errors():
+    """Every byte of every custom_options blob flipped: loading either works or raises a tinyzo error."""
+    from tinyzo.errors import TinyzoError
+    from tinyzo.io.tflite_read import read_tflite
+
+    data = FRONTEND.read_bytes()
+    starts = [data.find(key) for key in (b"shift", b"fft_length", b"end_index", b"num_channels", b"clamping",
+                                          b"snr_shift", b"output_scale")]
+    rng = np.random.default_rng(0)
+    outcomes = {"loaded": 0, "refused": 0}
+    for s in starts:
+        assert s > 0
+        for pos in range(max(0, s - 8), min(len(data), s + 90)):
+            b = bytearray(data)
+            b[pos] = (b[pos] + int(rng.integers(1, 256))) % 256
+            try:
+                read_tflite(bytes(b))
+                outcomes["loaded"] += 1
+            except TinyzoError:
+                outcomes["refused"] += 1
+    assert outcomes["refused"] > 0 and outcomes["loaded"] > 0
