@@ -55,7 +55,7 @@ def tflm_run(model_bytes: bytes, inputs, tensors=None, reset: bool = False):
         for k in range(n_out):
             per_out[k].append(np.array(interp.get_output(k)))
         for t in vals:
-            vals[t].append(np.array(interp.GetTensor(t, 0)["tensor_data"]))
+            vals[t].append(np.atleast_1d(np.array(interp.GetTensor(t, 0)["tensor_data"])))  # scalars: one row
     outs = [np.concatenate(p, axis=0) for p in per_out]
     values = {t: np.concatenate(v, axis=0) for t, v in vals.items()}
     return outs, values

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1] / "tinyzo"
 LAYERS = [
     {"errors", "version", "limits", "paths", "progress", "argtypes", "runtime", "checkpoint"},   # foundation
     {"spec", "quant", "kernels", "ops", "graph", "io", "tinyzo", "summary", "data", "nn", "models",
-     "reference_models"},                                                                      # inference core
+     "reference_models", "audio"},                                                                      # inference core
     {"training"},                                                                             # training core
     {"zo", "bp", "fp", "memory", "golden", "evaluate"},                                       # gradient sources
     {"cli", "train_command", "demo", "sweep", "__main__"},                                    # commands

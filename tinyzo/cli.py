@@ -159,6 +159,26 @@ def _load_input(path: str):
     return x
 
 
+def _wav_features(args, want) -> tuple:
+    """``--input x.wav``: the front end's int8 features of the clip, shaped as the model's input."""
+    from tinyzo import audio
+    from tinyzo.errors import InputError
+
+    samples, rate = audio.read_wav(args.input)
+    if rate != audio.SAMPLE_RATE:
+        raise InputError(f"{args.input}: {rate} Hz; the front end takes {audio.SAMPLE_RATE} Hz audio "
+                         f"(resample first, e.g. sox in.wav -r {audio.SAMPLE_RATE} out.wav)")
+    feats = audio.features(samples, model=args.frontend)
+    size = int(np.prod(want[1:]))
+    if feats.size != size:
+        raise InputError(f"{args.input}: {samples.size} samples give {feats.shape[0]} frames x {feats.shape[1]} "
+                         f"features = {feats.size} values, the model's input takes {size} ({list(want)}); a one-second "
+                         "clip (16,000 samples) gives 49 x 40")
+    front = args.frontend or "the shipped audio_preprocessor_int8.tflite"
+    return (feats.reshape((1,) + tuple(want[1:])),
+            f"{samples.size} samples -> {feats.shape[0]} x {feats.shape[1]} int8 features by {front}")
+
+
 def _cmd_run(args) -> int:
     import tinyzo
     from tinyzo.errors import InputError
@@ -169,10 +189,15 @@ def _cmd_run(args) -> int:
     model = tinyzo.load(args.model)
     if len(model.inputs) != 1:
         raise InputError(f"the model has {len(model.inputs)} inputs; `tinyzo run` takes models with one input")
-    x = _load_input(args.input)
     t_in = model.tensors[model.inputs[0]]
     want = t_in.shape
-    if x.dtype.kind == "f" and t_in.dtype == np.float32:
+    is_wav = str(args.input).lower().endswith(".wav")
+    if args.frontend and not is_wav:
+        raise InputError("--frontend applies to a .wav --input only")
+    x, note = _wav_features(args, want) if is_wav else (_load_input(args.input), "")
+    if is_wav:
+        pass  # the front end's int8 features, shaped as the model's input
+    elif x.dtype.kind == "f" and t_in.dtype == np.float32:
         x = x.astype(np.float32)
         note = "float input passed to the model's own QUANTIZE operator"
     elif x.dtype.kind == "f":
@@ -259,6 +284,9 @@ def _cmd_memory(args) -> int:
                   f"{rep['peak_without_reorder_bytes']:,} without (this run: {'with' if not args.no_reorder else 'without'})")
         for k, v in rep["breakdown"].items():
             print(f"  {k}: {v:,} bytes")
+        if rep.get("state_bytes"):
+            print(f"  persistent state (kept between inferences, outside the planned arena): "
+                  f"{rep['state_bytes']:,} bytes")
         if budget is not None:
             verdict = "fits" if rep["fits"] else "does NOT fit"
             print(f"budget {args.budget_kb:g} kB ({budget:,} bytes): {verdict}, margin {rep['margin_bytes']:+,} bytes")
@@ -646,7 +674,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("run", help="run a model on an input array")
     s.add_argument("model", help=".tflite or tinyzo .npz model")
-    s.add_argument("--input", required=True, help=".npy array: int8 (as is) or float (quantized); batch dim optional")
+    s.add_argument("--input", required=True, help=".npy array: int8 (as is) or float (quantized); batch dim optional; "
+                   "or a .wav file (16 kHz 16-bit PCM mono): its audio front-end features are the input "
+                   "(docs/audio.md)")
+    s.add_argument("--frontend", help="with a .wav --input: the audio front end .tflite (default: TFLM's "
+                   "audio_preprocessor_int8.tflite shipped with tinyzo)")
     s.add_argument("--output", help="write the output to this .npy file")
     s.set_defaults(func=_cmd_run)
     return p

@@ -183,15 +183,27 @@ class Model:
             :meth:`forward_from`) may return (default :data:`MAX_INTERMEDIATES_BYTES`); None: no limit.
         variables: indices of the variable tensors (model state), in index order; ``()`` for a
             stateless model.
+        op_states: the operators' own persistent buffers (TFLM's ``AllocatePersistentBuffer`` state,
+            e.g. the spectral-subtraction noise estimate of the audio front end), one per stream:
+            ``{(operator index, name): (shape of one stream, dtype)}``. They are model state like
+            the variable tensors: kept between calls, zeroed by :meth:`reset_state` (TFLM's
+            ``Reset``), one row per stream.
+        lifted: True when the file had run-time tensors without a batch dimension and tinyzo gave
+            each a leading dimension of 1 (:mod:`tinyzo.ops.lift`; the inputs then take
+            ``(N,) + file shape``).
     """
 
     def __init__(self, tensors, operators, inputs, outputs, name: str = "", rounding: str = DOUBLE_ROUNDING):
         if rounding not in ROUNDING_MODES:
             raise InputError(f"rounding must be one of {', '.join(ROUNDING_MODES)}, got {rounding!r}")
-        self.tensors = list(tensors)
-        self.operators = list(operators)
         self.inputs = tuple(int(i) for i in inputs)
         self.outputs = tuple(int(i) for i in outputs)
+        from tinyzo.ops.lift import lift_unbatched
+
+        self.tensors, self.operators, self.lifted = lift_unbatched(list(tensors), list(operators), self.inputs,
+                                                                   self.outputs)
+        self.tensors = list(self.tensors)
+        self.operators = list(self.operators)
         self.name = name
         self.rounding = rounding
         self.variables = tuple(i for i, t in enumerate(self.tensors) if t.is_variable)
@@ -200,6 +212,9 @@ class Model:
         from tinyzo.ops import prepare_operator
 
         self.prepared = [prepare_operator(self, i, op) for i, op in enumerate(self.operators)]
+        #: per-stream operator state: ``{(op index, name): (shape of one stream, dtype)}``
+        self.op_states = {(i, name): spec for i, prep in enumerate(self.prepared)
+                          for name, spec in prep.state_buffers().items()}
         self.chunk_size = None
         self.max_intermediates_bytes = MAX_INTERMEDIATES_BYTES
 
@@ -444,7 +459,7 @@ class Model:
 
     def _run_batch(self, arrays, keep_all: bool) -> dict:
         env = dict(zip(self.inputs, arrays))
-        if not self.variables:
+        if not self.variables and not self.op_states:
             return self._run_split(env, 0, keep_all)
         # stateful: the operators update a copy of the streams' state in place (each chunk its own
         # rows, views of these arrays); the copy becomes the model's state once every chunk succeeded
@@ -455,13 +470,18 @@ class Model:
         for t in state:
             if t in out:  # returned (intermediates, or a model output): a snapshot, not the live state
                 out[t] = out[t].copy()
+        for key in [k for k in out if not isinstance(k, (int, np.integer))]:
+            del out[key]  # operator state (keys ("state", op, name)) is not a tensor
         return out
 
     # ------------------------------------------------------------------ state
     def _stream_state(self, n: int) -> dict:
         """The current state of ``n`` streams: ``{variable tensor: array [n, ...]}`` (the model's own arrays)."""
         if self._state is None:
-            return {t: np.repeat(initial_state(self.tensors[t]), n, axis=0) for t in self.variables}
+            state = {t: np.repeat(initial_state(self.tensors[t]), n, axis=0) for t in self.variables}
+            state.update({("state",) + key: np.zeros((n,) + tuple(shape), dtype)
+                          for key, (shape, dtype) in self.op_states.items()})
+            return state
         m = next(iter(self._state.values())).shape[0]
         if m != n:
             raise InputError(f"the model holds the state of {m} stream(s) (the batch size of earlier calls), got a "
@@ -469,17 +489,22 @@ class Model:
         return self._state
 
     def reset_state(self) -> None:
-        """Start over: every variable tensor takes its initial value again (TFLM's ``Reset``), and
-        the next call may have any batch size. Nothing to do for a stateless model."""
+        """Start over: every variable tensor takes its initial value again and every operator state
+        (:attr:`op_states`) is zeroed (TFLM's ``Reset``); the next call may have any batch size.
+        Nothing to do for a stateless model."""
         self._state = None
 
     @property
     def state(self) -> dict:
-        """A copy of the current state: ``{variable tensor index: array [N, ...]}`` for the N streams of
+        """A copy of the current state: ``{variable tensor index: array [N, ...]}`` (and
+        ``{("state", operator index, name): array [N, ...]}`` for :attr:`op_states`) for the N streams of
         the last calls, or the initial value of one stream (``[1, ...]``) before the first call or
         after :meth:`reset_state`; ``{}`` for a stateless model."""
         if self._state is None:
-            return {t: initial_state(self.tensors[t]) for t in self.variables}
+            state = {t: initial_state(self.tensors[t]) for t in self.variables}
+            state.update({("state",) + key: np.zeros((1,) + tuple(shape), dtype)
+                          for key, (shape, dtype) in self.op_states.items()})
+            return state
         return {t: a.copy() for t, a in self._state.items()}
 
     # ------------------------------------------------------------------ training hooks
@@ -595,6 +620,7 @@ class Model:
         if not 0 <= start < len(self.operators):
             raise InputError(f"start must be an operator index in 0..{len(self.operators) - 1}, got {start}")
         stateful = sorted({t for op in self.operators[start:] for t in op.inputs if t in self.variables})
+        stateful += sorted({f"operator {i}" for i, _ in self.op_states if i >= start})
         if stateful:
             raise InputError(f"operators {start}.. read variable tensors {stateful} (model state, advanced by every "
                              "run); forward_from cannot re-run them: run the stateful model with model(x)")

@@ -307,9 +307,66 @@ def read_tflite_parts(data) -> tuple[list, list, tuple, tuple, str]:
         op.where = f"operator {k} ({opcode})"
         ins = _read_index_vector(op, F.OP_INPUTS, "inputs", n, allow_absent=True)
         outs = _read_index_vector(op, F.OP_OUTPUTS, "outputs", n, allow_absent=False)
-        options = _read_options(op, opcode, op.where)
+        if opcode.startswith(S.CUSTOM_PREFIX):
+            options = _read_custom_options(op, op.where)
+        else:
+            options = _read_options(op, opcode, op.where)
         operators.append(Operator(opcode, ins, outs, options))
     return tensors, operators, inputs, outputs, description
+
+
+#: Largest ``custom_options`` blob read (custom operators' parameters are a few hundred bytes).
+MAX_CUSTOM_OPTIONS_BYTES = 1 << 16
+
+
+def _flex_value(v, where: str, depth: int = 0):
+    """A decoded FlexBuffers value as plain Python (int, float, bool, str, bytes, list, dict)."""
+    if depth > 8:
+        raise ModelFormatError(f"{where}: custom options nest deeper than 8 levels; the file is corrupt")
+    if isinstance(v, (bool, int, float, str, bytes)) or v is None:
+        return v
+    if isinstance(v, dict):
+        out = {}
+        for k, x in v.items():
+            if not isinstance(k, str):
+                raise ModelFormatError(f"{where}: custom options hold a non-string key {k!r}; the file is corrupt")
+            out[k] = _flex_value(x, where, depth + 1)
+        return out
+    if isinstance(v, (list, tuple)):
+        return [_flex_value(x, where, depth + 1) for x in v]
+    raise ModelFormatError(f"{where}: custom options hold a value of type {type(v).__name__}; the file is corrupt")
+
+
+def _read_custom_options(op: Table, where: str) -> dict:
+    """A custom operator's ``custom_options``: a FlexBuffers map (TFLM's ``FlexbufferWrapper``) as a dict.
+
+    The blob is untrusted: its size is bounded (:data:`MAX_CUSTOM_OPTIONS_BYTES`), any decoding
+    failure of the ``flatbuffers.flexbuffers`` reader (a bad offset, a truncated value, an unknown
+    type) becomes :class:`ModelFormatError`, and only a map of plain values is accepted. No options
+    gives ``{}``.
+    """
+    fmt = op.scalar(F.OP_CUSTOM_OPTIONS_FORMAT, "int8", 0)
+    if fmt != 0:
+        raise ModelFormatError(f"{where}: custom_options_format {fmt} is not FLEXBUFFERS (0); the file is corrupt")
+    blob = bytes(op.bytes_view(F.OP_CUSTOM_OPTIONS, "custom_options"))
+    if not blob:
+        return {}
+    if len(blob) > MAX_CUSTOM_OPTIONS_BYTES:
+        raise ModelFormatError(f"{where}: custom options take {len(blob)} bytes, more than tinyzo's limit of "
+                               f"{MAX_CUSTOM_OPTIONS_BYTES}; the file is corrupt")
+    from flatbuffers import flexbuffers
+
+    try:
+        value = flexbuffers.Loads(blob)
+    except RecursionError:
+        raise ModelFormatError(f"{where}: custom options nest too deeply; the file is corrupt") from None
+    except Exception as e:  # noqa: BLE001  (the reader raises many types on malformed input: IndexError, struct.error, ...)
+        raise ModelFormatError(f"{where}: custom options are not a valid FlexBuffer ({type(e).__name__}); "
+                               "the file is corrupt") from None
+    if not isinstance(value, dict):
+        raise ModelFormatError(f"{where}: custom options are a FlexBuffers {type(value).__name__}, not a map; "
+                               "the file is corrupt")
+    return _flex_value(value, where)
 
 
 def check_integer_model(tensors, operators, inputs, outputs, label: str = "the model") -> None:

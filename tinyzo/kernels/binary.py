@@ -145,9 +145,42 @@ def minimum_func(x, y, p):
     return min(x, y)
 
 
+@njit(cache=True, inline="always")
+def add32_func(x, y, p):
+    """One output of TFLM's int32 ADD (``AddElementwise<int32_t>``/``WrappingAdd``): the sum modulo 2**32.
+
+    TFLM's int32 ADD sets the activation range to the whole int32 range (its fused activation is
+    not applied), so ``p`` is unused."""
+    return wrap_int32(np.int64(x) + np.int64(y))
+
+
+@njit(cache=True, inline="always")
+def mul32_func(x, y, p):
+    """One output of TFLM's int32 MUL (``reference_ops::Mul``): ``clamp(int32(x * y), act_min, act_max)``,
+    the product modulo 2**32 (C's overflow, as the compilers do)."""
+    v = wrap_int32(np.int64(x) * np.int64(y))
+    return min(max(v, p.act_min), p.act_max)
+
+
+@njit(cache=True, inline="always")
+def div32_func(x, y, p):
+    """One output of TFLM's int32 DIV (``reference_ops::BroadcastDivSlow``): ``clamp(x / y, act_min, act_max)``
+    with C's division truncating toward zero. ``y == 0`` and ``INT32_MIN / -1`` are undefined in C (a
+    crash on most CPUs): the operator refuses them before the kernel runs; here they give 0."""
+    a = np.int64(x)
+    b = np.int64(y)
+    if b == 0 or (a == -2147483648 and b == -1):
+        return 0
+    q = abs(a) // abs(b)
+    if (a < 0) != (b < 0):
+        q = -q
+    return min(max(q, p.act_min), p.act_max)
+
+
 #: Operator codes of :func:`_broadcast`, and their element functions.
-ADD, SUB, MUL, MAXIMUM, MINIMUM, PRELU = range(6)
-_ELEMENT_FUNCS = (add_func, sub_func, mul_func, maximum_func, minimum_func, prelu_func)
+ADD, SUB, MUL, MAXIMUM, MINIMUM, PRELU, ADD32, MUL32, DIV32 = range(9)
+_ELEMENT_FUNCS = (add_func, sub_func, mul_func, maximum_func, minimum_func, prelu_func, add32_func, mul32_func,
+                  div32_func)
 
 
 def _loop(element):
@@ -264,3 +297,34 @@ def sub_s16(x1, strides1, x2, strides2, p, out):
 def mul_s16(x1, strides1, x2, strides2, p, out):
     """Int16 MUL with broadcasting: :func:`mul_s8`'s formula; the product of two int16 values fits int32 (<= 2**30)."""
     _broadcast(MUL, x1, strides1, x2, strides2, p, out)
+
+
+# int32 (unquantized) kernels: x1, x2, out int32; p's act_min/act_max the activation range.
+@njit(cache=True, nogil=True)
+def add_s32(x1, strides1, x2, strides2, p, out):
+    """Int32 ADD with broadcasting (TFLM ``add.cc``, int32 case): the wrapped sum, no activation."""
+    _broadcast(ADD32, x1, strides1, x2, strides2, p, out)
+
+
+@njit(cache=True, nogil=True)
+def mul_s32(x1, strides1, x2, strides2, p, out):
+    """Int32 MUL with broadcasting (TFLM ``mul_common.cc``, int32 case): the wrapped product, clamped."""
+    _broadcast(MUL32, x1, strides1, x2, strides2, p, out)
+
+
+@njit(cache=True, nogil=True)
+def div_s32(x1, strides1, x2, strides2, p, out):
+    """Int32 DIV with broadcasting (TFLM ``div.cc``, int32 case): the truncated quotient, clamped."""
+    _broadcast(DIV32, x1, strides1, x2, strides2, p, out)
+
+
+@njit(cache=True, nogil=True)
+def maximum_s32(x1, strides1, x2, strides2, p, out):
+    """Int32 MAXIMUM with broadcasting (TFLM ``maximum_minimum.cc``, int32 case)."""
+    _broadcast(MAXIMUM, x1, strides1, x2, strides2, p, out)
+
+
+@njit(cache=True, nogil=True)
+def minimum_s32(x1, strides1, x2, strides2, p, out):
+    """Int32 MINIMUM with broadcasting (TFLM ``maximum_minimum.cc``, int32 case)."""
+    _broadcast(MINIMUM, x1, strides1, x2, strides2, p, out)

@@ -41,6 +41,10 @@ Conventions (batch 1, the shapes stored in the model):
   The int16 (16x8) paths of ADD, SUB, MUL, the pools, SOFTMAX, RELU, RELU6, LEAKY_RELU, LOGISTIC, TANH,
   QUANTIZE and DEQUANTIZE request none either (int16 SOFTMAX's two 513-entry tables are persistent);
   checked against TFLM's measured arena in tests/test_ops16.py.
+* TFLM's signal operators (the audio front end) declare their buffers themselves: SignalRfft an
+  arena scratch of ``fft_length`` int16 (``tflm_scratch``); SignalFilterBankSpectralSubtraction its
+  noise estimate (a per-stream state, ``state_buffers``), SignalRfft its KISS FFT state and
+  SignalFilterBank its uint64 work area (``tflm_persistent``), all in :attr:`Schedule.persistent`.
 * In-place candidates (:class:`InPlace`) record where a step may write its output over an input
   (TinyEngine style); whether a candidate is legal and taken is the planner's decision.
 """
@@ -231,6 +235,9 @@ def scratch_bytes(model, op_index: int) -> list:
     filter into it in Eval). Every other operator: ``[]``.
     """
     op = model.operators[op_index]
+    prepared = getattr(model, "prepared", None)
+    if prepared is not None and hasattr(prepared[op_index], "tflm_scratch"):  # ops that declare it (signal ops)
+        return list(prepared[op_index].tflm_scratch())
     if op.opcode == "SVDF":
         batch = model.tensors[op.inputs[0]].shape[0]
         n_filter = model.tensors[op.inputs[1]].shape[0]
@@ -391,6 +398,16 @@ def inference_schedule(model) -> Schedule:
     # variable tensors: persistent, the whole run (TFLM's tail), not planned
     persistent = [Buffer(model.tensors[t].name or f"t{t}", "state", model.tensors[t].nbytes, -1, max(n - 1, -1),
                          tensor=t, pinned=True) for t in getattr(model, "variables", ())]
+    # operators' own persistent buffers: per-stream state (e.g. a noise estimate, kept between
+    # inferences and cleared by TFLM's Reset) and work areas/tables TFLM allocates once in Init
+    for k, prep in enumerate(getattr(model, "prepared", ())):
+        for name, (shape, dtype) in prep.state_buffers().items():
+            persistent.append(Buffer(f"{prep.op.opcode}#{k}/{name}", "state",
+                                     int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize, -1,
+                                     max(n - 1, -1), pinned=True))
+        for name, nbytes in getattr(prep, "tflm_persistent", dict)().items():
+            persistent.append(Buffer(f"{prep.op.opcode}#{k}/{name}", "state", int(nbytes), -1, max(n - 1, -1),
+                                     pinned=True))
     sched = Schedule(steps, buffers, flash_contents(model), "inference", model.name, persistent=persistent)
     sched.validate()
     return sched

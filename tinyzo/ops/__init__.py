@@ -22,6 +22,7 @@ from tinyzo.ops import (  # noqa: F401  # noqa: F401,E402
     lstm,
     pooling,
     shape,
+    signal,
     slicing,
     softmax,
     svdf,

@@ -45,6 +45,7 @@ OPERATOR_ARITY = {
     "CONCATENATION": (1, 10, 1),
     "SUB": (2, 2, 1),
     "MUL": (2, 2, 1),
+    "DIV": (2, 2, 1),
     "MAXIMUM": (2, 2, 1),
     "MINIMUM": (2, 2, 1),
     "PRELU": (2, 2, 1),
@@ -321,14 +322,30 @@ class PreparedOp:
     def compute(self, *inputs):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def state_buffers(self) -> dict:
+        """The persistent state of one stream this operator keeps between calls (TFLM's
+        ``AllocatePersistentBuffer`` data that its ``Reset`` clears): ``{name: (shape, dtype)}``.
+
+        The :class:`tinyzo.Model` holds one zeroed array ``[N, *shape]`` per name for N streams,
+        passes them to :meth:`compute` as ``state={name: array}`` (updated in place), and zeroes
+        them in ``reset_state``. Default: none.
+        """
+        return {}
+
     def run(self, env: dict) -> None:
         """Compute this operator's outputs from ``env`` (tensor index -> array) and store them there.
 
         The buffers for the batch are checked against :data:`tinyzo.limits.MAX_BUFFER_BYTES` first.
+        A stateful operator (:meth:`state_buffers`) finds its streams' state in ``env`` under
+        ``("state", index, name)``.
         """
         args = [env[i] for i in self.runtime_inputs]
         self.check_buffers(args[0].shape[0])
-        outs = self.compute(*args)
+        names = self.state_buffers()
+        if names:
+            outs = self.compute(*args, state={k: env[("state", self.index, k)] for k in names})
+        else:
+            outs = self.compute(*args)
         if not isinstance(outs, tuple):
             outs = (outs,)
         for i, a in zip(self.op.outputs, outs):

@@ -34,25 +34,33 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyzo.errors import ArithmeticContractError
+from tinyzo.errors import ArithmeticContractError, InputError
 from tinyzo.kernels.binary import (
     add_s8,
     add_s16,
+    add_s32,
+    div_s32,
     make_binary_params,
     maximum_s8,
+    maximum_s32,
     minimum_s8,
+    minimum_s32,
     mul_s8,
     mul_s16,
+    mul_s32,
     prelu_s8,
     sub_s8,
     sub_s16,
 )
 from tinyzo.ops.base import PreparedOp, register
 from tinyzo.ops.int16 import INT16, require_int8_or_int16, require_int16
+
+INT32 = np.dtype(np.int32)
 from tinyzo.quant import quantize_multiplier, quantize_multiplier_smaller_than_one_exp, rounding_code
 
 __all__ = [
     "Add",
+    "Div",
     "Maximum",
     "Minimum",
     "Mul",
@@ -203,8 +211,11 @@ class _BinaryOp(PreparedOp):
 
     kernel = None
     kernel_s16 = None
+    kernel_s32 = None
     fused_activation = True
     quant_fn = None
+    #: int32: apply the fused activation (TFLM's int32 ADD does not: it clamps to the int32 range)
+    int32_activation = True
 
     def quant_params(self, a, b, out) -> dict:
         """The kernel parameters of this operator for inputs ``a``, ``b`` and output ``out``."""
@@ -213,6 +224,8 @@ class _BinaryOp(PreparedOp):
 
     def prepare(self):
         a, b, out = self.tensor(0), self.tensor(1), self.tensor(0, output=True)
+        if a.dtype == INT32 and type(self).kernel_s32 is not None:
+            return self._prepare_int32(a, b, out)
         self.dtype = require_int8_or_int16(self, a, "input 1")
         if self.dtype == INT16:
             if type(self).kernel_s16 is None:
@@ -222,6 +235,50 @@ class _BinaryOp(PreparedOp):
         else:
             self.require_int8(b, "input 2")
             self.require_int8(out, "output")
+        self._check_shapes(a, b, out)
+        try:
+            fields = self.quant_params(a, b, out)
+        except ArithmeticContractError as e:
+            self.fail(f"quantization not supported: {e}")
+        if self.fused_activation:
+            self.act_min, self.act_max = self.activation(out)
+        else:
+            self.act_min, self.act_max = -128, 127
+        self._kernel = type(self).kernel_s16 if self.dtype == INT16 else type(self).kernel
+        self.rounding = rounding_code(self.model.rounding)
+        self.params = fields
+        self.kernel_params = make_binary_params(**fields, act_min=self.act_min, act_max=self.act_max,
+                                                rounding=self.rounding)
+        self._a, self._b, self._out = a, b, out
+        self._consts = {k: np.ascontiguousarray(t.data, dtype=self.dtype) for k, t in enumerate((a, b))
+                        if t.is_constant}
+
+    def _prepare_int32(self, a, b, out):
+        """The unquantized int32 path (TFLM's ``kTfLiteInt32`` cases): values combined as C ``int32_t``;
+        scales and zero points are not read. The fused activation clamps to TFLM's
+        ``CalculateActivationRange<int32_t>`` bounds (NONE: the int32 range, RELU: [0, max], RELU6:
+        [0, 6], RELU_N1_TO_1: [-1, 1]), except for ADD, whose int32 case ignores it."""
+        self.dtype = INT32
+        for t, role in ((b, "input 2"), (out, "output")):
+            if t.dtype != INT32:
+                self.fail(f"{role} {t.name!r} is {t.dtype}; with an int32 input 1 every tensor must be int32")
+        self._check_shapes(a, b, out)
+        act = self.option("fused_activation_function", "NONE") if self.fused_activation else "NONE"
+        if not isinstance(act, str):
+            self.bad_option("fused_activation_function", act, "an activation name")
+        ranges = {"NONE": (-(2**31), 2**31 - 1), "RELU": (0, 2**31 - 1), "RELU6": (0, 6), "RELU_N1_TO_1": (-1, 1)}
+        if act not in ranges:
+            self.fail(f"fused activation {act} is not supported")
+        self.act_min, self.act_max = ranges[act] if type(self).int32_activation else ranges["NONE"]
+        self._kernel = type(self).kernel_s32
+        self.rounding = rounding_code(self.model.rounding)
+        self.params = {}
+        self.kernel_params = make_binary_params(act_min=self.act_min, act_max=self.act_max, rounding=self.rounding)
+        self._a, self._b, self._out = a, b, out
+        self._consts = {k: np.ascontiguousarray(t.data, dtype=INT32) for k, t in enumerate((a, b)) if t.is_constant}
+
+    def _check_shapes(self, a, b, out):
+        """Ranks and broadcasting of the two inputs and the output (constants shared by every sample)."""
         rank = len(out.shape)
         if rank < 1 or rank > MAX_BROADCAST_RANK:
             self.fail(f"output rank {rank} is not supported (1..{MAX_BROADCAST_RANK})")
@@ -240,22 +297,6 @@ class _BinaryOp(PreparedOp):
             self.fail(f"input shapes {a.shape} and {b.shape} do not broadcast")
         if tuple(expected[1:]) != tuple(out.shape[1:]) or len(expected) != rank:
             self.fail(f"output shape {out.shape} differs from the broadcast input shape {tuple(expected)}")
-        try:
-            fields = self.quant_params(a, b, out)
-        except ArithmeticContractError as e:
-            self.fail(f"quantization not supported: {e}")
-        if self.fused_activation:
-            self.act_min, self.act_max = self.activation(out)
-        else:
-            self.act_min, self.act_max = -128, 127
-        self._kernel = type(self).kernel_s16 if self.dtype == INT16 else type(self).kernel
-        self.rounding = rounding_code(self.model.rounding)
-        self.params = fields
-        self.kernel_params = make_binary_params(**fields, act_min=self.act_min, act_max=self.act_max,
-                                                rounding=self.rounding)
-        self._a, self._b, self._out = a, b, out
-        self._consts = {k: np.ascontiguousarray(t.data, dtype=self.dtype) for k, t in enumerate((a, b))
-                        if t.is_constant}
 
     def _operands(self, inputs):
         it = iter(inputs)
@@ -300,6 +341,8 @@ class Add(_AddSub):
 
     kernel = add_s8
     kernel_s16 = add_s16
+    kernel_s32 = add_s32
+    int32_activation = False
 
 
 @register("SUB")
@@ -320,7 +363,43 @@ class Mul(_BinaryOp):
 
     kernel = mul_s8
     kernel_s16 = mul_s16
+    kernel_s32 = mul_s32
     quant_fn = staticmethod(mul_params)
+
+
+@register("DIV")
+class Div(_BinaryOp):
+    """TFLite ``DIV`` on int32 (unquantized, TFLM ``div.cc``): ``clamp(x1 / x2)``, C's truncating division,
+    fused activation, broadcasting. TFLM's int8 DIV (quantized reciprocal) is not implemented here.
+
+    A zero divisor (and ``INT32_MIN / -1``) is undefined in C: a constant divisor holding one is
+    refused when the model is loaded, a run-time one with :class:`tinyzo.errors.InputError`.
+    """
+
+    kernel_s32 = div_s32
+
+    def prepare(self):
+        a, b = self.tensor(0), self.tensor(1)
+        if a.dtype != INT32:
+            self.fail(f"input 1 {a.name!r} is {a.dtype}; tinyzo runs int32 DIV only (TFLM's int8 DIV is not "
+                      "implemented)")
+        for t, role in ((a, "input 1"), (b, "input 2")):
+            if t.quant is not None:
+                self.fail(f"{role} {t.name!r} is quantized; TFLM's int32 DIV takes unquantized tensors only")
+        super().prepare()
+        if b.is_constant and np.any(self._consts[1] == 0):
+            self.fail(f"the constant divisor {b.name!r} holds 0 (division by zero is undefined in C)")
+
+    def compute(self, *inputs):
+        """int32[N, ...] / int32 -> int32[N, out_shape[1:]]; a zero divisor or INT32_MIN / -1 is refused."""
+        (x1, x2), _ = self._operands(inputs)
+        if np.any(x2 == 0):
+            raise InputError(f"operator {self.index} (DIV): the divisor holds 0 (division by zero is undefined "
+                             "in C); keep zeros out of the divisor")
+        x1b, x2b = np.broadcast_arrays(x1, x2)
+        if np.any((x1b == -(2**31)) & (x2b == -1)):
+            raise InputError(f"operator {self.index} (DIV): INT32_MIN / -1 overflows int32 (undefined in C)")
+        return super().compute(*inputs)
 
 
 class _MaximumMinimum(_BinaryOp):
@@ -341,6 +420,7 @@ class Maximum(_MaximumMinimum):
     """TFLite ``MAXIMUM`` on int8 with broadcasting (TFLM ``maximum_minimum.cc``, reference kernel)."""
 
     kernel = maximum_s8
+    kernel_s32 = maximum_s32
 
 
 @register("MINIMUM")
@@ -348,6 +428,7 @@ class Minimum(_MaximumMinimum):
     """TFLite ``MINIMUM`` on int8 with broadcasting (TFLM ``maximum_minimum.cc``, reference kernel)."""
 
     kernel = minimum_s8
+    kernel_s32 = minimum_s32
 
 
 @register("PRELU")

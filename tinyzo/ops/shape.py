@@ -42,7 +42,7 @@ def _same_quant(a, b) -> bool:
 
 @register("RESHAPE")
 class Reshape(PreparedOp):
-    """TFLite ``RESHAPE`` of an int8 tensor (TFLM: a byte copy).
+    """TFLite ``RESHAPE`` of an int8, int16 or int32 tensor (TFLM: a byte copy; input and output types match).
 
     The new shape comes from the constant int32/int64 input 1, else the
     ``new_shape`` option, else the stored output shape; one -1 is resolved. Its
@@ -51,8 +51,11 @@ class Reshape(PreparedOp):
 
     def prepare(self):
         inp, out = self.tensor(0), self.tensor(0, output=True)
-        self.require_int8(inp, "input")
-        self.require_int8(out, "output")
+        self.require_copyable(inp, "input")
+        self.require_copyable(out, "output")
+        if inp.dtype != out.dtype:
+            self.fail(f"output {out.name!r} is {out.dtype}, input {inp.name!r} is {inp.dtype}; they must match")
+        self.dtype = inp.dtype
         shape_t = self.tensor(1, optional=True)
         if shape_t is not None:
             if not shape_t.is_constant or shape_t.dtype not in (np.int32, np.int64):
@@ -72,8 +75,8 @@ class Reshape(PreparedOp):
         self.new_shape = tuple(resolved)
 
     def compute(self, x):
-        """int8[N, ...] -> int8[N, new_shape[1:]] (a copy)."""
-        return np.array(x, dtype=np.int8, copy=True).reshape((x.shape[0],) + self.new_shape[1:])
+        """int8/int16/int32[N, ...] -> the same type [N, new_shape[1:]] (a copy)."""
+        return np.array(x, dtype=self.dtype, copy=True).reshape((x.shape[0],) + self.new_shape[1:])
 
 
 @register("PAD", "PADV2")
@@ -135,7 +138,7 @@ class Pad(PreparedOp):
 
 @register("CONCATENATION")
 class Concatenation(PreparedOp):
-    """TFLite ``CONCATENATION`` of int8 tensors (TFLM ``reference_ops::Concatenation``: a copy).
+    """TFLite ``CONCATENATION`` of int8, int16 or int32 tensors (TFLM ``reference_ops::Concatenation``: a copy).
 
     Options: ``axis`` (negative counts from the end; not the batch axis 0),
     ``fused_activation_function`` (must be NONE, as TFLM requires). Up to 10
@@ -146,7 +149,8 @@ class Concatenation(PreparedOp):
     def prepare(self):
         n_in = len(self.op.inputs)
         out = self.tensor(0, output=True)
-        self.require_int8(out, "output")
+        self.require_copyable(out, "output")
+        self.dtype = out.dtype
         self.enum_option("fused_activation_function", "NONE", ("NONE",))
         rank = len(out.shape)
         if not 1 <= rank <= CONCAT_MAX_RANK:
@@ -158,8 +162,12 @@ class Concatenation(PreparedOp):
         ins = [self.tensor(k) for k in range(n_in)]
         total = 0
         for k, t in enumerate(ins):
-            self.require_int8(t, f"input {k}")
-            if not _same_quant(t, out):
+            if self.dtype != np.int8:  # int16/int32: raw values copied; types and quantization must match
+                self.require_copyable(t, f"input {k}")
+                self.require_same_type(t, out, f"input {k}")
+            else:
+                self.require_int8(t, f"input {k}")
+            if self.dtype == np.int8 and not _same_quant(t, out):
                 self.fail(
                     f"input {k} {t.name!r} has a different scale/zero point from the output; TFLite Micro copies "
                     "int8 values without requantizing, which is not supported"
@@ -177,22 +185,22 @@ class Concatenation(PreparedOp):
         self._ins, self._out = ins, out
 
     def compute(self, *inputs):
-        """int8[N, ...] inputs (constants left out) -> int8[N, ...] concatenated along ``axis``."""
+        """int8/int16/int32[N, ...] inputs (constants left out) -> [N, ...] concatenated along ``axis``."""
         n = inputs[0].shape[0]
         it = iter(inputs)
         arrays = []
         for t in self._ins:
             if t.is_constant:
-                arrays.append(np.broadcast_to(np.asarray(t.data, dtype=np.int8), (n,) + tuple(t.shape[1:])))
+                arrays.append(np.broadcast_to(np.asarray(t.data, dtype=self.dtype), (n,) + tuple(t.shape[1:])))
             else:
                 arrays.append(next(it))
         out_shape = (n,) + tuple(self._out.shape[1:])
-        out = np.empty(out_shape, dtype=np.int8)
+        out = np.empty(out_shape, dtype=self.dtype)
         outer = int(np.prod(out_shape[: self.axis], dtype=np.int64))
         out2 = out.reshape(outer, -1)
         offset = 0
         for a in arrays:
-            a2 = np.ascontiguousarray(a, dtype=np.int8).reshape(outer, -1)
+            a2 = np.ascontiguousarray(a, dtype=self.dtype).reshape(outer, -1)
             concatenation_copy_s8(a2, out2, offset)
             offset += a2.shape[1]
         return out
