@@ -23,18 +23,30 @@ from tinyzo.bp import BPTrainer, QASOptimizer, SparseScheme
 from tinyzo.errors import InputError
 from tinyzo.evaluate import evaluate, images_to_input
 from tinyzo.memory import trainer_memory_report
+from tinyzo.training.defaults import METHOD_DEFAULTS
 from tinyzo.training.loop import fit, write_history
 from tinyzo.zo.trainer import ZOConfig, ZOTrainer
 
 #: method name -> ZO settings used by the demo (see docs/training_zo.md)
-DEMO_METHODS = {
-    "zo-rge-node": dict(target="node", estimator="rge", last=6, queries=8, lr=5e-4),
-    "zo-rge-mixed": dict(target="mixed", estimator="rge", last=6, queries=8, lr=5e-4, mixed_split=2),
-    "zo-spsa-node": dict(target="node", estimator="spsa", last=6, queries=4, lr=5e-4),
-    "zo-rge-weight": dict(target="weight", estimator="rge", last=2, queries=16, lr=1e-4),
-    # sparse back propagation with QAS on the same layers, for comparison (tinyzo.bp)
-    "bp-qas-sgd": dict(bp=True, last=6, lr=3e-3, momentum=0.9),
-}
+def _demo_methods() -> dict:
+    """The demo's methods with the per-method defaults of ``tinyzo train`` (tinyzo.training.defaults:
+    the demo shows what a run with no optional flag gets)."""
+    d = METHOD_DEFAULTS
+    return {
+        "zo-rge-node": dict(target="node", estimator="rge", last=d["node"]["layers_last"],
+                            queries=d["node"]["queries"], lr=d["node"]["lr"]),
+        "zo-rge-mixed": dict(target="mixed", estimator="rge", last=d["mixed"]["layers_last"],
+                             queries=d["mixed"]["queries"], lr=d["mixed"]["lr"], mixed_split=d["mixed"]["mixed_split"]),
+        "zo-spsa-node": dict(target="node", estimator="spsa", last=d["node"]["layers_last"],
+                             queries=d["node"]["queries"] // 2, lr=d["node"]["lr"]),
+        "zo-rge-weight": dict(target="weight", estimator="rge", last=d["weight"]["layers_last"],
+                              queries=d["weight"]["queries"], lr=d["weight"]["lr"]),
+        # sparse back propagation with QAS, for comparison (tinyzo.bp)
+        "bp-qas-sgd": dict(bp=True, last=d["bp"]["layers_last"], lr=d["bp"]["lr"], momentum=d["bp"]["momentum"]),
+    }
+
+
+DEMO_METHODS = _demo_methods()
 
 
 def reference_model_path() -> Path:

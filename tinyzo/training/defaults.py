@@ -27,9 +27,9 @@ COMMON = {"epochs": 20, "update": "shadow"}
 
 #: method kind -> its options (argparse ``dest`` -> value); ``layers_last``: the last K trainable layers
 METHOD_DEFAULTS = {
-    "node": {"layers_last": 6, "queries": 8, "lr": 5e-4},
-    "mixed": {"layers_last": 6, "queries": 8, "lr": 5e-4, "mixed_split": 2},
-    "weight": {"layers_last": 2, "queries": 16, "lr": 1e-4},
+    "node": {"layers_last": 6, "queries": 8, "lr": 1.25e-4},
+    "mixed": {"layers_last": 6, "queries": 8, "lr": 1.25e-4, "mixed_split": 2},
+    "weight": {"layers_last": 2, "queries": 16, "lr": 1e-3},
     "bp": {"layers_last": 6, "lr": 3e-3, "momentum": 0.9},
     "fp32": {"lr": 3e-3, "momentum": 0.9},
 }
