@@ -19,7 +19,7 @@ from tinyzo import data
 from tinyzo.cli import main
 from tinyzo.sweep import ResultsDB, aggregate, load_spec, parse_spec, run_sweep, to_csv, to_markdown
 from tinyzo.sweep.db import ResultsDBError
-from tinyzo.sweep.report import ReportError
+from tinyzo.sweep.report import ReportError, select_rows
 from tinyzo.sweep.spec import SweepSpecError
 
 SPEC = """
@@ -153,7 +153,7 @@ class _FakeRun:
         self.command = f"tinyzo train m --seed {seed}"
 
 
-def test_report_mean_std_match_a_hand_computation(tmp_path):
+def test_report_mean_std_match_a_hand_computation(tmp_path, capsys):
     db_path = tmp_path / "r.sqlite"
     vals = {("a", 0.01): [0.50, 0.60, 0.70], ("a", 0.1): [0.80, 0.90], ("b", 0.01): [0.40]}
     with ResultsDB(db_path) as db:
@@ -190,6 +190,16 @@ def test_report_mean_std_match_a_hand_computation(tmp_path):
                  "--plots", str(out), "--x", "lr"]) == 0
     for f in ("curves.png", "curves_forward_passes.png", "pareto.png", "vs_lr.png"):
         assert (out / f).stat().st_size > 1000, f
+    # --where: one key, numbers compared as numbers; joined keys select pairs
+    assert {r["method"] for r in select_rows(rows, ["lr=1e-2"])} == {"a", "b"}
+    assert [(r["method"], r["options"]["lr"]) for r in select_rows(rows, ["method+lr=a+0.1"])] == [("a", 0.1)] * 2
+    with pytest.raises(ReportError, match="one value per key"):
+        select_rows(rows, ["method+lr=a"])
+    with pytest.raises(ReportError, match="no run has key 'nope'"):
+        select_rows(rows, ["nope=1"])
+    assert main(["sweep", "report", str(db_path), "--where", "method=a", "--where", "lr=0.1"]) == 0
+    assert "| a | 2 |" in capsys.readouterr().out
+    assert main(["sweep", "report", str(db_path), "--where", "method=zzz"]) == 2
     page = tmp_path / "page.md"
     page.write_text("# Results\n\n<!-- sweep-table:begin -->\nold table\n<!-- sweep-table:end -->\n\nFindings: kept.\n")
     assert main(["sweep", "report", str(db_path), "--group-by", "method", "--update-md", str(page)]) == 0

@@ -479,6 +479,12 @@ def _cmd_sweep_report(args) -> int:
     with ResultsDB(args.db, create=False) as db:
         rows = db.rows(sweep=args.sweep)
         failed = db.rows(status="failed", sweep=args.sweep)
+    if args.where:
+        from tinyzo.sweep.report import select_rows
+
+        rows = select_rows(rows, args.where)
+        if not rows:
+            raise ReportError(f"no finished run matches --where {' '.join(args.where)}")
     if not rows:
         raise ReportError(f"{args.db} has no finished runs" + (f" of sweep {args.sweep!r}" if args.sweep else ""))
     table = aggregate(rows, group_by, metrics)
@@ -492,7 +498,9 @@ def _cmd_sweep_report(args) -> int:
         from tinyzo.sweep.report import update_markdown
 
         seeds = sorted({r["seed"] for r in rows})
-        header = (f"Command: `tinyzo sweep report {Path(args.db).name} --group-by {args.group_by} --metrics {args.metrics}` "
+        where = "".join(f" --where {w}" for w in args.where or [])
+        header = (f"Command: `tinyzo sweep report {Path(args.db).name} --group-by {args.group_by} --metrics {args.metrics}"
+                  f"{where}` "
                   f"over {len(rows)} runs (seeds {', '.join(map(str, seeds))}); mean ± std (sample std over the runs "
                   "of each row), n = runs.\n\n")
         update_markdown(args.update_md, md, header)
@@ -598,6 +606,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--update-md", help="replace the table between <!-- sweep-table:begin/end --> marks in this page")
     r.add_argument("--plots", help="write curves.png, pareto.png (and vs_<x>.png with --x) into this folder")
     r.add_argument("--x", help="a train option to plot the first metric against (e.g. lr)")
+    r.add_argument("--where", action="append", metavar="KEY=V1[,V2...]",
+                   help="only the runs whose KEY (method, seed or a train option) is one of the values; repeat to "
+                   "combine (e.g. --where lr=1.25e-4,1e-3)")
     r.set_defaults(func=_cmd_sweep_report)
 
     s = sub.add_parser("contrib", help="contribution analysis: the best sparse BP scheme under a memory budget")

@@ -12,7 +12,16 @@ See docs/sweep.md.
 
 from tinyzo.sweep.db import ResultsDB, ResultsDBError
 from tinyzo.sweep.execute import SweepError, run_sweep
-from tinyzo.sweep.report import ReportError, aggregate, plot_curves, plot_pareto, plot_vs_param, to_csv, to_markdown
+from tinyzo.sweep.report import (
+                                 ReportError,
+                                 aggregate,
+                                 plot_curves,
+                                 plot_pareto,
+                                 plot_vs_param,
+                                 select_rows,
+                                 to_csv,
+                                 to_markdown,
+)
 from tinyzo.sweep.spec import Run, Sweep, SweepSpecError, load_spec, parse_spec
 
 __all__ = [
@@ -30,6 +39,7 @@ __all__ = [
            "plot_pareto",
            "plot_vs_param",
            "run_sweep",
+           "select_rows",
            "to_csv",
            "to_markdown",
 ]

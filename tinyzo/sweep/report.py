@@ -27,6 +27,7 @@ __all__ = [
     "plot_curves",
     "plot_pareto",
     "plot_vs_param",
+    "select_rows",
     "to_csv",
     "to_markdown",
     "update_markdown",
@@ -50,6 +51,38 @@ def value_of(row: dict, key: str):
     if key in ("method", "seed", "sweep", "status") or key in METRIC_COLUMNS + TEXT_COLUMNS:
         return row.get(key)
     return row["options"].get(key.replace("-", "_"))
+
+
+def _same(value, text: str) -> bool:
+    """Whether a row's value equals the text of a ``--where`` value (numbers compared as numbers)."""
+    if value is None:
+        return text in ("None", "none", "")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            return float(text) == float(value)
+        except ValueError:
+            return False
+    return str(value) == text
+
+
+def select_rows(rows: list, where) -> list:
+    """The rows that match every condition of ``where``: strings ``"key=v1,v2"`` (the key's value is
+    one of v1, v2; numbers compared as numbers, so ``lr=1.25e-4`` matches 0.000125), or with keys
+    joined by ``+``, ``"method+lr=zo-rge-node+1.25e-4,bp-qas-sgd+3e-3"`` (the pair is one of those). A
+    key no run has raises :class:`ReportError`."""
+    out = list(rows)
+    for cond in where or []:
+        keys, sep, values = cond.partition("=")
+        keys = [k.strip() for k in keys.split("+")]
+        if not sep or not all(keys):
+            raise ReportError(f"--where takes KEY=VALUE[,VALUE...] or KEY1+KEY2=V1+V2[,...], got {cond!r}")
+        _check_keys(rows, keys, "key")
+        wanted = [[v.strip() for v in alt.split("+")] for alt in values.split(",")]
+        for alt in wanted:
+            if len(alt) != len(keys):
+                raise ReportError(f"--where {cond!r}: {'+'.join(alt)!r} does not give one value per key")
+        out = [r for r in out if any(all(_same(value_of(r, k), v) for k, v in zip(keys, alt)) for alt in wanted)]
+    return out
 
 
 def _check_keys(rows: list, keys, what: str) -> None:
