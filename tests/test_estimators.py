@@ -503,3 +503,75 @@ def test_loss_bad_input():
     for fn, msg in cases:
         with pytest.raises(LossInputError, match=msg):
             fn()
+
+
+# ----------------------------------------------------------------------------------------------
+# sparse perturbation and block-coordinate queries (issue 14)
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method,direction", [("rge", "rademacher"), ("spsa", "rademacher"),
+                                              ("rge", "gaussian"), ("spsa", "uniform")])
+def test_sparse_perturbation_is_unbiased(method, direction):
+    # each query keeps a random 30% of the coordinates; dividing by p * mu2 keeps E[g] = grad
+    f, grad, _, _ = quadratic(seed=5)
+    G = run_steps(f, N_DIM, 3000, method=method, sigma=2, queries=2, direction=direction, density=0.3)
+    assert_unbiased(G, grad)
+
+
+@pytest.mark.parametrize("method", ["rge", "spsa"])
+def test_block_coordinate_is_unbiased(method):
+    f, grad, _, _ = quadratic(seed=6)
+    G = run_steps(f, N_DIM, 2500, method=method, sigma=1, queries=4, blocks=[3, 5])
+    assert_unbiased(G, grad)
+
+
+def test_sparse_and_block_touch_only_their_coordinates():
+    from tinyzo.training.prng import density_threshold, mask_seed, sparse_mask
+
+    seen = []
+
+    def f(d):
+        seen.append(np.asarray(d).copy())
+        return float(np.sum(np.asarray(d, np.float64) ** 2))
+
+    seeds = lambda q: derive_seed(3, 0, q, 0)  # noqa: E731
+    _, info = estimate(f, 100, method="rge", sigma=1, queries=2, seeds=seeds, density=0.25)
+    for q, d in enumerate(seen[1:]):  # seen[0] is the base pass
+        keep = sparse_mask(mask_seed(seeds(q)), 100, 0.25)
+        assert np.array_equal(d != 0, keep == 1)
+        assert np.array_equal(d[keep == 1], perturbation("rademacher", seeds(q), 100, 1)[keep == 1])
+    assert info["density"] == density_threshold(0.25) / 2**24
+    assert info["norm"] == np.float32(1.0 / (2 * info["density"]))
+    seen.clear()
+    _, info = estimate(f, 9, method="spsa", sigma=1, queries=4, seeds=seeds, blocks=[6, 3])
+    assert info["blocks"] == [0, 0, 1, 1] or info["blocks"] == [0, 0, 0, 1]
+    for q, j in enumerate(info["blocks"]):
+        d = seen[2 * q]
+        lo, hi = (0, 6) if j == 0 else (6, 9)
+        assert np.all(d[:lo] == 0) and np.all(d[hi:] == 0)
+        assert np.array_equal(d[lo:hi], perturbation("rademacher", seeds(q), hi - lo, 1))
+
+
+def test_split_queries():
+    from tinyzo.zo.estimators import query_blocks, split_queries
+
+    assert split_queries(8, [100, 100]) == [4, 4]
+    assert split_queries(3, [1, 1000, 1]) == [1, 1, 1]
+    assert split_queries(10, [1, 3]) == [3, 7]            # 8 left: 2 and 6
+    assert sum(split_queries(50, [7, 300, 2000, 11])) == 50
+    assert query_blocks(5, [1, 3]) == [0, 0, 1, 1, 1]   # 3 left: 0.75 and 2.25 -> 0 + 1, 2
+    with pytest.raises(EstimatorError, match="cannot cover"):
+        split_queries(2, [1, 2, 3])
+
+
+def test_sparse_and_block_bad_arguments():
+    f = lambda d: 0.0  # noqa: E731
+    seeds = lambda q: derive_seed(1, 0, q, 0)  # noqa: E731
+    for bad in (0.0, 1.5, -0.1, float("nan"), True):
+        with pytest.raises(EstimatorError, match="density"):
+            estimate(f, 4, method="rge", sigma=1, seeds=seeds, density=bad)
+    with pytest.raises(EstimatorError, match="sum to"):
+        estimate(f, 4, method="rge", sigma=1, queries=2, seeds=seeds, blocks=[1, 2])
+    with pytest.raises(EstimatorError, match="not coord"):
+        estimate(f, 4, method="coord", sigma=1, density=0.5)

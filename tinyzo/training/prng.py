@@ -32,7 +32,13 @@ __all__ = [  # Python API and the jitted cores (callable from other @njit code)
     "UNIFORM",
     "ZERO_SEED_REPLACEMENT",
     "PRNGError",
+    "MASK_LAYER",
+    "MASK_SCALE",
+    "bernoulli_fill",
+    "density_threshold",
     "derive_seed",
+    "mask_seed",
+    "sparse_mask",
     "fmix32",
     "gaussian_int",
     "gaussian_int_fill",
@@ -296,6 +302,23 @@ def perturbation_fill(kind, state, sigma, out):
     return uniform_int_fill(state, -np.int64(sigma), np.int64(sigma), out)
 
 
+@njit(cache=True, nogil=True)
+def bernoulli_fill(state, threshold, out):
+    """Fill ``out`` (1-D, any integer dtype) with 0/1 keep flags from the stream after ``state``.
+
+    Value ``i`` is 1 when the top 24 bits of draw ``i`` are below ``threshold`` (one draw per value):
+    ``out[i] = (x_i >> 8) < threshold``, so P(1) = threshold / 2**24 exactly over a full period (up to
+    the one excluded zero word). ``threshold`` in [0, 2**24]. Returns the final state.
+    """
+    x = np.int64(state)
+    t = np.int64(threshold)
+    for i in range(out.shape[0]):
+        x = xorshift32_next(x)
+        out[i] = np.int64(1) if (x >> np.int64(8)) < t else np.int64(0)
+    return x
+
+
+
 # ----------------------------------------------------------------------------------------------
 # validation helpers
 # ----------------------------------------------------------------------------------------------
@@ -492,4 +515,39 @@ def perturbation(kind: str, seed: int, shape, sigma=1):
     sigma = _check_int_sigma(sigma, GAUSSIAN_SIGMA_MAX if code == GAUSSIAN else INT_SIGMA_MAX)
     out = np.empty(size, dtype=np.int32)
     perturbation_fill(code, s, sigma, out)
+    return out.reshape(shape)
+
+
+#: ``derive_seed``'s layer argument of a perturbation's sparsity mask (:func:`mask_seed`): "MASK" in ASCII
+MASK_LAYER = 0x4D41534B
+#: the keep probability of a sparse mask is ``threshold / MASK_SCALE`` (24-bit resolution)
+MASK_SCALE = 1 << 24
+
+
+def density_threshold(density) -> int:
+    """The integer threshold of keep probability ``density`` in (0, 1]: ``round(density * 2**24)``, >= 1.
+
+    The mask keeps a coordinate with probability exactly ``density_threshold(density) / 2**24`` (use
+    that value, not ``density``, wherever the probability enters a formula).
+    """
+    if isinstance(density, (bool, np.bool_)) or not isinstance(density, numbers.Real) \
+            or not math.isfinite(float(density)) or not 0.0 < float(density) <= 1.0:
+        raise PRNGError(f"density must be a number in (0, 1], got {density!r}")
+    return max(1, int(round(float(density) * MASK_SCALE)))
+
+
+def mask_seed(seed: int) -> int:
+    """The seed of the sparsity mask that goes with the perturbation seeded by ``seed``:
+    ``derive_seed(seed, 0, 0, MASK_LAYER)`` (one rule for every estimator and the trainer)."""
+    return derive_seed(_check_seed(seed), 0, 0, MASK_LAYER)
+
+
+def sparse_mask(seed: int, shape, density) -> np.ndarray:
+    """A Bernoulli keep mask: int8 0/1 of ``shape`` (C order), each entry 1 with probability
+    ``density_threshold(density) / 2**24``, from the xorshift32 stream after ``seed`` (one draw per entry,
+    :func:`bernoulli_fill`). Sparse perturbation multiplies a direction by it (docs/zo_estimators.md)."""
+    s = _check_seed(seed)
+    shape = _check_shape(shape)
+    out = np.empty(math.prod(shape), dtype=np.int8)
+    bernoulli_fill(s, np.int64(density_threshold(density)), out)
     return out.reshape(shape)

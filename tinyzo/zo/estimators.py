@@ -47,6 +47,19 @@ perturbed coordinates): the shrinkage that minimizes E||c g - grad||**2 for the 
 sphere estimators to first order in sigma, since there E||g_1||**2 = d ||grad||**2 per query
 (docs/zo_estimators.md has the derivation). It is folded into ``norm``.
 
+Sparse perturbation (``density`` p < 1; DeepZero, Chen et al., ICLR 2024, perturbs a sparse subset of
+the coordinates; here a fresh random subset per query): each query's direction is multiplied by a
+Bernoulli keep mask (:func:`tinyzo.training.prng.sparse_mask`, seeded by ``mask_seed(seed of the
+query)``; keep probability p = ``density_threshold(density) / 2**24`` exactly). Then
+E[(m d)(m d)^T] = p mu2 I, so dividing by p mu2 keeps the estimate unbiased; a query moves about
+p n coordinates, so its loss difference carries less noise from the others.
+
+Block-coordinate queries (``blocks`` = sizes of consecutive coordinate blocks, e.g. one per layer; the
+randomized block-coordinate descent of Nesterov 2012 with a deterministic query split): query q perturbs
+only block j(q); the m queries are split over the blocks in proportion to their sizes
+(:func:`split_queries`, at least one each), and block j's estimate averages its own m_j queries
+(``norm = 1 / (m_j mu2)``): unbiased per block.
+
 Clamping: the caller clamps ``theta + delta`` to the parameter range (int8 weights to [-127, 127]),
 so the effective perturbation of a saturated coordinate differs from ``delta``; the estimator
 still uses the intended ``delta`` (as firmware regenerating it from the seed does). On a quadratic
@@ -65,7 +78,7 @@ import numpy as np
 
 from tinyzo.errors import TinyzoError, check_choice
 from tinyzo.training.loss import mean_float32
-from tinyzo.training.prng import gaussian_multiplier, perturbation
+from tinyzo.training.prng import MASK_SCALE, density_threshold, gaussian_multiplier, mask_seed, perturbation, sparse_mask
 
 __all__ = [
     "COORD_SCHEMES",
@@ -78,6 +91,8 @@ __all__ = [
     "projected_difference",
     "query_norm",
     "second_moment",
+    "query_blocks",
+    "split_queries",
 ]
 
 METHODS = ("rge", "spsa", "sign-spsa", "coord")
@@ -131,6 +146,35 @@ def second_moment(direction: str, sigma, n: int) -> float:
 def dim_scale(queries: int, n: int) -> float:
     """The optional dimension scaling ``q / (q + d - 1)`` for q queries and d = n coordinates."""
     return queries / (queries + n - 1.0)
+
+
+def split_queries(queries: int, sizes) -> list:
+    """Split ``queries`` over blocks of the given sizes in proportion to the sizes (block-coordinate ZO).
+
+    Largest remainder after giving each block one query: ``m_j = 1 + floor(r * s_j / S)`` plus one for
+    the blocks with the largest fractional parts (ties: the earlier block), with r = queries - B and
+    S = sum(sizes). Queries are assigned in block order: the first m_0 to block 0, and so on.
+    Returns the list of m_j (ints >= 1, summing to ``queries``). EstimatorError if queries < B or a size < 1.
+    """
+    sizes = [int(v) for v in sizes]
+    if not sizes or min(sizes) < 1:
+        raise EstimatorError(f"block sizes must be integers >= 1, got {sizes}")
+    if queries < len(sizes):
+        raise EstimatorError(f"block-coordinate queries: {queries} queries cannot cover {len(sizes)} blocks "
+                             f"(one query per block at least); use queries >= {len(sizes)}")
+    rest = queries - len(sizes)
+    total = sum(sizes)
+    base = [rest * v // total for v in sizes]
+    left = rest - sum(base)
+    order = sorted(range(len(sizes)), key=lambda j: (-(rest * sizes[j] - base[j] * total), j))
+    for j in order[:left]:
+        base[j] += 1
+    return [1 + b for b in base]
+
+
+def query_blocks(queries: int, sizes) -> list:
+    """The block index of each query (length ``queries``) under :func:`split_queries`."""
+    return [j for j, mj in enumerate(split_queries(queries, sizes)) for _ in range(mj)]
 
 
 def query_norm(estimator: str, direction: str, sigma, queries: int, n: int = 1, factor: float = 1.0):
@@ -269,8 +313,31 @@ class _Objective:
 # ----------------------------------------------------------------------------------------------
 
 
-def _run(obj: _Objective, n, method, sigma, queries, direction, seeds, base_loss, dim_scaling, coord_scheme):
+def _check_sparsity(n, method, queries, density, blocks):
+    """Validated ``(keep probability p, threshold or None, block of each query or None, block bounds)``."""
+    if method == "coord" and (density != 1.0 or blocks is not None):
+        raise EstimatorError("density and blocks apply to the randomized estimators (rge, spsa, sign-spsa), not coord")
+    try:
+        threshold = density_threshold(density)
+    except TinyzoError as e:
+        raise EstimatorError(str(e)) from None
+    p = threshold / MASK_SCALE
+    if blocks is None:
+        return p, (None if threshold == MASK_SCALE else threshold), None, [(0, n)]
+    try:
+        sizes = [int(v) for v in blocks]
+    except (TypeError, ValueError):
+        raise EstimatorError(f"blocks must be a sequence of block sizes, got {blocks!r}") from None
+    if sum(sizes) != n:
+        raise EstimatorError(f"blocks {sizes} sum to {sum(sizes)}, not n = {n}")
+    bounds = [(sum(sizes[:j]), sum(sizes[:j + 1])) for j in range(len(sizes))]
+    return p, (None if threshold == MASK_SCALE else threshold), query_blocks(queries, sizes), bounds
+
+
+def _run(obj: _Objective, n, method, sigma, queries, direction, seeds, base_loss, dim_scaling, coord_scheme,
+         density=1.0, blocks=None):
     per_sample = obj.per_sample
+    p, threshold, qblock, bounds = _check_sparsity(n, method, queries, density, blocks)
     m = n if method == "coord" else queries
     two_sided = method in ("spsa", "sign-spsa") or (method == "coord" and coord_scheme == "central")
     factor = dim_scale(queries, n) if dim_scaling else 1.0
@@ -299,7 +366,11 @@ def _run(obj: _Objective, n, method, sigma, queries, direction, seeds, base_loss
         mu2 = float(sigma) ** 2
     else:
         mu2 = second_moment(direction, sigma, n)
-        norm32 = query_norm(method, direction, sigma, m, n, factor)
+        norm32 = query_norm(method, direction, sigma, m, n, factor / p)
+        if qblock is not None:  # block j averages its own m_j queries over its n_j coordinates
+            m_j = split_queries(m, [hi - lo for lo, hi in bounds])
+            block_norms = [query_norm(method, direction, sigma, m_j[j], hi - lo, factor / p)
+                           for j, (lo, hi) in enumerate(bounds)]
 
     g = np.zeros(n, dtype=np.float32)
     coeffs = np.zeros(m, dtype=np.float32)
@@ -315,7 +386,16 @@ def _run(obj: _Objective, n, method, sigma, queries, direction, seeds, base_loss
         else:
             s = _seed(seeds, q)
             seeds_used.append(s)
-            delta = _direction(direction, s, n, sigma)
+            if qblock is None:
+                delta = _direction(direction, s, n, sigma)
+            else:  # only block j moves; its direction is drawn over its own n_j coordinates
+                lo, hi = bounds[qblock[q]]
+                delta = np.zeros(n, dtype=np.float32 if direction == "sphere" else np.int32)
+                delta[lo:hi] = _direction(direction, s, hi - lo, sigma)
+                norm32 = block_norms[qblock[q]]
+            if threshold is not None:
+                lo, hi = bounds[0] if qblock is None else bounds[qblock[q]]
+                delta[lo:hi] *= sparse_mask(mask_seed(s), hi - lo, density).astype(delta.dtype)
         plus = obj(delta)
         if two_sided:
             minus = obj(-delta)
@@ -349,10 +429,12 @@ def _run(obj: _Objective, n, method, sigma, queries, direction, seeds, base_loss
         "base_loss": None if base_mean is None else np.float32(base_mean),
         "losses": losses,
         "coeffs": coeffs,
-        "norm": norm32,
+        "norm": norm32 if qblock is None else np.asarray(block_norms, np.float32),
         "second_moment": mu2,
         "dim_scale": factor,
         "seeds": seeds_used,
+        "density": p,
+        "blocks": qblock,
     }
     if per_sample:
         info["base_losses"] = base
@@ -362,7 +444,8 @@ def _run(obj: _Objective, n, method, sigma, queries, direction, seeds, base_loss
 
 
 def estimate(loss_fn, n: int, *, method: str, sigma, queries: int = 1, direction: str = "rademacher",
-             seeds=None, base_loss=None, dim_scaling: bool = False, coord_scheme: str = "one-sided"):
+             seeds=None, base_loss=None, dim_scaling: bool = False, coord_scheme: str = "one-sided",
+             density: float = 1.0, blocks=None):
     """Zeroth-order estimate of the gradient of a black-box scalar loss w.r.t. n integer parameters.
 
     Args:
@@ -381,6 +464,10 @@ def estimate(loss_fn, n: int, *, method: str, sigma, queries: int = 1, direction
             pass; unused by two-sided methods).
         dim_scaling: multiply by ``queries / (queries + n - 1)`` (randomized methods only).
         coord_scheme: ``"one-sided"`` (n forward passes + base) or ``"central"`` (2n) for ``coord``.
+        density: keep probability in (0, 1] of each coordinate of a query's direction (sparse
+            perturbation; the mask is seeded by ``mask_seed(seed of the query)``); 1 = dense.
+        blocks: sizes of consecutive coordinate blocks summing to n (block-coordinate queries: query
+            q perturbs one block, queries split by :func:`split_queries`); None = every query perturbs all.
 
     Returns:
         ``(g, info)``: ``g`` float32[n], d loss / d (integer parameter) (for ``sign-spsa`` a signed
@@ -398,12 +485,12 @@ def estimate(loss_fn, n: int, *, method: str, sigma, queries: int = 1, direction
     if not callable(loss_fn):
         raise EstimatorError("loss_fn must be callable: delta -> mean loss")
     return _run(_Objective(loss_fn, per_sample=False), n, method, sigma, queries, direction, seeds,
-                base_loss, dim_scaling, coord_scheme)
+                base_loss, dim_scaling, coord_scheme, density, blocks)
 
 
 def estimate_per_sample(loss_fn_per_sample, n: int, *, method: str, sigma, queries: int = 1,
                         direction: str = "rademacher", seeds=None, base_loss=None, dim_scaling: bool = False,
-                        coord_scheme: str = "one-sided"):
+                        coord_scheme: str = "one-sided", density: float = 1.0, blocks=None):
     """:func:`estimate` for an objective returning per-sample losses; also returns per-sample coefficients.
 
     ``loss_fn_per_sample(delta) -> float[N]`` (the N per-sample losses, rounded to float32);
@@ -424,4 +511,4 @@ def estimate_per_sample(loss_fn_per_sample, n: int, *, method: str, sigma, queri
     if not callable(loss_fn_per_sample):
         raise EstimatorError("loss_fn_per_sample must be callable: delta -> per-sample losses")
     return _run(_Objective(loss_fn_per_sample, per_sample=True), n, method, sigma, queries, direction, seeds,
-                base_loss, dim_scaling, coord_scheme)
+                base_loss, dim_scaling, coord_scheme, density, blocks)
