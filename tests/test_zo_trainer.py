@@ -70,13 +70,15 @@ def test_node_perturbation_recovers_accuracy_on_blurred_digits(blurred):
     assert after >= before + 0.08, (before, after)
 
 
-def test_resume_continues_exactly(blurred, tmp_path):
+@pytest.mark.parametrize("extra", [{}, {"density": 0.3, "block": "layer", "queries": 3}])
+def test_resume_continues_exactly(blurred, tmp_path, extra):
     xtr, ytr, _, _ = blurred
     xtr, ytr = xtr[:96], ytr[:96]
 
     def run(epochs, out, resume=False, model=None):
         m = model or tinyzo.load(REF)
-        tr = ZOTrainer(m, ZOConfig(layers=[9, 11], target="node", lr=1e-3, update="shadow", seed=3), total_steps=9)
+        tr = ZOTrainer(m, ZOConfig(layers=[9, 11], target="node", lr=1e-3, update="shadow", seed=3, **extra),
+                       total_steps=9)
         hist = fit(tr, m, xtr, ytr, epochs=epochs, batch_size=32, seed=1, out_dir=out, resume=resume, progress=False)
         return m, hist
 
@@ -253,3 +255,102 @@ def test_the_trainers_estimate_is_estimate_bit_for_bit(blurred, estimator, direc
     assert grads[f"{k}/w"].dtype == g.dtype == np.float32
     assert np.array_equal(grads[f"{k}/w"].reshape(-1).view(np.uint32), g.view(np.uint32))
     assert np.any(g != 0)
+
+
+def test_the_trainers_block_coordinate_estimate_is_estimate_bit_for_bit(blurred):
+    """Block-coordinate queries (with sparse perturbation) over two layers in ZOTrainer are
+    tinyzo.zo.estimators.estimate(..., blocks=sizes, density=p) (whose unbiasedness tests/test_estimators.py
+    checks) with each query seeded as the layer it perturbs: the same float32 numbers."""
+    from tinyzo.training.loss import mean_float32
+    from tinyzo.training.prng import derive_seed
+    from tinyzo.zo.estimators import estimate, query_blocks
+
+    xtr, ytr = blurred[0][:16], blurred[1][:16]
+    m = tinyzo.load(REF)
+    layers, seed = [9, 11], 4
+    w0 = {k: m.get_params(k) for k in layers}
+    sizes = [w0[k][0].size for k in layers]
+    cuts = np.cumsum([0] + sizes)
+    cfg = ZOConfig(layers=layers, target="weight", queries=4, train_bias=False, seed=seed, block="layer", density=0.5)
+    tr = ZOTrainer(m, cfg, total_steps=1)
+    grads, _, _ = tr.gradients(xtr, ytr)
+
+    def loss_fn(delta):
+        try:
+            for j, k in enumerate(layers):
+                w, b = w0[k]
+                d = delta[cuts[j]:cuts[j + 1]].reshape(w.shape)
+                m.set_params(k, np.clip(w.astype(np.int32) + d, -127, 127).astype(np.int8), b)
+            return mean_float32(tr.losses(m.forward_from({m.inputs[0]: xtr}, 0, output=m.loss_tensor), ytr))
+        finally:
+            for k in layers:
+                m.set_params(k, *w0[k])
+
+    owner = [layers[j] for j in query_blocks(4, sizes)]
+    g, _ = estimate(loss_fn, int(cuts[-1]), method="rge", sigma=1, queries=4, blocks=sizes, density=0.5,
+                    seeds=lambda q: derive_seed(seed, 0, q, 2 * owner[q]))
+    mine = np.concatenate([grads[f"{k}/w"].reshape(-1) for k in layers])
+    assert np.array_equal(mine.view(np.uint32), g.view(np.uint32))
+    assert np.any(g[:cuts[1]] != 0) and np.any(g[cuts[1]:] != 0)
+
+
+def test_sparse_single_layer_estimate_is_estimate_bit_for_bit(blurred):
+    from tinyzo.training.loss import mean_float32
+    from tinyzo.training.prng import derive_seed
+    from tinyzo.zo.estimators import estimate
+
+    xtr, ytr = blurred[0][:16], blurred[1][:16]
+    m = tinyzo.load(REF)
+    k, seed = 11, 8
+    tr = ZOTrainer(m, ZOConfig(layers=[k], target="weight", queries=3, train_bias=False, seed=seed, density=0.2),
+                   total_steps=1)
+    grads, _, _ = tr.gradients(xtr, ytr)
+    w0, b0 = m.get_params(k)
+
+    def loss_fn(delta):
+        m.set_params(k, np.clip(w0.astype(np.int32) + delta.reshape(w0.shape), -127, 127).astype(np.int8), b0)
+        try:
+            return mean_float32(tr.losses(m.forward_from({m.inputs[0]: xtr}, 0, output=m.loss_tensor), ytr))
+        finally:
+            m.set_params(k, w0, b0)
+
+    g, info = estimate(loss_fn, w0.size, method="rge", sigma=1, queries=3, density=0.2,
+                       seeds=lambda q: derive_seed(seed, 0, q, 2 * k))
+    assert np.array_equal(grads[f"{k}/w"].reshape(-1).view(np.uint32), g.view(np.uint32))
+    assert 0 < np.count_nonzero(g) < 0.5 * g.size   # about 1 - 0.8**3 = 49% of the weights were ever perturbed
+
+
+def test_block_coordinate_queries_perturb_one_layer_each_and_cost_less(blurred):
+    xtr, ytr = blurred[0][:16], blurred[1][:16]
+    m = tinyzo.load(REF)
+    layers = m.trainable_ops()[-3:]
+    tr = ZOTrainer(m, ZOConfig(layers=layers, target="node", queries=6, block="layer"), total_steps=1)
+    owners = [tr.query_layers(q) for q in range(6)]
+    assert all(len(o) == 1 for o in owners) and sorted({o[0] for o in owners}) == sorted(layers)
+    assert sum(tr._layer_queries.values()) == 6 and min(tr._layer_queries.values()) >= 1
+    info = tr.step(xtr, ytr)
+    assert info["forward_passes"] == 7
+    with pytest.raises(ZOConfigError, match="query per trained layer"):
+        ZOConfig(layers=layers, target="node", queries=2, block="layer").validate(m)
+    for bad in (0, 1.2, float("nan")):
+        with pytest.raises(ZOConfigError, match="density"):
+            ZOConfig(density=bad).validate(m)
+    with pytest.raises(ZOConfigError, match="block"):
+        ZOConfig(block="channel").validate(m)
+
+
+def test_vectors_refuse_sparse_and_block_settings(blurred):
+    from tinyzo.golden.export import GoldenError, training_vectors
+
+    m = tinyzo.load(REF)
+    for extra in ({"density": 0.5}, {"block": "layer", "queries": 2}):
+        cfg = ZOConfig(layers=m.trainable_ops()[-2:], target="node", **extra)
+        with pytest.raises(GoldenError, match="not exported"):
+            training_vectors(m, blurred[0][:2], blurred[1][:2], cfg, steps=1)
+
+
+def test_cli_density_and_block(capsys):
+    rc = main(["train", str(REF), "--data", "digits", "--method", "bp", "--density", "0.5"])
+    assert rc == 2 and "--density and --block" in capsys.readouterr().err
+    rc = main(["train", str(REF), "--data", "digits", "--method", "zo-rge-node", "--density", "1.5"])
+    assert rc == 2 and "(0, 1]" in capsys.readouterr().err

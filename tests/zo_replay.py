@@ -1,4 +1,5 @@
-"""Two ZO steps (weight then node perturbation, stochastic rounding) on the digits model; prints a hash of the int8 parameters.
+"""Two ZO steps each (weight then node perturbation, stochastic rounding; then sparse block-coordinate mixed
+perturbation) on the digits model; prints a hash of the int8 parameters.
 
 Run by tests/test_zo_trainer.py with and without NUMBA_DISABLE_JIT=1: the hashes must be equal.
 """
@@ -10,8 +11,10 @@ m = tinyzo.load(sys.argv[1])
 ds = data.load("digits")
 xq = images_to_input(m, ds.x_train[:8]); y = ds.y_train[:8]
 h = hashlib.sha256()
-for target in ("weight", "node"):
-    tr = ZOTrainer(m, ZOConfig(layers=m.trainable_ops()[-2:], target=target, lr=1e-3, seed=9, rounding="stochastic"), total_steps=2)
+configs = [dict(target="weight"), dict(target="node"),
+           dict(target="mixed", mixed_split=1, density=0.4, block="layer", queries=3)]
+for extra in configs:
+    tr = ZOTrainer(m, ZOConfig(layers=m.trainable_ops()[-2:], lr=1e-3, seed=9, rounding="stochastic", **extra), total_steps=2)
     for s in range(2):
         tr.step(xq[s*4:(s+1)*4], y[s*4:(s+1)*4])
 for k in m.trainable_ops():

@@ -49,6 +49,12 @@ def add_train_arguments(s) -> None:
     s.add_argument("--sigma-bias", type=int, default=0, help="bias perturbation in int32 units (0: one output step)")
     s.add_argument("--sigma-node", type=int, default=1, help="output perturbation in int8 LSB")
     s.add_argument("--queries", type=int, help="directions per step (default: node/mixed 8, weight 16; spsa half)")
+    s.add_argument("--density", type=finite_float, default=1.0,
+                   help="zo: sparse perturbation, the fraction of coordinates each query perturbs, in (0, 1] "
+                   "(default 1: dense; docs/zo_estimators.md)")
+    s.add_argument("--block", choices=["none", "layer"], default="none",
+                   help="zo: 'layer' = block-coordinate queries, one trained layer per query, queries split by "
+                   "layer size (default none)")
     s.add_argument("--mixed-split", type=NONNEG, help="mixed: weight perturbation for the first K trained layers "
                    "(default 2)")
     s.add_argument("--bp-last", type=NONNEG, default=0,
@@ -221,6 +227,11 @@ def _check_train_args(args) -> None:
             raise InputError(f"--scheme-budget-kb must be >= 0 kB, got {args.scheme_budget_kb:g}")
     if args.bp_lr is not None and not args.bp_last:
         raise InputError("--bp-lr is the learning rate of the hybrid's BP part: give --bp-last K too")
+    if not args.method.startswith("zo-") and (args.density != 1.0 or args.block != "none"):
+        raise InputError(f"--density and --block shape the perturbations of the zo methods; {args.method} does not "
+                         "take them")
+    if not 0.0 < args.density <= 1.0:
+        raise InputError(f"--density is the fraction of coordinates a query perturbs, in (0, 1]; got {args.density:g}")
     if args.bp_last and not args.method.startswith("zo-"):
         raise InputError("--bp-last makes a zo method hybrid (BP on the last layers, ZO on the rest); "
                          f"{args.method} does not take it")
@@ -296,7 +307,7 @@ def train_run(args) -> dict:
         cfg = ZOConfig(layers=layers, target=method.target, estimator=method.estimator, queries=args.queries,
                        sigma=args.sigma, sigma_bias=args.sigma_bias, sigma_node=args.sigma_node, lr=args.lr,
                        schedule=args.schedule, update=args.update, rounding=args.rounding, seed=args.seed,
-                       mixed_split=args.mixed_split)
+                       mixed_split=args.mixed_split, density=args.density, block=args.block)
         if args.bp_last:
             from tinyzo.zo.hybrid import HybridTrainer
 

@@ -315,6 +315,9 @@ def training_vectors(model, xq, y, config, steps: int) -> dict:
         raise GoldenError(f"direction {config.direction!r}: the C port implements {', '.join(DIRECTION_CODES)}")
     if not config.train_bias:
         raise GoldenError("the C port trains weights and biases together (train_bias=True)")
+    if config.density != 1.0 or config.block != "none":
+        raise GoldenError("the C port perturbs every coordinate of every trained layer per query: sparse "
+                          "perturbation (density < 1) and block-coordinate queries (block='layer') are not exported")
     if model.loss_tensor != model.outputs[0]:
         raise GoldenError(f"the model ends in SOFTMAX: training takes the loss on its input (tensor {model.loss_tensor}), "
                           "the C port's ZO step on the model output; export inference vectors (steps 0) only")

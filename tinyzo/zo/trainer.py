@@ -33,10 +33,10 @@ from tinyzo.kernels.zo import accumulate_node_grad
 from tinyzo.training.local_backward import local_backward
 from tinyzo.training.methods import ESTIMATORS, Method
 from tinyzo.training.methods import TARGETS as METHOD_TARGETS
-from tinyzo.training.prng import derive_seed, perturbation
+from tinyzo.training.prng import MASK_SCALE, density_threshold, derive_seed, mask_seed, perturbation, sparse_mask
 from tinyzo.training.trainer import Trainer
 from tinyzo.training.update import IntegerSGD
-from tinyzo.zo.estimators import projected_difference, query_norm
+from tinyzo.zo.estimators import projected_difference, query_blocks, query_norm, split_queries
 
 
 class ZOConfigError(TinyzoError):
@@ -49,6 +49,8 @@ TARGETS = tuple(t for t in METHOD_TARGETS if t != "mixed")
 GAUSSIAN_NODE_SIGMA_MAX = 36
 #: integer perturbation directions the trainer draws (tinyzo.training.prng.perturbation)
 DIRECTIONS = ("rademacher", "gaussian", "uniform")
+#: how the queries of a step cover the trained layers: all at once, or one layer per query
+BLOCKS = ("none", "layer")
 
 
 @dataclass
@@ -74,6 +76,12 @@ class ZOConfig:
         train_bias: also update biases.
         channels: ``{layer: output channel indices}``: train only those channels of the layer (sparse
             update); the other channels are neither perturbed nor updated.
+        density: sparse perturbation: each query perturbs each coordinate (weight, bias, node output
+            element) with probability ``density`` in (0, 1] (a Bernoulli mask seeded by
+            ``mask_seed(seed of the perturbation)``), the estimate divided by that probability; 1 = dense.
+        block: ``"none"`` (every query perturbs every trained layer) or ``"layer"`` (block-coordinate:
+            query q perturbs one layer; the queries are split over the layers in proportion to their
+            perturbed dimension, :func:`tinyzo.zo.estimators.split_queries`, at least one each).
         seed: base seed of the perturbation schedule.
     """
 
@@ -94,6 +102,8 @@ class ZOConfig:
     momentum: float = 0.0
     train_bias: bool = True
     channels: dict | None = None
+    density: float = 1.0
+    block: str = "none"
     seed: int = 0
     extra: dict = field(default_factory=dict)
 
@@ -136,6 +146,18 @@ class ZOConfig:
             raise ZOConfigError(f"momentum must be in [0, 1), got {self.momentum!r}")
         if self.direction not in DIRECTIONS:
             raise ZOConfigError(f"direction must be one of {', '.join(DIRECTIONS)}, got {self.direction!r}")
+        try:
+            density_threshold(self.density)
+        except TinyzoError:
+            raise ZOConfigError(f"density must be a number in (0, 1] (the fraction of coordinates a query "
+                                f"perturbs), got {self.density!r}") from None
+        if self.block not in BLOCKS:
+            raise ZOConfigError(f"block must be one of {', '.join(BLOCKS)}, got {self.block!r}")
+        if self.block == "layer":
+            n = len(self.layers) if self.layers is not None else len(trainable)
+            if self.queries < n:
+                raise ZOConfigError(f"block='layer' needs a query per trained layer at least: queries {self.queries} "
+                                    f"< {n} layers")
         if self.target == "mixed":
             n = len(self.layers) if self.layers is not None else len(trainable)
             v = self.mixed_split
@@ -199,10 +221,44 @@ class ZOTrainer(Trainer):
                 sb = lay.s_b.astype(np.float64)
                 sb = np.full(lay.n_out, sb[0]) if sb.size == 1 else sb
                 self._sigma_b[k] = np.maximum(1, np.round(float(lay.s_y) / sb)).astype(np.int64)
+        # sparse perturbation: the exact keep probability (threshold / 2**24) divides the estimate
+        self._threshold = density_threshold(config.density)
+        self._keep = self._threshold / MASK_SCALE
+        # block-coordinate queries: the layer each query perturbs, and each layer's query count
+        self._query_layer, self._layer_queries = None, {k: config.queries for k in self.layers}
+        if config.block == "layer":
+            sizes = [self._perturbed_size(k) for k in self.layers]
+            self._query_layer = [self.layers[j] for j in query_blocks(config.queries, sizes)]
+            self._layer_queries = dict(zip(self.layers, split_queries(config.queries, sizes)))
         # the estimate's normalizations depend on the configuration only: computed once, not per query
         self._norms = {"w": self._norm(config.sigma), "node": self._norm(config.sigma_node),
                        **{k: self._norm(sb) for k, sb in self._sigma_b.items()}}
+        self._layer_norms = {}
+        for k in self.layers:
+            m = self._layer_queries[k]
+            if k in self._sigma_b:
+                self._layer_norms[k] = {"w": self._norm(config.sigma, m), "b": self._norm(self._sigma_b[k], m)}
+            else:
+                self._layer_norms[k] = {"w": self._norm(config.sigma, m), "node": self._norm(config.sigma_node, m)}
         self._step_params = None
+
+    def _perturbed_size(self, k: int) -> int:
+        """Coordinates one query perturbs in layer ``k``: weights (+ biases), or the output elements of a sample."""
+        if k in self.weight_layers:
+            w, b = self.model.get_params(k)
+            return int(w.size + (b.size if b is not None and self.config.train_bias else 0))
+        shape = self.model.tensors[self.model.operators[k].outputs[0]].shape
+        return int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
+
+    def query_layers(self, q: int) -> list:
+        """The trained layers query ``q`` perturbs: all of them, or with ``block="layer"`` one."""
+        return list(self.layers) if self._query_layer is None else [self._query_layer[q]]
+
+    def _sparse(self, d: np.ndarray, seed: int) -> np.ndarray:
+        """``d`` times the keep mask of the perturbation seeded by ``seed`` (``d`` itself when dense)."""
+        if self._threshold == MASK_SCALE:
+            return d
+        return d * sparse_mask(mask_seed(seed), d.shape, self.config.density).astype(d.dtype)
 
     # ------------------------------------------------------------------ the step, in visible calls
     def directions(self, q: int):
@@ -214,12 +270,16 @@ class ZOTrainer(Trainer):
         """
         c = self.config
         out = {}
+        active = self.query_layers(q)
         for k in self.weight_layers:
+            if k not in active:
+                continue
             w, b = self.params_of(k)
-            d = {"w": perturbation(c.direction, derive_seed(c.seed, self.step_count, q, 2 * k), w.shape, c.sigma)}
+            sw = derive_seed(c.seed, self.step_count, q, 2 * k)
+            d = {"w": self._sparse(perturbation(c.direction, sw, w.shape, c.sigma), sw)}
             if c.train_bias and b is not None:
-                d["b"] = self._sigma_b[k] * perturbation(c.direction, derive_seed(c.seed, self.step_count, q, 2 * k + 1),
-                                                         b.shape, 1).astype(np.int64)
+                sb = derive_seed(c.seed, self.step_count, q, 2 * k + 1)
+                d["b"] = self._sigma_b[k] * self._sparse(perturbation(c.direction, sb, b.shape, 1), sb).astype(np.int64)
             if k in self.channel_masks:
                 d["w"] = d["w"] * self.view[k].weight_mask(self.channel_masks[k])
                 if "b" in d:
@@ -230,9 +290,14 @@ class ZOTrainer(Trainer):
     def node_directions(self, q: int, shapes: dict):
         """Per-sample integer output perturbations of query ``q`` (seed layer id ``1_000_000 + k``)."""
         c = self.config
-        # int8 is exact for |sigma_node| <= 127 (validated) and makes the saturating add cheap
-        return {k: perturbation(c.direction, derive_seed(c.seed, self.step_count, q, 1_000_000 + k), shapes[k],
-                                c.sigma_node).astype(np.int8) for k in self.node_layers}
+        active = self.query_layers(q)
+        out = {}
+        for k in self.node_layers:
+            if k in active:
+                s = derive_seed(c.seed, self.step_count, q, 1_000_000 + k)
+                # int8 is exact for |sigma_node| <= 127 (validated) and makes the saturating add cheap
+                out[k] = self._sparse(perturbation(c.direction, s, shapes[k], c.sigma_node), s).astype(np.int8)
+        return out
 
     def params_of(self, k: int):
         """Layer ``k``'s current (weights, bias): read once per step inside :meth:`step`, else from the model."""
@@ -253,17 +318,22 @@ class ZOTrainer(Trainer):
                     b2 = np.clip(b.astype(np.int64) + sign * d["b"], -(2**31), 2**31 - 1).astype(np.int32)
                 self.model.set_params(k, w2, b2)
             add = {self.model.operators[k].outputs[0]: (u if sign > 0 else -u) for k, u in node_dirs.items()}
-            logits = self.model.forward_from(env, self.first, add=add or None, output=self.loss_tensor)
+            # rerun from the first perturbed layer (the cached activations before it are unchanged)
+            start = self.first if self._query_layer is None else min(list(dirs) + list(node_dirs))
+            logits = self.model.forward_from(env, start, add=add or None, output=self.loss_tensor)
             self.forward_passes += 1
             return self.losses(logits, y)
         finally:
             for k, (w, b) in saved.items():
                 self.model.set_params(k, w, b)
 
-    def _norm(self, sigma):
+    def _norm(self, sigma, queries: int | None = None):
         """The estimate's float32 normalization for perturbation size ``sigma`` (a number or a
-        per-channel array): :func:`tinyzo.zo.estimators.query_norm`."""
-        return query_norm(self.config.estimator, self.config.direction, sigma, self.config.queries)
+        per-channel array) over ``queries`` (default: all) queries, divided by the keep probability of a
+        sparse perturbation: :func:`tinyzo.zo.estimators.query_norm`."""
+        m = self.config.queries if queries is None else queries
+        keep = density_threshold(self.config.density) / MASK_SCALE
+        return query_norm(self.config.estimator, self.config.direction, sigma, m, factor=1.0 / keep)
 
     def query(self, env, y, base, base_mean, q: int, node_shapes: dict):
         """Query ``q``: its perturbations and projected loss differences.
@@ -286,15 +356,15 @@ class ZOTrainer(Trainer):
     def accumulate(self, grads: dict, g_nodes: dict, dirs, ndirs, coef, coef_mean, n: int) -> None:
         """Add one query's term ``coef * delta * norm`` to the weight gradients and the node output gradients."""
         for k, d in dirs.items():
-            for part, norm in (("w", self._norms["w"]), ("b", self._norms.get(k))):
+            for part, norm in (("w", self._layer_norms[k]["w"]), ("b", self._layer_norms[k].get("b"))):
                 if part in d:
                     key = f"{k}/{part}"
                     grads.setdefault(key, np.zeros(d[part].shape, np.float32))
                     grads[key] += (coef_mean * norm).astype(np.float32) * d[part].astype(np.float32)
         if ndirs:
-            scale = np.float32(self._norms["node"] / n)
             coef32 = np.ascontiguousarray(coef, dtype=np.float32)
         for k, u in ndirs.items():  # g_nodes[k] += (coef[n] * scale) * u[n], float32, one fused loop
+            scale = np.float32(self._layer_norms[k]["node"] / n)
             accumulate_node_grad(g_nodes[k], coef32, scale, np.ascontiguousarray(u))
 
     def bias_sigma(self, layer: int):
