@@ -16,14 +16,6 @@ from itertools import product
 import numpy as np
 import pytest
 
-from tinyzo.zo.estimators import (
-    DIRECTIONS,
-    EstimatorError,
-    dim_scale,
-    estimate,
-    estimate_per_sample,
-    second_moment,
-)
 from tinyzo.training.loss import (
     LN2_Q30,
     LossInputError,
@@ -38,6 +30,14 @@ from tinyzo.training.loss import (
     q16_to_float,
 )
 from tinyzo.training.prng import derive_seed, gaussian_int, perturbation, uniform_int
+from tinyzo.zo.estimators import (
+    DIRECTIONS,
+    EstimatorError,
+    dim_scale,
+    estimate,
+    estimate_per_sample,
+    second_moment,
+)
 
 N_DIM = 8
 
@@ -535,7 +535,7 @@ def test_sparse_and_block_touch_only_their_coordinates():
         seen.append(np.asarray(d).copy())
         return float(np.sum(np.asarray(d, np.float64) ** 2))
 
-    seeds = lambda q: derive_seed(3, 0, q, 0)  # noqa: E731
+    seeds = lambda q: derive_seed(3, 0, q, 0)
     _, info = estimate(f, 100, method="rge", sigma=1, queries=2, seeds=seeds, density=0.25)
     for q, d in enumerate(seen[1:]):  # seen[0] is the base pass
         keep = sparse_mask(mask_seed(seeds(q)), 100, 0.25)
@@ -566,8 +566,8 @@ def test_split_queries():
 
 
 def test_sparse_and_block_bad_arguments():
-    f = lambda d: 0.0  # noqa: E731
-    seeds = lambda q: derive_seed(1, 0, q, 0)  # noqa: E731
+    f = lambda d: 0.0
+    seeds = lambda q: derive_seed(1, 0, q, 0)
     for bad in (0.0, 1.5, -0.1, float("nan"), True):
         with pytest.raises(EstimatorError, match="density"):
             estimate(f, 4, method="rge", sigma=1, seeds=seeds, density=bad)

@@ -99,6 +99,29 @@ def test_xorshift32_next_matches_spec(x):
     assert 1 <= y <= MASK32
 
 
+@settings(max_examples=200, deadline=None)
+@given(SEED, st.integers(0, 300), st.sampled_from([0, 1, 2**23, 4194304, 2**24 - 1, 2**24]))
+def test_bernoulli_matches_spec(seed, n, threshold):
+    out = np.empty(n, np.int8)
+    state = k.bernoulli_fill(seed, threshold, out)
+    want, want_state = s.bernoulli(seed, n, threshold)
+    assert out.tolist() == want and state == want_state
+
+
+def test_sparse_mask_keep_rate_and_seed():
+    # P(keep) = T / 2**24 per entry, independent draws: the count over 200,000 entries is within 5 sd
+    T = k.density_threshold(0.3)
+    mask = k.sparse_mask(k.mask_seed(77), (400, 500), 0.3)
+    p = T / 2**24
+    assert mask.dtype == np.int8 and set(np.unique(mask)) <= {0, 1}
+    assert abs(mask.sum() - p * mask.size) <= 5 * math.sqrt(mask.size * p * (1 - p))
+    assert k.mask_seed(77) == s.derive_seed(77, 0, 0, k.MASK_LAYER)
+    assert np.all(k.sparse_mask(5, 64, 1.0) == 1) and k.density_threshold(1e-12) == 1
+    for bad in (0, -0.5, 1.01, float("inf"), "0.5"):
+        with pytest.raises(k.PRNGError, match="density"):
+            k.density_threshold(bad)
+
+
 def test_xorshift32_zero_is_fixed_point():
     assert s.xorshift32_next(0) == 0 == k.xorshift32_next(0)
 

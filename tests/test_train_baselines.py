@@ -8,6 +8,7 @@ import sqlite3
 
 import numpy as np
 import pytest
+from tinyzo.reference_models import path as model_path
 
 import tinyzo
 from tinyzo import data, fp
@@ -18,7 +19,6 @@ from tinyzo.bp.fp32 import dequantize_input, float_layer_names, float_net_from_i
 from tinyzo.cli import main
 from tinyzo.errors import InputError, TinyzoError
 from tinyzo.evaluate import images_to_input
-from tinyzo.reference_models import path as model_path
 from tinyzo.sweep.db import SCHEMA_VERSION, ResultsDB
 from tinyzo.train_command import add_train_arguments, train_run
 
@@ -188,3 +188,30 @@ def test_preset_fills_options_and_explicit_options_win(small):
     assert res["forward_passes"] == 2 * (1 + 2)                # 160 images / batch 100 = 2 steps, 1 + 2 passes each
     with pytest.raises(InputError, match="unknown preset 'nope'; presets: pmt"):
         train_run(_args(DIGITS, "--data", small, "--preset", "nope"))
+
+
+def test_preset_with_sparse_block_options_resumes_bit_for_bit(small, tmp_path, monkeypatch):
+    """--preset pmt with --density and --block layer: a run interrupted after its epoch-2 checkpoint and
+    resumed writes the same int8 model, byte for byte, as an uninterrupted 3-epoch run."""
+    from tinyzo.training import loop
+    base = (DIGITS, "--data", small, "--preset", "pmt", "--queries", "5", "--batch-size", "32", "--lr", "1e-2",
+            "--density", "0.5", "--block", "layer", "--no-progress")
+    full = train_run(_args(*base, "--epochs", "3", "--out-dir", str(tmp_path / "a"), "--out", str(tmp_path / "a.tflite")))
+    real_save = loop.save_checkpoint
+
+    def save_then_stop(out_dir, model, state, epoch, *a, **k):
+        real_save(out_dir, model, state, epoch, *a, **k)
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(_args(*base, "--epochs", "3", "--out-dir", str(tmp_path / "b")))
+    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    resumed = train_run(_args(*base, "--epochs", "3", "--out-dir", str(tmp_path / "b"), "--resume",
+                              "--out", str(tmp_path / "b.tflite")))
+    assert (tmp_path / "a.tflite").read_bytes() == (tmp_path / "b.tflite").read_bytes()
+    assert resumed["after"] == full["after"]
+    trained, start = tinyzo.load(tmp_path / "a.tflite"), tinyzo.load(DIGITS)
+    assert any(not np.array_equal(trained.get_params(k)[i], start.get_params(k)[i])
+               for k in start.trainable_ops()[-5:] for i in (0, 1)), "training changed nothing"

@@ -314,7 +314,7 @@ def test_sparse_single_layer_estimate_is_estimate_bit_for_bit(blurred):
         finally:
             m.set_params(k, w0, b0)
 
-    g, info = estimate(loss_fn, w0.size, method="rge", sigma=1, queries=3, density=0.2,
+    g, _ = estimate(loss_fn, w0.size, method="rge", sigma=1, queries=3, density=0.2,
                        seeds=lambda q: derive_seed(seed, 0, q, 2 * k))
     assert np.array_equal(grads[f"{k}/w"].reshape(-1).view(np.uint32), g.view(np.uint32))
     assert 0 < np.count_nonzero(g) < 0.5 * g.size   # about 1 - 0.8**3 = 49% of the weights were ever perturbed

@@ -80,6 +80,17 @@ def rademacher(seed: int, n: int) -> tuple[list[int], int]:
     return out, x
 
 
+def bernoulli(seed: int, n: int, threshold: int) -> tuple[list[int], int]:
+    """``n`` keep flags of a sparse perturbation: value ``i`` is 1 when the top 24 bits of draw ``i`` are
+    below ``threshold`` (in [0, 2**24]; P(1) = threshold / 2**24), else 0. One draw per value."""
+    out = []
+    x = seed
+    for _ in range(n):
+        x = xorshift32_next(x)
+        out.append(1 if (x >> 8) < threshold else 0)
+    return out, x
+
+
 def uniform_int(seed: int, n: int, lo: int, hi: int) -> tuple[list[int], int]:
     """``n`` integers uniform on [lo, hi] (int32, 1 <= hi - lo + 1 <= 2**32 - 1), by rejection.
 

@@ -26,30 +26,30 @@ __all__ = [  # Python API and the jitted cores (callable from other @njit code)
     "GAUSSIAN",
     "GAUSSIAN_SIGMA_MAX",
     "KINDS",
+    "MASK_LAYER",
+    "MASK_SCALE",
     "RADEMACHER",
     "SEED_MAX",
     "SPHERE",
     "UNIFORM",
     "ZERO_SEED_REPLACEMENT",
     "PRNGError",
-    "MASK_LAYER",
-    "MASK_SCALE",
     "bernoulli_fill",
     "density_threshold",
     "derive_seed",
-    "mask_seed",
-    "sparse_mask",
     "fmix32",
     "gaussian_int",
     "gaussian_int_fill",
     "gaussian_multiplier",
     "gaussian_multiplier_nb",
     "kind_code",
+    "mask_seed",
     "mix_seed",
     "perturbation",
     "perturbation_fill",
     "rademacher",
     "rademacher_fill",
+    "sparse_mask",
     "sphere",
     "sphere_fill",
     "uniform_int",
@@ -533,7 +533,7 @@ def density_threshold(density) -> int:
     if isinstance(density, (bool, np.bool_)) or not isinstance(density, numbers.Real) \
             or not math.isfinite(float(density)) or not 0.0 < float(density) <= 1.0:
         raise PRNGError(f"density must be a number in (0, 1], got {density!r}")
-    return max(1, int(round(float(density) * MASK_SCALE)))
+    return max(1, round(float(density) * MASK_SCALE))
 
 
 def mask_seed(seed: int) -> int:

@@ -78,7 +78,14 @@ import numpy as np
 
 from tinyzo.errors import TinyzoError, check_choice
 from tinyzo.training.loss import mean_float32
-from tinyzo.training.prng import MASK_SCALE, density_threshold, gaussian_multiplier, mask_seed, perturbation, sparse_mask
+from tinyzo.training.prng import (
+    MASK_SCALE,
+    density_threshold,
+    gaussian_multiplier,
+    mask_seed,
+    perturbation,
+    sparse_mask,
+)
 
 __all__ = [
     "COORD_SCHEMES",
@@ -89,9 +96,9 @@ __all__ = [
     "estimate",
     "estimate_per_sample",
     "projected_difference",
+    "query_blocks",
     "query_norm",
     "second_moment",
-    "query_blocks",
     "split_queries",
 ]
 
