@@ -24,6 +24,7 @@ PINNED = {
     "weight-rge-channels": "73fe7ea0b6de25037725ac2cc5f6fa79bd14b4a0f28797e22d212beca606bf49",
     "mixed-signspsa": "ca5d9cf8c1f9460b8e604e636ab2b97e6abae14c4dbbad39024fd5ebea2afa65",
     "mixed-rge-bias": "60ccdfdf8c1525fa8083d1e54024d25eb42f755945ef323b449161896247f651",
+    "node-last-layer": "da31d617ee8a3e448415fc1cccb7325db5aeedfc3e83a842aca0f6761a3fc932",
 }
 PINNED_NOJIT = {
     "node-rge-small": "c694c606b0cb0e9d4e39257d84e784d460e9fc9f03c335394ce0726f05c23550",

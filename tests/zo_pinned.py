@@ -40,6 +40,8 @@ CASES = {
     # mixed with RGE, node layers first in the graph after a weight layer that is not trained by nodes
     "mixed-rge-bias": ({"target": "mixed", "mixed_split": 1, "estimator": "rge", "queries": 3, "lr": 5e-4,
                         "train_bias": False, "channels": {8: list(range(0, 96, 3))}}, 3, 16, 2),
+    # node perturbation of the model's last operator alone (its output is the loss tensor)
+    "node-last-layer": ({"target": "node", "estimator": "rge", "queries": 2, "lr": 1e-3}, 1, 8, 2),
 }
 #: a small case for the NUMBA_DISABLE_JIT=1 run (interpreted kernels are slow)
 NOJIT_CASES = {

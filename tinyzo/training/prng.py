@@ -159,11 +159,11 @@ def rademacher_fill(state, out):
     One draw per 32 values; the unused bits of the last draw are dropped. Returns the final state.
     """
     x = np.int64(state)
-    for i in range(out.shape[0]):
-        b = np.int64(i & 31)
-        if b == 0:
-            x = xorshift32_next(x)
-        out[i] = np.int64(2) * ((x >> b) & np.int64(1)) - np.int64(1)
+    n = out.shape[0]
+    for base in range(0, n, 32):  # one draw per 32 values: the inner loop has no branch (it vectorizes)
+        x = xorshift32_next(x)
+        for b in range(min(32, n - base)):
+            out[base + b] = np.int64(2) * ((x >> np.int64(b)) & np.int64(1)) - np.int64(1)
     return x
 
 
@@ -284,12 +284,14 @@ def perturbation_fill(kind, state, sigma, out):
 
     RADEMACHER: ``sigma * (+-1)``; GAUSSIAN: :func:`gaussian_int_fill`; UNIFORM: integers uniform on
     [-sigma, sigma]. ``sigma`` >= 1 within the limits :func:`perturbation` checks. Returns the final
-    state. (SPHERE is float: use :func:`sphere_fill`.)
+    state. (SPHERE is float: use :func:`sphere_fill`.) ``out`` may be int8[n] when every value fits
+    (node perturbations: |value| <= 127, checked by the caller): the values are the same.
     """
     if kind == RADEMACHER:
         x = rademacher_fill(state, out)
-        for i in range(out.shape[0]):
-            out[i] = np.int64(out[i]) * np.int64(sigma)
+        if sigma != 1:
+            for i in range(out.shape[0]):
+                out[i] = np.int64(out[i]) * np.int64(sigma)
         return x
     if kind == GAUSSIAN:
         return gaussian_int_fill(state, sigma, out)

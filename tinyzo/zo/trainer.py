@@ -29,11 +29,12 @@ import numpy as np
 
 from tinyzo.errors import TinyzoError
 from tinyzo.graph import Model
+from tinyzo.kernels.elementwise import saturating_add_s8
 from tinyzo.kernels.zo import accumulate_node_grad
 from tinyzo.training.local_backward import local_backward
 from tinyzo.training.methods import ESTIMATORS, Method
 from tinyzo.training.methods import TARGETS as METHOD_TARGETS
-from tinyzo.training.prng import derive_seed, perturbation
+from tinyzo.training.prng import derive_seed, kind_code, perturbation, perturbation_fill
 from tinyzo.training.trainer import Trainer
 from tinyzo.training.update import IntegerSGD
 from tinyzo.zo.estimators import projected_difference, query_norm
@@ -203,6 +204,13 @@ class ZOTrainer(Trainer):
         self._norms = {"w": self._norm(config.sigma), "node": self._norm(config.sigma_node),
                        **{k: self._norm(sb) for k, sb in self._sigma_b.items()}}
         self._step_params = None
+        self._kind = kind_code(config.direction)
+        # node perturbation of the first trained layer, no weight perturbation: the perturbed forward passes
+        # start after that layer (unless it is the last operator and its output is not the loss tensor)
+        self._node_first = self.first if self.first in self.node_layers and not self.weight_layers else None
+        last = len(model.operators) - 1
+        if self._node_first == last and model.operators[last].outputs[0] != self.loss_tensor:
+            self._node_first = None
 
     # ------------------------------------------------------------------ the step, in visible calls
     def directions(self, q: int):
@@ -228,11 +236,18 @@ class ZOTrainer(Trainer):
         return out
 
     def node_directions(self, q: int, shapes: dict):
-        """Per-sample integer output perturbations of query ``q`` (seed layer id ``1_000_000 + k``)."""
+        """Per-sample integer output perturbations of query ``q`` (seed layer id ``1_000_000 + k``):
+        ``{layer: int8[shape]}``, the values of :func:`tinyzo.training.prng.perturbation`."""
         c = self.config
-        # int8 is exact for |sigma_node| <= 127 (validated) and makes the saturating add cheap
-        return {k: perturbation(c.direction, derive_seed(c.seed, self.step_count, q, 1_000_000 + k), shapes[k],
-                                c.sigma_node).astype(np.int8) for k in self.node_layers}
+        out = {}
+        for k in self.node_layers:
+            # generated straight into int8 (exact: |value| <= 127 for every validated sigma_node and
+            # direction), without an int32 array and a cast per query
+            u = np.empty(shapes[k], np.int8)
+            perturbation_fill(self._kind, derive_seed(c.seed, self.step_count, q, 1_000_000 + k), c.sigma_node,
+                              u.reshape(-1))
+            out[k] = u
+        return out
 
     def params_of(self, k: int):
         """Layer ``k``'s current (weights, bias): read once per step inside :meth:`step`, else from the model."""
@@ -253,7 +268,20 @@ class ZOTrainer(Trainer):
                     b2 = np.clip(b.astype(np.int64) + sign * d["b"], -(2**31), 2**31 - 1).astype(np.int32)
                 self.model.set_params(k, w2, b2)
             add = {self.model.operators[k].outputs[0]: (u if sign > 0 else -u) for k, u in node_dirs.items()}
-            logits = self.model.forward_from(env, self.first, add=add or None, output=self.loss_tensor)
+            start = self.first
+            if self._node_first is not None and self._node_first in node_dirs:
+                # the first trained layer is node-perturbed and its weights are not: its output is the base
+                # pass's plus the perturbation, so the forward pass starts at the operator after it
+                t = self.model.operators[self._node_first].outputs[0]
+                base = np.ascontiguousarray(env[t])
+                moved = np.empty_like(base)
+                saturating_add_s8(base, np.ascontiguousarray(add.pop(t)), moved)
+                env = {**env, t: moved}
+                start = self._node_first + 1
+            if start < len(self.model.operators):
+                logits = self.model.forward_from(env, start, add=add or None, output=self.loss_tensor)
+            else:  # the node-perturbed layer is the model's last operator: its output is the loss tensor
+                logits = env[self.loss_tensor]
             self.forward_passes += 1
             return self.losses(logits, y)
         finally:
