@@ -27,6 +27,7 @@ __all__ = [  # Python API and the jitted cores (callable from other @njit code)
     "GAUSSIAN_SIGMA_MAX",
     "KINDS",
     "RADEMACHER",
+    "RADEMACHER_BYTES",
     "SEED_MAX",
     "SPHERE",
     "UNIFORM",
@@ -42,8 +43,10 @@ __all__ = [  # Python API and the jitted cores (callable from other @njit code)
     "mix_seed",
     "perturbation",
     "perturbation_fill",
+    "perturbation_fill_s8",
     "rademacher",
     "rademacher_fill",
+    "rademacher_s8_fill",
     "sphere",
     "sphere_fill",
     "uniform_int",
@@ -167,6 +170,40 @@ def rademacher_fill(state, out):
     return x
 
 
+def _rademacher_bytes() -> np.ndarray:
+    """int8[256, 8]: row ``v`` holds the +-1 values of the 8 bits of ``v``, low bit first."""
+    v = np.arange(256)[:, None]
+    return (2 * ((v >> np.arange(8)[None, :]) & 1) - 1).astype(np.int8)
+
+
+#: the eight +-1 values of every byte (rademacher_s8_fill copies a row per byte of a draw)
+RADEMACHER_BYTES = _rademacher_bytes()
+
+
+@njit(cache=True, nogil=True)
+def rademacher_s8_fill(state, out):
+    """:func:`rademacher_fill` into int8[n]: the same values and final state, a table row per byte.
+
+    Each draw's four bytes (low byte first) select rows of :data:`RADEMACHER_BYTES` (eight values
+    each), three times faster than a value at a time; the last, partial draw goes bit by bit.
+    """
+    x = np.int64(state)
+    n = out.shape[0]
+    full = n - n % 32
+    for base in range(0, full, 32):
+        x = xorshift32_next(x)
+        for byte in range(4):
+            row = RADEMACHER_BYTES[(x >> np.int64(8 * byte)) & np.int64(255)]
+            o = base + 8 * byte
+            for j in range(8):
+                out[o + j] = row[j]
+    if full < n:
+        x = xorshift32_next(x)
+        for b in range(n - full):
+            out[full + b] = np.int64(2) * ((x >> np.int64(b)) & np.int64(1)) - np.int64(1)
+    return x
+
+
 @njit(cache=True, nogil=True)
 def uniform_int_fill(state, lo, hi, out):
     """Fill ``out`` (int32[n] or int64[n]) with integers uniform on [lo, hi], by rejection.
@@ -285,7 +322,7 @@ def perturbation_fill(kind, state, sigma, out):
     RADEMACHER: ``sigma * (+-1)``; GAUSSIAN: :func:`gaussian_int_fill`; UNIFORM: integers uniform on
     [-sigma, sigma]. ``sigma`` >= 1 within the limits :func:`perturbation` checks. Returns the final
     state. (SPHERE is float: use :func:`sphere_fill`.) ``out`` may be int8[n] when every value fits
-    (node perturbations: |value| <= 127, checked by the caller): the values are the same.
+    (|value| <= 127, checked by the caller); :func:`perturbation_fill_s8` is faster there.
     """
     if kind == RADEMACHER:
         x = rademacher_fill(state, out)
@@ -296,6 +333,22 @@ def perturbation_fill(kind, state, sigma, out):
     if kind == GAUSSIAN:
         return gaussian_int_fill(state, sigma, out)
     return uniform_int_fill(state, -np.int64(sigma), np.int64(sigma), out)
+
+
+@njit(cache=True, nogil=True)
+def perturbation_fill_s8(kind, state, sigma, out):
+    """:func:`perturbation_fill` into int8[n] (node perturbations): the same values and final state.
+
+    For ``kind`` and ``sigma`` whose values fit int8 (|value| <= 127: Rademacher and uniform sigma
+    <= 127, Gaussian sigma <= 36; the caller checks). Rademacher uses :func:`rademacher_s8_fill`.
+    """
+    if kind == RADEMACHER:
+        x = rademacher_s8_fill(state, out)
+        if sigma != 1:
+            for i in range(out.shape[0]):
+                out[i] = np.int64(out[i]) * np.int64(sigma)
+        return x
+    return perturbation_fill(kind, state, sigma, out)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from tinyzo.kernels.zo import accumulate_node_grad
 from tinyzo.training.local_backward import local_backward
 from tinyzo.training.methods import ESTIMATORS, Method
 from tinyzo.training.methods import TARGETS as METHOD_TARGETS
-from tinyzo.training.prng import derive_seed, kind_code, perturbation, perturbation_fill
+from tinyzo.training.prng import derive_seed, kind_code, perturbation, perturbation_fill_s8
 from tinyzo.training.trainer import Trainer
 from tinyzo.training.update import IntegerSGD
 from tinyzo.zo.estimators import projected_difference, query_norm
@@ -244,7 +244,7 @@ class ZOTrainer(Trainer):
             # generated straight into int8 (exact: |value| <= 127 for every validated sigma_node and
             # direction), without an int32 array and a cast per query
             u = np.empty(shapes[k], np.int8)
-            perturbation_fill(self._kind, derive_seed(c.seed, self.step_count, q, 1_000_000 + k), c.sigma_node,
+            perturbation_fill_s8(self._kind, derive_seed(c.seed, self.step_count, q, 1_000_000 + k), c.sigma_node,
                               u.reshape(-1))
             out[k] = u
         return out
