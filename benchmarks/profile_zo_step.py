@@ -14,7 +14,8 @@ perturbed forwards        ``ZOTrainer.perturbed_losses`` (apply/undo weights, th
 node adds                 the saturating add of node perturbations (``tinyzo.graph._saturating_add_int8``)
 losses                    ``Trainer.losses``, ``Trainer.mean_loss``, ``projected_difference``
 estimate                  ``ZOTrainer.accumulate`` (weight and node-output gradient accumulation)
-local backward            ``local_backward`` (node layers: output gradient -> weight/bias gradient)
+local backward            ``local_backward`` / ``ZOTrainer.local_backwards`` (node layers: output
+                          gradient -> weight and bias gradients; on the thread pool with 2 threads)
 update                    ``Trainer.apply_update`` (masks, the optimizer step, writing the weights)
 rest                      everything else inside ``step`` (Python glue)
 ========================  ==========================================================================
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -57,6 +59,8 @@ class PhaseTimer:
 
     def wrap(self, phase, fn):
         def timed(*a, **k):
+            if threading.current_thread() is not threading.main_thread():
+                return fn(*a, **k)  # a call on the thread pool counts in the main thread's phase
             now = time.perf_counter()
             if self.stack:
                 outer = self.stack[-1]
@@ -83,7 +87,8 @@ def instrument(trainer, timer: PhaseTimer) -> None:
 
     for name, phase in (("base_pass", "base forward"), ("directions", "perturb"), ("node_directions", "perturb"),
                         ("perturbed_losses", "perturbed forwards"), ("losses", "losses"),
-                        ("mean_loss", "losses"), ("accumulate", "estimate"), ("apply_update", "update")):
+                        ("mean_loss", "losses"), ("accumulate", "estimate"), ("local_backwards", "local backward"),
+                        ("apply_update", "update")):
         if hasattr(trainer, name):
             setattr(trainer, name, timer.wrap(phase, getattr(trainer, name)))
     for name, phase in (("local_backward", "local backward"), ("projected_difference", "losses")):

@@ -373,13 +373,25 @@ class ZOTrainer(Trainer):
         for q in range(c.queries):
             dirs, ndirs, coef, coef_mean = self.query(env, y, base, base_mean, q, node_shapes)
             self.accumulate(grads, g_nodes, dirs, ndirs, coef, coef_mean, n)
-        for k in self.node_layers:
-            op = self.model.operators[k]
-            g_w, g_b = local_backward(self.model, k, env[op.inputs[0]], env[op.outputs[0]], g_nodes[k])
+        for k, (g_w, g_b) in zip(self.node_layers, self.local_backwards(env, g_nodes)):
             grads[f"{k}/w"] = g_w
             if c.train_bias:
                 grads[f"{k}/b"] = g_b
         return grads
+
+    def local_backwards(self, env, g_nodes: dict) -> list:
+        """``[(g_w, g_b)]`` of every node layer (:func:`tinyzo.training.local_backward.local_backward` of its
+        input, output and accumulated output gradient ``g_nodes[k]``), in :attr:`node_layers` order.
+
+        One after the other: the layers are independent, but running them on tinyzo's thread pool was
+        slower here (6.1 ms sequential vs 11 ms on 2 threads for the benchmark's 6 layers, with the
+        machine's two cores busy; docs/benchmarks.md).
+        """
+        out = []
+        for k in self.node_layers:
+            op = self.model.operators[k]
+            out.append(local_backward(self.model, k, env[op.inputs[0]], env[op.outputs[0]], g_nodes[k]))
+        return out
 
     # ------------------------------------------------------------------ memory
     def memory_spec(self, lean: bool = False) -> dict:
