@@ -57,3 +57,35 @@ def test_small_cases_without_jit():
     assert r.returncode == 0, r.stderr[-3000:]
     got = dict(line.split() for line in r.stdout.strip().splitlines())
     assert got == PINNED_NOJIT
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("case", ["node-rge-shadow", "node-spsa-uniform", "mixed-rge-bias"])
+def test_thread_count_changes_no_bit(case, threads):
+    """Node perturbation runs its queries on the thread pool when tinyzo has several threads
+    (ZOTrainer.queries); 1, 2 or 3 threads give the pinned bits."""
+    from tinyzo import runtime
+
+    before = runtime.get_num_threads()
+    runtime.set_num_threads(threads)
+    try:
+        assert zo_pinned.run_case(case) == PINNED[case]
+    finally:
+        runtime.set_num_threads(before)
+
+
+def test_single_threaded_is_thread_local():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tinyzo import runtime
+
+    before = runtime.get_num_threads()
+    runtime.set_num_threads(2)
+    try:
+        with runtime.single_threaded():
+            assert runtime.get_num_threads() == 1
+            with ThreadPoolExecutor(1) as ex:
+                assert ex.submit(runtime.get_num_threads).result() == 2
+        assert runtime.get_num_threads() == 2
+    finally:
+        runtime.set_num_threads(before)
