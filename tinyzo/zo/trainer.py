@@ -252,6 +252,13 @@ class ZOTrainer(Trainer):
             out[k] = u
         return out
 
+    @property
+    def perturbed_start(self) -> int:
+        """The operator a perturbed forward pass starts at: the first trained layer, or the operator after
+        it when that layer is node-perturbed and no layer is weight-perturbed (its output is then the base
+        pass's plus the perturbation, nothing to recompute)."""
+        return self.first if self._node_first is None else self._node_first + 1
+
     def params_of(self, k: int):
         """Layer ``k``'s current (weights, bias): read once per step inside :meth:`step`, else from the model."""
         if self._step_params is not None and k in self._step_params:
@@ -272,7 +279,7 @@ class ZOTrainer(Trainer):
                 self.model.set_params(k, w2, b2)
             add = {self.model.operators[k].outputs[0]: (u if sign > 0 else -u) for k, u in node_dirs.items()}
             start = self.first
-            if self._node_first is not None and self._node_first in node_dirs:
+            if self.perturbed_start != self.first and self._node_first in node_dirs:
                 # the first trained layer is node-perturbed and its weights are not: its output is the base
                 # pass's plus the perturbation, so the forward pass starts at the operator after it
                 t = self.model.operators[self._node_first].outputs[0]
