@@ -21,8 +21,10 @@ rest                      everything else inside ``step`` (Python glue)
 ========================  ==========================================================================
 
 Run it with one tinyzo thread (``--threads 1``, the default) for a clean split of CPU time; with two
-threads the forward passes split the batch over both cores and the table shows wall time. Works
-on any tree that has these methods (point ``PYTHONPATH`` at the tree to profile).
+threads the forward passes (or a node step's queries) share both cores and the table shows the main
+thread's wall time. It profiles the tinyzo of the tree it sits in; copy it into an older checkout
+(e.g. ``git archive <commit> | tar -x -C /tmp/zo_old``) to profile that one: it only needs these
+methods (``local_backwards`` and ``graph._saturating_add_int8`` are optional).
 """
 
 from __future__ import annotations
