@@ -15,7 +15,7 @@ Everything is measured in one process, on the digits reference model
    mode + ReLU6, TensorFlow SAME padding, residual add, global average pool, fc), NCHW, with 1 and
    2 torch threads; all layers trained, and the last 6 layers only (as the ZO node setting);
 3. forward passes per second during ZO training (the trainer's ``forward_passes`` over the wall time
-   of ``--steps`` steps; all but one pass per step start at the first trained layer) vs LiteRT
+   of ``--steps`` steps; all but one pass per step start at ``ZOTrainer.perturbed_start``) vs LiteRT
    XNNPACK's batch-32 forward passes per second (1 and 2 threads) and tinyzo's full forward.
 
 The Markdown section is printed and written into ``--out`` after the line
