@@ -15,7 +15,7 @@ Everything is measured in one process, on the digits reference model
    mode + ReLU6, TensorFlow SAME padding, residual add, global average pool, fc), NCHW, with 1 and
    2 torch threads; all layers trained, and the last 6 layers only (as the ZO node setting);
 3. forward passes per second during ZO training (the trainer's ``forward_passes`` over the wall time
-   of ``--steps`` steps; all but one pass per step start at the first trained layer) vs LiteRT
+   of ``--steps`` steps; all but one pass per step start at ``ZOTrainer.perturbed_start``) vs LiteRT
    XNNPACK's batch-32 forward passes per second (1 and 2 threads) and tinyzo's full forward.
 
 The Markdown section is printed and written into ``--out`` after the line
@@ -93,8 +93,9 @@ def bench_zo_setting(opts: dict, last: int, batches, steps: int) -> dict:
     """Time ``steps`` ZO steps (after 3 warm-up steps) on a fresh copy of the reference model.
 
     Returns the median step time (s), the forward passes and wall time of the timed steps, the
-    first trained operator, and the median time of one partial forward (from the first trained
-    layer, on the cached activations).
+    first operator a perturbed pass recomputes (``ZOTrainer.perturbed_start``: the first trained
+    layer, or the operator after a node-perturbed one), and the median time of one such partial
+    forward on the cached activations.
     """
     import tinyzo
     from tinyzo.zo.trainer import ZOConfig, ZOTrainer
@@ -116,8 +117,13 @@ def bench_zo_setting(opts: dict, last: int, batches, steps: int) -> dict:
     passes = trainer.forward_passes - fp0
     xq, _ = batches[0]
     _, env = model(xq, intermediates=True)
-    t_partial = median_time(lambda: model.forward_from(env, trainer.first), 20)
-    return {"step_s": float(np.median(ts)), "passes": passes, "wall_s": wall, "first": trainer.first,
+    # where a perturbed pass starts (after a node-perturbed first layer, on trees that have the property)
+    start = getattr(trainer, "perturbed_start", trainer.first)
+    if start < len(model.operators):
+        t_partial = median_time(lambda: model.forward_from(env, start, output=model.loss_tensor), 20)
+    else:
+        t_partial = 0.0
+    return {"step_s": float(np.median(ts)), "passes": passes, "wall_s": wall, "first": start,
             "layers": layers, "partial_s": t_partial, "queries": opts["queries"], "last": last}
 
 
@@ -382,7 +388,8 @@ def main(argv=None):
         def bp(last):
             return "all layers" if last is None else f"last {last} layers"
 
-        L += [(f"PyTorch {torch_version}. Ratio = ZO step time / PyTorch BP step time (target: <= 0.5). \"same "
+        L += [(f"PyTorch {torch_version}. Ratio = ZO step time / PyTorch BP step time (issue 15: <= 1x on all "
+              "layers for the 8-query node setting; <= 0.5 the stretch). \"same "
               "layers\": PyTorch trains only the layers the ZO setting trains (`requires_grad` off before them, "
               "so its backward stops there too)."), "",
               ("| tinyzo ZO step (int8) | ms / step | forward passes / step | / BP all layers, 1 thr | "
@@ -403,8 +410,8 @@ def main(argv=None):
                 t = torch_t[(th, last)]
                 ratio = r["step_s"] / t
                 L.append(f"- {name}: {ratio:.2f}x the faster PyTorch BP step training {bp(last)} "
-                         f"({th} thread{'s' if th > 1 else ''}, {t * 1e3:.1f} ms); target <= 0.5x: "
-                         f"{'met' if ratio <= 0.5 else 'not met'}.")
+                         f"({th} thread{'s' if th > 1 else ''}, {t * 1e3:.1f} ms); issue 15's target <= 1x: "
+                         f"{'met' if ratio <= 1.0 else 'not met'}; <= 0.5x: {'met' if ratio <= 0.5 else 'not met'}.")
         if any(torch_t[(2, last)] > 1.2 * torch_t[(1, last)] for last in torch_lasts):
             L.append("- PyTorch with 2 threads was slower than with 1 thread in this run: its OpenMP threads "
                      "spin-wait at every parallel region, which collapses when another process holds a core "
@@ -420,8 +427,9 @@ def main(argv=None):
           ("A forward pass is one batch of 32. During ZO training the count is the trainer's `forward_passes` "
           "divided by the wall time of the timed steps (everything in the step included: perturbation "
           "generation, losses, local backward, update). Each RGE step makes one full forward pass (base loss, "
-          "keeping the activations) and one pass per query that starts at the first trained layer on the "
-          "cached activations, so most ZO passes are partial; the MAC share of a partial pass is in the table, "
+          "keeping the activations) and one pass per query on the cached activations that starts at the "
+          "first trained layer, or after it when it is node-perturbed (its perturbed output is the base "
+          "pass's plus the perturbation), so most ZO passes are partial; the MAC share of a partial pass is in the table, "
           "and \"full-pass equivalents/s\" weights each partial pass by it. Target: ZO passes/s >= 0.3x "
           "LiteRT XNNPACK's."), ""]
     rows = [("tinyzo full forward `model(xq)`", 1.0 / t_full, "")]
@@ -431,7 +439,7 @@ def main(argv=None):
     L += ["| engine | forward passes / s | ms / pass | note |", "|---|---:|---:|---|"]
     for eng, pps, note in rows:
         L.append(f"| {eng} | {pps:.0f} | {1e3 / pps:.2f} | {note} |")
-    L += ["", "| ZO setting | first trained op | partial pass MAC share | ZO passes / s | full-pass equivalents / s | "
+    L += ["", "| ZO setting | first recomputed op | partial pass MAC share | ZO passes / s | full-pass equivalents / s | "
           + " | ".join(f"/ LiteRT {th} thr" for th in litert) + " | / tinyzo full forward |",
           "|---|---:|---:|---:|---:|" + "---:|" * len(litert) + "---:|"]
     for name, r in zo.items():
@@ -465,8 +473,9 @@ def main(argv=None):
                  f"{r['partial_s'] * 1e3:.2f} = {part * 1e3:.1f} | {(r['step_s'] - t_full - part) * 1e3:.1f} | "
                  f"{floor} |")
     L += ["", ("The forward-only floor is the step's forward passes alone (one full, one partial per query), "
-          "without any of the rest: a ZO step cannot be faster than it at tinyzo's current forward speed. "
-          f"(The forward times are measured apart from the steps, so the rest column is an estimate.)"),
+          "without any of the rest, one after the other. The forward times are measured apart from the steps, "
+          "so the rest column is an estimate; with node perturbation and 2 tinyzo threads the queries of a step "
+          "run two at a time (`ZOTrainer.queries`), so the rest can come out small or negative."),
           "",
           ("Measured and rejected: stacking a node step's 8 queries along the batch (one forward of 128-512 rows "
            "instead of 8 of 32; bit-identical, since the int8 forward is exact) was 0-20% *slower* here "
@@ -474,7 +483,10 @@ def main(argv=None):
            "activations costs more than the per-operator overhead it saves, and the 32-row GEMMs are already "
            "large (M = 32 x 64 output positions). The rest column shrank by about 2 ms when the node-gradient "
            "accumulation and the saturating node add became fused Numba loops; the defined-order local backward "
-           "(for the C port) added about 3 ms back."),
+           "(for the C port) added about 3 ms back. The node layers' local backwards on 2 threads (one layer per "
+           "thread) were slower than one after the other (11 ms vs 6.1 ms, both cores busy); a node step's "
+           "queries on 2 threads, each forward unsplit, were faster than the batch split over 2 threads "
+           "(92 ms vs 110 ms per step, 116 ms on 1 thread, same load) and are what the trainer does."),
           "", f"Total benchmark time: {time.perf_counter() - t_begin:.0f} s.", ""]
 
     section = "\n".join(L)

@@ -216,6 +216,48 @@ def test_op_batch_and_constant_operand_equal_spec(opcode, rounding):
     assert prep.macs() == 0  # element-wise operators count no multiply-accumulates (the papers' convention)
 
 
+@pytest.mark.parametrize("opcode, q, rounding", ALL_PAIRS)
+def test_operator_table_is_the_spec_on_every_pair(opcode, q, rounding):
+    """The table a same-shape int8 operator looks its outputs up in (made by its kernel) is the spec's
+    output for every (x1, x2) pair, with the fused activation."""
+    (s1, z1, s2, z2, so, zo) = q
+    act = "RELU6" if opcode in FUSED else None
+    m = binary_model(opcode, (1, 4), (1, 4), (1, 4), (s1, z1), (s2, z2), (so, zo), act, None, rounding)
+    prep = m.prepared[0]
+    p = dict(prep.params, act_min=prep.act_min, act_max=prep.act_max, rounding=rounding_code(rounding))
+    f = KERNELS[opcode][1]
+    want = np.array([[f(a, b, p) for b in range(-128, 128)] for a in range(-128, 128)], np.int8)
+    x1, x2 = K.binary_pairs_s8()
+    np.testing.assert_array_equal(prep.table().reshape(256, 256), want)
+    out = np.empty(x1.size, np.int8)
+    K.lookup_s8(x1, x2, prep.table(), out)
+    np.testing.assert_array_equal(out.reshape(256, 256), want)
+
+
+@pytest.mark.parametrize("rounding", ROUNDINGS)
+@pytest.mark.parametrize("opcode", sorted(KERNELS))
+def test_large_same_shape_call_looks_up_the_kernels_outputs(opcode, rounding):
+    """Above TABLE_MIN_ELEMENTS elements a same-shape int8 call is a table lookup: equal to the kernel's
+    direct result; a small call computes directly (no table is built)."""
+    from tinyzo.ops.binary import TABLE_MIN_ELEMENTS
+
+    rng = np.random.default_rng(5)
+    q = ((0.1, 2), (0.07, -3), (0.15, 1)) if opcode not in ("MAXIMUM", "MINIMUM") else ((0.1, 2),) * 3
+    act = "RELU" if opcode in FUSED else None
+    m = binary_model(opcode, (1, 32, 32, 8), (1, 32, 32, 8), (1, 32, 32, 8), *q, act, None, rounding)
+    prep = m.prepared[0]
+    p = dict(prep.params, act_min=prep.act_min, act_max=prep.act_max, rounding=rounding_code(rounding))
+    x1, x2 = rand_int8(rng, (2, 32, 32, 8)), rand_int8(rng, (2, 32, 32, 8))
+    assert x1.size <= TABLE_MIN_ELEMENTS
+    np.testing.assert_array_equal(m(x1, x2), run_kernel(opcode, x1, x2, x1.shape, p))
+    assert prep._table is None
+    x1, x2 = rand_int8(rng, (9, 32, 32, 8)), rand_int8(rng, (9, 32, 32, 8))
+    assert x1.size > TABLE_MIN_ELEMENTS
+    # the operator itself (the model would split the batch over its threads into smaller calls)
+    np.testing.assert_array_equal(prep.compute(x1, x2), run_kernel(opcode, x1, x2, x1.shape, p))
+    assert prep._table is not None
+
+
 def test_ops_refuse_bad_graphs():
     q = (0.1, 0)
     with pytest.raises(UnsupportedOperatorError, match="broadcast"):

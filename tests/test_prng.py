@@ -584,3 +584,25 @@ def test_under_numba_disable_jit():
                         "-k", "not statistics and not numba_disable_jit and not c_header"],
                        env=env, capture_output=True, text=True, timeout=600, check=False)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 31, 32, 33, 64, 100, 4097])
+@pytest.mark.parametrize("kind, sigma", [(0, 1), (0, 3), (0, 64), (1, 1), (1, 36), (2, 1), (2, 127)])
+def test_int8_perturbation_fill_matches_the_int32_fill(n, kind, sigma):
+    """perturbation_fill_s8 (node perturbations, a table row per byte for Rademacher) gives
+    perturbation_fill's values and final state."""
+    from tinyzo.training.prng import perturbation_fill, perturbation_fill_s8
+
+    for seed in (1, 0xDEADBEEF, 0xFFFFFFFF):
+        want = np.empty(n, np.int32)
+        got = np.full(n, 99, np.int8)
+        assert perturbation_fill_s8(kind, seed, sigma, got) == perturbation_fill(kind, seed, sigma, want)
+        np.testing.assert_array_equal(got, want)
+        assert n == 0 or np.abs(want).max() <= 127
+
+
+def test_rademacher_byte_table():
+    from tinyzo.training.prng import RADEMACHER_BYTES
+
+    for v in (0, 1, 0x80, 0xA5, 0xFF):
+        np.testing.assert_array_equal(RADEMACHER_BYTES[v], [1 if (v >> j) & 1 else -1 for j in range(8)])

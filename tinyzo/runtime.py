@@ -13,12 +13,15 @@ CPUs (at most 8); :func:`set_num_threads` changes it.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from tinyzo.errors import TinyzoError
 
 _state = {"threads": None, "pool": None, "blas_done": False}
+_local = threading.local()
 
 
 class ThreadsError(TinyzoError, ValueError):
@@ -39,10 +42,28 @@ def _default_threads() -> int:
 
 
 def get_num_threads() -> int:
-    """Threads used to run a batch (>= 1)."""
+    """Threads used to run a batch (>= 1); 1 inside :func:`single_threaded`."""
+    if getattr(_local, "single", False):
+        return 1
     if _state["threads"] is None:
         _state["threads"] = _default_threads()
     return _state["threads"]
+
+
+@contextlib.contextmanager
+def single_threaded():
+    """Run every batch of the calling thread in that thread alone while the block lasts.
+
+    A thread-local setting: work that is itself spread over the pool (e.g. the queries of a
+    zeroth-order step, one per pool thread) runs each of its forward passes unsplit, and never
+    waits on the pool from inside a pool thread. Results do not change (module docstring).
+    """
+    before = getattr(_local, "single", False)
+    _local.single = True
+    try:
+        yield
+    finally:
+        _local.single = before
 
 
 def set_num_threads(n: int) -> None:

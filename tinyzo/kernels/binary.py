@@ -328,3 +328,26 @@ def maximum_s32(x1, strides1, x2, strides2, p, out):
 def minimum_s32(x1, strides1, x2, strides2, p, out):
     """Int32 MINIMUM with broadcasting (TFLM ``maximum_minimum.cc``, int32 case)."""
     _broadcast(MINIMUM, x1, strides1, x2, strides2, p, out)
+
+
+# A same-shape int8 operation is a function of the pair (x1, x2) alone: 65536 possible inputs. The
+# operator tabulates its own kernel once (every pair, the kernel's own arithmetic, so the table is the
+# kernel bit for bit) and then looks every output up: one load per element instead of three
+# requantizations for ADD (about 5x faster on the 196608-element residual ADD of the digits model).
+
+
+@njit(cache=True, nogil=True)
+def lookup_s8(x1, x2, table, out):
+    """``out[i] = table[(x1[i] + 128) * 256 + (x2[i] + 128)]`` (a tabulated int8 binary operator).
+
+    ``x1``, ``x2``: int8[n]; ``table``: int8[65536] (:func:`binary_pairs_s8` run through a kernel);
+    ``out``: int8[n], written. All C-contiguous and 1-D.
+    """
+    for i in range(out.shape[0]):
+        out[i] = table[((np.int32(x1[i]) + np.int32(128)) << np.int32(8)) | (np.int32(x2[i]) + np.int32(128))]
+
+
+def binary_pairs_s8():
+    """``(x1, x2)``: int8[65536] each, every pair of int8 values in :func:`lookup_s8`'s table order."""
+    v = np.arange(-128, 128, dtype=np.int8)
+    return np.repeat(v, 256), np.tile(v, 256)

@@ -37,6 +37,8 @@ import numpy as np
 from tinyzo.errors import ArithmeticContractError, InputError
 from tinyzo.kernels.binary import (
     add_s8,
+    binary_pairs_s8,
+    lookup_s8,
     add_s16,
     add_s32,
     div_s32,
@@ -56,6 +58,10 @@ from tinyzo.ops.base import PreparedOp, register
 from tinyzo.ops.int16 import INT16, require_int8_or_int16, require_int16
 
 INT32 = np.dtype(np.int32)
+#: an int8 operator on two same-shape run-time inputs looks its outputs up in a table of every input pair
+#: (:meth:`_BinaryOp.table`) once a call has more elements than the table has entries: building the
+#: table then costs less than that one call computed directly
+TABLE_MIN_ELEMENTS = 65536
 from tinyzo.quant import quantize_multiplier, quantize_multiplier_smaller_than_one_exp, rounding_code
 
 __all__ = [
@@ -252,6 +258,7 @@ class _BinaryOp(PreparedOp):
         self._a, self._b, self._out = a, b, out
         self._consts = {k: np.ascontiguousarray(t.data, dtype=self.dtype) for k, t in enumerate((a, b))
                         if t.is_constant}
+        self._table = None  # int8: every input pair's output, tabulated on the first large call (table())
 
     def _prepare_int32(self, a, b, out):
         """The unquantized int32 path (TFLM's ``kTfLiteInt32`` cases): values combined as C ``int32_t``;
@@ -311,11 +318,27 @@ class _BinaryOp(PreparedOp):
                 arrays.append(x)
         return arrays, n
 
+    def table(self) -> np.ndarray:
+        """int8[65536]: this int8 operator's output for every input pair (:func:`tinyzo.kernels.binary.lookup_s8`'s
+        order), computed once by the operator's own kernel."""
+        if self._table is None:
+            x1, x2 = binary_pairs_s8()
+            table = np.empty(x1.size, np.int8)
+            ext = (1,) * (MAX_BROADCAST_RANK - 1) + (x1.size,)
+            st = broadcast_strides(ext, ext)
+            self._kernel(x1, st, x2, st, self.kernel_params, table.reshape(ext))
+            self._table = table
+        return self._table
+
     def compute(self, *inputs):
         """int8[N, ...] (+ int8[N, ...]) -> int8[N, out_shape[1:]] (a constant operand has no batch); int16 alike."""
         (x1, x2), n = self._operands(inputs)
         out_shape = (n,) + tuple(self._out.shape[1:])
         out = np.empty(out_shape, dtype=self.dtype)
+        if self.dtype == np.int8 and x1.shape == x2.shape == out_shape and out.size > TABLE_MIN_ELEMENTS:
+            # same shapes, many elements: look the outputs up in the operator's table (bit-identical)
+            lookup_s8(x1.reshape(-1), x2.reshape(-1), self.table(), out.reshape(-1))
+            return out
         f1, f2, fo = fuse_broadcast_dims(x1.shape, x2.shape, out_shape)
         ext = (1,) * (MAX_BROADCAST_RANK - len(fo)) + fo
         s1, s2 = broadcast_strides(f1, ext), broadcast_strides(f2, ext)

@@ -29,6 +29,7 @@ __all__ = [  # Python API and the jitted cores (callable from other @njit code)
     "MASK_LAYER",
     "MASK_SCALE",
     "RADEMACHER",
+    "RADEMACHER_BYTES",
     "SEED_MAX",
     "SPHERE",
     "UNIFORM",
@@ -47,8 +48,10 @@ __all__ = [  # Python API and the jitted cores (callable from other @njit code)
     "mix_seed",
     "perturbation",
     "perturbation_fill",
+    "perturbation_fill_s8",
     "rademacher",
     "rademacher_fill",
+    "rademacher_s8_fill",
     "sparse_mask",
     "sphere",
     "sphere_fill",
@@ -165,11 +168,45 @@ def rademacher_fill(state, out):
     One draw per 32 values; the unused bits of the last draw are dropped. Returns the final state.
     """
     x = np.int64(state)
-    for i in range(out.shape[0]):
-        b = np.int64(i & 31)
-        if b == 0:
-            x = xorshift32_next(x)
-        out[i] = np.int64(2) * ((x >> b) & np.int64(1)) - np.int64(1)
+    n = out.shape[0]
+    for base in range(0, n, 32):  # one draw per 32 values: the inner loop has no branch (it vectorizes)
+        x = xorshift32_next(x)
+        for b in range(min(32, n - base)):
+            out[base + b] = np.int64(2) * ((x >> np.int64(b)) & np.int64(1)) - np.int64(1)
+    return x
+
+
+def _rademacher_bytes() -> np.ndarray:
+    """int8[256, 8]: row ``v`` holds the +-1 values of the 8 bits of ``v``, low bit first."""
+    v = np.arange(256)[:, None]
+    return (2 * ((v >> np.arange(8)[None, :]) & 1) - 1).astype(np.int8)
+
+
+#: the eight +-1 values of every byte (rademacher_s8_fill copies a row per byte of a draw)
+RADEMACHER_BYTES = _rademacher_bytes()
+
+
+@njit(cache=True, nogil=True)
+def rademacher_s8_fill(state, out):
+    """:func:`rademacher_fill` into int8[n]: the same values and final state, a table row per byte.
+
+    Each draw's four bytes (low byte first) select rows of :data:`RADEMACHER_BYTES` (eight values
+    each), three times faster than a value at a time; the last, partial draw goes bit by bit.
+    """
+    x = np.int64(state)
+    n = out.shape[0]
+    full = n - n % 32
+    for base in range(0, full, 32):
+        x = xorshift32_next(x)
+        for byte in range(4):
+            row = RADEMACHER_BYTES[(x >> np.int64(8 * byte)) & np.int64(255)]
+            o = base + 8 * byte
+            for j in range(8):
+                out[o + j] = row[j]
+    if full < n:
+        x = xorshift32_next(x)
+        for b in range(n - full):
+            out[full + b] = np.int64(2) * ((x >> np.int64(b)) & np.int64(1)) - np.int64(1)
     return x
 
 
@@ -290,16 +327,34 @@ def perturbation_fill(kind, state, sigma, out):
 
     RADEMACHER: ``sigma * (+-1)``; GAUSSIAN: :func:`gaussian_int_fill`; UNIFORM: integers uniform on
     [-sigma, sigma]. ``sigma`` >= 1 within the limits :func:`perturbation` checks. Returns the final
-    state. (SPHERE is float: use :func:`sphere_fill`.)
+    state. (SPHERE is float: use :func:`sphere_fill`.) ``out`` may be int8[n] when every value fits
+    (|value| <= 127, checked by the caller); :func:`perturbation_fill_s8` is faster there.
     """
     if kind == RADEMACHER:
         x = rademacher_fill(state, out)
-        for i in range(out.shape[0]):
-            out[i] = np.int64(out[i]) * np.int64(sigma)
+        if sigma != 1:
+            for i in range(out.shape[0]):
+                out[i] = np.int64(out[i]) * np.int64(sigma)
         return x
     if kind == GAUSSIAN:
         return gaussian_int_fill(state, sigma, out)
     return uniform_int_fill(state, -np.int64(sigma), np.int64(sigma), out)
+
+
+@njit(cache=True, nogil=True)
+def perturbation_fill_s8(kind, state, sigma, out):
+    """:func:`perturbation_fill` into int8[n] (node perturbations): the same values and final state.
+
+    For ``kind`` and ``sigma`` whose values fit int8 (|value| <= 127: Rademacher and uniform sigma
+    <= 127, Gaussian sigma <= 36; the caller checks). Rademacher uses :func:`rademacher_s8_fill`.
+    """
+    if kind == RADEMACHER:
+        x = rademacher_s8_fill(state, out)
+        if sigma != 1:
+            for i in range(out.shape[0]):
+                out[i] = np.int64(out[i]) * np.int64(sigma)
+        return x
+    return perturbation_fill(kind, state, sigma, out)
 
 
 @njit(cache=True, nogil=True)
@@ -316,7 +371,6 @@ def bernoulli_fill(state, threshold, out):
         x = xorshift32_next(x)
         out[i] = np.int64(1) if (x >> np.int64(8)) < t else np.int64(0)
     return x
-
 
 
 # ----------------------------------------------------------------------------------------------

@@ -110,6 +110,7 @@ import zlib
 import numpy as np
 
 from tinyzo.errors import TinyzoError, check_choice
+from tinyzo.kernels.update import shadow_update_nearest
 from tinyzo.spec.train import round_subtract_spec  # the executable definition, re-exported
 from tinyzo.training.prng import derive_seed, xorshift32_sequence
 
@@ -421,6 +422,14 @@ class FloatShadow:
         r = self.residuals.get(name)
         if r is None or r.shape != p.shape:
             r = np.zeros(p.shape, dtype=np.float32)
+        if rounding == "nearest" and np.isfinite(d).all():  # the arithmetic below in one jitted loop, bit-identical
+            new = np.empty(p.shape, np.int64)
+            r_new = np.empty(p.shape, np.float32)
+            shadow_update_nearest(np.ascontiguousarray(p).reshape(-1), np.ascontiguousarray(d, np.float32).reshape(-1),
+                                  np.ascontiguousarray(r).reshape(-1), int(lo), int(hi), _DELTA_LIMIT,
+                                  new.reshape(-1), r_new.reshape(-1))
+            self.residuals[name] = r_new
+            return new
         e = (d.astype(np.float32) - r).astype(np.float32)
         new = np.clip(round_subtract(p, e, rounding, r24), lo, hi)
         r_new = ((p.astype(np.int64) - new).astype(np.float32) - e).astype(np.float32)

@@ -23,17 +23,29 @@ replayed bit for bit from (seed, step, query, layer).
 from __future__ import annotations
 
 import numbers
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from tinyzo import runtime
 from tinyzo.errors import TinyzoError
 from tinyzo.graph import Model
+from tinyzo.kernels.elementwise import saturating_add_s8
 from tinyzo.kernels.zo import accumulate_node_grad
 from tinyzo.training.local_backward import local_backward
 from tinyzo.training.methods import ESTIMATORS, Method
 from tinyzo.training.methods import TARGETS as METHOD_TARGETS
-from tinyzo.training.prng import MASK_SCALE, density_threshold, derive_seed, mask_seed, perturbation, sparse_mask
+from tinyzo.training.prng import (
+    MASK_SCALE,
+    density_threshold,
+    derive_seed,
+    kind_code,
+    mask_seed,
+    perturbation,
+    perturbation_fill_s8,
+    sparse_mask,
+)
 from tinyzo.training.trainer import Trainer
 from tinyzo.training.update import IntegerSGD
 from tinyzo.zo.estimators import projected_difference, query_blocks, query_norm, split_queries
@@ -241,6 +253,20 @@ class ZOTrainer(Trainer):
             else:
                 self._layer_norms[k] = {"w": self._norm(config.sigma, m), "node": self._norm(config.sigma_node, m)}
         self._step_params = None
+        self._kind = kind_code(config.direction)
+        self._count_lock = threading.Lock()
+        # node perturbation of the first trained layer, no weight perturbation: the perturbed forward passes
+        # start after that layer (unless it is the last operator and its output is not the loss tensor)
+        self._node_first = self.first if self.first in self.node_layers and not self.weight_layers else None
+        last = len(model.operators) - 1
+        if self._node_first == last and model.operators[last].outputs[0] != self.loss_tensor:
+            self._node_first = None
+
+    def _output_is_cached(self, k: int) -> bool:
+        """Whether layer ``k``'s perturbed output can be formed from the base pass's (every operator but a
+        last one whose output is not the loss tensor)."""
+        last = len(self.model.operators) - 1
+        return not (k == last and self.model.operators[last].outputs[0] != self.loss_tensor)
 
     def _perturbed_size(self, k: int) -> int:
         """Coordinates one query perturbs in layer ``k``: weights (+ biases), or the output elements of a sample."""
@@ -288,16 +314,29 @@ class ZOTrainer(Trainer):
         return out
 
     def node_directions(self, q: int, shapes: dict):
-        """Per-sample integer output perturbations of query ``q`` (seed layer id ``1_000_000 + k``)."""
+        """Per-sample integer output perturbations of query ``q`` (seed layer id ``1_000_000 + k``):
+        ``{layer: int8[shape]}``, the values of :func:`tinyzo.training.prng.perturbation`."""
         c = self.config
         active = self.query_layers(q)
         out = {}
         for k in self.node_layers:
-            if k in active:
-                s = derive_seed(c.seed, self.step_count, q, 1_000_000 + k)
-                # int8 is exact for |sigma_node| <= 127 (validated) and makes the saturating add cheap
-                out[k] = self._sparse(perturbation(c.direction, s, shapes[k], c.sigma_node), s).astype(np.int8)
+            if k not in active:
+                continue
+            # generated straight into int8 (exact: |value| <= 127 for every validated sigma_node and
+            # direction), without an int32 array and a cast per query
+            seed = derive_seed(c.seed, self.step_count, q, 1_000_000 + k)
+            u = np.empty(shapes[k], np.int8)
+            perturbation_fill_s8(self._kind, seed, c.sigma_node, u.reshape(-1))
+            out[k] = self._sparse(u, seed)
         return out
+
+    @property
+    def perturbed_start(self) -> int:
+        """The operator a perturbed forward pass starts at (every query perturbing every layer): the first
+        trained layer, or the operator after it when that layer is node-perturbed and no layer is
+        weight-perturbed (its output is then the base pass's plus the perturbation, nothing to recompute).
+        With ``block="layer"`` each query starts at (or after) the one layer it perturbs."""
+        return self.first if self._node_first is None else self._node_first + 1
 
     def params_of(self, k: int):
         """Layer ``k``'s current (weights, bias): read once per step inside :meth:`step`, else from the model."""
@@ -320,8 +359,21 @@ class ZOTrainer(Trainer):
             add = {self.model.operators[k].outputs[0]: (u if sign > 0 else -u) for k, u in node_dirs.items()}
             # rerun from the first perturbed layer (the cached activations before it are unchanged)
             start = self.first if self._query_layer is None else min(list(dirs) + list(node_dirs))
-            logits = self.model.forward_from(env, start, add=add or None, output=self.loss_tensor)
-            self.forward_passes += 1
+            if start in node_dirs and start not in dirs and self._output_is_cached(start):
+                # the first perturbed layer is node-perturbed and its weights are not: its output is the base
+                # pass's plus the perturbation, so the forward pass starts at the operator after it
+                t = self.model.operators[start].outputs[0]
+                base = np.ascontiguousarray(env[t])
+                moved = np.empty_like(base)
+                saturating_add_s8(base, np.ascontiguousarray(add.pop(t)), moved)
+                env = {**env, t: moved}
+                start += 1
+            if start < len(self.model.operators):
+                logits = self.model.forward_from(env, start, add=add or None, output=self.loss_tensor)
+            else:  # the node-perturbed layer is the model's last operator: its output is the loss tensor
+                logits = env[self.loss_tensor]
+            with self._count_lock:  # queries may run on several threads (queries())
+                self.forward_passes += 1
             return self.losses(logits, y)
         finally:
             for k, (w, b) in saved.items():
@@ -352,6 +404,29 @@ class ZOTrainer(Trainer):
         coef = projected_difference(c.estimator, plus, other)
         coef_mean = projected_difference(c.estimator, self.mean_loss(plus), other_mean)
         return dirs, ndirs, coef, coef_mean
+
+    def queries(self, env, y, base, base_mean, node_shapes: dict):
+        """Every query's :meth:`query` result, in query order (an iterator).
+
+        Node perturbation alone leaves the model untouched (a query only adds to activations of its
+        own forward pass), so with more than one tinyzo thread (:mod:`tinyzo.runtime`) and several
+        queries the queries run on the thread pool, each forward pass unsplit: 92 ms vs 110 ms per
+        step with the batch split over 2 threads instead (and 116 ms on 1 thread) for the
+        benchmark's node setting, measured here with both cores busy (docs/benchmarks.md). The
+        results are consumed in query order, so the estimate is the same bits. Weight perturbation
+        changes the model's weights during a query: its queries run one after the other.
+        """
+        c = self.config
+        if self.weight_layers or c.queries < 2 or runtime.get_num_threads() < 2:
+            for q in range(c.queries):
+                yield self.query(env, y, base, base_mean, q, node_shapes)
+            return
+
+        def one(q):
+            with runtime.single_threaded():
+                return self.query(env, y, base, base_mean, q, node_shapes)
+
+        yield from runtime.pool().map(one, range(c.queries))
 
     def accumulate(self, grads: dict, g_nodes: dict, dirs, ndirs, coef, coef_mean, n: int) -> None:
         """Add one query's term ``coef * delta * norm`` to the weight gradients and the node output gradients."""
@@ -412,16 +487,27 @@ class ZOTrainer(Trainer):
         node_shapes = {k: env[self.model.operators[k].outputs[0]].shape for k in self.node_layers}
         grads = {}
         g_nodes = {k: np.zeros(s, np.float32) for k, s in node_shapes.items()}
-        for q in range(c.queries):
-            dirs, ndirs, coef, coef_mean = self.query(env, y, base, base_mean, q, node_shapes)
-            self.accumulate(grads, g_nodes, dirs, ndirs, coef, coef_mean, n)
-        for k in self.node_layers:
-            op = self.model.operators[k]
-            g_w, g_b = local_backward(self.model, k, env[op.inputs[0]], env[op.outputs[0]], g_nodes[k])
+        for dirs, ndirs, coef, coef_mean in self.queries(env, y, base, base_mean, node_shapes):
+            self.accumulate(grads, g_nodes, dirs, ndirs, coef, coef_mean, n)  # in query order
+        for k, (g_w, g_b) in zip(self.node_layers, self.local_backwards(env, g_nodes)):
             grads[f"{k}/w"] = g_w
             if c.train_bias:
                 grads[f"{k}/b"] = g_b
         return grads
+
+    def local_backwards(self, env, g_nodes: dict) -> list:
+        """``[(g_w, g_b)]`` of every node layer (:func:`tinyzo.training.local_backward.local_backward` of its
+        input, output and accumulated output gradient ``g_nodes[k]``), in :attr:`node_layers` order.
+
+        One after the other: the layers are independent, but running them on tinyzo's thread pool was
+        slower here (6.1 ms sequential vs 11 ms on 2 threads for the benchmark's 6 layers, with the
+        machine's two cores busy; docs/benchmarks.md).
+        """
+        out = []
+        for k in self.node_layers:
+            op = self.model.operators[k]
+            out.append(local_backward(self.model, k, env[op.inputs[0]], env[op.outputs[0]], g_nodes[k]))
+        return out
 
     # ------------------------------------------------------------------ memory
     def memory_spec(self, lean: bool = False) -> dict:

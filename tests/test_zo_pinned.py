@@ -1,0 +1,91 @@
+"""A ZO step's results are pinned bit for bit: the faster step (issue 15) changes no weight, bias,
+optimizer state or loss. The hashes were computed by tests/zo_pinned.py on the trainer before the
+speed work (commit 92a2c04); any change to the PRNG schedule, the float32 summation order or the
+update shows up here."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).with_name("zo_pinned.py")
+_spec = importlib.util.spec_from_file_location("zo_pinned", SCRIPT)
+zo_pinned = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(zo_pinned)
+
+#: SHA-256 of (loss, int8 weights, int32 biases, optimizer float32 state) after every step, commit 92a2c04
+PINNED = {
+    "node-rge-shadow": "884c01768c0d1a0763b6a731198134c34f8d754b05b82d53ddbb9ae1b7883a60",
+    "node-spsa-uniform": "2d529f602ef503fe9a13adb0bad59ab6718182ee7d8974129ef7941f7a6dadc3",
+    "weight-spsa-gaussian": "b260e295b7896af2c5b7830d38e142e9d71e51494827611374351ccffc41464a",
+    "weight-rge-channels": "73fe7ea0b6de25037725ac2cc5f6fa79bd14b4a0f28797e22d212beca606bf49",
+    "mixed-signspsa": "ca5d9cf8c1f9460b8e604e636ab2b97e6abae14c4dbbad39024fd5ebea2afa65",
+    "mixed-rge-bias": "60ccdfdf8c1525fa8083d1e54024d25eb42f755945ef323b449161896247f651",
+    "node-last-layer": "da31d617ee8a3e448415fc1cccb7325db5aeedfc3e83a842aca0f6761a3fc932",
+}
+PINNED_NOJIT = {
+    "node-rge-small": "c694c606b0cb0e9d4e39257d84e784d460e9fc9f03c335394ce0726f05c23550",
+    "mixed-spsa-small": "464ea6a35b681fc0e116042dcb4b4b20556156d3a3656de5235a2645f85c3b0a",
+}
+
+
+def test_every_case_is_pinned():
+    assert set(PINNED) == set(zo_pinned.CASES) and set(PINNED_NOJIT) == set(zo_pinned.NOJIT_CASES)
+
+
+@pytest.mark.parametrize("case", sorted(PINNED))
+def test_zo_steps_are_bit_identical_to_the_pinned_run(case):
+    assert zo_pinned.run_case(case) == PINNED[case]
+
+
+@pytest.mark.parametrize("case", sorted(PINNED_NOJIT))
+def test_small_cases_with_jit(case):
+    assert zo_pinned.run_case(case) == PINNED_NOJIT[case]
+
+
+@pytest.mark.slow
+def test_small_cases_without_jit():
+    """The same hashes from the interpreted kernels (NUMBA_DISABLE_JIT=1)."""
+    if os.environ.get("NUMBA_DISABLE_JIT") == "1":
+        pytest.skip("already running without JIT")
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    r = subprocess.run([sys.executable, str(SCRIPT), *sorted(PINNED_NOJIT)], env=env, capture_output=True,
+                       text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = dict(line.split() for line in r.stdout.strip().splitlines())
+    assert got == PINNED_NOJIT
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("case", ["node-rge-shadow", "node-spsa-uniform", "mixed-rge-bias"])
+def test_thread_count_changes_no_bit(case, threads):
+    """Node perturbation runs its queries on the thread pool when tinyzo has several threads
+    (ZOTrainer.queries); 1, 2 or 3 threads give the pinned bits."""
+    from tinyzo import runtime
+
+    before = runtime.get_num_threads()
+    runtime.set_num_threads(threads)
+    try:
+        assert zo_pinned.run_case(case) == PINNED[case]
+    finally:
+        runtime.set_num_threads(before)
+
+
+def test_single_threaded_is_thread_local():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tinyzo import runtime
+
+    before = runtime.get_num_threads()
+    runtime.set_num_threads(2)
+    try:
+        with runtime.single_threaded():
+            assert runtime.get_num_threads() == 1
+            with ThreadPoolExecutor(1) as ex:
+                assert ex.submit(runtime.get_num_threads).result() == 2
+        assert runtime.get_num_threads() == 2
+    finally:
+        runtime.set_num_threads(before)
