@@ -131,60 +131,11 @@ def _cmd_eval(args) -> int:
     return 0
 
 
-def _cmd_data_speech(args) -> int:
-    """``tinyzo data speech --out DIR``: synthesize the keyword dataset (tinyzo.audio.speech) into DIR."""
-    import json
-    import os
-    import wave
-
-    from tinyzo import data
-    from tinyzo.audio import speech
-    from tinyzo.errors import InputError
-    from tinyzo.paths import check_output_dir
-
-    if args.corruption is not None or args.severity is not None:
-        raise InputError("--corruption/--severity are image corruptions; tinyzo data speech draws its own noise "
-                         "(--snr-db, --noise-prob)")
-    try:
-        sizes = [int(v) for v in args.per_class.split(",")]
-        lo, hi = (float(v) for v in args.snr_db.split(","))
-    except ValueError:
-        raise InputError("--per-class takes TRAIN,VAL,TEST clip counts (e.g. 200,40,60) and --snr-db LO,HI "
-                         "(e.g. 0,20)") from None
-    if len(sizes) != 3:
-        raise InputError(f"--per-class takes three counts TRAIN,VAL,TEST, got {args.per_class!r}")
-    out = check_output_dir(args.out, "--out")
-    speech.espeak_path()  # before any work: a missing espeak-ng is one line
-    ds, prov, clips = speech.generate(dict(zip(("train", "val", "test"), sizes)), seed=args.seed, snr_db=(lo, hi),
-                                      noise_prob=args.noise_prob, keep_audio=args.keep_audio,
-                                      progress=not args.no_progress)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "speech.npz.tmp"
-    data.save(ds, tmp)
-    os.replace(tmp, out / "speech.npz")
-    (out / "provenance.json").write_text(json.dumps(prov, indent=1) + "\n")
-    if clips is not None:
-        for split, arr in clips.items():
-            y = ds.split(split)[1]
-            for i, (clip, label) in enumerate(zip(arr, y)):
-                folder = out / "wav" / split / speech.CLASSES[label]
-                folder.mkdir(parents=True, exist_ok=True)
-                with wave.open(str(folder / f"{i:05d}.wav"), "wb") as w:
-                    w.setnchannels(1)
-                    w.setsampwidth(2)
-                    w.setframerate(speech.RATE)
-                    w.writeframes(clip.astype("<i2").tobytes())
-    print(f"wrote {out / 'speech.npz'}: {ds!r}; provenance in {out / 'provenance.json'}")
-    return 0
-
-
 def _cmd_data(args) -> int:
     from tinyzo import data
     from tinyzo.errors import InputError
     from tinyzo.paths import check_output_file
 
-    if args.source == "speech":
-        return _cmd_data_speech(args)
     if (args.corruption is None) != (args.severity is None):
         raise InputError("--corruption and --severity go together")
     check_output_file(args.out, "--out", (".npz",))
@@ -617,19 +568,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=_cmd_eval)
 
-    s = sub.add_parser("data", help="write a dataset (optionally corrupted) in the tinyzo dataset format, or "
-                       "synthesize the keyword dataset (tinyzo data speech --out DIR; needs espeak-ng)")
-    s.add_argument("source", help="'digits', a dataset file/folder, or 'speech' (synthesize keywords with espeak-ng)")
-    s.add_argument("--out", required=True, help="output .npz (speech: an output folder)")
+    s = sub.add_parser("data", help="write a dataset (optionally corrupted) in the tinyzo dataset format")
+    s.add_argument("source", help="'digits' or a dataset file/folder")
+    s.add_argument("--out", required=True, help="output .npz")
     _add_corruption_arguments(s, "corruption name")
     s.add_argument("--split", default="test", help="which split to corrupt: train, val, test or all (default test)")
-    s.add_argument("--per-class", default="200,40,60", help="speech: clips per class for train,val,test "
-                   "(default 200,40,60)")
-    s.add_argument("--snr-db", default="0,20", help="speech: SNR range of the background noise, dB (default 0,20)")
-    s.add_argument("--noise-prob", type=finite_float, default=0.8,
-                   help="speech: fraction of speech clips with background noise (default 0.8)")
-    s.add_argument("--keep-audio", action="store_true", help="speech: also write every clip as a WAV under DIR/wav/")
-    s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_data)
 
     s = sub.add_parser("train", help="train an int8 model on the device's data (zeroth-order methods)")

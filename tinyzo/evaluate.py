@@ -41,15 +41,9 @@ def images_to_input(model, x, input_range=(0.0, 1.0)) -> np.ndarray:
 
     Returns:
         int8[N, H, W, C] quantized with the model's input parameters.
-
-    int8 ``x`` (features: the model's own input codes, e.g. ``tinyzo.audio.features``) is passed through
-    unchanged, reshaped to the model's input shape; its size per sample must equal the input's, and the
-    model's input must be int8.
     """
 
     t = model.tensors[model.inputs[0]]
-    if isinstance(x, np.ndarray) and x.dtype == np.int8:
-        return features_to_input(model, x)
     if len(t.shape) != 4:
         raise InputError(f"the model's input is {t.shape}; image evaluation needs an (N, H, W, C) input")
     lo, hi = _check_input_range(input_range)
@@ -65,22 +59,6 @@ def images_to_input(model, x, input_range=(0.0, 1.0)) -> np.ndarray:
     xf = fit_to_model(xf, tuple(t.shape[1:]))
     xf = (np.float32(lo) + xf * np.float32(hi - lo)).astype(np.float32)
     return model.quantize_input(xf)
-
-
-def features_to_input(model, x) -> np.ndarray:
-    """int8 features [N, ...] -> the model's int8 input batch [N, *input shape[1:]] (values unchanged).
-
-    InputError when the model's input is not int8 or a sample's size differs from the input's.
-    """
-    t = model.tensors[model.inputs[0]]
-    if t.dtype != np.int8:
-        raise InputError(f"int8 features go straight into an int8 model input; this model's input is {t.dtype}")
-    size = int(np.prod(t.shape[1:], dtype=np.int64))
-    per = int(np.prod(x.shape[1:], dtype=np.int64)) if x.ndim > 1 else 1
-    if per != size:
-        raise InputError(f"int8 features of shape {tuple(x.shape[1:])} ({per} values per sample) do not fit the "
-                         f"model's input {tuple(t.shape[1:])} ({size} values)")
-    return np.ascontiguousarray(x).reshape((len(x),) + tuple(t.shape[1:]))
 
 
 def evaluate(model, x, y, *, batch_size: int = 256, input_range=(0.0, 1.0)) -> dict:

@@ -418,9 +418,6 @@ def corrupt(x: np.ndarray, name: str, severity: int, seed: int = 0) -> np.ndarra
         raise DataError(f"corrupt: images must be a numpy array, got {type(x).__name__}")
     if x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[3] not in (1, 3)) or min(x.shape[1:3], default=0) < 1:
         raise DataError(f"corrupt: images must have shape (N, H, W) or (N, H, W, C) with C 1 or 3, got {x.shape}")
-    if x.dtype == np.int8:
-        raise DataError("corrupt: these are int8 features (model input codes), not images; the image corruptions do "
-                        "not apply (audio shifts: docs/audio.md)")
     if x.dtype == np.uint8:
         xf = x.astype(np.float32) / 255
     elif x.dtype in (np.float16, np.float32, np.float64):

@@ -1,9 +1,7 @@
 """Datasets: the :class:`Dataset` container, the bundled digits, the tinyzo dataset format, resizing.
 
 Images are kept as given: uint8 in [0, 255] or float32 in [0, 1], shape (N, H, W)
-(one channel) or (N, H, W, C). int8 arrays of the same ranks are *features*: values already in the
-model's int8 input codes (e.g. the audio front end's int8[N, 49, 40]), fed to the model unchanged.
-Labels are int64[N], 0 <= label < len(classes).
+(one channel) or (N, H, W, C). Labels are int64[N], 0 <= label < len(classes).
 See docs/data.md for the format and the rules.
 """
 
@@ -52,11 +50,10 @@ def check_images(x, what: str = "images") -> np.ndarray:
 
     Args:
         x: uint8[N, H, W] or uint8[N, H, W, C] in [0, 255], or floating point of the
-            same shapes with every value finite and in [0, 1], or int8 features of the same ranks
-            (any value: the model's int8 input codes). N may be 0.
+            same shapes with every value finite and in [0, 1]. N may be 0.
         what: the name used in error messages.
     Returns:
-        ``x`` unchanged if uint8, int8 or float32, else a float32 copy.
+        ``x`` unchanged if uint8 or float32, else a float32 copy.
     Raises:
         DataError: not an array, wrong rank, zero height/width/channels, another
             dtype (int8, int32, bool, ...), or float values outside [0, 1] or not finite.
@@ -67,13 +64,12 @@ def check_images(x, what: str = "images") -> np.ndarray:
         raise DataError(f"{what}: expected shape (N, H, W) or (N, H, W, C), got {x.shape}")
     if min(x.shape[1:]) < 1:
         raise DataError(f"{what}: height, width and channels must be >= 1, got shape {x.shape}")
-    if x.dtype in (np.uint8, np.int8):
+    if x.dtype == np.uint8:
         return x
     if x.dtype.type in _FLOAT_DTYPES:
         check_float_pixels(x, what)
         return x.astype(np.float32, copy=False)
-    raise DataError(f"{what}: dtype {x.dtype} not supported; use uint8 in [0, 255], float in [0, 1], or int8 "
-                    "features (the model's own int8 input codes)")
+    raise DataError(f"{what}: dtype {x.dtype} not supported; use uint8 in [0, 255] or float in [0, 1]")
 
 
 def check_float_pixels(x: np.ndarray, what: str = "images") -> None:
@@ -194,10 +190,8 @@ class Dataset:
     def as_float(self) -> Dataset:
         """A copy with float32 images in [0, 1], NHWC (a channel axis is added to (N, H, W)).
 
-        uint8 values are divided by 255. int8 features are refused (they are model input codes, not pixels).
+        uint8 values are divided by 255.
         """
-        self._refuse_features("as_float")
-
         def to_float(x):
             x = x if x.ndim == 4 else x[..., None]
             return x.astype(np.float32) / 255 if x.dtype == np.uint8 else x.astype(np.float32)
@@ -205,17 +199,7 @@ class Dataset:
 
     def as_uint8(self) -> Dataset:
         """A copy with uint8 images in [0, 255] (floats: round(x * 255), half up); shapes kept."""
-        self._refuse_features("as_uint8")
         return self.map_images(to_uint8)
-
-    @property
-    def is_features(self) -> bool:
-        """True for int8 features (the model's own int8 input codes) rather than images."""
-        return self.x_train.dtype == np.int8
-
-    def _refuse_features(self, what: str) -> None:
-        if self.is_features:
-            raise DataError(f"{what}: {self.name!r} holds int8 features (model input codes), not images")
 
     def __repr__(self) -> str:
         sizes = "/".join(str(len(getattr(self, f"y_{s}"))) for s in SPLITS)

@@ -19,9 +19,6 @@ import numpy as np
 from tinyzo.data.corruptions import corrupt
 from tinyzo.data.datasets import SPLITS, DataError, Dataset, fit_to_model, load_digits, load_npz, save
 
-#: The bundled keyword-spotting features (``tinyzo data speech``; see SPEECH_PROVENANCE.json beside it).
-SPEECH_PATH = Path(__file__).with_name("speech.npz")
-
 __all__ = [
     "FASHION_MNIST_CLASSES",
     "NAMES",
@@ -34,7 +31,7 @@ __all__ = [
 ]
 
 #: Names :func:`load` knows besides paths.
-NAMES = ("digits", "speech")
+NAMES = ("digits",)
 #: Class names of Fashion-MNIST, label order.
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -407,7 +404,7 @@ def load(source, split: str | None = None, **kwargs):
     """Load a data set by name or path.
 
     Args:
-        source: "digits" or "speech" (bundled; speech: int8 keyword features, docs/audio.md), a ``.npz`` in the tinyzo dataset format, a
+        source: "digits" (bundled), a ``.npz`` in the tinyzo dataset format, a
             directory of MNIST IDX files, of CIFAR python batches, or of images per
             class (checked in that order: IDX files, then CIFAR batch names, else images).
         split: None for the whole :class:`Dataset`; "train", "val" or "test" for
@@ -419,7 +416,7 @@ def load(source, split: str | None = None, **kwargs):
     if isinstance(source, Dataset):
         ds = source
     elif isinstance(source, str) and source in NAMES:
-        ds = load_digits() if source == "digits" else load_npz(SPEECH_PATH, name="speech")
+        ds = load_digits()
     elif isinstance(source, (str, os.PathLike)):
         p = Path(source)
         if p.is_dir():
