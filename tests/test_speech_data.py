@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import model_path
 
 import tinyzo
 from tinyzo import audio, data
@@ -14,8 +15,6 @@ from tinyzo.cli import main
 from tinyzo.data import DataError, Dataset
 from tinyzo.errors import InputError
 from tinyzo.evaluate import evaluate, features_to_input, images_to_input
-
-from conftest import model_path
 
 MICRO_SPEECH = model_path("micro_speech_quantized")
 HAVE_ESPEAK = shutil.which("espeak-ng") is not None

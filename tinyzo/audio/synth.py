@@ -34,8 +34,8 @@ import wave
 
 import numpy as np
 
-from tinyzo.errors import InputError
 from tinyzo.audio.noise import NOISE_KINDS, make_noise, mix
+from tinyzo.errors import InputError
 
 __all__ = [
     "ACCENTS",
