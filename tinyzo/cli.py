@@ -607,7 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("eval", help="accuracy and loss of an int8 model on a labelled image set")
     s.add_argument("model", help=".tflite or tinyzo .npz model")
-    s.add_argument("--data", required=True, help="dataset: 'digits' (bundled) or a file/folder tinyzo.data.load reads")
+    s.add_argument("--data", required=True, help="dataset: 'digits' or 'speech' (bundled) or a file/folder tinyzo.data.load reads")
     s.add_argument("--split", default="test", help="train, val or test (default test)")
     _add_corruption_arguments(s, "corrupt the images first (see tinyzo.data.corruptions())")
     s.add_argument("--input-range", default="0,1", help="float range pixels [0, 255] map to before quantization")
