@@ -177,6 +177,9 @@ def test_int8_dataset_round_trip(tmp_path):
     assert back.x_train.dtype == np.int8
     assert back.feature_quant == ds.feature_quant and json.loads(back.provenance) == {"seed": 1}
     assert not (tmp_path / "f.npz.tmp").exists()
+    sub = ds.map_images(lambda x: x[:, :10])          # stays int8: quantization and provenance kept
+    assert sub.feature_quant == ds.feature_quant and sub.provenance == ds.provenance
+    assert "features int8[10, 40]" in repr(sub)
 
 
 def test_int8_dataset_refusals():
