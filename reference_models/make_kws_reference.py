@@ -30,7 +30,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 NAME = "kws_dscnn"
 RECIPE = dict(dataset="speech", generate=dict(per_class=400, seed=1, snr_db=[5.0, 30.0]), arch="ds-cnn",
-              size="s", input_shape=(49, 40, 1), epochs=30, batch_size=64, lr=0.05, momentum=0.9,
+              size="s", input_shape=(49, 40, 1), epochs=15, batch_size=64, lr=0.05, momentum=0.9,
               weight_decay=5e-4, warmup_epochs=1, calibration="percentile", percentile=99.99, calib_samples=512,
               seed=0)
 
@@ -136,7 +136,7 @@ def model_card(f: dict) -> str:
 | output | int8 logits (no softmax) |
 | int8 accuracy, unseen voices | **{f['int8_test_accuracy'] * 100:.2f}%** on the {f['n_test']:,} test clips of its generated set; **{f['int8_shipped_test_accuracy'] * 100:.2f}%** on the {f['n_shipped_test']} test clips of the shipped subset (`tinyzo.data.load("speech")`); float model before quantization {f['float_test_accuracy'] * 100:.2f}% |
 | TFLite Micro | {tflm} |
-| produced by | `python reference_models/make_kws_reference.py` (tinyzo {f['tinyzo']}, {f['espeak_ng']}, {f['platform']}, {f['train_seconds']} s of training) |
+| produced by | `tinyzo data speech --out DIR --per-class {r['generate']['per_class']} --seed {r['generate']['seed']}`, then `python reference_models/make_kws_reference.py --data DIR/speech.npz` (without `--data` the script generates the same set itself) (tinyzo {f['tinyzo']}, {f['espeak_ng']}, {f['platform'].strip()}, {f['train_seconds']} s of training on a shared 2-core machine) |
 
 ## Data
 
