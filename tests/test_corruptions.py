@@ -205,7 +205,8 @@ def test_bad_name(digits):
 
 
 @pytest.mark.parametrize("x, match", [
-    (np.zeros((2, 8, 8), np.int8), "dtype int8 not supported"),
+    (np.zeros((2, 8, 8), np.int8), "pre-quantized features"),
+    (np.zeros((2, 8, 8), np.int16), "dtype int16 not supported"),
     (np.zeros((2, 8, 8), np.int32), "dtype int32 not supported"),
     (np.full((2, 8, 8), 1.5, np.float32), r"in \[0, 1\]"),
     (np.full((2, 8, 8), np.nan, np.float32), r"in \[0, 1\]"),

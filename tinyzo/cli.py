@@ -78,7 +78,8 @@ def _cmd_info(args) -> int:
     return 0
 
 
-def _load_images(source: str, split: str):
+def _load_images(source: str, split: str, with_quant: bool = False):
+    """``(x, y)`` of ``split``; with ``with_quant`` also the dataset's ``feature_quant`` (int8 features)."""
     from tinyzo import data
     from tinyzo.errors import InputError
 
@@ -88,7 +89,7 @@ def _load_images(source: str, split: str):
     x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")
     if x is None or len(x) == 0:
         raise InputError(f"{source} has no {split} split")
-    return x, y
+    return (x, y, ds.feature_quant) if with_quant else (x, y)
 
 
 def _parse_input_range(text: str) -> tuple:
@@ -116,10 +117,10 @@ def _cmd_eval(args) -> int:
     if (args.corruption is None) != (args.severity is None):
         raise InputError("--corruption and --severity go together")
     model = tinyzo.load(args.model)
-    x, y = _load_images(args.data, args.split)
+    x, y, fq = _load_images(args.data, args.split, with_quant=True)
     if args.corruption is not None:
         x = data.corrupt(x, args.corruption, args.severity, seed=args.seed)
-    res = evaluate(model, x, y, input_range=(lo, hi))
+    res = evaluate(model, x, y, input_range=(lo, hi), feature_quant=fq, allow_quant_mismatch=args.allow_quant_mismatch)
     res.update(model=args.model, data=args.data, split=args.split, corruption=args.corruption,
                severity=args.severity)
     if args.json:
@@ -131,11 +132,56 @@ def _cmd_eval(args) -> int:
     return 0
 
 
+def _cmd_data_speech(args) -> int:
+    """``tinyzo data speech --out DIR``: synthesize the keyword dataset (tinyzo.audio.synth, docs/audio.md)."""
+    from pathlib import Path
+
+    from tinyzo.audio import synth
+    from tinyzo.data import save
+    from tinyzo.errors import InputError
+    from tinyzo.paths import check_output_dir
+
+    if args.corruption is not None or args.severity is not None:
+        raise InputError("tinyzo data speech synthesizes clean keyword clips: --corruption/--severity do not apply")
+    synth.espeak_path()  # the one-line install hint, before anything is written
+    out = check_output_dir(args.out, "--out")
+    try:
+        lo, hi = (float(v) for v in args.snr_db.split(","))
+    except ValueError:
+        raise InputError(f"--snr-db must be two numbers LO,HI like 5,30, got {args.snr_db!r}") from None
+    accents = synth.ACCENTS if args.voices is None else tuple(v.strip() for v in args.voices.split(","))
+    ds, clips = synth.build_speech_dataset(per_class=args.per_class, seed=args.seed, snr_db=(lo, hi),
+                                           accents=accents, keep_audio=args.keep_audio,
+                                           progress=not args.no_progress)
+    out.mkdir(parents=True, exist_ok=True)
+    path = save(ds, Path(out) / "speech.npz")
+    if clips is not None:
+        for split, arr in clips.items():
+            folder = Path(out) / "audio" / split
+            folder.mkdir(parents=True, exist_ok=True)
+            labels = ds.split(split)[1]
+            for i, (clip, label) in enumerate(zip(arr, labels)):
+                tmp = folder / f"{i:05d}_{ds.classes[label]}.wav.tmp"
+                synth.write_wav(tmp, clip)
+                tmp.replace(tmp.with_suffix(""))
+    sizes = "/".join(str(len(ds.split(s)[1])) for s in ("train", "val", "test"))
+    print(f"wrote {path}: {sizes} train/val/test clips, int8[49, 40] features, {ds.n_classes} classes "
+          f"({', '.join(ds.classes)}), {path.stat().st_size:,} bytes" + (f"; WAVs in {Path(out) / 'audio'}"
+                                                                        if clips is not None else ""))
+    return 0
+
+
 def _cmd_data(args) -> int:
     from tinyzo import data
     from tinyzo.errors import InputError
     from tinyzo.paths import check_output_file
 
+    if args.source == "speech":
+        return _cmd_data_speech(args)
+    given = [f for f, v in (("--per-class", args.per_class != 100), ("--snr-db", args.snr_db != "5,30"),
+                            ("--voices", args.voices), ("--keep-audio", args.keep_audio)) if v]
+    if given:
+        raise InputError(f"{', '.join(given)}: only for `tinyzo data speech` (the synthesized keyword dataset)")
     if (args.corruption is None) != (args.severity is None):
         raise InputError("--corruption and --severity go together")
     check_output_file(args.out, "--out", (".npz",))
@@ -336,7 +382,7 @@ def _cmd_contrib(args) -> int:
                              "(the bundled digits and `tinyzo data digits --out D.npz` have both)")
         if args.corruption is not None:
             x = data.corrupt(x, args.corruption, args.severity, seed=args.seed + k)
-        splits[s] = (images_to_input(model, x), y)
+        splits[s] = (images_to_input(model, x, feature_quant=ds.feature_quant), y)
     try:
         layers = None if args.layers is None else [int(v) for v in args.layers.split(",")]
         k_values = None if args.k_values is None else [int(v) for v in args.k_values.split(",")]
@@ -408,8 +454,8 @@ def _vectors_inputs(source: str, split: str, model):
             if tuple(x.shape[1:]) != tuple(want):
                 raise InputError(f"{source}: x has shape {x.shape}, the model takes (N, {', '.join(map(str, want))})")
             return x, raw.get("y")
-    x, y = _load_images(source, split)
-    return images_to_input(model, x), y
+    x, y, fq = _load_images(source, split, with_quant=True)
+    return images_to_input(model, x, feature_quant=fq), y
 
 
 def _cmd_vectors(args) -> int:
@@ -561,18 +607,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("eval", help="accuracy and loss of an int8 model on a labelled image set")
     s.add_argument("model", help=".tflite or tinyzo .npz model")
-    s.add_argument("--data", required=True, help="dataset: 'digits' (bundled) or a file/folder tinyzo.data.load reads")
+    s.add_argument("--data", required=True, help="dataset: 'digits' or 'speech' (bundled) or a file/folder tinyzo.data.load reads")
     s.add_argument("--split", default="test", help="train, val or test (default test)")
     _add_corruption_arguments(s, "corrupt the images first (see tinyzo.data.corruptions())")
     s.add_argument("--input-range", default="0,1", help="float range pixels [0, 255] map to before quantization")
+    s.add_argument("--allow-quant-mismatch", action="store_true",
+                   help="int8 feature data: accept features whose declared quantization differs from the model "
+                   "input's (docs/data.md)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=_cmd_eval)
 
-    s = sub.add_parser("data", help="write a dataset (optionally corrupted) in the tinyzo dataset format")
-    s.add_argument("source", help="'digits' or a dataset file/folder")
-    s.add_argument("--out", required=True, help="output .npz")
+    s = sub.add_parser("data", help="write a dataset (optionally corrupted) in the tinyzo dataset format; "
+                       "'speech': synthesize the keyword dataset with espeak-ng")
+    s.add_argument("source", help="'digits' or a dataset file/folder; 'speech' synthesizes the keyword-spotting "
+                   "dataset (needs espeak-ng; docs/audio.md)")
+    s.add_argument("--out", required=True, help="output .npz; for speech an output folder (speech.npz, audio/)")
     _add_corruption_arguments(s, "corruption name")
     s.add_argument("--split", default="test", help="which split to corrupt: train, val, test or all (default test)")
+    s.add_argument("--per-class", type=POS1, default=100,
+                   help="speech: training clips per class (val and test: a quarter each) (default 100)")
+    s.add_argument("--snr-db", default="5,30", help="speech: SNR range LO,HI in dB of the words over the noise "
+                   "(default 5,30)")
+    s.add_argument("--voices", help="speech: comma-separated espeak-ng accents (default all of "
+                   "tinyzo.audio.synth.ACCENTS)")
+    s.add_argument("--keep-audio", action="store_true", help="speech: also write the clips as WAV files")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_data)
 
     s = sub.add_parser("train", help="train an int8 model on the device's data (zeroth-order methods)")

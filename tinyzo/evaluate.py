@@ -7,6 +7,10 @@ zero point. The loss is the cross-entropy of the int8 logits as the on-device tr
 (:func:`tinyzo.training.loss.cross_entropy_int8`, float32, on :attr:`tinyzo.Model.loss_tensor`: for a
 model that ends in SOFTMAX, the softmax's input; :func:`tinyzo.training.loss.loss_and_accuracy`). The accuracy is the argmax
 of the int8 output (ties: the lowest index, as ``np.argmax``).
+
+int8 data are *pre-quantized features* (e.g. :func:`tinyzo.audio.features`): they are the model's
+input as they are (:func:`features_to_input`), never scaled; their declared quantization
+(``feature_quant``) must equal the model input's unless ``allow_quant_mismatch`` (docs/data.md).
 """
 
 from __future__ import annotations
@@ -30,19 +34,75 @@ def _check_input_range(input_range) -> tuple:
     return lo, hi
 
 
-def images_to_input(model, x, input_range=(0.0, 1.0)) -> np.ndarray:
+def features_to_input(model, x, feature_quant=None, allow_quant_mismatch: bool = False) -> np.ndarray:
+    """int8 pre-quantized features -> the model's int8 input batch, values unchanged.
+
+    Args:
+        model: a :class:`tinyzo.Model` whose input 0 is int8 of shape (1, *S).
+        x: int8[N, *s] with the same number of values per sample as S. Accepted layouts: s == S;
+            s == S without a trailing 1 (e.g. (49, 40) for a (49, 40, 1) input: a channel axis is
+            added); or S one-dimensional (e.g. micro_speech's (1960,)): each sample is flattened in
+            C order (row-major: frame by frame for (frames, channels) features).
+        feature_quant: ``(scale, zero_point)`` the features are quantized with, or None (not
+            declared: taken to be the model's).
+        allow_quant_mismatch: pass features whose declared quantization differs from the model
+            input's (their integers then mean other real values to the model).
+
+    Returns:
+        int8[N, *S] (a view or copy of ``x``).
+
+    Raises:
+        InputError: the model's input is not int8, the sizes or layouts differ, or the declared
+            quantization differs (scale compared as float32, zero point exactly) and
+            ``allow_quant_mismatch`` is false.
+    """
+    from tinyzo.data.datasets import check_feature_quant
+
+    t = model.tensors[model.inputs[0]]
+    if not isinstance(x, np.ndarray) or x.dtype != np.int8:
+        raise InputError(f"features must be an int8 numpy array, got {getattr(x, 'dtype', type(x).__name__)}")
+    if t.dtype != np.int8:
+        raise InputError(f"int8 pre-quantized features need a model with an int8 input; this model's input is "
+                         f"{t.dtype}")
+    want, got = tuple(t.shape[1:]), tuple(x.shape[1:])
+    if got == want:
+        out = x
+    elif got + (1,) == want or (len(want) == 1 and int(np.prod(got)) == want[0]):
+        out = x.reshape((len(x),) + want)
+    else:
+        raise InputError(f"int8 features of shape {got} do not fit the model input {want}: features are not resized; "
+                         "give features of the input's shape (or the same values without its trailing 1, or a "
+                         "1-D input of the same size)")
+    fq = check_feature_quant(feature_quant)
+    if fq is not None and not allow_quant_mismatch:
+        mq = None if t.quant is None or t.quant.per_channel else (float(np.float32(t.quant.scale[0])),
+                                                                  int(t.quant.zero_point[0]))
+        if mq != fq:
+            raise InputError(f"the features are quantized with scale {fq[0]:.9g}, zero point {fq[1]}, the model's "
+                             f"input with {'none' if mq is None else f'scale {mq[0]:.9g}, zero point {mq[1]}'}: "
+                             "the same integers would mean other values; requantize the features, or opt in with "
+                             "allow_quant_mismatch=True (CLI: --allow-quant-mismatch)")
+    return np.ascontiguousarray(out)
+
+
+def images_to_input(model, x, input_range=(0.0, 1.0), *, feature_quant=None,
+                    allow_quant_mismatch: bool = False) -> np.ndarray:
     """Images -> the model's int8 (or float, for a float-interface model) input batch.
 
     Args:
         model: a :class:`tinyzo.Model` with one input of shape (1, H, W, C).
-        x: uint8[N, h, w(, c)] in [0, 255] or float[N, h, w(, c)] in [0, 1].
+        x: uint8[N, h, w(, c)] in [0, 255] or float[N, h, w(, c)] in [0, 1]; or int8
+            pre-quantized features, passed to :func:`features_to_input` (``input_range`` unused).
         input_range: the float range the pixel range [0, 255] maps to before quantization: two
             finite numbers lo < hi.
+        feature_quant, allow_quant_mismatch: for int8 features, as :func:`features_to_input`.
 
     Returns:
         int8[N, H, W, C] quantized with the model's input parameters.
     """
-
+    if isinstance(x, np.ndarray) and x.dtype == np.int8:
+        _check_input_range(input_range)
+        return features_to_input(model, x, feature_quant, allow_quant_mismatch)
     t = model.tensors[model.inputs[0]]
     if len(t.shape) != 4:
         raise InputError(f"the model's input is {t.shape}; image evaluation needs an (N, H, W, C) input")
@@ -55,13 +115,15 @@ def images_to_input(model, x, input_range=(0.0, 1.0)) -> np.ndarray:
         check_float_pixels(x)
         xf = x.astype(np.float32)
     else:
-        raise InputError(f"images must be uint8 in [0, 255] or float in [0, 1], got {x.dtype}")
+        raise InputError(f"images must be uint8 in [0, 255] or float in [0, 1] (or int8 pre-quantized features), "
+                         f"got {x.dtype}")
     xf = fit_to_model(xf, tuple(t.shape[1:]))
     xf = (np.float32(lo) + xf * np.float32(hi - lo)).astype(np.float32)
     return model.quantize_input(xf)
 
 
-def evaluate(model, x, y, *, batch_size: int = 256, input_range=(0.0, 1.0)) -> dict:
+def evaluate(model, x, y, *, batch_size: int = 256, input_range=(0.0, 1.0), feature_quant=None,
+             allow_quant_mismatch: bool = False) -> dict:
     """Accuracy and mean cross-entropy of ``model`` on images ``x`` with integer labels ``y``.
 
     Args:
@@ -71,6 +133,7 @@ def evaluate(model, x, y, *, batch_size: int = 256, input_range=(0.0, 1.0)) -> d
         y: int labels (N,), each in [0, number of outputs - 1].
         batch_size: images per model call, an integer >= 1 (memory, not results, depends on it).
         input_range: as :func:`images_to_input`.
+        feature_quant, allow_quant_mismatch: for int8 features, as :func:`features_to_input`.
 
     Returns ``{"accuracy": float in [0, 1], "loss": float, "n": int, "correct": int}``.
     """
@@ -93,7 +156,9 @@ def evaluate(model, x, y, *, batch_size: int = 256, input_range=(0.0, 1.0)) -> d
 
     correct, loss_sum = 0, 0.0
     for s in range(0, len(x), batch_size):
-        r = loss_and_accuracy(model, images_to_input(model, x[s : s + batch_size], input_range), y[s : s + batch_size])
+        r = loss_and_accuracy(model, images_to_input(model, x[s : s + batch_size], input_range,
+                                                     feature_quant=feature_quant,
+                                                     allow_quant_mismatch=allow_quant_mismatch), y[s : s + batch_size])
         correct += r["correct"]
         loss_sum += r["loss"] * r["n"]
     n = len(x)

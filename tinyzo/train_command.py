@@ -12,7 +12,10 @@ __all__ = ["add_train_arguments", "parse_layers", "parse_method", "train_run"]
 def add_train_arguments(s) -> None:
     """Add ``tinyzo train``'s arguments to the argparse (sub)parser ``s``."""
     s.add_argument("model", help=".tflite or tinyzo .npz int8 model")
-    s.add_argument("--data", required=True, help="'digits' or a dataset file/folder")
+    s.add_argument("--data", required=True, help="'digits', 'speech' or a dataset file/folder")
+    s.add_argument("--allow-quant-mismatch", action="store_true",
+                   help="int8 feature data: accept features whose declared quantization differs from the model "
+                   "input's (docs/data.md)")
     s.add_argument("--method", default="zo-rge-weight",
                    help="zo-<rge|spsa|signspsa>-<weight|node|mixed>, bp, or fp32 (the float twin trained with float "
                    "SGD: the baseline of docs/qas_table.md) (default zo-rge-weight)")
@@ -282,12 +285,13 @@ def train_run(args) -> dict:
         splits[s] = (x, y)
     if len(splits["train"][0]) == 0:
         raise InputError(f"{args.data} has no training split")
-    xq = {s: images_to_input(model, x) if len(x) else None for s, (x, _) in splits.items()}
+    fkw = {"feature_quant": ds.feature_quant, "allow_quant_mismatch": args.allow_quant_mismatch}
+    xq = {s: images_to_input(model, x, **fkw) if len(x) else None for s, (x, _) in splits.items()}
     steps_per_epoch = -(-len(xq["train"]) // args.batch_size)
     layers = _parse_layers(args.layers, model)
     if method.family == "fp32":
         return _fp32_run(args, model, ds, splits, xq, layers, steps_per_epoch)
-    before = evaluate(model, *splits["test"]) if len(splits["test"][0]) else None
+    before = evaluate(model, *splits["test"], **fkw) if len(splits["test"][0]) else None
     if args.select is not None:
         from tinyzo.zo.selection import select_layers
 
@@ -320,11 +324,11 @@ def train_run(args) -> dict:
     sram_lean = trainer_memory_report(trainer, lean=True)["peak_sram_bytes"]
     clean = None
     if args.corruption is not None and len(splits["test"][0]):
-        clean = evaluate(model, *ds.split("test"))["accuracy"]
+        clean = evaluate(model, *ds.split("test"), **fkw)["accuracy"]
     history = fit(trainer, model, xq["train"], splits["train"][1], xq["val"],
                   splits["val"][1] if xq["val"] is not None else None, epochs=args.epochs, batch_size=args.batch_size,
                   seed=args.seed, out_dir=out_dir, resume=args.resume, progress=not args.no_progress, title=title)
-    after = evaluate(model, *splits["test"]) if len(splits["test"][0]) else None
+    after = evaluate(model, *splits["test"], **fkw) if len(splits["test"][0]) else None
     if args.out:
         model.save(args.out)
     if before is not None:
@@ -374,7 +378,8 @@ def _fp32_run(args, model, ds, splits, xq, layers, steps_per_epoch) -> dict:
     clean = None
     if args.corruption is not None and test:
         xc, yc = ds.split("test")
-        clean = fp.evaluate(net, params, dequantize_input(model, images_to_input(model, xc)), yc)["accuracy"]
+        clean = fp.evaluate(net, params, dequantize_input(model, images_to_input(
+            model, xc, feature_quant=ds.feature_quant, allow_quant_mismatch=args.allow_quant_mismatch)), yc)["accuracy"]
     ckpt = Path(args.out_dir) / "checkpoint_fp32.npz" if args.out_dir else None
     history = fp.train(net, params, x["train"], splits["train"][1], x["val"],
                        None if x["val"] is None else splits["val"][1], epochs=args.epochs,

@@ -13,6 +13,9 @@ one interpreter; :func:`features` starts every clip from a fresh state.
   trailing samples that do not fill a frame are ignored; fewer than 480 samples are refused.
 * :class:`FrontEnd`: the streaming form (``push`` samples as they arrive, get the completed rows).
 
+Submodules: :mod:`tinyzo.audio.synth` (the espeak-ng keyword dataset, ``tinyzo data speech``) and
+:mod:`tinyzo.audio.noise` (its background noise generators and SNR mixing).
+
 docs/audio.md describes the chain for firmware engineers.
 """
 

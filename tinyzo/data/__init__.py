@@ -1,8 +1,8 @@
-"""tinyzo.data: the bundled digits, loaders for user data, corruptions, resizing.
+"""tinyzo.data: the bundled digits and keyword features, loaders for user data, corruptions, resizing.
 
 Public names::
 
-    load(source, split=None)            "digits", a tinyzo .npz, an MNIST/CIFAR/image-folder directory
+    load(source, split=None)            "digits", "speech", a tinyzo .npz, an MNIST/CIFAR/image-folder directory
     save(dataset, path)                 write the tinyzo dataset format (.npz)
     Dataset                             x_train, y_train, x_val, y_val, x_test, y_test, name, classes
     corrupt(x, name, severity, seed=0)  CIFAR-10-C / MNIST-C style corruptions, severity 1..5

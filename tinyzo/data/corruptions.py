@@ -416,6 +416,9 @@ def corrupt(x: np.ndarray, name: str, severity: int, seed: int = 0) -> np.ndarra
         raise DataError(f"corrupt: seed must be an integer >= 0, got {seed!r}")
     if not isinstance(x, np.ndarray):
         raise DataError(f"corrupt: images must be a numpy array, got {type(x).__name__}")
+    if x.dtype == np.int8:
+        raise DataError("corrupt: int8 data are pre-quantized features (e.g. audio front-end output), not images; "
+                        "image corruptions do not apply to them (corrupt the audio before the front end instead)")
     if x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[3] not in (1, 3)) or min(x.shape[1:3], default=0) < 1:
         raise DataError(f"corrupt: images must have shape (N, H, W) or (N, H, W, C) with C 1 or 3, got {x.shape}")
     if x.dtype == np.uint8:

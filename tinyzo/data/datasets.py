@@ -1,13 +1,16 @@
 """Datasets: the :class:`Dataset` container, the bundled digits, the tinyzo dataset format, resizing.
 
 Images are kept as given: uint8 in [0, 255] or float32 in [0, 1], shape (N, H, W)
-(one channel) or (N, H, W, C). Labels are int64[N], 0 <= label < len(classes).
-See docs/data.md for the format and the rules.
+(one channel) or (N, H, W, C). int8 arrays of the same shapes are *pre-quantized features*
+(e.g. the audio front end's int8[N, 49, 40]): model input as is, never scaled, with an optional
+``feature_quant`` (scale, zero point) that must match the model's input quantization.
+Labels are int64[N], 0 <= label < len(classes). See docs/data.md for the format and the rules.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import zipfile
 from pathlib import Path
 
@@ -20,6 +23,7 @@ __all__ = [
     "SPLITS",
     "DataError",
     "Dataset",
+    "check_feature_quant",
     "check_float_pixels",
     "check_images",
     "check_labels",
@@ -42,21 +46,22 @@ SPLITS = ("train", "val", "test")
 MAX_NPZ_BYTES = 4 << 30
 _FLOAT_DTYPES = (np.float16, np.float32, np.float64)
 _NPZ_REQUIRED = ("x_train", "y_train", "x_test", "y_test")
-_NPZ_OPTIONAL = ("x_val", "y_val", "classes", "name")
+_NPZ_OPTIONAL = ("x_val", "y_val", "classes", "name", "feature_quant", "provenance")
 
 
 def check_images(x, what: str = "images") -> np.ndarray:
-    """Validate an image array and return it (float16/float64 are converted to float32).
+    """Validate an image (or int8 feature) array and return it (float16/float64 are converted to float32).
 
     Args:
         x: uint8[N, H, W] or uint8[N, H, W, C] in [0, 255], or floating point of the
-            same shapes with every value finite and in [0, 1]. N may be 0.
+            same shapes with every value finite and in [0, 1], or int8 of the same shapes
+            (pre-quantized features: any value). N may be 0.
         what: the name used in error messages.
     Returns:
-        ``x`` unchanged if uint8 or float32, else a float32 copy.
+        ``x`` unchanged if uint8, int8 or float32, else a float32 copy.
     Raises:
         DataError: not an array, wrong rank, zero height/width/channels, another
-            dtype (int8, int32, bool, ...), or float values outside [0, 1] or not finite.
+            dtype (int32, bool, ...), or float values outside [0, 1] or not finite.
     """
     if not isinstance(x, np.ndarray):
         raise DataError(f"{what}: expected a numpy array, got {type(x).__name__}")
@@ -64,12 +69,30 @@ def check_images(x, what: str = "images") -> np.ndarray:
         raise DataError(f"{what}: expected shape (N, H, W) or (N, H, W, C), got {x.shape}")
     if min(x.shape[1:]) < 1:
         raise DataError(f"{what}: height, width and channels must be >= 1, got shape {x.shape}")
-    if x.dtype == np.uint8:
+    if x.dtype in (np.uint8, np.int8):
         return x
     if x.dtype.type in _FLOAT_DTYPES:
         check_float_pixels(x, what)
         return x.astype(np.float32, copy=False)
-    raise DataError(f"{what}: dtype {x.dtype} not supported; use uint8 in [0, 255] or float in [0, 1]")
+    raise DataError(f"{what}: dtype {x.dtype} not supported; use uint8 in [0, 255], float in [0, 1] or int8 "
+                    "pre-quantized features")
+
+
+def check_feature_quant(q, what: str = "feature_quant"):
+    """``(scale, zero_point)`` as ``(float, int)`` (scale rounded to float32), or None for None.
+
+    Raises:
+        DataError: not two numbers, scale not finite and > 0, zero point not an integer in [-128, 127].
+    """
+    if q is None:
+        return None
+    try:
+        scale, zp = (float(v) for v in np.asarray(q, dtype=np.float64).reshape(-1))
+    except (TypeError, ValueError):
+        raise DataError(f"{what}: expected (scale, zero_point), got {q!r}") from None
+    if not (np.isfinite(scale) and scale > 0) or zp != int(zp) or not -128 <= zp <= 127:
+        raise DataError(f"{what}: scale must be finite and > 0 and zero_point an integer in [-128, 127], got {q!r}")
+    return float(np.float32(scale)), int(zp)
 
 
 def check_float_pixels(x: np.ndarray, what: str = "images") -> None:
@@ -130,6 +153,9 @@ class Dataset:
         y_train, y_val, y_test: int64[N] labels, 0 <= label < len(classes).
         name: a short name ("digits", "mnist", the file name, ...).
         classes: class names; ``classes[k]`` names label k.
+        feature_quant: for int8 features only: ``(scale, zero_point)`` the features are quantized
+            with (scale stored as float32), or None (unknown: taken as the model's own).
+        provenance: free text (the speech dataset stores a JSON record), "" if none.
 
     The constructor validates everything (:class:`DataError` on bad input) and
     converts labels to int64 and float images to float32.
@@ -143,6 +169,8 @@ class Dataset:
     y_test: np.ndarray
     name: str = "dataset"
     classes: list = dataclasses.field(default_factory=list)
+    feature_quant: tuple | None = None
+    provenance: str = ""
 
     def __post_init__(self):
         xs = {s: check_images(getattr(self, f"x_{s}"), f"x_{s}") for s in SPLITS}
@@ -162,6 +190,15 @@ class Dataset:
             setattr(self, f"x_{s}", xs[s])
             setattr(self, f"y_{s}", ys[s])
         self.name = str(self.name)
+        self.feature_quant = check_feature_quant(self.feature_quant)
+        if self.feature_quant is not None and self.x_train.dtype != np.int8:
+            raise DataError(f"feature_quant is for int8 features; these images are {self.x_train.dtype}")
+        self.provenance = str(self.provenance)
+
+    @property
+    def is_features(self) -> bool:
+        """True for int8 pre-quantized features (model input as is), False for images."""
+        return self.x_train.dtype == np.int8
 
     @property
     def image_shape(self) -> tuple:
@@ -180,30 +217,45 @@ class Dataset:
         return getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
 
     def map_images(self, fn) -> Dataset:
-        """A new Dataset with ``fn(x)`` applied to the images of every split (labels shared)."""
+        """A new Dataset with ``fn(x)`` applied to the images of every split (labels shared).
+
+        int8 features keep ``feature_quant`` and ``provenance`` only if ``fn`` keeps them int8."""
         parts = {}
         for s in SPLITS:
             x, y = self.split(s)
             parts[f"x_{s}"], parts[f"y_{s}"] = fn(x), y
-        return Dataset(**parts, name=self.name, classes=list(self.classes))
+        keep = self.is_features and all(parts[f"x_{s}"].dtype == np.int8 for s in SPLITS)
+        return Dataset(**parts, name=self.name, classes=list(self.classes),
+                       feature_quant=self.feature_quant if keep else None, provenance=self.provenance if keep else "")
+
+    def _refuse_features(self, what: str) -> None:
+        if self.is_features:
+            raise DataError(f"{what}: {self.name} holds int8 pre-quantized features, not images; they go to the "
+                            "model as they are")
 
     def as_float(self) -> Dataset:
         """A copy with float32 images in [0, 1], NHWC (a channel axis is added to (N, H, W)).
 
-        uint8 values are divided by 255.
+        uint8 values are divided by 255. int8 features are refused (:class:`DataError`).
         """
+        self._refuse_features("as_float")
+
         def to_float(x):
             x = x if x.ndim == 4 else x[..., None]
             return x.astype(np.float32) / 255 if x.dtype == np.uint8 else x.astype(np.float32)
         return self.map_images(to_float)
 
     def as_uint8(self) -> Dataset:
-        """A copy with uint8 images in [0, 255] (floats: round(x * 255), half up); shapes kept."""
+        """A copy with uint8 images in [0, 255] (floats: round(x * 255), half up); shapes kept.
+
+        int8 features are refused (:class:`DataError`)."""
+        self._refuse_features("as_uint8")
         return self.map_images(to_uint8)
 
     def __repr__(self) -> str:
         sizes = "/".join(str(len(getattr(self, f"y_{s}"))) for s in SPLITS)
-        return (f"Dataset({self.name!r}, train/val/test={sizes}, image {self.x_train.dtype}"
+        kind = "features" if self.is_features else "image"
+        return (f"Dataset({self.name!r}, train/val/test={sizes}, {kind} {self.x_train.dtype}"
                 f"{list(self.image_shape)}, {self.n_classes} classes)")
 
 
@@ -259,10 +311,11 @@ def load_npz(path, name: str | None = None) -> Dataset:
 
     * required: ``x_train``, ``y_train``, ``x_test``, ``y_test``;
     * optional: ``x_val`` and ``y_val`` (both or neither), ``classes`` (str[K]),
-      ``name`` (a str scalar).
+      ``name`` (a str scalar), ``feature_quant`` (float64[2]: scale, zero point; int8 features
+      only), ``provenance`` (a str scalar, e.g. JSON).
 
-    Images: uint8 in [0, 255] or float in [0, 1], shape (N, H, W) or (N, H, W, C),
-    the same per-image shape and dtype in every split. Labels: integers, shape (N,).
+    Images: uint8 in [0, 255] or float in [0, 1], or int8 pre-quantized features, shape
+    (N, H, W) or (N, H, W, C), the same per-image shape and dtype in every split. Labels: integers, shape (N,).
     Any other member is refused (it is probably a misspelled key).
 
     Args:
@@ -301,11 +354,18 @@ def load_npz(path, name: str | None = None) -> Dataset:
         if classes.ndim != 1 or classes.dtype.kind not in "U":
             raise DataError(f"{path}: classes must be a 1-D array of str, got {classes.dtype}{list(classes.shape)}")
         classes = [str(c) for c in classes]
+    fq = arrays.pop("feature_quant", None)
+    if fq is not None and (fq.dtype.kind not in "fiu" or fq.shape != (2,)):
+        raise DataError(f"{path}: feature_quant must be 2 numbers (scale, zero_point), got {fq.dtype}{list(fq.shape)}")
+    prov = arrays.pop("provenance", None)
+    if prov is not None and (prov.dtype.kind != "U" or prov.ndim != 0):
+        raise DataError(f"{path}: provenance must be a str scalar, got {prov.dtype}{list(prov.shape)}")
     stored = arrays.pop("name", None)
     if name is None:
         name = str(stored) if stored is not None and stored.dtype.kind == "U" and stored.ndim == 0 else path.stem
     try:
-        return Dataset(**arrays, name=name, classes=classes or [])
+        return Dataset(**arrays, name=name, classes=classes or [], feature_quant=fq,
+                       provenance="" if prov is None else str(prov))
     except DataError as e:
         raise DataError(f"{path}: {e}") from None
 
@@ -314,8 +374,9 @@ def save(dataset: Dataset, path) -> Path:
     """Write ``dataset`` in the tinyzo dataset format (compressed ``.npz``) and return the path.
 
     Every split is written (``x_val``/``y_val`` too, possibly empty), plus ``classes``
-    and ``name``. Labels are stored as uint8 when there are at most 256 classes, else
-    int32. The path is used as given (no suffix is added).
+    and ``name``, and ``feature_quant`` / ``provenance`` when set. Labels are stored as
+    uint8 when there are at most 256 classes, else int32. Written atomically (``<path>.tmp``,
+    then ``os.replace``). The path is used as given (no suffix is added).
     """
     if not isinstance(dataset, Dataset):
         raise DataError(f"save: expected a tinyzo.data.Dataset, got {type(dataset).__name__}")
@@ -327,10 +388,17 @@ def save(dataset: Dataset, path) -> Path:
         arrays[f"x_{s}"], arrays[f"y_{s}"] = x, y.astype(label_dtype)
     arrays["classes"] = np.array(dataset.classes, dtype=str) if dataset.classes else np.zeros(0, dtype="<U1")
     arrays["name"] = np.array(dataset.name, dtype=str)
+    if dataset.feature_quant is not None:
+        arrays["feature_quant"] = np.array(dataset.feature_quant, dtype=np.float64)
+    if dataset.provenance:
+        arrays["provenance"] = np.array(dataset.provenance, dtype=str)
+    tmp = path.with_name(path.name + ".tmp")
     try:
-        with open(path, "wb") as f:
+        with open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
+        os.replace(tmp, path)
     except OSError as e:
+        tmp.unlink(missing_ok=True)
         raise DataError(f"{path}: cannot write ({e})") from None
     return path
 

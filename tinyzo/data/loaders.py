@@ -22,6 +22,7 @@ from tinyzo.data.datasets import SPLITS, DataError, Dataset, fit_to_model, load_
 __all__ = [
     "FASHION_MNIST_CLASSES",
     "NAMES",
+    "SPEECH_PATH",
     "load",
     "load_cifar",
     "load_idx",
@@ -31,7 +32,9 @@ __all__ = [
 ]
 
 #: Names :func:`load` knows besides paths.
-NAMES = ("digits",)
+NAMES = ("digits", "speech")
+#: The shipped keyword-spotting subset (int8[N, 49, 40] audio features; tinyzo/audio/data/SPEECH_PROVENANCE.md).
+SPEECH_PATH = Path(__file__).resolve().parent.parent / "audio" / "data" / "speech_small.npz"
 #: Class names of Fashion-MNIST, label order.
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -404,7 +407,7 @@ def load(source, split: str | None = None, **kwargs):
     """Load a data set by name or path.
 
     Args:
-        source: "digits" (bundled), a ``.npz`` in the tinyzo dataset format, a
+        source: "digits" or "speech" (bundled), a ``.npz`` in the tinyzo dataset format, a
             directory of MNIST IDX files, of CIFAR python batches, or of images per
             class (checked in that order: IDX files, then CIFAR batch names, else images).
         split: None for the whole :class:`Dataset`; "train", "val" or "test" for
@@ -416,7 +419,7 @@ def load(source, split: str | None = None, **kwargs):
     if isinstance(source, Dataset):
         ds = source
     elif isinstance(source, str) and source in NAMES:
-        ds = load_digits()
+        ds = load_digits() if source == "digits" else load_npz(SPEECH_PATH, name="speech")
     elif isinstance(source, (str, os.PathLike)):
         p = Path(source)
         if p.is_dir():
