@@ -335,3 +335,15 @@ def test_a_killed_driver_resumes_without_losing_or_repeating_runs(tmp_path, digi
     kept = {r["key"]: r["finished_at"] for r in rows}
     assert all(kept[k] == f for k, f in before)  # runs recorded before the kill are untouched
     assert json.loads(json.dumps(rows[0]["history"]))[0]["epoch"] == 1
+
+
+def test_bundled_speech_data_name(tmp_path):
+    """``data = "speech"`` names the bundled keyword features, like "digits" (no file is resolved or shipped)."""
+    text = ('[sweep]\nmodel = "reference:digits_cnn"\ndata = "speech"\nseeds = [0]\n'
+            '[methods.bp]\nmethod = "bp"\nlr = 3e-4\n')
+    sw = parse_spec(text, base_dir=tmp_path, name="kws")
+    (run,) = sw.runs
+    assert run.data == "speech" and "data" not in run.files and run.config["data"] == "speech"
+    assert "--data" in run.argv() and run.argv()[run.argv().index("--data") + 1] == "speech"
+    with pytest.raises(SweepSpecError, match="data"):
+        parse_spec(text.replace('"speech"', '"speech2"'), base_dir=tmp_path, name="kws")

@@ -5,7 +5,7 @@ A spec (see docs/sweep.md for a complete example)::
     [sweep]
     name = "zo-vs-bp"                       # label of the sweep (default: the file name)
     model = "../reference_models/digits_cnn.tflite"   # relative to the spec file; or "reference:digits_cnn"
-    data = "digits"                         # 'digits' or a dataset file (relative to the spec file)
+    data = "digits"                         # 'digits', 'speech' (bundled) or a dataset file (relative to the spec file)
     seeds = [0, 1, 2]
 
     [train]                                 # options of every run: `tinyzo train` flags, '-' or '_'
@@ -46,6 +46,7 @@ import shlex
 from pathlib import Path
 
 from tinyzo import reference_models
+from tinyzo.data.loaders import NAMES as BUNDLED_DATA
 from tinyzo.errors import TinyzoError
 from tinyzo.train_command import train_actions
 
@@ -94,7 +95,7 @@ class Run:
         options: ``tinyzo train`` options (``dest`` names, e.g. ``batch_size``) -> value, sorted.
         seed: the run's seed (``--seed``).
         model: the model file (absolute path) or the bundled dataset name for ``data``.
-        data: ``"digits"`` or an absolute dataset path.
+        data: a bundled dataset name (``"digits"``, ``"speech"``: tinyzo.data.NAMES) or an absolute dataset path.
         files: name -> absolute path of every file the run reads (model, data file, scheme).
         config: the hashed configuration (options, seed, method label, file digests).
     """
@@ -219,7 +220,7 @@ def parse_spec(text: str, *, base_dir=".", name: str = "sweep", path: Path | Non
     base = Path(base_dir)
     model = _resolve_file(str(head["model"]), base, "model", f"{where} [sweep] model")
     data = str(head["data"])
-    data_path = None if data == "digits" else _resolve_file(data, base, "data", f"{where} [sweep] data")
+    data_path = None if data in BUNDLED_DATA else _resolve_file(data, base, "data", f"{where} [sweep] data")
     seeds = _as_list(head.get("seeds", [0]))
     if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**31 for s in seeds):
         raise SweepSpecError(f"{where}: [sweep] seeds must be a non-empty list of integers in [0, 2^31), got {seeds!r}")
