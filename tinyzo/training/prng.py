@@ -322,6 +322,14 @@ def sphere_fill(state, out):
 
 
 @njit(cache=True, nogil=True)
+def _scale(out, sigma):
+    """``out *= sigma`` in place (``out`` holds +-1; no-op for sigma 1), widened so every mode agrees."""
+    if sigma != 1:
+        for i in range(out.shape[0]):
+            out[i] = np.int64(out[i]) * np.int64(sigma)
+
+
+@njit(cache=True, nogil=True)
 def perturbation_fill(kind, state, sigma, out):
     """Integer perturbation of code ``kind`` (RADEMACHER, GAUSSIAN or UNIFORM) into ``out`` (int32[n]).
 
@@ -332,9 +340,7 @@ def perturbation_fill(kind, state, sigma, out):
     """
     if kind == RADEMACHER:
         x = rademacher_fill(state, out)
-        if sigma != 1:
-            for i in range(out.shape[0]):
-                out[i] = np.int64(out[i]) * np.int64(sigma)
+        _scale(out, sigma)
         return x
     if kind == GAUSSIAN:
         return gaussian_int_fill(state, sigma, out)
@@ -350,9 +356,7 @@ def perturbation_fill_s8(kind, state, sigma, out):
     """
     if kind == RADEMACHER:
         x = rademacher_s8_fill(state, out)
-        if sigma != 1:
-            for i in range(out.shape[0]):
-                out[i] = np.int64(out[i]) * np.int64(sigma)
+        _scale(out, sigma)
         return x
     return perturbation_fill(kind, state, sigma, out)
 

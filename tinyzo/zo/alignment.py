@@ -20,6 +20,7 @@ import numpy as np
 
 from tinyzo.bp.backward import backward
 from tinyzo.errors import TinyzoError
+from tinyzo.zo.diagnostics import cosine
 from tinyzo.zo.trainer import ZOConfig, ZOTrainer
 
 __all__ = ["AlignmentError", "alignment_markdown", "bp_alignment"]
@@ -27,13 +28,6 @@ __all__ = ["AlignmentError", "alignment_markdown", "bp_alignment"]
 
 class AlignmentError(TinyzoError):
     """Bad arguments to :func:`bp_alignment`."""
-
-
-def _cos(a, b) -> float:
-    a = np.asarray(a, np.float64).reshape(-1)
-    b = np.asarray(b, np.float64).reshape(-1)
-    na, nb = np.linalg.norm(a), np.linalg.norm(b)
-    return float("nan") if na == 0 or nb == 0 else float(a @ b / (na * nb))
 
 
 def bp_alignment(model, xq, y, configs: dict, *, repeats: int = 8) -> list:
@@ -72,10 +66,10 @@ def bp_alignment(model, xq, y, configs: dict, *, repeats: int = 8) -> list:
             for k in tr.layers:
                 est[k].append(grads[f"{k}/w"].astype(np.float64))
         for k in tr.layers:
-            cos = [_cos(g, ref[k][0]) for g in est[k]]
+            cos = [cosine(g, ref[k][0]) for g in est[k]]
             rows.append({"config": name, "layer": k, "cos_mean": float(np.mean(cos)),
                          "cos_sd": float(np.std(cos, ddof=1)),
-                         "cos_of_mean": _cos(np.mean(est[k], axis=0), ref[k][0]), "forward_passes": passes})
+                         "cos_of_mean": cosine(np.mean(est[k], axis=0), ref[k][0]), "forward_passes": passes})
     return rows
 
 

@@ -38,13 +38,13 @@ from tinyzo.training.methods import ESTIMATORS, Method
 from tinyzo.training.methods import TARGETS as METHOD_TARGETS
 from tinyzo.training.prng import (
     MASK_SCALE,
+    bernoulli_fill,
     density_threshold,
     derive_seed,
     kind_code,
     mask_seed,
     perturbation,
     perturbation_fill_s8,
-    sparse_mask,
 )
 from tinyzo.training.trainer import Trainer
 from tinyzo.training.update import IntegerSGD
@@ -235,7 +235,6 @@ class ZOTrainer(Trainer):
                 self._sigma_b[k] = np.maximum(1, np.round(float(lay.s_y) / sb)).astype(np.int64)
         # sparse perturbation: the exact keep probability (threshold / 2**24) divides the estimate
         self._threshold = density_threshold(config.density)
-        self._keep = self._threshold / MASK_SCALE
         # block-coordinate queries: the layer each query perturbs, and each layer's query count
         self._query_layer, self._layer_queries = None, {k: config.queries for k in self.layers}
         if config.block == "layer":
@@ -243,8 +242,6 @@ class ZOTrainer(Trainer):
             self._query_layer = [self.layers[j] for j in query_blocks(config.queries, sizes)]
             self._layer_queries = dict(zip(self.layers, split_queries(config.queries, sizes)))
         # the estimate's normalizations depend on the configuration only: computed once, not per query
-        self._norms = {"w": self._norm(config.sigma), "node": self._norm(config.sigma_node),
-                       **{k: self._norm(sb) for k, sb in self._sigma_b.items()}}
         self._layer_norms = {}
         for k in self.layers:
             m = self._layer_queries[k]
@@ -284,7 +281,9 @@ class ZOTrainer(Trainer):
         """``d`` times the keep mask of the perturbation seeded by ``seed`` (``d`` itself when dense)."""
         if self._threshold == MASK_SCALE:
             return d
-        return d * sparse_mask(mask_seed(seed), d.shape, self.config.density).astype(d.dtype)
+        keep = np.empty(d.size, d.dtype)
+        bernoulli_fill(mask_seed(seed), self._threshold, keep)   # sparse_mask's draws, without re-validating
+        return d * keep.reshape(d.shape)
 
     # ------------------------------------------------------------------ the step, in visible calls
     def directions(self, q: int):
@@ -384,8 +383,8 @@ class ZOTrainer(Trainer):
         per-channel array) over ``queries`` (default: all) queries, divided by the keep probability of a
         sparse perturbation: :func:`tinyzo.zo.estimators.query_norm`."""
         m = self.config.queries if queries is None else queries
-        keep = density_threshold(self.config.density) / MASK_SCALE
-        return query_norm(self.config.estimator, self.config.direction, sigma, m, factor=1.0 / keep)
+        return query_norm(self.config.estimator, self.config.direction, sigma, m,
+                          factor=MASK_SCALE / self._threshold)
 
     def query(self, env, y, base, base_mean, q: int, node_shapes: dict):
         """Query ``q``: its perturbations and projected loss differences.
