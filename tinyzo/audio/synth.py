@@ -14,12 +14,16 @@ A clip (one second, 16 kHz, int16) is made by:
 4. placing it at a uniform random offset in 16,000 samples of zeros;
 5. adding a background (:mod:`tinyzo.audio.noise`: white, pink, brown, hum or babble made of the
    same split's words) at an SNR uniform in ``snr_db`` (whole-clip mean squares);
-6. scaling the mixture to a peak uniform in [-20, -1] dBFS and rounding to int16.
+6. optionally (``mic``), filtering the mixture with a microphone response (:data:`MICROPHONES`);
+7. scaling the mixture to a peak uniform in [-20, -1] dBFS and rounding to int16.
 
-"silence" clips are background only (RMS uniform in [-60, -30] dBFS); "unknown" clips say one of
+"silence" clips are background only (RMS uniform in [-60, -30] dBFS, measured after the microphone
+filter if any); "unknown" clips say one of
 :data:`UNKNOWN_WORDS`. A *speaker* is an (accent, variant) pair; the split is by **variant** (the
 voice timbre): :data:`SPLIT_VARIANTS` names the variants of each split, so every test speaker (and
-every test babble voice) has a timbre never heard in training. Every random choice of clip ``i``
+every test babble voice) has a timbre never heard in training. Besides the English
+:data:`ACCENTS` the reference model is trained on, :data:`FOREIGN_ACCENTS` are espeak-ng voices of
+other languages reading the same English words (an accent shift, :mod:`tinyzo.audio.shifts`). Every random choice of clip ``i``
 of split ``s`` comes from ``numpy.random.default_rng([seed, s, i])``: the dataset is a pure
 function of the seed, the options and the espeak-ng version (recorded in the provenance).
 """
@@ -43,7 +47,9 @@ __all__ = [
     "CLIP_SAMPLES",
     "ESPEAK_MISSING",
     "FEATURE_QUANT",
+    "FOREIGN_ACCENTS",
     "GENERATOR_VERSION",
+    "MICROPHONES",
     "KEYWORDS",
     "SPLIT_VARIANTS",
     "UNKNOWN_WORDS",
@@ -52,6 +58,7 @@ __all__ = [
     "espeak_path",
     "espeak_version",
     "make_clip",
+    "mic_filter",
     "plan_split",
     "resample_to_16k",
     "speakers",
@@ -71,6 +78,13 @@ UNKNOWN_WORDS = ("bed", "bird", "cat", "dog", "house", "tree", "wow", "happy", "
 #: espeak-ng English accents (voices); ``--voices`` picks a subset.
 ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-029", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
            "en-us-nyc")
+#: espeak-ng voices of other languages reading the English words: accents the reference model never
+#: heard (German, French, Spanish, Italian, Vietnamese, Japanese, Mandarin, Arabic rules of reading).
+FOREIGN_ACCENTS = ("de", "fr-fr", "es", "it", "vi", "ja", "cmn", "ar")
+#: Microphone responses ``mic`` can apply: name -> (Butterworth order, band edges in Hz, filter type),
+#: run by ``scipy.signal.sosfilt`` at 16 kHz. "muffled": a microphone behind a cover or a cheap
+#: capsule losing the highs (low-pass at 1.5 kHz); "telephone": the 300-3400 Hz band.
+MICROPHONES = {"muffled": (4, 1500.0, "lowpass"), "telephone": (4, (300.0, 3400.0), "bandpass")}
 #: espeak-ng voice variants per split. A speaker is (accent, variant); no variant is in two splits.
 SPLIT_VARIANTS = {
     "train": ("m1", "m2", "m4", "m5", "m7", "f1", "f2", "f4", "klatt", "klatt3", "Andy", "Annie", "croak",
@@ -196,8 +210,23 @@ def plan_split(split: str, per_class: int, seed: int, accents=ACCENTS) -> list:
     return plan
 
 
-def make_clip(speech, rng: np.random.Generator, snr_range: tuple, pool) -> tuple:
+def mic_filter(name: str) -> np.ndarray:
+    """The second-order sections (float64[n, 6], ``scipy.signal.butter(..., output="sos")``) of
+    microphone response ``name`` (a key of :data:`MICROPHONES`) at 16 kHz."""
+    from scipy.signal import butter
+
+    if name not in MICROPHONES:
+        raise InputError(f"unknown microphone {name!r}; choose from {', '.join(MICROPHONES)}")
+    order, edges, kind = MICROPHONES[name]
+    return butter(order, edges, kind, fs=16000, output="sos")
+
+
+def make_clip(speech, rng: np.random.Generator, snr_range: tuple, pool, mic=None) -> tuple:
     """One int16[16000] clip from trimmed 16 kHz ``speech`` (float64, or None for "silence").
+
+    ``mic``: None, or second-order sections (:func:`mic_filter`) applied to the mixture (speech and
+    background, as a microphone hears both) before it is scaled to its level. The random draws are
+    the same with or without it.
 
     Returns ``(clip, info)``: info holds the noise kind, the SNR (dB, None for silence) and the offset.
     """
@@ -206,6 +235,9 @@ def make_clip(speech, rng: np.random.Generator, snr_range: tuple, pool) -> tuple
     noise = make_noise(kind, CLIP_SAMPLES, rng, pool)
     if speech is None:
         level = 32767 * 10 ** (rng.uniform(*SILENCE_RMS_DBFS) / 20)
+        if mic is not None:
+            noise = _filtered(noise, mic)
+            noise = noise / max(np.sqrt(np.mean(noise * noise)), 1e-12)
         x, snr, off = noise * level, None, 0
     else:
         s = np.asarray(speech, dtype=np.float64)[:CLIP_SAMPLES]
@@ -214,9 +246,17 @@ def make_clip(speech, rng: np.random.Generator, snr_range: tuple, pool) -> tuple
         placed[off:off + len(s)] = s
         snr = float(rng.uniform(*snr_range))
         x, _ = mix(placed, noise, snr)
+        if mic is not None:
+            x = _filtered(x, mic)
         x = x * (32767 * 10 ** (rng.uniform(*PEAK_DBFS) / 20) / np.max(np.abs(x)))
     clip = np.clip(np.rint(x), -32768, 32767).astype(np.int16)
     return clip, {"noise": kind, "snr_db": snr, "offset": off}
+
+
+def _filtered(x: np.ndarray, sos: np.ndarray) -> np.ndarray:
+    from scipy.signal import sosfilt
+
+    return sosfilt(sos, x)
 
 
 def _check_options(per_class, seed, snr_db, accents) -> tuple:
@@ -231,24 +271,29 @@ def _check_options(per_class, seed, snr_db, accents) -> tuple:
     if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi):
         raise InputError(f"snr_db must be two finite numbers lo <= hi, got {snr_db!r}")
     accents = tuple(accents)
-    bad = [a for a in accents if a not in ACCENTS]
+    bad = [a for a in accents if a not in ACCENTS + FOREIGN_ACCENTS]
     if bad or not accents:
-        raise InputError(f"unknown accent(s) {', '.join(bad) or '(none given)'}; choose from {', '.join(ACCENTS)}")
+        raise InputError(f"unknown accent(s) {', '.join(bad) or '(none given)'}; choose from "
+                         f"{', '.join(ACCENTS + FOREIGN_ACCENTS)}")
     return (lo, hi), accents
 
 
 def build_speech_dataset(per_class: int = 100, seed: int = 0, snr_db=(5.0, 30.0), accents=ACCENTS,
-                         val_test_per_class: int | None = None, keep_audio: bool = False, progress: bool = True):
+                         val_test_per_class: int | None = None, keep_audio: bool = False, progress: bool = True,
+                         mic: str | None = None, name: str = "speech"):
     """Synthesize the keyword dataset and compute its features.
 
     Args:
         per_class: training clips per class (12 classes).
         seed: integer >= 0; everything is drawn from it.
         snr_db: (lo, hi) dB, the SNR range of the speech clips.
-        accents: espeak-ng accents to use (a subset of :data:`ACCENTS`).
-        val_test_per_class: clips per class in val and in test (default ``max(1, per_class // 4)``).
+        accents: espeak-ng accents to use (from :data:`ACCENTS` and :data:`FOREIGN_ACCENTS`).
+        val_test_per_class: clips per class in val and in test (default ``max(1, per_class // 4)``),
+            or a (val, test) pair.
         keep_audio: also return the int16 clips.
         progress: show a progress bar (:func:`tinyzo.progress.outer_bar`).
+        mic: None, or a microphone response of :data:`MICROPHONES` applied to every clip.
+        name: the dataset's name.
 
     Returns:
         ``(dataset, audio)``: a :class:`tinyzo.data.Dataset` with int8[N, 49, 40] features,
@@ -263,9 +308,17 @@ def build_speech_dataset(per_class: int = 100, seed: int = 0, snr_db=(5.0, 30.0)
     from tinyzo.progress import outer_bar
 
     snr_range, accents = _check_options(per_class, seed, snr_db, accents)
+    sos = None if mic is None else mic_filter(mic)
     version = espeak_version()
-    nvt = max(1, per_class // 4) if val_test_per_class is None else int(val_test_per_class)
-    counts = {"train": int(per_class), "val": nvt, "test": nvt}
+    if val_test_per_class is None:
+        nv = nt = max(1, per_class // 4)
+    elif isinstance(val_test_per_class, (tuple, list)):
+        nv, nt = (int(v) for v in val_test_per_class)
+    else:
+        nv = nt = int(val_test_per_class)
+    if nv < 1 or nt < 1:
+        raise InputError(f"val/test clips per class must be >= 1, got {val_test_per_class!r}")
+    counts = {"train": int(per_class), "val": nv, "test": nt}
     plans = {s: plan_split(s, counts[s], seed, accents) for s in counts}
     total = sum(len(p) for p in plans.values())
     parts, clips_out, meta = {}, {}, {}
@@ -289,7 +342,7 @@ def build_speech_dataset(per_class: int = 100, seed: int = 0, snr_db=(5.0, 30.0)
             for i, (c, w) in enumerate(zip(plan, speech)):
                 rng = np.random.default_rng([seed, _SPLIT_INDEX[s], i, 7])
                 others = [p for p in pool if p is not w] or pool
-                clips[i], inf = make_clip(w if w is None or len(w) else None, rng, snr_range, others)
+                clips[i], inf = make_clip(w if w is None or len(w) else None, rng, snr_range, others, mic=sos)
                 info.append(inf)
                 bar.update(1)
             parts[f"x_{s}"] = audio.features(clips)
@@ -308,7 +361,12 @@ def build_speech_dataset(per_class: int = 100, seed: int = 0, snr_db=(5.0, 30.0)
         "features": "tinyzo.audio.features (TFLM audio_preprocessor_int8.tflite), int8[49, 40] per clip",
         "clips": meta,
     }
-    ds = Dataset(**parts, name="speech", classes=list(CLASSES), feature_quant=FEATURE_QUANT,
+    if name != "speech":
+        provenance["dataset"] = name
+    if mic is not None:
+        order, edges, kind = MICROPHONES[mic]
+        provenance["mic"] = {"name": mic, "butterworth_order": order, "edges_hz": edges, "type": kind}
+    ds = Dataset(**parts, name=name, classes=list(CLASSES), feature_quant=FEATURE_QUANT,
                  provenance=json.dumps(provenance, sort_keys=True))
     return ds, (clips_out if keep_audio else None)
 

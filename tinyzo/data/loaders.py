@@ -32,9 +32,11 @@ __all__ = [
 ]
 
 #: Names :func:`load` knows besides paths.
-NAMES = ("digits", "speech")
+NAMES = ("digits", "speech", "speech-accent", "speech-noise", "speech-mic")
 #: The shipped keyword-spotting subset (int8[N, 49, 40] audio features; tinyzo/audio/data/SPEECH_PROVENANCE.md).
 SPEECH_PATH = Path(__file__).resolve().parent.parent / "audio" / "data" / "speech_small.npz"
+#: The shipped adaptation sets of the keyword spotter's domain shifts (tinyzo.audio.shifts), by name.
+SHIFT_PATHS = {f"speech-{n}": SPEECH_PATH.with_name(f"speech_shift_{n}.npz") for n in ("accent", "noise", "mic")}
 #: Class names of Fashion-MNIST, label order.
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -407,7 +409,8 @@ def load(source, split: str | None = None, **kwargs):
     """Load a data set by name or path.
 
     Args:
-        source: "digits" or "speech" (bundled), a ``.npz`` in the tinyzo dataset format, a
+        source: "digits", "speech" or a keyword-spotting shift ("speech-accent", "speech-noise",
+            "speech-mic"; :mod:`tinyzo.audio.shifts`) (bundled), a ``.npz`` in the tinyzo dataset format, a
             directory of MNIST IDX files, of CIFAR python batches, or of images per
             class (checked in that order: IDX files, then CIFAR batch names, else images).
         split: None for the whole :class:`Dataset`; "train", "val" or "test" for
@@ -419,7 +422,12 @@ def load(source, split: str | None = None, **kwargs):
     if isinstance(source, Dataset):
         ds = source
     elif isinstance(source, str) and source in NAMES:
-        ds = load_digits() if source == "digits" else load_npz(SPEECH_PATH, name="speech")
+        if source == "digits":
+            ds = load_digits()
+        elif source == "speech":
+            ds = load_npz(SPEECH_PATH, name="speech")
+        else:
+            ds = load_npz(SHIFT_PATHS[source], name=source)
     elif isinstance(source, (str, os.PathLike)):
         p = Path(source)
         if p.is_dir():
