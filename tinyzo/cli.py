@@ -150,11 +150,23 @@ def _cmd_data_speech(args) -> int:
     except ValueError:
         raise InputError(f"--snr-db must be two numbers LO,HI like 5,30, got {args.snr_db!r}") from None
     accents = synth.ACCENTS if args.voices is None else tuple(v.strip() for v in args.voices.split(","))
-    ds, clips = synth.build_speech_dataset(per_class=args.per_class, seed=args.seed, snr_db=(lo, hi),
-                                           accents=accents, keep_audio=args.keep_audio,
-                                           progress=not args.no_progress)
+    if args.shift is not None:
+        from tinyzo.audio import shifts
+
+        given = [f for f, v in (("--snr-db", args.snr_db != "5,30"), ("--voices", args.voices), ("--mic", args.mic),
+                                ("--seed", args.seed != 0)) if v]
+        if given:
+            raise InputError(f"--shift {args.shift} sets {', '.join(given)} itself (tinyzo.audio.shifts.SHIFTS)")
+        ds, clips = shifts.build_shift_dataset(args.shift, per_class=args.per_class, keep_audio=args.keep_audio,
+                                               progress=not args.no_progress)
+        filename = f"speech-{args.shift}.npz"
+    else:
+        ds, clips = synth.build_speech_dataset(per_class=args.per_class, seed=args.seed, snr_db=(lo, hi),
+                                               accents=accents, keep_audio=args.keep_audio,
+                                               progress=not args.no_progress, mic=args.mic)
+        filename = "speech.npz"
     out.mkdir(parents=True, exist_ok=True)
-    path = save(ds, Path(out) / "speech.npz")
+    path = save(ds, Path(out) / filename)
     if clips is not None:
         for split, arr in clips.items():
             folder = Path(out) / "audio" / split
@@ -179,7 +191,8 @@ def _cmd_data(args) -> int:
     if args.source == "speech":
         return _cmd_data_speech(args)
     given = [f for f, v in (("--per-class", args.per_class != 100), ("--snr-db", args.snr_db != "5,30"),
-                            ("--voices", args.voices), ("--keep-audio", args.keep_audio)) if v]
+                            ("--voices", args.voices), ("--keep-audio", args.keep_audio), ("--mic", args.mic),
+                            ("--shift", args.shift)) if v]
     if given:
         raise InputError(f"{', '.join(given)}: only for `tinyzo data speech` (the synthesized keyword dataset)")
     if (args.corruption is None) != (args.severity is None):
@@ -280,11 +293,17 @@ def _cmd_demo(args) -> int:
     from tinyzo.demo import run_demo
     from tinyzo.paths import check_output_dir
 
+    from tinyzo.errors import InputError
+
     check_output_dir(args.out_dir, "--out-dir")
     methods = args.methods.split(",")
-    run_demo(corruption=args.corruption, severity=args.severity, methods=methods,
-             epochs=1 if args.quick else args.epochs, out_dir=args.out_dir, seed=args.seed,
-             progress=not args.no_progress, budget_kb=args.budget_kb)
+    if args.task == "speech" and (args.corruption is not None or args.severity is not None):
+        raise InputError("--corruption/--severity are for --task digits; the speech task adapts to --shift")
+    if args.task != "speech" and args.shift is not None:
+        raise InputError("--shift is for --task speech (accent, noise or mic)")
+    run_demo(corruption=args.corruption or "motion_blur", severity=5 if args.severity is None else args.severity,
+             methods=methods, epochs=1 if args.quick else args.epochs, out_dir=args.out_dir, seed=args.seed,
+             progress=not args.no_progress, budget_kb=args.budget_kb, task=args.task, shift=args.shift or "noise")
     return 0
 
 
@@ -584,9 +603,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"tinyzo {tinyzo.__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("demo", help="adapt the digits reference model to corrupted data on the device (the main job)")
-    s.add_argument("--corruption", default="motion_blur", help="corruption name (default motion_blur)")
-    s.add_argument("--severity", type=int, default=5, help="1..5 (default 5)")
+    s = sub.add_parser("demo", help="adapt the digits reference model to corrupted data on the device (the main job); "
+                       "--task speech: the keyword spotter to a new accent, noise or microphone")
+    s.add_argument("--task", choices=("digits", "speech"), default="digits",
+                   help="digits: image corruptions (default); speech: keyword spotting under a domain shift")
+    s.add_argument("--corruption", default=None, help="digits: corruption name (default motion_blur)")
+    s.add_argument("--severity", type=int, default=None, help="digits: 1..5 (default 5)")
+    s.add_argument("--shift", default=None, help="speech: accent, noise or mic (default noise; tinyzo.audio.shifts)")
     s.add_argument("--methods", default="zo-rge-node,zo-rge-weight,bp-qas-sgd",
                    help="comma-separated: zo-rge-node, zo-rge-mixed, zo-spsa-node, zo-rge-weight, bp-qas-sgd")
     s.add_argument("--epochs", type=POS1, default=20)
@@ -607,7 +630,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("eval", help="accuracy and loss of an int8 model on a labelled image set")
     s.add_argument("model", help=".tflite or tinyzo .npz model")
-    s.add_argument("--data", required=True, help="dataset: 'digits' or 'speech' (bundled) or a file/folder tinyzo.data.load reads")
+    s.add_argument("--data", required=True, help="dataset: 'digits', 'speech', 'speech-accent/-noise/-mic' (bundled) or a file/folder tinyzo.data.load reads")
     s.add_argument("--split", default="test", help="train, val or test (default test)")
     _add_corruption_arguments(s, "corrupt the images first (see tinyzo.data.corruptions())")
     s.add_argument("--input-range", default="0,1", help="float range pixels [0, 255] map to before quantization")
@@ -629,8 +652,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--snr-db", default="5,30", help="speech: SNR range LO,HI in dB of the words over the noise "
                    "(default 5,30)")
     s.add_argument("--voices", help="speech: comma-separated espeak-ng accents (default all of "
-                   "tinyzo.audio.synth.ACCENTS)")
+                   "tinyzo.audio.synth.ACCENTS; FOREIGN_ACCENTS may be named too)")
     s.add_argument("--keep-audio", action="store_true", help="speech: also write the clips as WAV files")
+    s.add_argument("--mic", choices=("muffled", "telephone"), default=None,
+                   help="speech: filter every clip with this microphone response (tinyzo.audio.synth.MICROPHONES)")
+    s.add_argument("--shift", choices=("accent", "noise", "mic"), default=None,
+                   help="speech: synthesize the adaptation set of this domain shift (tinyzo.audio.shifts; writes "
+                   "speech-<shift>.npz; --per-class 50 gives the shipped sizes)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_data)
 

@@ -9,6 +9,13 @@
    6. save the training curves and a summary plot.
 
 An SRAM budget (``budget_kb``) skips the methods whose training peak does not fit, as a device would have to.
+
+``task="speech"`` (``tinyzo demo --task speech``) tells the same story for keyword spotting: the
+reference keyword spotter (reference_models/kws_dscnn.tflite, 12 classes) meets one of the domain
+shifts of :mod:`tinyzo.audio.shifts` (unseen foreign accents, a loud noise floor, a muffled
+microphone; shipped feature sets), adapts on the shifted training clips and is tested on shifted
+clips of unseen voices. Its learning rates are the keyword spotter's own (:data:`SPEECH_LR`,
+measured with experiments/speech_lr.toml): the digits rates do not transfer.
 """
 
 from __future__ import annotations
@@ -27,11 +34,18 @@ from tinyzo.training.defaults import METHOD_DEFAULTS
 from tinyzo.training.loop import fit, write_history
 from tinyzo.zo.trainer import ZOConfig, ZOTrainer
 
-#: method name -> ZO settings used by the demo (see docs/training_zo.md)
-def _demo_methods() -> dict:
+#: demo tasks: digits (image corruptions) and speech (keyword spotting under a domain shift)
+TASKS = ("digits", "speech")
+#: learning rates of the keyword spotter per method kind: the best validation accuracy of
+#: experiments/speech_lr.toml (speech-noise, seed 0; docs/audio.md)
+SPEECH_LR = {"node": None, "mixed": None, "weight": None, "bp": None}
+
+
+def _demo_methods(lr: dict | None = None) -> dict:
     """The demo's methods with the per-method defaults of ``tinyzo train`` (tinyzo.training.defaults:
-    the demo shows what a run with no optional flag gets)."""
-    d = METHOD_DEFAULTS
+    the digits demo shows what a run with no optional flag gets); ``lr``: method kind -> learning rate
+    replacing the default (the speech task's :data:`SPEECH_LR`)."""
+    d = {k: dict(v, **({"lr": lr[k]} if lr and k in lr else {})) for k, v in METHOD_DEFAULTS.items()}
     return {
         "zo-rge-node": dict(target="node", estimator="rge", last=d["node"]["layers_last"],
                             queries=d["node"]["queries"], lr=d["node"]["lr"]),
@@ -46,27 +60,52 @@ def _demo_methods() -> dict:
     }
 
 
+#: method name -> settings of the digits demo (see docs/training_zo.md)
 DEMO_METHODS = _demo_methods()
+#: the same methods at the keyword spotter's learning rates
+SPEECH_DEMO_METHODS = _demo_methods(SPEECH_LR)
 
 
-def reference_model_path() -> Path:
-    """Path of the digits reference model, shipped with tinyzo as package data.
+def _methods(task: str) -> dict:
+    return SPEECH_DEMO_METHODS if task == "speech" else DEMO_METHODS
 
-    It is the repository's ``reference_models/digits_cnn.tflite``, installed as the package
+
+def reference_model_path(task: str = "digits") -> Path:
+    """Path of the task's reference model (digits: digits_cnn, speech: kws_dscnn), shipped with tinyzo
+    as package data.
+
+    It is the repository's ``reference_models/<name>.tflite``, installed as the package
     ``tinyzo.reference_models`` (editable or not), so the demo runs from any folder.
     """
+    name, script = ("kws_dscnn", "make_kws_reference.py") if task == "speech" else \
+        ("digits_cnn", "make_reference_models.py")
     try:
-        return reference_models.path("digits_cnn")
+        return reference_models.path(name)
     except FileNotFoundError:
-        raise InputError("the digits reference model is missing from this tinyzo installation; reinstall tinyzo "
-                         "(python reference_models/make_reference_models.py regenerates it in a checkout)") from None
+        raise InputError(f"the {task} reference model is missing from this tinyzo installation; reinstall tinyzo "
+                         f"(python reference_models/{script} regenerates it in a checkout)") from None
 
 
-def make_trainer(model, name: str, *, total_steps: int, seed: int = 0):
+def _task_data(task: str, corruption: str, severity: int, shift: str, seed: int) -> dict:
+    """The demo's data: clean test split (x, y), shifted train/val/test splits, and a label of the shift."""
+    if task == "speech":
+        clean, shifted = data.load("speech"), data.load(f"speech-{shift}")
+        return dict(clean=(clean.x_test, clean.y_test), train=shifted.split("train"), val=shifted.split("val"),
+                    test=shifted.split("test"), label=f"{shift} shift", feature_quant=shifted.feature_quant)
+    ds = data.load("digits")
+    return dict(clean=(ds.x_test, ds.y_test),
+                train=(data.corrupt(ds.x_train, corruption, severity, seed=seed), ds.y_train),
+                val=(data.corrupt(ds.x_val, corruption, severity, seed=seed + 1), ds.y_val),
+                test=(data.corrupt(ds.x_test, corruption, severity, seed=seed + 2), ds.y_test),
+                label=f"{corruption}, severity {severity}", feature_quant=None)
+
+
+def make_trainer(model, name: str, *, total_steps: int, seed: int = 0, task: str = "digits"):
     """The trainer of demo method ``name`` on ``model``: a ZOTrainer (layer-wise ZO of the last layers,
     float32 shadow update) or, for ``bp-qas-sgd``, a BPTrainer (last-k scheme, SGD + momentum + QAS,
-    shadow). ``total_steps`` (int >= 1) sets the learning-rate schedule."""
-    opts = dict(DEMO_METHODS[name])
+    shadow). ``total_steps`` (int >= 1) sets the learning-rate schedule; ``task`` (:data:`TASKS`)
+    chooses the learning rates."""
+    opts = dict(_methods(task)[name])
     last = opts.pop("last")
     if opts.pop("bp", False):
         opt = QASOptimizer("sgd", opts["lr"], momentum=opts["momentum"], qas=True, mode="shadow",
@@ -77,7 +116,7 @@ def make_trainer(model, name: str, *, total_steps: int, seed: int = 0):
                      total_steps=total_steps)
 
 
-def training_memory(model, name: str, *, as_run: bool = True) -> dict:
+def training_memory(model, name: str, *, as_run: bool = True, task: str = "digits") -> dict:
     """:func:`tinyzo.memory.trainer_memory_report` of demo method ``name``'s trainer (MCU, batch 1).
 
     ZO methods are planned as layer-wise ZO (the trainer reruns each query from the first trained layer
@@ -85,20 +124,25 @@ def training_memory(model, name: str, *, as_run: bool = True) -> dict:
     last-k scheme, momentum and a shadow copy. ``as_run=False``: the same method with plain SGD and
     per-step rounding (no shadow, no momentum), the leanest way to run it on a device.
     """
-    return trainer_memory_report(make_trainer(model, name, total_steps=1), lean=not as_run)
+    return trainer_memory_report(make_trainer(model, name, total_steps=1, task=task), lean=not as_run)
 
 
 def run_demo(*, corruption: str = "motion_blur", severity: int = 5, methods=("zo-rge-node", "zo-rge-weight", "bp-qas-sgd"),
              epochs: int = 20, out_dir="tinyzo_demo", seed: int = 0, progress: bool = True,
-             budget_kb: float | None = None) -> list:
+             budget_kb: float | None = None, task: str = "digits", shift: str = "noise") -> list:
     """Run the demo; returns one result dict per method and writes plots to ``out_dir``.
 
+    ``task``: "digits" (the digits model adapts to ``corruption`` at ``severity``) or "speech" (the
+    keyword spotter adapts to ``shift``, one of :data:`tinyzo.audio.shifts.SHIFTS`).
     ``budget_kb``: an SRAM budget in KiB (> 0) or None; methods whose training peak exceeds it are not
     run (their row says so). Result dicts: ``method, before, after, clean, recovered, forward_passes,
     backward_passes, seconds, sram_bytes, fits`` (``after`` etc. are None for a skipped method).
     """
     import tinyzo
+    from tinyzo.audio.shifts import SHIFTS
 
+    if task not in TASKS:
+        raise InputError(f"unknown demo task {task!r}; choose from {', '.join(TASKS)}")
     for m in methods:
         if m not in DEMO_METHODS:
             raise InputError(f"unknown demo method {m!r}; choose from {', '.join(DEMO_METHODS)}")
@@ -106,27 +150,30 @@ def run_demo(*, corruption: str = "motion_blur", severity: int = 5, methods=("zo
         raise InputError(f"unknown corruption {corruption!r}; choose from {', '.join(data.corruptions())}")
     if not (isinstance(severity, int) and 1 <= severity <= 5):
         raise InputError(f"severity must be 1..5, got {severity!r}")
+    if shift not in SHIFTS:
+        raise InputError(f"unknown shift {shift!r}; choose from {', '.join(SHIFTS)}")
     if epochs < 1:
         raise InputError(f"epochs must be >= 1, got {epochs}")
     if budget_kb is not None and not (isinstance(budget_kb, (int, float)) and np.isfinite(budget_kb) and budget_kb > 0):
         raise InputError(f"the SRAM budget must be a positive number of KiB, got {budget_kb!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    path = reference_model_path()
-    ds = data.load("digits")
-    clean = evaluate(tinyzo.load(path), ds.x_test, ds.y_test)["accuracy"]
-    x_train = data.corrupt(ds.x_train, corruption, severity, seed=seed)
-    x_val = data.corrupt(ds.x_val, corruption, severity, seed=seed + 1)
-    x_test = data.corrupt(ds.x_test, corruption, severity, seed=seed + 2)
-    print(f"digits reference model: {clean * 100:.2f}% clean int8 test accuracy")
+    path = reference_model_path(task)
+    d = _task_data(task, corruption, severity, shift, seed)
+    fq = d["feature_quant"]
+    clean = evaluate(tinyzo.load(path), *d["clean"], feature_quant=fq)["accuracy"]
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = d["train"], d["val"], d["test"]
+    print(f"{task} reference model ({path.name}): {clean * 100:.2f}% clean int8 test accuracy")
+    if task == "speech":
+        print(f"shift: {SHIFTS[shift][0]}; {len(y_train)} training clips, tested on {len(y_test)} clips of unseen voices")
     results = []
     for name in methods:
         model = tinyzo.load(path)
-        before = evaluate(model, x_test, ds.y_test)["accuracy"]
-        xq_tr = images_to_input(model, x_train)
-        xq_va = images_to_input(model, x_val)
+        before = evaluate(model, x_test, y_test, feature_quant=fq)["accuracy"]
+        xq_tr = images_to_input(model, x_train, feature_quant=fq)
+        xq_va = images_to_input(model, x_val, feature_quant=fq)
         batch = 32
-        trainer = make_trainer(model, name, total_steps=epochs * -(-len(xq_tr) // batch), seed=seed)
+        trainer = make_trainer(model, name, total_steps=epochs * -(-len(xq_tr) // batch), seed=seed, task=task)
         sram = trainer_memory_report(trainer)["peak_sram_bytes"]
         sram_lean = trainer_memory_report(trainer, lean=True)["peak_sram_bytes"]
         if budget_kb is not None and sram > budget_kb * 1024:
@@ -135,15 +182,14 @@ def run_demo(*, corruption: str = "motion_blur", severity: int = 5, methods=("zo
                                 forward_passes=0, backward_passes=0, seconds=0.0, sram_bytes=sram,
                                 sram_lean_bytes=sram_lean, fits=False))
             continue
-        last = DEMO_METHODS[name]["last"]
-        print(f"\n{name}: adapting the last {last} layers to {corruption} (severity {severity}), "
-              f"accuracy before {before * 100:.1f}%")
+        last = _methods(task)[name]["last"]
+        print(f"\n{name}: adapting the last {last} layers to {d['label']}, accuracy before {before * 100:.1f}%")
         t0 = time.perf_counter()
-        hist = fit(trainer, model, xq_tr, ds.y_train, xq_va, ds.y_val, epochs=epochs, batch_size=batch, seed=seed,
+        hist = fit(trainer, model, xq_tr, y_train, xq_va, y_val, epochs=epochs, batch_size=batch, seed=seed,
                    progress=progress)
         seconds = time.perf_counter() - t0
-        after = evaluate(model, x_test, ds.y_test)["accuracy"]
-        write_history(out / name, hist, f"{name}: {corruption} severity {severity}")
+        after = evaluate(model, x_test, y_test, feature_quant=fq)["accuracy"]
+        write_history(out / name, hist, f"{name}: {d['label']}")
         model.save(out / name / "adapted.tflite")
         lost = clean - before
         results.append(dict(method=name, before=before, after=after, clean=clean,
@@ -151,17 +197,17 @@ def run_demo(*, corruption: str = "motion_blur", severity: int = 5, methods=("zo
                             forward_passes=hist[-1]["forward_passes"],
                             backward_passes=int(getattr(trainer, "backward_passes", 0)), seconds=seconds,
                             sram_bytes=sram, sram_lean_bytes=sram_lean, fits=True))
-    table = format_table(results, corruption, severity)
+    table = format_table(results, d["label"])
     print("\n" + table)
     (out / "summary.md").write_text(table + "\n")
-    plot_summary(results, out / "summary.png", corruption, severity)
+    plot_summary(results, out / "summary.png", d["label"])
     print(f"\nplots and adapted models in {out}/ (summary.png, <method>/curves.png, <method>/adapted.tflite)")
     return results
 
 
-def format_table(results: list, corruption: str, severity: int) -> str:
-    """The demo's result table (Markdown)."""
-    lines = [f"| method ({corruption}, severity {severity}) | before | after | lost accuracy recovered | "
+def format_table(results: list, label: str) -> str:
+    """The demo's result table (Markdown); ``label`` names the shift (e.g. "fog severity 5")."""
+    lines = [f"| method ({label}) | before | after | lost accuracy recovered | "
              "forward passes | backward passes | time | training SRAM (MCU, batch 1) | same, lean |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
 
@@ -184,7 +230,7 @@ def format_table(results: list, corruption: str, severity: int) -> str:
     return "\n".join(lines)
 
 
-def plot_summary(results: list, path: Path, corruption: str, severity: int) -> None:
+def plot_summary(results: list, path: Path, label: str) -> None:
     """Bar chart: clean, corrupted (before) and adapted (after) accuracy per method."""
     import matplotlib
 
@@ -196,7 +242,7 @@ def plot_summary(results: list, path: Path, corruption: str, severity: int) -> N
         return
     fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(results), 3.4))
     x = np.arange(len(results))
-    ax.bar(x - 0.2, [100 * r["before"] for r in results], 0.4, label=f"{corruption} {severity}, before")
+    ax.bar(x - 0.2, [100 * r["before"] for r in results], 0.4, label=f"{label}, before")
     ax.bar(x + 0.2, [100 * r["after"] for r in results], 0.4, label="after on-device training")
     ax.axhline(100 * results[0]["clean"], color="k", ls="--", lw=1, label="clean")
     ax.set_xticks(x, [r["method"] for r in results])

@@ -12,7 +12,7 @@ __all__ = ["add_train_arguments", "parse_layers", "parse_method", "train_run"]
 def add_train_arguments(s) -> None:
     """Add ``tinyzo train``'s arguments to the argparse (sub)parser ``s``."""
     s.add_argument("model", help=".tflite or tinyzo .npz int8 model")
-    s.add_argument("--data", required=True, help="'digits', 'speech' or a dataset file/folder")
+    s.add_argument("--data", required=True, help="'digits', 'speech', 'speech-accent', 'speech-noise', 'speech-mic' (bundled) or a dataset file/folder")
     s.add_argument("--allow-quant-mismatch", action="store_true",
                    help="int8 feature data: accept features whose declared quantization differs from the model "
                    "input's (docs/data.md)")
