@@ -14,8 +14,8 @@ An SRAM budget (``budget_kb``) skips the methods whose training peak does not fi
 reference keyword spotter (reference_models/kws_dscnn.tflite, 12 classes) meets one of the domain
 shifts of :mod:`tinyzo.audio.shifts` (unseen foreign accents, a loud noise floor, a muffled
 microphone; shipped feature sets), adapts on the shifted training clips and is tested on shifted
-clips of unseen voices. Its learning rates are the keyword spotter's own (:data:`SPEECH_LR`,
-measured with experiments/speech_lr.toml): the digits rates do not transfer.
+clips of unseen voices. Its learning rates and trained layers are the keyword spotter's own
+(:data:`SPEECH_SETTINGS`, chosen with experiments/speech_lr.toml): the digits defaults do not transfer.
 """
 
 from __future__ import annotations
@@ -36,16 +36,18 @@ from tinyzo.zo.trainer import ZOConfig, ZOTrainer
 
 #: demo tasks: digits (image corruptions) and speech (keyword spotting under a domain shift)
 TASKS = ("digits", "speech")
-#: learning rates of the keyword spotter per method kind: the best validation accuracy of
-#: experiments/speech_lr.toml (speech-noise, seed 0; docs/audio.md)
-SPEECH_LR = {"node": None, "mixed": None, "weight": None, "bp": None}
+#: the keyword spotter's settings per method kind, replacing the digits defaults: the learning rate
+#: and trained layers with the lowest validation loss in experiments/speech_lr.toml (speech-noise,
+#: seed 0; docs/audio.md, "Adapting to a new accent, noise or microphone")
+SPEECH_SETTINGS = {"node": {"layers_last": 1, "lr": 1e-2}, "mixed": {"layers_last": 2, "mixed_split": 1, "lr": 3e-3},
+                   "weight": {"lr": 3e-3}, "bp": {"lr": 3e-4}}
 
 
-def _demo_methods(lr: dict | None = None) -> dict:
+def _demo_methods(overrides: dict | None = None) -> dict:
     """The demo's methods with the per-method defaults of ``tinyzo train`` (tinyzo.training.defaults:
-    the digits demo shows what a run with no optional flag gets); ``lr``: method kind -> learning rate
-    replacing the default (the speech task's :data:`SPEECH_LR`)."""
-    d = {k: dict(v, **({"lr": lr[k]} if lr and k in lr else {})) for k, v in METHOD_DEFAULTS.items()}
+    the digits demo shows what a run with no optional flag gets); ``overrides``: method kind -> options
+    (``lr``, ``layers_last``, ``mixed_split``) replacing the defaults (the speech task's :data:`SPEECH_SETTINGS`)."""
+    d = {k: dict(v, **((overrides or {}).get(k) or {})) for k, v in METHOD_DEFAULTS.items()}
     return {
         "zo-rge-node": dict(target="node", estimator="rge", last=d["node"]["layers_last"],
                             queries=d["node"]["queries"], lr=d["node"]["lr"]),
@@ -63,7 +65,7 @@ def _demo_methods(lr: dict | None = None) -> dict:
 #: method name -> settings of the digits demo (see docs/training_zo.md)
 DEMO_METHODS = _demo_methods()
 #: the same methods at the keyword spotter's learning rates
-SPEECH_DEMO_METHODS = _demo_methods(SPEECH_LR)
+SPEECH_DEMO_METHODS = _demo_methods(SPEECH_SETTINGS)
 
 
 def _methods(task: str) -> dict:
