@@ -20,13 +20,20 @@ from pathlib import Path
 import numpy as np
 
 SHIFTS = ("accent", "noise", "mic")
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+#: the table's and figure's method order (labels of experiments/speech_adapt_*.toml)
+ORDER = ("zo-rge-node", "zo-spsa-node", "zo-signspsa-node", "zo-rge-mixed", "zo-rge-weight", "bp-last1", "bp")
 
 
-def _rows(db_path, sweep):
+def _spec_rows(db_path, spec: Path) -> list:
+    """The finished runs of sweep spec ``spec`` in the database, found by run key (a run another spec
+    already made with the same configuration counts: the sweep driver does not repeat it)."""
     from tinyzo.sweep.db import ResultsDB
+    from tinyzo.sweep.spec import load_spec
 
+    keys = {run.key for run in load_spec(spec).runs}
     with ResultsDB(db_path, create=False) as db:
-        return db.rows(sweep=sweep)
+        return [r for r in db.rows() if r["key"] in keys]
 
 
 def _ms(vals, scale=100.0):
@@ -39,28 +46,39 @@ def _val_mean(row, key: str) -> float:
     return float(np.mean([h[key] for h in row["history"][-5:]]))
 
 
-def lr_grid(db_path) -> str:
-    """Markdown table of the learning-rate grid (the sweeps named ``speech_lr*``): per method label
+def _layers(options: dict) -> str:
+    """The trained layers of a run: its ``layers`` option, or its kind's default (``tinyzo train``)."""
+    from tinyzo.training.defaults import METHOD_DEFAULTS
+
+    if "layers" in options:
+        return options["layers"]
+    method = options["method"]
+    kind = "bp" if method == "bp" else method.rsplit("-", 1)[1]
+    return f"last{METHOD_DEFAULTS[kind]['layers_last']} (default)"
+
+
+def lr_grid(db_path, experiments: Path = EXPERIMENTS) -> str:
+    """Markdown table of the learning-rate grid (the runs of experiments/speech_lr.toml): per method label
     (method and trained layers) and rate, the validation loss and accuracy of the last 5 epochs and the
     test accuracy after; the best rate of each label (lowest validation loss: on 120 validation clips
     one clip is 0.8 points of accuracy, the loss separates the rates better) in bold."""
-    from tinyzo.sweep.db import ResultsDB
-
-    with ResultsDB(db_path, create=False) as db:
-        rows = [r for r in db.rows() if r["sweep"].startswith("speech_lr")]
+    rows = _spec_rows(db_path, Path(experiments) / "speech_lr.toml")
     if not rows:
-        raise SystemExit(f"{db_path}: no finished run of a speech_lr sweep")
+        raise SystemExit(f"{db_path}: no finished run of experiments/speech_lr.toml")
     by = {}
     for r in rows:
         by.setdefault(r["method"], []).append(r)
     lines = ["| method | layers | lr | val loss (last 5 epochs) | val accuracy (last 5 epochs) | test accuracy after |",
              "|---|---|---:|---:|---:|---:|"]
-    for label in sorted(by):
+    if any(r["options"].get("mixed_split") for r in rows):
+        lines[0] = lines[0].replace("| layers |", "| layers (mixed: split) |")
+    for label in sorted(by, key=lambda k: (by[k][0]["options"]["method"], _layers(by[k][0]["options"]))):
         rs = sorted(by[label], key=lambda r: r["options"]["lr"])
         best = min(rs, key=lambda r: _val_mean(r, "val_loss"))
         for r in rs:
             b = "**" if r is best else ""
-            lines.append(f"| {r['options']['method']} | {r['options'].get('layers', 'default')} | "
+            split = f" (split {r['options']['mixed_split']})" if "mixed_split" in r["options"] else ""
+            lines.append(f"| {r['options']['method']} | {_layers(r['options'])}{split} | "
                          f"{r['options']['lr']:g} | {b}{_val_mean(r, 'val_loss'):.3f}{b} | {100 * _val_mean(r, 'val_acc'):.1f}% | "
                          f"{100 * r['after']:.1f}% |")
     return "\n".join(lines)
@@ -77,17 +95,19 @@ def clean_accuracy() -> float:
                     feature_quant=ds.feature_quant)["accuracy"]
 
 
-def results(db_path) -> tuple:
+def results(db_path, experiments: Path = EXPERIMENTS) -> tuple:
     """(markdown table, {shift: {method: [rows]}}) of the adaptation sweeps."""
     clean = clean_accuracy()
     table = {}
     for s in SHIFTS:
-        for r in _rows(db_path, f"speech_adapt_{s}"):
+        rows = _spec_rows(db_path, Path(experiments) / f"speech_adapt_{s}.toml")
+        for r in sorted(rows, key=lambda r: (ORDER.index(r["method"]) if r["method"] in ORDER else len(ORDER),
+                                             r["method"], r["seed"])):
             table.setdefault(s, {}).setdefault(r["method"], []).append(r)
     if not table:
-        raise SystemExit(f"{db_path}: no finished run of the speech_adapt_* sweeps")
-    lines = [f"| shift | method | runs | before | after (mean ± std) | recovered | forward passes | backward passes "
-             f"| SRAM as run | SRAM lean |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        raise SystemExit(f"{db_path}: no finished run of experiments/speech_adapt_*.toml")
+    lines = [("| shift | method | runs | before | after (mean ± std) | recovered | forward passes | backward passes "
+              "| SRAM as run | SRAM lean |"), "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for s, methods in table.items():
         for m, rs in methods.items():
             before = np.array([r["before"] for r in rs])
@@ -155,11 +175,13 @@ def main() -> None:
     p.add_argument("db", help="the sweep database")
     p.add_argument("--lr-grid", action="store_true", help="report the learning-rate grid instead")
     p.add_argument("--figure", help="also save the figure here (PNG)")
+    p.add_argument("--experiments", default=str(EXPERIMENTS), help="the folder of the sweep specs (default: the "
+                   "repository's experiments/)")
     args = p.parse_args()
     if args.lr_grid:
-        print(lr_grid(args.db))
+        print(lr_grid(args.db, args.experiments))
         return
-    md, table, clean = results(args.db)
+    md, table, clean = results(args.db, args.experiments)
     print(md)
     if args.figure:
         print(f"wrote {figure(table, clean, args.figure)}")

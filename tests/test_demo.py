@@ -32,7 +32,7 @@ def test_demo_speech_quick_adapts_the_keyword_spotter_to_the_noise_shift(tmp_pat
         assert before == 68.3, name
         assert after > before, name   # one epoch already wins clips back (measured 69.7% and 71.7%)
     kib = {name: float(row[8].split()[0]) for name, row in rows.items()}
-    assert kib["zo-rge-node"] < 100 < 256 < kib["bp-qas-sgd"]   # measured 66.3 and 570.8 KiB
+    assert kib["zo-rge-node"] < 100 and kib["bp-qas-sgd"] > 256   # measured 66.3 and 570.8 KiB
     assert SPEECH_DEMO_METHODS["zo-rge-node"]["lr"] == 1e-2
     for f in ("summary.png", "summary.md", "zo-rge-node/adapted.tflite", "bp-qas-sgd/curves.png"):
         assert (tmp_path / f).exists(), f

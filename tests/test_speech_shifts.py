@@ -51,10 +51,10 @@ def test_shifts_cost_the_reference_model_accuracy():
 
 
 def test_microphone_responses():
-    w, h = sosfreqz(synth.mic_filter("muffled"), worN=[300.0, 1000.0, 4000.0], fs=16000)
+    _, h = sosfreqz(synth.mic_filter("muffled"), worN=[300.0, 1000.0, 4000.0], fs=16000)
     gain = 20 * np.log10(np.abs(h))
     assert abs(gain[0]) < 0.1 and gain[1] > -1.0 and gain[2] < -40     # low-pass at 1.5 kHz, 4th order
-    w, h = sosfreqz(synth.mic_filter("telephone"), worN=[100.0, 1000.0, 6000.0], fs=16000)
+    _, h = sosfreqz(synth.mic_filter("telephone"), worN=[100.0, 1000.0, 6000.0], fs=16000)
     gain = 20 * np.log10(np.abs(h))
     assert gain[0] < -15 and abs(gain[1]) < 0.5 and gain[2] < -15
     with pytest.raises(InputError, match="unknown microphone 'ribbon'; choose from muffled, telephone"):

@@ -3,7 +3,7 @@
 Each shift is the keyword dataset of :mod:`tinyzo.audio.synth` made with other options; the
 reference model ``reference_models/kws_dscnn.tflite`` was trained on the unshifted one (English
 accents, SNR 5..30 dB, no microphone filter). Measured on 360 unseen-voice test clips per shift
-(docs/audio.md, "Adapting to a new voice, noise or microphone"):
+(docs/audio.md, "Adapting to a new accent, noise or microphone"):
 
 * ``accent``: English words read by espeak-ng voices of eight other languages
   (:data:`tinyzo.audio.synth.FOREIGN_ACCENTS`), clean SNR range;
