@@ -237,8 +237,8 @@ def test_operator_table_is_the_spec_on_every_pair(opcode, q, rounding):
 @pytest.mark.parametrize("rounding", ROUNDINGS)
 @pytest.mark.parametrize("opcode", sorted(KERNELS))
 def test_large_same_shape_call_looks_up_the_kernels_outputs(opcode, rounding):
-    """Above TABLE_MIN_ELEMENTS elements a same-shape int8 call is a table lookup: equal to the kernel's
-    direct result; a small call computes directly (no table is built)."""
+    """Once a same-shape int8 operator's calls add up to more than TABLE_MIN_ELEMENTS elements, its calls
+    are table lookups, equal to the kernel's direct results; before that they compute directly (no table)."""
     from tinyzo.ops.binary import TABLE_MIN_ELEMENTS
 
     rng = np.random.default_rng(5)
@@ -256,6 +256,14 @@ def test_large_same_shape_call_looks_up_the_kernels_outputs(opcode, rounding):
     # the operator itself (the model would split the batch over its threads into smaller calls)
     np.testing.assert_array_equal(prep.compute(x1, x2), run_kernel(opcode, x1, x2, x1.shape, p))
     assert prep._table is not None
+    # small calls of a fresh operator: direct until their elements add up, then looked up
+    m = binary_model(opcode, (1, 32, 32, 8), (1, 32, 32, 8), (1, 32, 32, 8), *q, act, None, rounding)
+    prep = m.prepared[0]
+    calls = TABLE_MIN_ELEMENTS // (32 * 32 * 8)
+    for i in range(calls + 1):
+        x1, x2 = rand_int8(rng, (1, 32, 32, 8)), rand_int8(rng, (1, 32, 32, 8))
+        np.testing.assert_array_equal(prep.compute(x1, x2), run_kernel(opcode, x1, x2, x1.shape, p))
+        assert (prep._table is not None) == (i == calls)
 
 
 def test_ops_refuse_bad_graphs():

@@ -228,6 +228,12 @@ def test_memory_limit_at_prepare_and_per_batch(monkeypatch):
         n += 1
     with pytest.raises(MemoryLimitError, match=f"for {n} sample\\(s\\).*run the batch of {n} in smaller batches"):
         model(np.zeros((n, 32, 32, 1), np.int8))
+    # the largest accepted batch is remembered per limit: under a lower limit even one sample is checked again
+    monkeypatch.setattr(tinyzo.limits, "MAX_BUFFER_BYTES", largest(1) - 1)
+    with pytest.raises(MemoryLimitError, match="for 1 sample"):
+        model(np.zeros((1, 32, 32, 1), np.int8))
+    monkeypatch.setattr(tinyzo.limits, "MAX_BUFFER_BYTES", largest(4))
+    assert model(np.zeros((3, 32, 32, 1), np.int8)).shape == (3, 10)
 
 
 # ------------------------------------------------------------------------------------------- CLI

@@ -297,9 +297,23 @@ class PreparedOp:
 
     def check_buffers(self, n: int = 1) -> None:
         """Raise :class:`tinyzo.errors.MemoryLimitError` if any buffer for a batch of ``n`` exceeds
-        :data:`tinyzo.limits.MAX_BUFFER_BYTES` (checked before anything is allocated)."""
+        :data:`tinyzo.limits.MAX_BUFFER_BYTES` (checked before anything is allocated).
+
+        Every buffer grows with the batch, so a batch no larger than one already accepted under the same
+        limit passes without recomputing the sizes (at batch 1 the check cost more than many kernels);
+        :meth:`forget_buffer_check` starts over after a change of the operator's work arrays.
+        """
+        limit = limits.MAX_BUFFER_BYTES
+        ok = self.__dict__.get("_buffers_ok")
+        if ok is not None and ok[0] == limit and n <= ok[1]:
+            return
         for name, nbytes in self.buffer_bytes(n).items():
             limits.check_buffer(nbytes, f"operator {self.index} ({self.op.opcode}): its {name}", n)
+        self._buffers_ok = (limit, n if ok is None or ok[0] != limit else max(n, ok[1]))
+
+    def forget_buffer_check(self) -> None:
+        """Make the next :meth:`check_buffers` compute the sizes again (call after changing a kernel path)."""
+        self.__dict__.pop("_buffers_ok", None)
 
     def scratch(self, key: str, shape: tuple, dtype) -> np.ndarray:
         """A reusable work array of this operator (contents undefined), one per thread.

@@ -193,6 +193,7 @@ class Conv2D(_ConvBase):
             raise conv_paths.ConvPathError(f"operator {self.index} (CONV_2D) is 16x8, computed along the 'gemm' path "
                                            f"only, not {path!r}")
         self.path = path
+        self.forget_buffer_check()
         self.load_params()
 
     def buffer_bytes(self, n: int) -> dict:
