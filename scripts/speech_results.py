@@ -132,7 +132,7 @@ def figure(table: dict, clean: float, path) -> Path:
 
     shifts = list(table)
     methods = list(dict.fromkeys(m for s in shifts for m in table[s]))
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [1.6, 1]})
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [1.6, 1]})
     w = 0.8 / len(methods)
     for j, m in enumerate(methods):
         xs, mean, std = [], [], []
@@ -143,24 +143,24 @@ def figure(table: dict, clean: float, path) -> Path:
                 xs.append(i - 0.4 + w * (j + 0.5))
                 mean.append(a.mean())
                 std.append(a.std(ddof=1) if a.size > 1 else 0.0)
-        ax.bar(xs, mean, w, yerr=std, capsize=2, label=m)
+        ax.bar(xs, mean, w, yerr=std, capsize=2, label=m, color=f"C{j}")
     for i, s in enumerate(shifts):
         before = 100 * np.mean([r["before"] for rs in table[s].values() for r in rs])
         ax.plot([i - 0.45, i + 0.45], [before, before], "k:", lw=1.5, label="before" if i == 0 else None)
     ax.axhline(100 * clean, color="k", ls="--", lw=1, label="clean (unshifted)")
     ax.set_xticks(range(len(shifts)), shifts)
     ax.set_ylabel("int8 test accuracy after (%)")
-    ax.set_ylim(40, 100)
-    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    ax.set_ylim(60, 95)
+    ax.legend(fontsize=7, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.1))
     ax.set_title("kws_dscnn adapting to a shift (unseen test voices)")
-    for m in methods:
+    for k, m in enumerate(methods):
         rs = [r for s in shifts for r in table[s].get(m, [])]
         gain = 100 * np.mean([r["after"] - r["before"] for r in rs])
         sram = np.mean([r["sram_lean_bytes"] for r in rs]) / 1024
-        bx.scatter(sram, gain, s=40)
-        bx.annotate(m, (sram, gain), fontsize=7, xytext=(4, 2), textcoords="offset points")
+        bx.scatter(sram, gain, s=40, color=f"C{k}", alpha=0.8)
     bx.set_xlabel("training SRAM on the device, lean (KiB, batch 1)")
     bx.set_ylabel("mean accuracy gain over the shifts (points)")
+    bx.set_title("gain vs memory (colours as on the left)", fontsize=10)
     bx.grid(alpha=0.3)
     fig.tight_layout()
     path = Path(path)
