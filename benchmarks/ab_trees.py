@@ -1,0 +1,50 @@
+"""Inference time of two source trees of tinyzo on the same models, for before/after comparisons.
+
+    git worktree add /tmp/before <commit>
+    for i in 1 2; do
+        python benchmarks/ab_trees.py /tmp/before mcunet-in1,ds-cnn
+        python benchmarks/ab_trees.py . mcunet-in1,ds-cnn
+    done
+
+Run it alternately on each tree (the machine is shared and drifts: compare pairs run back to back).
+``TREE`` is put first on ``sys.path``, so its own ``tinyzo`` and ``benchmarks/bench_models.py`` are
+used (the script refuses to run if another tinyzo was imported). Models: the names of
+bench_models.py's ``MODELS``. Per model it prints the best ms per call at batch 1 over the first 22
+calls (as a short benchmark sees them) and over the 100 after, and at batch 32 (best of 8).
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2:
+        raise SystemExit("usage: python benchmarks/ab_trees.py TREE MODEL[,MODEL...]")
+    root = str(Path(argv[0]).resolve())
+    sys.path[:0] = [root, root + "/benchmarks"]
+    import tinyzo
+    from bench_models import MODELS, best_time, load_model
+
+    if not str(Path(tinyzo.__file__).resolve()).startswith(root):
+        raise SystemExit(f"imported {tinyzo.__file__}, not the tree {root}")
+    wanted = argv[1].split(",")
+    unknown = set(wanted) - {m[0] for m in MODELS}
+    if unknown:
+        raise SystemExit(f"unknown model(s) {sorted(unknown)}; choose from {[m[0] for m in MODELS]}")
+    for name, zoo, shape, _ in MODELS:
+        if name not in wanted:
+            continue
+        model = load_model(name, zoo, shape)
+        x32 = np.random.default_rng(0).integers(-128, 128, (32,) + tuple(shape)).astype(np.int8)
+        first = best_time(lambda: model(x32[:1]), 20)
+        steady = best_time(lambda: model(x32[:1]), 100, warmup=0)
+        b32 = best_time(lambda: model(x32), 8)
+        print(f"{name}: batch 1 first 22 calls {first * 1e3:.3f} ms, next 100 {steady * 1e3:.3f} ms; "
+              f"batch 32 {b32 * 1e3:.2f} ms", flush=True)
+
+
+if __name__ == "__main__":
+    main()
