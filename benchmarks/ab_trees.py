@@ -25,8 +25,9 @@ def main(argv=None) -> None:
         raise SystemExit("usage: python benchmarks/ab_trees.py TREE MODEL[,MODEL...]")
     root = str(Path(argv[0]).resolve())
     sys.path[:0] = [root, root + "/benchmarks"]
-    import tinyzo
     from bench_models import MODELS, best_time, load_model
+
+    import tinyzo
 
     if not str(Path(tinyzo.__file__).resolve()).startswith(root):
         raise SystemExit(f"imported {tinyzo.__file__}, not the tree {root}")
@@ -39,9 +40,9 @@ def main(argv=None) -> None:
             continue
         model = load_model(name, zoo, shape)
         x32 = np.random.default_rng(0).integers(-128, 128, (32,) + tuple(shape)).astype(np.int8)
-        first = best_time(lambda: model(x32[:1]), 20)
-        steady = best_time(lambda: model(x32[:1]), 100, warmup=0)
-        b32 = best_time(lambda: model(x32), 8)
+        first = best_time(lambda m=model, x=x32[:1]: m(x), 20)
+        steady = best_time(lambda m=model, x=x32[:1]: m(x), 100, warmup=0)
+        b32 = best_time(lambda m=model, x=x32: m(x), 8)
         print(f"{name}: batch 1 first 22 calls {first * 1e3:.3f} ms, next 100 {steady * 1e3:.3f} ms; "
               f"batch 32 {b32 * 1e3:.2f} ms", flush=True)
 
