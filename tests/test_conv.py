@@ -51,13 +51,14 @@ def _spec_kwargs(model):
 
 
 @st.composite
-def conv_case(draw, depthwise=False):
+def conv_case(draw, depthwise=False, kernel=None):
+    """A random CONV_2D (or DEPTHWISE_CONV_2D) case; ``kernel=(KH, KW)`` fixes the filter size."""
     n = draw(st.integers(1, 2))
     h = draw(st.integers(1, 7))
     w_ = draw(st.integers(1, 7))
     c = draw(st.integers(1, 4))
-    kh = draw(st.integers(1, 3))
-    kw = draw(st.integers(1, 3))
+    kh = draw(st.integers(1, 3)) if kernel is None else kernel[0]
+    kw = draw(st.integers(1, 3)) if kernel is None else kernel[1]
     stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
     padding = draw(st.sampled_from(["SAME", "VALID"]))
@@ -96,8 +97,9 @@ def test_conv2d_matches_spec(case):
 
 
 @settings(max_examples=60, deadline=None)
-@given(conv_case(depthwise=True))
+@given(st.one_of(conv_case(depthwise=True), conv_case(depthwise=True, kernel=(3, 3))))
 def test_depthwise_matches_spec(case):
+    """Random depthwise layers, half of them 3x3 (the kernel's one-pass path), equal the spec and TFLM's loop."""
     x, w, bias, prm, kw = case
     model = conv_model(x.shape, w, bias, *prm, **kw)
     want = spec.depthwise_conv2d_s8(x, w, bias, stride=kw["stride"], dilation=kw["dilation"], padding=kw["padding"],

@@ -87,6 +87,26 @@ def _tap_start(rbase, fx, dil_w, s, c, phase_len):
     return np.uint64(rbase + (col % s) * phase_len + (col // s) * c)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _taps3x3(acc, ctile, wf, xqf, rbase0, drow, dil_w, s, c, phase_len, n_j):
+    """``acc[j] = ctile[j] + sum of the nine taps`` of one output row of a 3x3 depthwise filter, in one
+    pass over the accumulators (rows ``rbase0 + fy * drow`` of the padded input, weights ``wf`` tiled)."""
+    a0 = _tap_start(rbase0, 0, dil_w, s, c, phase_len)
+    a1 = _tap_start(rbase0, 1, dil_w, s, c, phase_len)
+    a2 = _tap_start(rbase0, 2, dil_w, s, c, phase_len)
+    d = np.uint64(drow)
+    b0, b1, b2 = a0 + d, a1 + d, a2 + d
+    c0, c1, c2 = b0 + d, b1 + d, b2 + d
+    for j in range(n_j):
+        t0 = (wf[j] * np.int32(xqf[a0 + j]) + wf[n_j + j] * np.int32(xqf[a1 + j])
+              + wf[2 * n_j + j] * np.int32(xqf[a2 + j]))
+        t1 = (wf[3 * n_j + j] * np.int32(xqf[b0 + j]) + wf[4 * n_j + j] * np.int32(xqf[b1 + j])
+              + wf[5 * n_j + j] * np.int32(xqf[b2 + j]))
+        t2 = (wf[6 * n_j + j] * np.int32(xqf[c0 + j]) + wf[7 * n_j + j] * np.int32(xqf[c1 + j])
+              + wf[8 * n_j + j] * np.int32(xqf[c2 + j]))
+        acc[j] = np.int32(np.int64(ctile[j]) + t0 + t1 + t2)
+
+
 @njit(cache=True, nogil=True)
 def depthwise_conv2d_s8_fast(x, wtile, ctile, rq, stride_h, stride_w, dil_h, dil_w, pad_h, pad_w,
                              depth_multiplier, pad_value, output_offset, act_min, act_max, rounding, xq, out,
@@ -95,7 +115,7 @@ def depthwise_conv2d_s8_fast(x, wtile, ctile, rq, stride_h, stride_w, dil_h, dil
 
     Args:
         x: int8[N,H,W,Cin]; output channels C = Cin * depth_multiplier.
-        wtile: int32[KH,KW,OW*C], the filter tiled along an output row: ``wtile[fy,fx,ox*C+k] = w[0,fy,fx,k]``.
+        wtile: int16 or int32[KH,KW,OW*C], the filter tiled along an output row: ``wtile[fy,fx,ox*C+k] = w[0,fy,fx,k]``.
         ctile: int32[OW*C], tiled ``const[k] = input_offset * sum(w[..., k]) + bias[k]`` (wrapped to int32).
         rq: int32[5, OW*C], the per-channel requantization parameters tiled along a row
             (:func:`tinyzo.kernels.requant.requant_params`).
@@ -108,8 +128,8 @@ def depthwise_conv2d_s8_fast(x, wtile, ctile, rq, stride_h, stride_w, dil_h, dil
     Steps: (1) copy the input into ``xq`` padded with ``pad_value``, each input channel repeated
     ``depth_multiplier`` times and the columns split by phase ``col % stride_w``, so that every
     filter tap reads one contiguous run of OW*C values; (2) per output row, start the int32
-    accumulators at ``const`` and multiply-add the taps, up to three filter columns per pass over
-    the accumulators (a padded position adds ``w * zp``, which ``const`` cancels exactly); (3) requantize the row in one vectorized pass
+    accumulators at ``const`` and multiply-add the taps: a 3x3 filter's nine taps and the constant in one
+    pass, other sizes up to three filter columns per pass over the accumulators (a padded position adds ``w * zp``, which ``const`` cancels exactly); (3) requantize the row in one vectorized pass
     (:func:`tinyzo.kernels.requant.requantize_row_s8`). The int32 sums wrap like C's, and a sum
     modulo 2**32 does not depend on its order, so the result equals the reference loop.
     The loops index flat arrays with unsigned offsets: a signed computed index makes Numba emit a
@@ -168,6 +188,12 @@ def depthwise_conv2d_s8_fast(x, wtile, ctile, rq, stride_h, stride_w, dil_h, dil
                                 xqf[d0 + np.uint64(ic * depth_multiplier + m)] = v
         for oy in range(oy_start, oy_stop):
             # (2) accumulate
+            if kh == 3 and kw == 3:  # the common 3x3 filter: all nine taps and the constant in one pass
+                _taps3x3(acc, ctile, wf, xqf, (oy * stride_h) * row_len, dil_h * row_len, dil_w, s, c, phase_len,
+                         n_j)
+                o0 = (b * oh + oy) * owc
+                requantize_row_s8(acc, rq, output_offset, act_min, act_max, rounding, of[o0:o0 + owc])
+                continue
             for j in range(owc):
                 acc[j] = ctile[j]
             for fy in range(kh):

@@ -345,7 +345,8 @@ class DepthwiseConv2D(_ConvBase):
             self.wt, self.const_tile, self.conv_rq = conv_paths.gemm_operands(
                 w2, self.const, self.multiplier, self.shift, self.rounding, self.block)
             return
-        self.wtile = np.ascontiguousarray(np.tile(self.w[0].astype(np.int32), (1, 1, ow)))
+        # int16 tiles (int8 and INT4 weights fit): half the cache footprint of int32 for the same products
+        self.wtile = np.ascontiguousarray(np.tile(self.w[0].astype(np.int16), (1, 1, ow)))
         self.ctile = np.tile(self.const32, ow)
 
     def compute(self, x):
