@@ -12,8 +12,9 @@ used (the script refuses to run if another tinyzo was imported). Models: the nam
 bench_models.py's ``MODELS``. Per model it prints the best ms per call at batch 1 over the first 22
 calls (as a short benchmark sees them) and over the 100 after, and at batch 32 (best of 8).
 
-``--op OPCODE`` (e.g. DEPTHWISE_CONV_2D) instead sums, at batch 1 and 32, the best time of every
-operator of that kind timed alone on one thread (best of 50 calls at batch 1, 7 at batch 32): a
+``--op KIND`` (an operator kind of bench_models.py's breakdown: DEPTHWISE_CONV_2D, "CONV_2D 1x1",
+"CONV_2D 3x3", ADD, ...) instead sums, at batch 1 and 32, the best time of every operator of that
+kind timed alone on one thread (bench_models.breakdown, best of 50 runs at batch 1, 7 at batch 32): a
 steadier measure of one kernel than whole-model times on a shared machine.
 """
 
@@ -29,14 +30,14 @@ def main(argv=None) -> None:
     if "--op" in argv:
         i = argv.index("--op")
         if i + 1 >= len(argv):
-            raise SystemExit("--op needs an operator code, e.g. DEPTHWISE_CONV_2D")
+            raise SystemExit("--op needs an operator kind, e.g. DEPTHWISE_CONV_2D")
         op = argv[i + 1]
         del argv[i:i + 2]
     if len(argv) != 2:
-        raise SystemExit("usage: python benchmarks/ab_trees.py TREE MODEL[,MODEL...] [--op OPCODE]")
+        raise SystemExit("usage: python benchmarks/ab_trees.py TREE MODEL[,MODEL...] [--op KIND]")
     root = str(Path(argv[0]).resolve())
     sys.path[:0] = [root, root + "/benchmarks"]
-    from bench_models import MODELS, best_time, load_model
+    from bench_models import MODELS, best_time, breakdown, load_model
 
     import tinyzo
 
@@ -52,7 +53,8 @@ def main(argv=None) -> None:
         model = load_model(name, zoo, shape)
         x32 = np.random.default_rng(0).integers(-128, 128, (32,) + tuple(shape)).astype(np.int8)
         if op is not None:
-            print(f"{name}: {op} " + ", ".join(f"batch {b} {op_time(model, x32[:b], op) * 1e3:.3f} ms" for b in (1, 32)),
+            kinds = {b: breakdown(model, x32[:b], repeats=50 if b == 1 else 7) for b in (1, 32)}
+            print(f"{name}: {op} " + ", ".join(f"batch {b} {kinds[b].get(op, 0.0) * 1e3:.3f} ms" for b in (1, 32)),
                   flush=True)
             continue
         first = best_time(lambda m=model, x=x32[:1]: m(x), 20)
@@ -60,30 +62,6 @@ def main(argv=None) -> None:
         b32 = best_time(lambda m=model, x=x32: m(x), 8)
         print(f"{name}: batch 1 first 22 calls {first * 1e3:.3f} ms, next 100 {steady * 1e3:.3f} ms; "
               f"batch 32 {b32 * 1e3:.2f} ms", flush=True)
-
-
-def op_time(model, x, op: str) -> float:
-    """Seconds: the sum over the operators with opcode ``op`` of each one's best time alone, one thread."""
-    import time
-
-    from tinyzo import runtime
-
-    runtime.limit_blas_threads()
-    env = dict(zip(model.inputs, [x]))
-    for p in model.prepared:
-        p.run(env)
-    total = 0.0
-    for p in model.prepared:
-        if p.op.opcode != op:
-            continue
-        args = [env[i] for i in p.runtime_inputs]
-        best = np.inf
-        for _ in range(50 if x.shape[0] == 1 else 7):
-            t0 = time.perf_counter()
-            p.compute(*args)
-            best = min(best, time.perf_counter() - t0)
-        total += best
-    return total
 
 
 if __name__ == "__main__":

@@ -107,6 +107,39 @@ def _taps3x3(acc, ctile, wf, xqf, rbase0, drow, dil_w, s, c, phase_len, n_j):
         acc[j] = np.int32(np.int64(ctile[j]) + t0 + t1 + t2)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _taps_rows(acc, ctile, wf, xqf, rbase0, drow, kh, kw, dil_w, s, c, phase_len, n_j):
+    """``acc[j] = ctile[j] + sum of the KH*KW taps`` of one output row of any depthwise filter: one pass
+    over the accumulators per three filter columns of each filter row (arguments as :func:`_taps3x3`)."""
+    for j in range(n_j):
+        acc[j] = ctile[j]
+    for fy in range(kh):
+        rbase = rbase0 + fy * drow
+        fx = 0
+        while fx < kw:  # up to three taps per pass over the accumulators
+            taps = min(3, kw - fx)
+            x0 = _tap_start(rbase, fx, dil_w, s, c, phase_len)
+            w0 = np.uint64(fy * kw + fx) * n_j
+            if taps == 3:
+                x1 = _tap_start(rbase, fx + 1, dil_w, s, c, phase_len)
+                x2 = _tap_start(rbase, fx + 2, dil_w, s, c, phase_len)
+                w1 = w0 + n_j
+                w2 = w1 + n_j
+                for j in range(n_j):
+                    acc[j] = np.int32(np.int64(acc[j]) + wf[w0 + j] * np.int32(xqf[x0 + j])
+                                      + wf[w1 + j] * np.int32(xqf[x1 + j]) + wf[w2 + j] * np.int32(xqf[x2 + j]))
+            elif taps == 2:
+                x1 = _tap_start(rbase, fx + 1, dil_w, s, c, phase_len)
+                w1 = w0 + n_j
+                for j in range(n_j):
+                    acc[j] = np.int32(np.int64(acc[j]) + wf[w0 + j] * np.int32(xqf[x0 + j])
+                                      + wf[w1 + j] * np.int32(xqf[x1 + j]))
+            else:
+                for j in range(n_j):
+                    acc[j] = np.int32(np.int64(acc[j]) + wf[w0 + j] * np.int32(xqf[x0 + j]))
+            fx += taps
+
+
 @njit(cache=True, nogil=True)
 def depthwise_conv2d_s8_fast(x, wtile, ctile, rq, stride_h, stride_w, dil_h, dil_w, pad_h, pad_w,
                              depth_multiplier, pad_value, output_offset, act_min, act_max, rounding, xq, out,
@@ -139,7 +172,7 @@ def depthwise_conv2d_s8_fast(x, wtile, ctile, rq, stride_h, stride_w, dil_h, dil
     """
     n, h, wd, cin = x.shape
     kh, kw, owc = wtile.shape
-    _, oh, ow, c = out.shape
+    _, oh, _, c = out.shape
     s = stride_w
     wq = xq.shape[2] // c
     phase_len = wq * c  # one phase of one padded row
@@ -191,36 +224,9 @@ def depthwise_conv2d_s8_fast(x, wtile, ctile, rq, stride_h, stride_w, dil_h, dil
             if kh == 3 and kw == 3:  # the common 3x3 filter: all nine taps and the constant in one pass
                 _taps3x3(acc, ctile, wf, xqf, (oy * stride_h) * row_len, dil_h * row_len, dil_w, s, c, phase_len,
                          n_j)
-                o0 = (b * oh + oy) * owc
-                requantize_row_s8(acc, rq, output_offset, act_min, act_max, rounding, of[o0:o0 + owc])
-                continue
-            for j in range(owc):
-                acc[j] = ctile[j]
-            for fy in range(kh):
-                rbase = (oy * stride_h + fy * dil_h) * row_len
-                fx = 0
-                while fx < kw:  # up to three taps per pass over the accumulators
-                    taps = min(3, kw - fx)
-                    x0 = _tap_start(rbase, fx, dil_w, s, c, phase_len)
-                    w0 = np.uint64((fy * kw + fx) * owc)
-                    if taps == 3:
-                        x1 = _tap_start(rbase, fx + 1, dil_w, s, c, phase_len)
-                        x2 = _tap_start(rbase, fx + 2, dil_w, s, c, phase_len)
-                        w1 = w0 + n_j
-                        w2 = w1 + n_j
-                        for j in range(n_j):
-                            acc[j] = np.int32(np.int64(acc[j]) + wf[w0 + j] * np.int32(xqf[x0 + j])
-                                              + wf[w1 + j] * np.int32(xqf[x1 + j]) + wf[w2 + j] * np.int32(xqf[x2 + j]))
-                    elif taps == 2:
-                        x1 = _tap_start(rbase, fx + 1, dil_w, s, c, phase_len)
-                        w1 = w0 + n_j
-                        for j in range(n_j):
-                            acc[j] = np.int32(np.int64(acc[j]) + wf[w0 + j] * np.int32(xqf[x0 + j])
-                                              + wf[w1 + j] * np.int32(xqf[x1 + j]))
-                    else:
-                        for j in range(n_j):
-                            acc[j] = np.int32(np.int64(acc[j]) + wf[w0 + j] * np.int32(xqf[x0 + j]))
-                    fx += taps
+            else:
+                _taps_rows(acc, ctile, wf, xqf, oy * stride_h * row_len, dil_h * row_len, kh, kw, dil_w, s, c,
+                           phase_len, n_j)
             # (3) requantize
             o0 = (b * oh + oy) * owc
             requantize_row_s8(acc, rq, output_offset, act_min, act_max, rounding, of[o0:o0 + owc])

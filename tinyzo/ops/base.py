@@ -304,7 +304,7 @@ class PreparedOp:
         :meth:`forget_buffer_check` starts over after a change of the operator's work arrays.
         """
         limit = limits.MAX_BUFFER_BYTES
-        ok = self.__dict__.get("_buffers_ok")
+        ok = getattr(self, "_buffers_ok", None)
         if ok is not None and ok[0] == limit and n <= ok[1]:
             return
         for name, nbytes in self.buffer_bytes(n).items():
@@ -313,7 +313,7 @@ class PreparedOp:
 
     def forget_buffer_check(self) -> None:
         """Make the next :meth:`check_buffers` compute the sizes again (call after changing a kernel path)."""
-        self.__dict__.pop("_buffers_ok", None)
+        self._buffers_ok = None
 
     def scratch(self, key: str, shape: tuple, dtype) -> np.ndarray:
         """A reusable work array of this operator (contents undefined), one per thread.
