@@ -130,6 +130,25 @@ def test_prop_mean_kernel_equals_spec(m_rows, k, z_in, z_out, s_in, s_out, round
     np.testing.assert_array_equal(out, S.mean_s8(x, [1], False, z_in, mult, sh, z_out, rounding))
 
 
+@PROP
+@given(m_rows=st.integers(1, 4), k=st.integers(1, 300), inner=st.integers(1, 40), z_in=zero_points,
+       z_out=zero_points, s_in=scales, s_out=scales, rounding=st.sampled_from(ROUNDINGS), seed=st.integers(0, 2**32 - 1))
+def test_prop_mean_block_kernel_equals_row_kernel(m_rows, k, inner, z_in, z_out, s_in, s_out, rounding, seed):
+    """The in-place MEAN over the middle axis (adjacent reduced axes) == the row kernel on the transposed copy."""
+    rng = np.random.default_rng(seed)
+    x = rand_int8(rng, (m_rows, k, inner))
+    if rng.integers(0, 2):  # saturated inputs: the largest sums
+        x[:] = rng.choice(np.array([-128, 127], np.int8))
+    mult, sh = quantize_multiplier(float(np.float32(s_in)) / float(np.float32(s_out)), rounding)
+    fm, fs = S.mean_output_multiplier(mult, sh, k)
+    r = 0 if rounding == "double" else 1
+    got = np.empty((m_rows, inner), np.int8)
+    K.mean_block_s8(x, z_in, fm, fs, z_out, r, np.empty(inner, np.int32), got)
+    want = np.empty(m_rows * inner, np.int8)
+    K.mean_s8(np.ascontiguousarray(x.transpose(0, 2, 1)).reshape(-1, k), z_in, fm, fs, z_out, r, want)
+    np.testing.assert_array_equal(got.reshape(-1), want)
+
+
 # ----------------------------------------------------------------------------- ops
 def _pool_model(kind, in_shape, out_shape, q_in, q_out, padding, stride, filt, act="NONE"):
     tensors = [Tensor("x", in_shape, np.int8, qp(*q_in)), Tensor("y", out_shape, np.int8, qp(*q_out))]

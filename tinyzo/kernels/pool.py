@@ -153,3 +153,33 @@ def mean_s8(x, input_zero_point, multiplier, shift, output_zero_point, rounding,
         shifted = wrap_int32(acc - np.int64(input_zero_point) * np.int64(k))
         out[i] = clamp_int8(multiply_by_quantized_multiplier(shifted, multiplier, shift, rounding)
                             + np.int64(output_zero_point))
+
+
+@njit(cache=True, nogil=True)
+def mean_block_s8(x, input_zero_point, multiplier, shift, output_zero_point, rounding, acc, out):
+    """Int8 MEAN over the middle axis of a 3-D view: the same results as :func:`mean_s8`, no transpose.
+
+    When the reduced axes are adjacent (a global average pool: NHWC over H and W), the input is
+    ``x`` int8[M, K, I] without a copy (M the kept axes before, K the reduced elements, I the kept
+    axes after) and ``out[m, i]`` is the MEAN of ``x[m, :, i]``. The I sums of one ``m`` run side by
+    side (a vectorized int32 addition; int32 sums wrap as C's, and a sum modulo 2**32 does not depend
+    on its order), then each is requantized as in :func:`mean_s8`.
+
+    Args:
+        x: int8[M, K, I], C-contiguous, K >= 1.
+        acc: int32[I] scratch.
+        out: int8[M, I], written.
+        Other arguments as :func:`mean_s8`.
+    """
+    m_rows, k, inner = x.shape
+    corr = np.int64(input_zero_point) * np.int64(k)
+    for i in range(m_rows):
+        acc[:] = 0
+        for j in range(k):
+            row = x[i, j]
+            for c in range(inner):
+                acc[c] += np.int32(row[c])
+        for c in range(inner):
+            shifted = wrap_int32(np.int64(acc[c]) - corr)
+            out[i, c] = clamp_int8(multiply_by_quantized_multiplier(shifted, multiplier, shift, rounding)
+                                   + np.int64(output_zero_point))

@@ -22,7 +22,7 @@ import math
 import numpy as np
 
 from tinyzo.errors import ArithmeticContractError
-from tinyzo.kernels.pool import average_pool_s8, average_pool_s16, max_pool_s8, max_pool_s16, mean_s8
+from tinyzo.kernels.pool import average_pool_s8, average_pool_s16, max_pool_s8, max_pool_s16, mean_block_s8, mean_s8
 from tinyzo.ops.base import INT32_MAX, PreparedOp, register
 from tinyzo.ops.int16 import INT16, require_int8_or_int16, require_int16
 from tinyzo.quant import check_multiplier_shift, quantize_multiplier, rounding_code
@@ -178,18 +178,35 @@ class Mean(PreparedOp):
         self.keep_axes = tuple(k for k in range(rank) if k not in self.reduce_axes)
         self._inp, self._out = inp, out
 
+    def _adjacent(self) -> bool:
+        """Whether the reduced axes are adjacent (reduced in place by :func:`mean_block_s8`)."""
+        red = self.reduce_axes
+        return bool(red) and red == tuple(range(red[0], red[-1] + 1))
+
     def buffer_bytes(self, n: int) -> dict:
-        """The transposed input copy and the output for a batch of ``n``."""
+        """The output and, for a batch of ``n``, the transposed input copy (reduced axes apart) or the sums."""
         out = super().buffer_bytes(n)
-        out["transposed input"] = n * math.prod(self._inp.shape[1:])
+        if self._adjacent():
+            out["sums"] = 4 * math.prod(self._inp.shape[self.reduce_axes[-1] + 1:])
+        else:
+            out["transposed input"] = n * math.prod(self._inp.shape[1:])
         return out
 
     def compute(self, x):
         """int8[N, ...] -> int8[N, out_shape[1:]]."""
         x = np.asarray(x, dtype=np.int8)
         n = x.shape[0]
-        xt = np.ascontiguousarray(np.transpose(x, self.keep_axes + self.reduce_axes)).reshape(-1, self.count)
-        flat = np.empty(xt.shape[0], dtype=np.int8)
-        mean_s8(xt, self.input_zero_point, self.multiplier, self.shift, self.output_zero_point, self.rounding, flat)
+        args = (self.input_zero_point, self.multiplier, self.shift, self.output_zero_point, self.rounding)
+        red = self.reduce_axes
+        if self._adjacent():  # e.g. H and W of NHWC: reduced in place, no transpose
+            outer = n * math.prod(x.shape[1:red[0]])
+            inner = math.prod(x.shape[red[-1] + 1:])
+            x3 = np.ascontiguousarray(x).reshape(outer, self.count, inner)
+            flat = np.empty((outer, inner), dtype=np.int8)
+            mean_block_s8(x3, *args, self.scratch("mean_acc", (inner,), np.int32), flat)
+        else:
+            xt = np.ascontiguousarray(np.transpose(x, self.keep_axes + self.reduce_axes)).reshape(-1, self.count)
+            flat = np.empty(xt.shape[0], dtype=np.int8)
+            mean_s8(xt, *args, flat)
         return flat.reshape((n,) + tuple(self._out.shape[1:]))
 
