@@ -248,7 +248,7 @@ def test_local_weight_grad_equals_kernels_with_padding_and_dilation(depthwise):
     zp = -7
     if depthwise:
         gw64, gb64 = np.zeros((kh, kw, o)), np.zeros(o)
-        local_grad.depthwise_weight_grad(dacc.astype(np.float64), x.astype(np.float64) - zp, sh, sw, dh, dw, ph, pw,
+        local_grad.depthwise_weight_grad(dacc, x, zp, sh, sw, dh, dw, ph, pw,
                                          mult, gw64, gb64)
     else:
         cols = np.empty((n * oh * ow, kh * kw * c), np.float32)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from tinyzo.kernels.float_conv import WEIGHT_GRAD, depthwise_taps, patch_copy
+from tinyzo.kernels.float_conv import patch_copy
 
 __all__ = ["depthwise_weight_grad", "im2col_f32", "rows_weight_grad", "rows_weight_grad_range"]
 
@@ -49,60 +49,116 @@ def rows_weight_grad(dacc, cols, gw, gb):
     rows_weight_grad_range(dacc, cols, gw, gb, 0, dacc.shape[1])
 
 
-@njit(cache=True, nogil=True)
+#: rows of ``cols`` per pass of :func:`rows_weight_grad_range` over the weight gradient
+ROW_GROUP = 8
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"})
 def rows_weight_grad_range(dacc, cols, gw, gb, o_lo, o_hi):
     """:func:`rows_weight_grad` for the output channels ``o_lo <= o < o_hi``.
 
-    Products are formed in double (exact); zero terms change nothing (the sums start at +0.0 and never
-    become -0.0), so they may be skipped or added.
+    Eight rows at a time: ``acc = ((acc + d0 * x0) + d1 * x1) + ... + d7 * x7`` is the same sequence of
+    additions as one row at a time (no reassociation), with an eighth of the loads and stores of
+    ``gw``. Every product is exact in double (a float32 times an integer of at most 9 bits), so
+    ``fastmath={"contract"}`` (a fused multiply-add rounds ``acc + d * x`` once, as the separate
+    multiply and add do) changes no bit. Zero terms change nothing (the sums start at +0.0 and
+    never become -0.0), so a group of eight zero ``dacc`` is skipped. Flat arrays and unsigned
+    offsets: a row view per output channel costs atomic reference counting.
     """
-    m_total = dacc.shape[0]
-    k_total = cols.shape[1]
-    xs = np.empty((4, k_total), np.float64)
-    m4 = m_total - m_total % 4
-    # four rows at a time: acc = (((acc + p0) + p1) + p2) + p3 is the same sequence of additions as
-    # one row at a time (no reassociation), with a quarter of the loads and stores of gw
-    for m in range(0, m4, 4):
-        for j in range(4):
-            for k in range(k_total):
-                xs[j, k] = np.float64(cols[m + j, k])
-        x0, x1, x2, x3 = xs[0], xs[1], xs[2], xs[3]
+    m_total, o_total = dacc.shape
+    ku = np.uint64(cols.shape[1])
+    ot = np.uint64(o_total)
+    xs = np.empty(ROW_GROUP * cols.shape[1], np.float64)
+    gwf = gw.reshape(-1)
+    df = dacc.reshape(-1)
+    cf = cols.reshape(-1)
+    m_full = m_total - m_total % ROW_GROUP
+    for m in range(0, m_full, ROW_GROUP):
+        c0 = np.uint64(m) * ku
+        for j in range(np.uint64(ROW_GROUP) * ku):
+            xs[j] = np.float64(cf[c0 + j])
         for o in range(o_lo, o_hi):
-            d0 = np.float64(dacc[m, o])
-            d1 = np.float64(dacc[m + 1, o])
-            d2 = np.float64(dacc[m + 2, o])
-            d3 = np.float64(dacc[m + 3, o])
-            if d0 == 0.0 and d1 == 0.0 and d2 == 0.0 and d3 == 0.0:
+            i0 = np.uint64(m) * ot + np.uint64(o)
+            d0 = np.float64(df[i0])
+            d1 = np.float64(df[i0 + ot])
+            d2 = np.float64(df[i0 + 2 * ot])
+            d3 = np.float64(df[i0 + 3 * ot])
+            d4 = np.float64(df[i0 + 4 * ot])
+            d5 = np.float64(df[i0 + 5 * ot])
+            d6 = np.float64(df[i0 + 6 * ot])
+            d7 = np.float64(df[i0 + 7 * ot])
+            if (d0 == 0.0 and d1 == 0.0 and d2 == 0.0 and d3 == 0.0 and d4 == 0.0 and d5 == 0.0 and d6 == 0.0
+                    and d7 == 0.0):
                 continue
-            gb[o] = (((gb[o] + d0) + d1) + d2) + d3
-            acc = gw[o]
-            for k in range(k_total):
-                acc[k] = (((acc[k] + d0 * x0[k]) + d1 * x1[k]) + d2 * x2[k]) + d3 * x3[k]
-    for m in range(m4, m_total):
-        for k in range(k_total):
-            xs[0, k] = np.float64(cols[m, k])
+            gb[o] = (((((((gb[o] + d0) + d1) + d2) + d3) + d4) + d5) + d6) + d7
+            g0 = np.uint64(o) * ku
+            for k in range(ku):
+                gwf[g0 + k] = (((((((gwf[g0 + k] + d0 * xs[k]) + d1 * xs[ku + k]) + d2 * xs[2 * ku + k])
+                                  + d3 * xs[3 * ku + k]) + d4 * xs[4 * ku + k]) + d5 * xs[5 * ku + k])
+                               + d6 * xs[6 * ku + k]) + d7 * xs[7 * ku + k]
+    for m in range(m_full, m_total):
+        c0 = np.uint64(m) * ku
+        for k in range(ku):
+            xs[k] = np.float64(cf[c0 + k])
         for o in range(o_lo, o_hi):
-            d = np.float64(dacc[m, o])
+            d = np.float64(df[np.uint64(m) * ot + np.uint64(o)])
             if d == 0.0:
                 continue
             gb[o] += d
-            acc = gw[o]
-            for k in range(k_total):
-                acc[k] += d * xs[0, k]
+            g0 = np.uint64(o) * ku
+            for k in range(ku):
+                gwf[g0 + k] += d * xs[k]
 
 
 @njit(cache=True, nogil=True)
-def depthwise_weight_grad(dacc, xf, sh, sw, dh, dw_, ph, pw, mult, gw, gb):
+def depthwise_weight_grad(dacc, x, zp, sh, sw, dh, dw_, ph, pw, mult, gw, gb):
     """Accumulate DEPTHWISE_CONV_2D gradients into float64 ``gw`` [KH, KW, C*M] and ``gb`` [C*M].
 
-    ``dacc``: float64[N, OH, OW, C*M]; ``xf``: float64[N, H, W, C] holding ``x - zp``; output channel
-    ``k = ic * M + m`` reads input channel ``ic``. ``gw``/``gb`` zeroed by the caller. Terms are
-    added in (b, oy, ox) order for every weight; zero terms are included (they change nothing).
-    ``gw`` is the weight-gradient mode of :func:`tinyzo.kernels.float_conv.depthwise_taps` (the same
-    loop as the float depthwise backward), ``gb[k]`` the sum of ``dacc[..., k]`` in C order.
+    Args:
+        dacc: float32[N, OH, OW, C*M], the accumulator gradient.
+        x: int8[N, H, W, C], the layer's input; ``zp`` its zero point (the products use ``x - zp``).
+        sh, sw, dh, dw_: strides and dilations >= 1; ph, pw: leading padding >= 0; mult: depth
+            multiplier M >= 1 (output channel ``k = ic * M + m`` reads input channel ``ic``).
+        gw, gb: float64, zeroed by the caller; all arrays C-contiguous.
+
+    Every weight's terms are added in (b, oy, ox) order; padding taps are skipped (they would add a
+    zero); ``gb[k]`` is the sum of ``dacc[..., k]`` in C order. Flat arrays and unsigned offsets (an
+    array view per tap costs more than its 9-tap arithmetic); ``dacc`` and ``x - zp`` are converted to
+    double in the loop, so no float64 copy of the input is made.
     """
-    depthwise_taps(WEIGHT_GRAD, xf, gw, dacc, sh, sw, dh, dw_, ph, pw, mult)
-    for pixel in np.ndindex(dacc.shape[:3]):
-        dr = dacc[pixel]
-        for k in range(gb.shape[0]):
-            gb[k] += dr[k]
+    n, h, wd, c = x.shape
+    kh, kw, cm = gw.shape
+    _, oh, ow, _ = dacc.shape
+    df = dacc.reshape(-1)
+    xf = x.reshape(-1)
+    gwf = gw.reshape(-1)
+    dr = np.empty(cm, np.float64)
+    z = np.float64(zp)
+    cmu = np.uint64(cm)
+    for b in range(n):
+        for oy in range(oh):
+            for ox in range(ow):
+                d0 = np.uint64(((b * oh + oy) * ow + ox) * cm)
+                for k in range(cmu):
+                    v = np.float64(df[d0 + k])
+                    dr[k] = v
+                    gb[k] += v
+                for fy in range(kh):
+                    iy = oy * sh - ph + fy * dh
+                    if iy < 0 or iy >= h:
+                        continue
+                    for fx in range(kw):
+                        ix = ox * sw - pw + fx * dw_
+                        if ix < 0 or ix >= wd:
+                            continue
+                        x0 = np.uint64(((b * h + iy) * wd + ix) * c)
+                        g0 = np.uint64((fy * kw + fx) * cm)
+                        if mult == 1:
+                            for k in range(cmu):
+                                gwf[g0 + k] += dr[k] * (np.float64(xf[x0 + k]) - z)
+                        else:
+                            for ic in range(c):
+                                xv = np.float64(xf[x0 + np.uint64(ic)]) - z
+                                for m in range(mult):
+                                    k = np.uint64(ic * mult + m)
+                                    gwf[g0 + k] += dr[k] * xv

@@ -89,8 +89,7 @@ def local_backward(model, op_index: int, x, y, g_y):
     if op.opcode == "DEPTHWISE_CONV_2D":
         gw = np.zeros(w_shape[1:], np.float64)
         gb = np.zeros(w_shape[3], np.float64)
-        xf = x.astype(np.float64) - zp_x
-        local_grad.depthwise_weight_grad(d_acc.astype(np.float64), xf, prep.stride_h, prep.stride_w,
+        local_grad.depthwise_weight_grad(np.ascontiguousarray(d_acc), x, zp_x, prep.stride_h, prep.stride_w,
                                          prep.dil_h, prep.dil_w, prep.pad_h, prep.pad_w, prep.depth_multiplier,
                                          gw, gb)
     else:
