@@ -34,6 +34,9 @@ EDGE = st.sampled_from([s.INT32_MIN, s.INT32_MIN + 1, -(1 << 30), -1, 0, 1, 1 <<
 @example([s.INT32_MIN, s.INT32_MAX, -1, 1], s.INT32_MAX, 31, -128, 0, (-128, 127))   # int32 wrap of acc << 31
 @example([s.INT32_MIN, s.INT32_MAX, -(1 << 30)], s.INT32_MAX, -31, 127, 0, (-128, 127))
 @example([s.INT32_MAX, s.INT32_MIN], s.INT32_MAX, 0, -3, 0, (-128, 127))  # r + offset would overflow int32
+@example([s.INT32_MIN, s.INT32_MAX, -1, 0, 1], s.INT32_MAX, -31, 0, 0, (-128, 127))  # one-formula layout extremes
+@example([s.INT32_MIN, -2, -1, 0, 1, s.INT32_MAX], 1 << 30, -1, 0, 0, (-128, 127))  # -2**30 <= acc * m < 0: q = 0
+@example([-(1 << 20) - 1, -(1 << 20), 1 << 20, (1 << 20) + 1], 1 << 30, -20, 0, 1, (-128, 127))  # ties, single
 def test_requantize_row_equals_scalar_primitive(acc, mult, shift, offset, rounding, clamp):
     if rounding == 1:
         shift = min(shift, 30)
@@ -54,10 +57,25 @@ def test_requant_params_tiles_and_pads():
     m = np.array([1 << 30, 1 << 29, 123], dtype=np.int32)
     sh = np.array([-1, 0, 2], dtype=np.int32)
     base = requant_params(m, sh, 0)
+    assert base.shape == (5, 3)  # a positive shift: the general layout
     np.testing.assert_array_equal(requant_params(m, sh, 0, 9), np.tile(base, (1, 3)))
     padded = requant_params(m, sh, 0, 5)
     np.testing.assert_array_equal(padded[:, :3], base)
     assert not padded[:, 3:].any()
+    # no positive shift: the one-formula layout; padding channels get multiplier 0 and T = 31
+    sh = np.array([-1, 0, -31], dtype=np.int32)
+    for rounding in (0, 1):
+        base = requant_params(m, sh, rounding)
+        assert base.shape == (4, 3)
+        np.testing.assert_array_equal(base[1], 31 - sh)
+        np.testing.assert_array_equal(base[2], [1 << 30, 0, 1 << 30] if rounding == 0 else [0, 0, 0])
+        padded = requant_params(m, sh, rounding, 5)
+        np.testing.assert_array_equal(padded[:, :3], base)
+        np.testing.assert_array_equal(padded[:, 3:], [[0, 0], [31, 31], [0, 0], [0, 0]])
+        acc = np.array([0, 5, -7, 2**31 - 1, -2**31], np.int32)
+        out = np.empty(5, np.int8)
+        requantize_row_s8(acc, padded, 3, -128, 127, rounding, out)
+        assert (out[3:] == 3).all()  # the padding channels output the offset
     with pytest.raises(ValueError):
         requant_params(np.array([-1]), np.array([0]), 0)
 

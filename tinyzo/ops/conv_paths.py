@@ -98,7 +98,7 @@ def wrap32(v: np.ndarray) -> np.ndarray:
 
 
 def gemm_operands(w2: np.ndarray, const: np.ndarray, multiplier, shift, rounding: int, block: int):
-    """(wt float[K, O], const tiled int32[B*O], rq int32[5, B*O]) for :func:`conv2d_s8_gemm`."""
+    """(wt float[K, O], const tiled int32[B*O], rq int32[4 or 5, B*O]) for :func:`conv2d_s8_gemm`."""
     n_out, k_len = w2.shape
     ftype = np.float32 if k_len <= FLOAT32_EXACT_K else np.float64
     wt = np.ascontiguousarray(w2.T.astype(ftype))
@@ -106,11 +106,12 @@ def gemm_operands(w2: np.ndarray, const: np.ndarray, multiplier, shift, rounding
 
 
 def int_operands(w2: np.ndarray, const: np.ndarray, multiplier, shift, rounding: int, block: int):
-    """(wp int32[ceil(K/2), NP], const32 int32[NP], rq int32[5, B*NP]) for :func:`conv2d_s8_int`."""
+    """(wp int32[ceil(K/2), NP], const32 int32[NP], rq int32[4 or 5, B*NP]) for :func:`conv2d_s8_int`
+    (padding channels: multiplier and shift 0, output the clamped offset)."""
     n_out, _ = w2.shape
     n_pad = padded_channels(n_out)
     c32 = np.zeros(n_pad, dtype=np.int32)
     c32[:n_out] = wrap32(const)
-    rq = np.zeros((5, n_pad), dtype=np.int32)
-    rq[:, :n_out] = requant_params(multiplier, shift, rounding)
+    rq = requant_params(np.pad(np.asarray(multiplier).reshape(-1), (0, n_pad - n_out)),
+                        np.pad(np.asarray(shift).reshape(-1), (0, n_pad - n_out)), rounding)
     return pack_weight_pairs(w2, n_pad), c32, np.ascontiguousarray(np.tile(rq, (1, block)))
