@@ -2,8 +2,9 @@
 
     python benchmarks/calibrate_conv.py [--repeats 7]      # about 30 s
 
-Times both exact CONV_2D paths ("gemm": float GEMM by BLAS + fused requantization; "int": integer
-multiply-accumulate loops + fused requantization) on 1x1 layers over a grid of dot lengths K and
+Times the exact CONV_2D paths this CPU runs ("gemm": float GEMM by BLAS + fused requantization;
+"int": integer multiply-accumulate loops + fused requantization; "vnni", on AVX512-VNNI CPUs:
+``vpdpbusd`` tiles + fused requantization) on 1x1 layers over a grid of dot lengths K and
 output channel counts N, one thread, interleaved in the same process (the machine is shared: the
 minimum over repeats is kept), fits each path's time per output pixel with non-negative least squares
 on the model's features, and prints the constants to paste into conv_paths.py together with how
@@ -34,6 +35,9 @@ def features(path: str, k: int, n: int) -> list[float]:
 
     if path == "gemm":
         return [1.0, k, n, k * n]
+    if path == "vnni":
+        n_pad = conv_paths.vnni_channels(n)
+        return [1.0, n_pad, -(-k // 4) * 4 * n_pad]
     n_pad = conv_paths.padded_channels(n)
     return [1.0, -(-k // 4), n_pad, k * n_pad]
 
@@ -56,19 +60,19 @@ def measure(repeats: int):
             model = conv_model(x.shape, w, rng.integers(-999, 999, n).astype(np.int32), 0.05, 0.3,
                                list(rng.uniform(0.001, 0.01, n)), 3, -2, "RELU6")
             op = model.prepared[0]
+            paths = conv_paths.available_paths()
+            weights = {"gemm": "wt", "int": "wp", "vnni": "wq"}
             ops = {}
-            for path in conv_paths.PATHS:
+            for path in paths:
                 op.set_path(path)
-                ops[path] = (op.wt if path == "gemm" else op.wp, op.const_tile, op.rq, op.block)
-            best = {p: np.inf for p in conv_paths.PATHS}
+                ops[path] = (getattr(op, weights[path]), op.const_tile, op.rq, op.block)
+            best = {p: np.inf for p in paths}
             ref = None
             for _ in range(repeats):
-                for path in conv_paths.PATHS:
+                for path in paths:
                     op.path = path
-                    if path == "gemm":
-                        op.wt, op.const_tile, op.rq, op.block = ops[path]
-                    else:
-                        op.wp, op.const_tile, op.rq, op.block = ops[path]
+                    w_op, op.const_tile, op.rq, op.block = ops[path]
+                    setattr(op, weights[path], w_op)
                     op.compute(x)
                     t0 = time.perf_counter()
                     y = op.compute(x)
@@ -90,22 +94,23 @@ def main(argv=None):
     from tinyzo.ops import conv_paths
 
     rows = measure(args.repeats)
+    paths = conv_paths.available_paths()
     fitted = {}
-    for path in conv_paths.PATHS:
+    for path in paths:
         a = np.array([features(path, k, n) for k, n, _, _ in rows])
         t = np.array([r[3][path] for r in rows])
         # relative error matters (small layers as much as big ones): weight each row by 1 / t
         coef, _ = nnls(a / t[:, None], np.ones_like(t))
         fitted[path] = coef
-    print("measured ns per output pixel (gemm / int) and the fitted model's choice:")
+    print(f"measured ns per output pixel ({' / '.join(paths)}) and the fitted model's choice:")
     agree = 0
     for k, n, pixels, t in rows:
-        pred = {p: float(np.dot(fitted[p], features(p, k, n))) for p in conv_paths.PATHS}
+        pred = {p: float(np.dot(fitted[p], features(p, k, n))) for p in paths}
         choice = min(pred, key=pred.get)
         fastest = min(t, key=t.get)
         agree += choice == fastest
-        print(f"  K={k:4d} N={n:4d} pixels={pixels:5d}: gemm {t['gemm']:8.1f}  int {t['int']:8.1f}  "
-              f"-> measured {fastest:4s}, model {choice:4s}")
+        print(f"  K={k:4d} N={n:4d} pixels={pixels:5d}: " + "  ".join(f"{p} {t[p]:8.1f}" for p in paths)
+              + f"  -> measured {fastest:4s}, model {choice:4s}")
     g, i = fitted["gemm"], fitted["int"]
     print(f"\nthe model picks the measured faster path for {agree} of {len(rows)} layers")
     print("constants for tinyzo/ops/conv_paths.py:")
@@ -113,6 +118,10 @@ def main(argv=None):
           f"{(1 / g[3]) if g[3] > 0 else float('inf'):.1f}")
     print(f"INT_PIXEL, INT_QUAD, INT_N, INT_MACS_PER_NS = {i[0]:.1f}, {i[1]:.2f}, {i[2]:.2f}, "
           f"{(1 / i[3]) if i[3] > 0 else float('inf'):.1f}")
+    if "vnni" in fitted:
+        v = fitted["vnni"]
+        print(f"VNNI_PIXEL, VNNI_N, VNNI_MACS_PER_NS = {v[0]:.1f}, {v[1]:.2f}, "
+              f"{(1 / v[2]) if v[2] > 0 else float('inf'):.1f}")
 
 
 if __name__ == "__main__":

@@ -106,6 +106,8 @@ def _reference(model, x, w, bias):
 @settings(max_examples=40, deadline=None)
 @given(case=conv_case(), block=st.sampled_from([None, 1, 3]), big_bias=st.booleans())
 def test_conv_path_equals_tflm_reference_loop(path, case, block, big_bias):
+    if path not in conv_paths.available_paths():
+        pytest.skip(f"this CPU cannot run the {path!r} path")
     x, w, bias, prm, kw = case
     if big_bias:  # accumulators near the int32 limits: every path must wrap as C's int32 sum does
         bias = np.where(np.arange(bias.size) % 2 == 0, s.INT32_MAX - 1000, s.INT32_MIN + 1000).astype(np.int32)
@@ -113,19 +115,25 @@ def test_conv_path_equals_tflm_reference_loop(path, case, block, big_bias):
     op = model.prepared[0]
     op.set_path(path)
     if block is not None:  # blocks smaller than a sample (the default block is one sample's pixels at most)
-        conv_paths.BLOCK_ELEMS, saved = block * (op.n_out if path == "gemm" else conv_paths.padded_channels(op.n_out)), \
-            conv_paths.BLOCK_ELEMS
+        cols = {"gemm": op.n_out, "int": conv_paths.padded_channels(op.n_out),
+                "vnni": conv_paths.vnni_channels(op.n_out)}[path]
+        conv_paths.BLOCK_ELEMS, saved = block * cols, conv_paths.BLOCK_ELEMS
         try:
             op.load_params()
         finally:
             conv_paths.BLOCK_ELEMS = saved
-        assert op.block == min(block, op.out_h * op.out_w)
+        want = min(block, op.out_h * op.out_w)
+        if path == "vnni":  # whole micro-kernel tiles of MR pixels
+            want = max(conv_paths.MR, want - want % conv_paths.MR)
+        assert op.block == want
     np.testing.assert_array_equal(model(x), _reference(model, x, w, bias))
 
 
 @pytest.mark.parametrize("path", conv_paths.PATHS)
 def test_conv_path_long_dot_products(path):
     """K > 1024 (float64 GEMM) and K = 1030 odd-length pairs in the integer path."""
+    if path not in conv_paths.available_paths():
+        pytest.skip(f"this CPU cannot run the {path!r} path")
     rng = np.random.default_rng(3)
     x = rng.integers(-128, 128, size=(2, 3, 3, 206), dtype=np.int8)
     w = rng.integers(-127, 128, size=(9, 3, 3, 206), dtype=np.int8)  # K = 1854
@@ -140,7 +148,7 @@ def test_path_from_environment(monkeypatch):
     x = rng.integers(-128, 128, size=(1, 4, 4, 3), dtype=np.int8)
     w = rng.integers(-127, 128, size=(5, 3, 3, 3), dtype=np.int8)
     args = (x.shape, w, np.zeros(5, np.int32), 0.05, 0.2, [0.01] * 5, 0, 0, "NONE")
-    for path in conv_paths.PATHS:
+    for path in conv_paths.available_paths():
         monkeypatch.setenv(conv_paths.ENV, path)
         assert conv_model(*args).prepared[0].path == path
     monkeypatch.setenv(conv_paths.ENV, "auto")
@@ -153,8 +161,19 @@ def test_path_from_environment(monkeypatch):
         conv_model(*args).prepared[0].set_path("blas")
 
 
-def test_cost_model_prefers_gemm_for_long_dots():
-    assert conv_paths.choose_path(1024, 256) == "gemm"
-    for k, n in ((8, 8), (27, 16), (96, 384)):
-        costs = {p: conv_paths.estimated_ns_per_pixel(p, k, n) for p in conv_paths.PATHS}
+def test_vnni_path_refused_where_the_cpu_lacks_it(monkeypatch):
+    rng = np.random.default_rng(1)
+    w = rng.integers(-127, 128, size=(5, 3, 3, 3), dtype=np.int8)
+    args = ((1, 4, 4, 3), w, np.zeros(5, np.int32), 0.05, 0.2, [0.01] * 5, 0, 0, "NONE")
+    monkeypatch.setattr(conv_paths, "_AVAILABLE", [("gemm", "int")])
+    with pytest.raises(conv_paths.ConvPathError, match="AVX512-VNNI"):
+        conv_model(*args).prepared[0].set_path("vnni")
+    assert conv_model(*args).prepared[0].path in ("gemm", "int")  # the automatic choice never picks it
+
+
+def test_cost_model_chooses_the_cheapest_available_path():
+    without_vnni = ("gemm", "int")
+    assert min(without_vnni, key=lambda p: conv_paths.estimated_ns_per_pixel(p, 1024, 256)) == "gemm"
+    for k, n in ((8, 8), (27, 16), (96, 384), (1024, 256)):
+        costs = {p: conv_paths.estimated_ns_per_pixel(p, k, n) for p in conv_paths.available_paths()}
         assert conv_paths.choose_path(k, n) == min(costs, key=costs.get)

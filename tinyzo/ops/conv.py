@@ -10,6 +10,7 @@ from tinyzo.errors import ArithmeticContractError
 from tinyzo.kernels.conv import depthwise_conv2d_s8_fast
 from tinyzo.kernels.conv16 import conv2d_s16_gemm, depthwise_conv2d_s16
 from tinyzo.kernels.conv_gemm import conv2d_s8_gemm, requantize_gemm_s8
+from tinyzo.kernels.conv_vnni import conv2d_s8_vnni
 from tinyzo.kernels.conv_int import conv2d_s8_int
 from tinyzo.kernels.requant import requant_params
 from tinyzo.ops import conv_paths, conv_types
@@ -184,7 +185,8 @@ class Conv2D(_ConvBase):
         self.load_params()
 
     def set_path(self, path: str) -> None:
-        """Compute this layer along ``path`` ("gemm" or "int"; every path gives the same output).
+        """Compute this layer along ``path`` ("gemm", "int", or "vnni" on an AVX512-VNNI CPU; every path gives
+        the same output; :func:`tinyzo.ops.conv_paths.available_paths`).
 
         A 16x8 layer has one path, the exact float64 GEMM (:func:`tinyzo.kernels.conv16.conv2d_s16_gemm`).
         """
@@ -209,6 +211,12 @@ class Conv2D(_ConvBase):
             f = 4 if self.k_len <= FLOAT32_EXACT_K else 8
             out.update({"float weights": self.k_len * self.n_out * f, "patch block": block * self.k_len * f,
                         "accumulator block": block * self.n_out * f, "requantization block": block * self.n_out * 4})
+        elif self.path == "vnni":
+            n_pad = conv_paths.vnni_channels(self.n_out)
+            block = conv_paths.vnni_block(self.k_len, self.n_out, pixels)
+            kp = -(-self.k_len // 4) * 4
+            out.update({"packed weights": kp * n_pad, "patch block": block * kp, "accumulator block": block * n_pad * 4,
+                        "int8 block": block * n_pad})
         else:
             n_pad = conv_paths.padded_channels(self.n_out)
             block = conv_paths.block_pixels(self.k_len, n_pad, pixels)
@@ -233,6 +241,10 @@ class Conv2D(_ConvBase):
             self.block = conv_paths.block_pixels(self.k_len, self.n_out, pixels)
             self.wt, self.const_tile, self.rq = conv_paths.gemm_operands(
                 w2, self.const, self.multiplier, self.shift, self.rounding, self.block)
+        elif self.path == "vnni":
+            self.block = conv_paths.vnni_block(self.k_len, self.n_out, pixels)
+            self.wq, self.const_tile, self.rq = conv_paths.vnni_operands(
+                w2, self.const, self.multiplier, self.shift, self.rounding, self.block)
         else:
             self.block = conv_paths.block_pixels(self.k_len, conv_paths.padded_channels(self.n_out), pixels)
             self.wp, self.const_tile, self.rq = conv_paths.int_operands(
@@ -251,6 +263,10 @@ class Conv2D(_ConvBase):
                 ft = self.wt.dtype
                 bufs = (layout, np.empty((self.block, self.k_len), ft), np.empty((self.block, self.n_out), ft),
                         np.empty(self.block * self.n_out, np.int32))
+            elif self.path == "vnni":
+                n_pad = self.wq.shape[1]
+                bufs = (layout, np.zeros((self.block, 4 * self.wq.shape[0]), np.int8),
+                        np.empty((self.block, n_pad), np.int32), np.empty((self.block, n_pad), np.int8))
             else:
                 n_pad = self.wp.shape[1]
                 bufs = (layout, np.empty(self.k_len, np.int8), np.empty((self.block, n_pad), np.int32),
@@ -267,6 +283,8 @@ class Conv2D(_ConvBase):
                             int(self.acc_bits == 32), b1, b2, out)
         elif self.path == "gemm":
             conv2d_s8_gemm(x, self.wt, self.const_tile, self.rq, self.conv_params, b1, b2, b3, out)
+        elif self.path == "vnni":
+            conv2d_s8_vnni(x, self.wq, self.const_tile, self.rq, self.conv_params, b1, b2, b3, out)
         else:
             conv2d_s8_int(x, self.wp, self.const_tile, self.rq, self.conv_params, b1, b2, b3, out)
         return out

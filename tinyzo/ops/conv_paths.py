@@ -5,7 +5,10 @@ Both paths give the same int8 output, bit for bit (TFLM's ``ConvPerChannel``):
 * ``"gemm"`` (:func:`tinyzo.kernels.conv_gemm.conv2d_s8_gemm`): patches gathered into a float
   buffer, an exact float GEMM by BLAS, requantization fused; fastest for long dot products;
 * ``"int"`` (:func:`tinyzo.kernels.conv_int.conv2d_s8_int`): int8 x int8 -> int32 loops over
-  packed weights (``vpmaddwd``), requantization fused.
+  packed weights (``vpmaddwd``), requantization fused;
+* ``"vnni"`` (:func:`tinyzo.kernels.conv_vnni.conv2d_s8_vnni`): ``vpdpbusd`` tiles with the
+  accumulators in registers, requantization fused; offered only on a CPU with AVX512-VNNI
+  (:func:`available_paths`), where it is the fastest for most shapes.
 
 :func:`choose_path` picks one per layer at prepare time from a cost model whose constants were
 measured on this project's reference machine (``python benchmarks/calibrate_conv.py``; see
@@ -21,9 +24,11 @@ import numpy as np
 
 from tinyzo.errors import TinyzoError
 from tinyzo.kernels.conv_int import CONV_PARAMS, LANE_PAD, pack_weight_pairs
+from tinyzo.kernels.conv_vnni import MR, VNNI_LANES, pack_weight_quads, vnni_available, vnni_init
 from tinyzo.kernels.requant import requant_params
 
-PATHS = ("gemm", "int")
+#: every CONV_2D path; :func:`available_paths` those this CPU can run
+PATHS = ("gemm", "int", "vnni")
 #: longest dot product for which a float32 product of int8 values is exact (float64 beyond)
 FLOAT32_EXACT_K = 1024
 ENV = "TINYZO_CONV_PATH"
@@ -31,26 +36,53 @@ ENV = "TINYZO_CONV_PATH"
 #: accumulator elements per block of output pixels (a block's work arrays stay in L1/L2)
 BLOCK_ELEMS = 4096
 
-#: cost model, nanoseconds per output pixel, fitted by ``python benchmarks/calibrate_conv.py`` on the
-#: reference machine (Xeon, Ice Lake, AVX-512 + VNNI, shared 2-core VM; docs/benchmarks.md):
+#: cost model, nanoseconds per output pixel, fitted by ``python benchmarks/calibrate_conv.py`` (all
+#: paths in one run, one thread) on the reference machine of this round (AMD EPYC Zen 4, AVX-512 +
+#: VNNI, shared 2-core VM; docs/benchmarks.md):
 #: gemm: GEMM_PIXEL + GEMM_K * K + GEMM_N * N + K * N / GEMM_MACS_PER_NS
-#: int:  INT_PIXEL + INT_QUAD * ceil(K / 4) + INT_N * NP + K * NP / INT_MACS_PER_NS  (NP = N padded)
-#: With these numbers the GEMM path wins for every 1x1 shape of the calibration grid (K 8..576,
-#: N 8..256): the integer loops pay a fixed ~95 ns per output pixel (loop set-up per pass over
-#: the channels) and reach 13 MAC/ns, BLAS 30.
-GEMM_PIXEL, GEMM_K, GEMM_N, GEMM_MACS_PER_NS = 5.6, 0.21, 0.98, 30.4
-INT_PIXEL, INT_QUAD, INT_N, INT_MACS_PER_NS = 94.8, 5.40, 1.42, 13.0
+#: int:  INT_PIXEL + INT_QUAD * ceil(K / 4) + INT_N * NP + K * NP / INT_MACS_PER_NS  (NP = N padded to 8)
+#: vnni: VNNI_PIXEL + VNNI_N * NP + KP * NP / VNNI_MACS_PER_NS  (NP = N padded to 16, KP = K padded to 4)
+#: On the 1x1 grid (K 8..576, N 8..256) the vnni path is the fastest but for 8 output channels at
+#: K <= 48 (BLAS), 1.3-6x faster than BLAS elsewhere; without VNNI, BLAS wins but for K >= 384 with
+#: N >= 128 (the integer loops). The model picks the measured faster path for 47 of the 48 shapes.
+GEMM_PIXEL, GEMM_K, GEMM_N, GEMM_MACS_PER_NS = 2.3, 0.07, 0.59, 44.9
+INT_PIXEL, INT_QUAD, INT_N, INT_MACS_PER_NS = 6.7, 5.07, 0.60, 52.2
+VNNI_PIXEL, VNNI_N, VNNI_MACS_PER_NS = 5.7, 0.52, 166.0
 
 
 class ConvPathError(TinyzoError, ValueError):
-    """An unknown CONV_2D path name (``TINYZO_CONV_PATH``, ``Conv2D.set_path``)."""
+    """An unknown CONV_2D path name (``TINYZO_CONV_PATH``, ``Conv2D.set_path``), or one this CPU cannot run."""
+
+
+_AVAILABLE = []
+
+
+def available_paths() -> tuple:
+    """The CONV_2D paths this machine runs: ``gemm`` and ``int`` everywhere, ``vnni`` on AVX512-VNNI CPUs."""
+    if not _AVAILABLE:
+        _AVAILABLE.append(tuple(p for p in PATHS if p != "vnni" or vnni_available()))
+    return _AVAILABLE[0]
 
 
 def check_path(path: str) -> str:
-    """``path`` if it names a CONV_2D path, else :class:`ConvPathError`."""
+    """``path`` if it names a CONV_2D path this CPU runs, else :class:`ConvPathError`."""
     if path not in PATHS:
         raise ConvPathError(f"unknown CONV_2D path {path!r}; use one of {', '.join(PATHS)} (or 'auto')")
+    if path not in available_paths():
+        raise ConvPathError(f"the CONV_2D path {path!r} needs a CPU with AVX512-VNNI (vpdpbusd); this one runs "
+                            f"{', '.join(available_paths())}")
     return path
+
+
+def vnni_channels(n_out: int) -> int:
+    """Output channels of the ``vnni`` path's packed weights: ``n_out`` rounded up to VNNI_LANES."""
+    return -(-n_out // VNNI_LANES) * VNNI_LANES
+
+
+def vnni_block(k_len: int, n_out: int, pixels_per_sample: int) -> int:
+    """Output pixels per block of the ``vnni`` path: :func:`block_pixels`, a multiple of MR."""
+    b = block_pixels(k_len, vnni_channels(n_out), pixels_per_sample)
+    return max(MR, b - b % MR)
 
 
 def padded_channels(n_out: int) -> int:
@@ -60,6 +92,9 @@ def padded_channels(n_out: int) -> int:
 
 def estimated_ns_per_pixel(path: str, k_len: int, n_out: int) -> float:
     """The cost model's time for one output pixel of a CONV_2D with dot length K and N output channels."""
+    if path == "vnni":
+        n_pad = vnni_channels(n_out)
+        return VNNI_PIXEL + VNNI_N * n_pad + -(-k_len // 4) * 4 * n_pad / VNNI_MACS_PER_NS
     if path == "gemm":
         rate = GEMM_MACS_PER_NS if k_len <= FLOAT32_EXACT_K else GEMM_MACS_PER_NS / 2  # float64: half the rate
         return GEMM_PIXEL + GEMM_K * k_len + GEMM_N * n_out + k_len * n_out / rate
@@ -72,8 +107,9 @@ def choose_path(k_len: int, n_out: int) -> str:
     env = os.environ.get(ENV, "auto")
     if env != "auto":
         return check_path(env)
-    costs = {p: estimated_ns_per_pixel(p, k_len, n_out) for p in PATHS}
-    return min(PATHS, key=lambda p: costs[p])
+    paths = available_paths()
+    costs = {p: estimated_ns_per_pixel(p, k_len, n_out) for p in paths}
+    return min(paths, key=lambda p: costs[p])
 
 
 def conv_params(op) -> np.ndarray:
@@ -115,3 +151,13 @@ def int_operands(w2: np.ndarray, const: np.ndarray, multiplier, shift, rounding:
     rq = requant_params(np.pad(np.asarray(multiplier).reshape(-1), (0, n_pad - n_out)),
                         np.pad(np.asarray(shift).reshape(-1), (0, n_pad - n_out)), rounding)
     return pack_weight_pairs(w2, n_pad), c32, np.ascontiguousarray(np.tile(rq, (1, block)))
+
+
+def vnni_operands(w2: np.ndarray, const: np.ndarray, multiplier, shift, rounding: int, block: int):
+    """(wq int8[ceil(K/4), NP, 4], init int32[NP], rq int32[4 or 5, B*NP]) for :func:`conv2d_s8_vnni`
+    (NP = :func:`vnni_channels`; padding channels: zero weights, multiplier and shift 0)."""
+    n_out, _ = w2.shape
+    n_pad = vnni_channels(n_out)
+    rq = requant_params(np.pad(np.asarray(multiplier).reshape(-1), (0, n_pad - n_out)),
+                        np.pad(np.asarray(shift).reshape(-1), (0, n_pad - n_out)), rounding)
+    return pack_weight_quads(w2, n_pad), vnni_init(w2, const, n_pad), np.ascontiguousarray(np.tile(rq, (1, block)))

@@ -1,0 +1,246 @@
+"""Integer CONV_2D on AVX512-VNNI: ``vpdpbusd`` micro-kernels with accumulators in registers.
+
+The same arithmetic as :mod:`tinyzo.kernels.conv_int` (and TFLM's ``ConvPerChannel``), for CPUs
+whose instruction set has ``vpdpbusd`` (AVX512-VNNI: Intel Ice Lake and later servers, AMD Zen 4 and
+later). One ``vpdpbusd`` multiplies 64 unsigned bytes by 64 signed bytes and adds each group of
+four products to one of 16 int32 lanes, without saturation, so 64 multiply-accumulates per
+instruction, exact modulo 2**32 like C's int32 sums:
+
+* the input is made unsigned by flipping its sign bit (``x ^ 0x80 = x + 128``), and the extra
+  ``128 * sum_k w[o, k]`` is taken out of the per-channel start value at prepare time:
+  ``init[o] = bias[o] + input_offset * sum(w[o]) - 128 * sum(w[o])`` (wrapped to int32);
+* the weights are packed once (:func:`pack_weight_quads`) as ``wq[k // 4, o, k % 4]``: 16 output
+  channels times 4 consecutive input values are one 64-byte vector; K is padded to a multiple of
+  4 and the channels to :data:`VNNI_LANES` with zero weights (a padded position contributes 0
+  whatever input value it meets);
+* :func:`_dot_tile32` (an LLVM-level intrinsic: Numba's loops cannot keep vector accumulators in
+  registers across a loop) computes a tile of :data:`MR` output pixels by 32 output channels: 8
+  vector accumulators stay in registers while the loop runs over K four values at a time, one
+  broadcast of four input bytes per pixel and two weight vectors per step (:func:`_dot_tile16`:
+  16 channels, for the last ones);
+* a block's accumulators are requantized in one vectorized pass
+  (:func:`tinyzo.kernels.requant.requantize_row_s8`) and the int8 results stored once.
+
+:func:`vnni_available` tells whether this CPU (the one Numba compiles for) has the instruction;
+the kernel must not be compiled elsewhere (:mod:`tinyzo.ops.conv_paths` only offers the path
+where it is). Layouts as TFLite: x NHWC, filter OHWI (K = KH*KW*C), out NHWC.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
+
+from tinyzo.kernels.conv_gemm import gather_patch, next_pixel, window_params
+from tinyzo.kernels.conv_int import _flush
+
+#: output pixels per micro-kernel tile
+MR = 4
+#: output channels are padded to a multiple of this (one 16-lane int32 vector); the tiles are 32
+#: channels wide (two vectors), the last one 16 when the padded count is an odd multiple
+VNNI_LANES = 16
+_VPDPBUSD = "llvm.x86.avx512.vpdpbusd.512"
+
+
+def vnni_available() -> bool:
+    """Whether Numba compiles for a CPU with AVX512-VNNI (and AVX512-BW): the ``vnni`` path can run."""
+    try:
+        import llvmlite.binding as llvm
+        from numba.core import config
+    except ImportError:  # pragma: no cover - numba always brings llvmlite
+        return False
+    if config.CPU_NAME not in (None, "host"):
+        feats = (config.CPU_FEATURES or "").split(",")
+    else:
+        feats = llvm.get_host_cpu_features().flatten().split(",")
+    return {"+avx512f", "+avx512bw", "+avx512vnni"} <= set(feats)
+
+
+def pack_weight_quads(w2: np.ndarray, n_pad: int) -> np.ndarray:
+    """Pack int8 weights for :func:`conv2d_s8_vnni`.
+
+    Args:
+        w2: int8[O, K], one row per output channel (OHWI flattened).
+        n_pad: padded channel count >= O, a multiple of :data:`VNNI_LANES`.
+
+    Returns:
+        int8[ceil(K / 4), n_pad, 4]: ``wq[q, o, i] = w[o, 4 q + i]``, zero beyond O and K.
+    """
+    o, k = w2.shape
+    kq = -(-k // 4)
+    w = np.zeros((n_pad, 4 * kq), dtype=np.int8)
+    w[:o, :k] = w2
+    return np.ascontiguousarray(w.reshape(n_pad, kq, 4).transpose(1, 0, 2))
+
+
+def vnni_init(w2: np.ndarray, const: np.ndarray, n_pad: int) -> np.ndarray:
+    """int32[n_pad]: ``const[o] - 128 * sum_k w[o, k]`` wrapped to int32 (0 for padding channels).
+
+    ``const`` (int64[O]) is ``bias + input_offset * sum_k w``; the ``-128 * sum`` undoes the sign-bit
+    flip that makes the inputs unsigned for ``vpdpbusd``.
+    """
+    v = np.asarray(const, dtype=np.int64) - 128 * w2.astype(np.int64).sum(axis=1)
+    out = np.zeros(n_pad, dtype=np.int32)
+    out[: v.size] = (((v + 2**31) % 2**32) - 2**31).astype(np.int32)
+    return out
+
+
+def _tile_codegen(vecs):
+    """LLVM code of :func:`_dot_tile32` (``vecs`` = 2) or :func:`_dot_tile16` (1): ``acc[r, j] += sum_k
+    (x[r, k] ^ 0x80) * w[j, k]`` for MR rows and ``16 * vecs`` channels, the accumulators in registers.
+
+    Arguments (addresses are integers, xaddr, xstride, waddr, nkq, wstride, aaddr, astride): ``xaddr`` the first input row (int8, rows ``xstride`` bytes apart, at
+    least ``4 * nkq`` readable bytes each), ``waddr`` the tile's first channel in the packed weights
+    (``wstride`` bytes per group of four k), ``aaddr`` the tile's first accumulator (int32, rows
+    ``astride`` elements apart). The accumulators are read once, updated by ``nkq`` steps of one
+    ``vpdpbusd`` per row and vector, and written once.
+    """
+    _VECS = vecs
+
+    def codegen(context, builder, signature, args):
+        xaddr, xstride, waddr, nkq, wstride, aaddr, astride = args
+        i8, i32, i64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
+        v16 = ir.VectorType(i32, 16)
+        xbase = builder.inttoptr(xaddr, i8.as_pointer())
+        wbase = builder.inttoptr(waddr, i8.as_pointer())
+        abase = builder.inttoptr(aaddr, i32.as_pointer())
+        fn = builder.module.globals.get(_VPDPBUSD)
+        if fn is None:
+            fn = ir.Function(builder.module, ir.FunctionType(v16, [v16, v16, v16]), _VPDPBUSD)
+
+        def acc_ptr(r, v):
+            off = builder.add(builder.mul(ir.Constant(i64, r), astride), ir.Constant(i64, 16 * v))
+            return builder.bitcast(builder.gep(abase, [off]), v16.as_pointer())
+
+        start = [builder.load(acc_ptr(r, v), align=4) for r in range(MR) for v in range(_VECS)]
+        entry = builder.block
+        loop = builder.function.append_basic_block("vnni_tile_loop")
+        done = builder.function.append_basic_block("vnni_tile_done")
+        builder.cbranch(builder.icmp_signed(">", nkq, ir.Constant(i64, 0)), loop, done)
+
+        builder.position_at_end(loop)
+        q = builder.phi(i64)
+        accs = [builder.phi(v16) for _ in start]
+        wrow = builder.gep(wbase, [builder.mul(q, wstride)])
+        wv = [builder.load(builder.bitcast(builder.gep(wrow, [ir.Constant(i64, 64 * v)]), v16.as_pointer()), align=1)
+              for v in range(_VECS)]
+        xoff = builder.mul(q, ir.Constant(i64, 4))
+        splat = ir.Constant(ir.VectorType(i32, 16), [0] * 16)
+        new = []
+        for r in range(MR):
+            xp = builder.gep(xbase, [builder.add(builder.mul(ir.Constant(i64, r), xstride), xoff)])
+            x4 = builder.load(builder.bitcast(xp, i32.as_pointer()), align=1)
+            x4 = builder.xor(x4, ir.Constant(i32, 0x80808080))  # int8 -> uint8 (+128 per byte)
+            xv = builder.insert_element(ir.Constant(v16, None), x4, ir.Constant(i32, 0))
+            xv = builder.shuffle_vector(xv, ir.Constant(v16, None), splat)
+            for v in range(_VECS):
+                new.append(builder.call(fn, [accs[r * _VECS + v], xv, wv[v]]))
+        q_next = builder.add(q, ir.Constant(i64, 1))
+        latch = builder.block
+        q.add_incoming(ir.Constant(i64, 0), entry)
+        q.add_incoming(q_next, latch)
+        for a, a0, a1 in zip(accs, start, new):
+            a.add_incoming(a0, entry)
+            a.add_incoming(a1, latch)
+        builder.cbranch(builder.icmp_signed("<", q_next, nkq), loop, done)
+
+        builder.position_at_end(done)
+        final = []
+        for a0, a1 in zip(start, new):  # every phi first: they must open the block
+            fin = builder.phi(v16)
+            fin.add_incoming(a0, entry)
+            fin.add_incoming(a1, latch)
+            final.append(fin)
+        for i, fin in enumerate(final):
+            builder.store(fin, acc_ptr(i // _VECS, i % _VECS), align=4)
+        return context.get_dummy_value()
+
+    return codegen
+
+
+_TILE_SIG = types.void(types.uint64, types.int64, types.uint64, types.int64, types.int64, types.uint64, types.int64)
+
+
+@intrinsic
+def _dot_tile32(typingctx, xaddr, xstride, waddr, nkq, wstride, aaddr, astride):
+    """A tile of MR pixels x 32 channels (:func:`_tile_codegen`); arguments: addresses and strides."""
+    return _TILE_SIG, _tile_codegen(2)
+
+
+@intrinsic
+def _dot_tile16(typingctx, xaddr, xstride, waddr, nkq, wstride, aaddr, astride):
+    """A tile of MR pixels x 16 channels (:func:`_tile_codegen`)."""
+    return _TILE_SIG, _tile_codegen(1)
+
+
+@njit(cache=True, nogil=True)
+def conv2d_s8_vnni(x, wq, init, rq, params, patch, acc, obuf, out):
+    """int8 CONV_2D (TFLM ``ConvPerChannel``) with ``vpdpbusd`` tiles, requantization fused.
+
+    Args:
+        x: int8[N, H, W, C], C-contiguous.
+        wq: int8[KQ, NP, 4] packed filter (:func:`pack_weight_quads`), KQ = ceil(K / 4), K = KH*KW*C,
+            NP a multiple of :data:`VNNI_LANES` (16) >= O.
+        init: int32[NP] (:func:`vnni_init`).
+        rq: int32[4 or 5, >= B*NP], the per-channel requantization parameters (padded to NP) tiled B
+            times (:func:`tinyzo.kernels.requant.requant_params`).
+        params: :data:`tinyzo.kernels.conv_int.CONV_PARAMS` [1].
+        patch: int8[B, 4*KQ] scratch (gathered receptive fields; unused where input rows are read in place).
+        acc: int32[B, NP] scratch, B a multiple of :data:`MR`; obuf: int8[B, NP] scratch.
+        out: int8[N, OH, OW, O], C-contiguous, written.
+
+    Must only be called where :func:`vnni_available` is true. An unpadded 1x1 convolution with
+    stride 1 and C a multiple of 4 reads its input rows in place (a block whose pixel count is a
+    multiple of MR); other blocks gather each pixel's receptive field into ``patch`` first.
+    """
+    p = params[0]
+    kh, kw, sh, sw, dh, dw, ph, pw, pv = window_params(p)
+    n, h, w, c = x.shape
+    _, oh, ow, o = out.shape
+    block, n_pad = acc.shape
+    nkq = wq.shape[0]
+    kp = 4 * nkq
+    k_len = kh * kw * c
+    in_place = kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0 and kp == k_len
+    xf = x.reshape(-1)
+    pf = patch.reshape(-1)
+    af = acc.reshape(-1)
+    out_flat = out.reshape(-1)
+    npu = np.uint64(n_pad)
+    x_addr = np.uint64(x.ctypes.data)
+    p_addr = np.uint64(patch.ctypes.data)
+    w_addr = np.uint64(wq.ctypes.data)
+    a_addr = np.uint64(acc.ctypes.data)
+    total = n * oh * ow
+    for first in range(0, total, block):
+        cnt = min(block, total - first)
+        rows = -(-cnt // MR) * MR
+        if in_place and cnt == rows:
+            src, stride = x_addr + np.uint64(first * k_len), k_len
+        else:
+            b = first // (oh * ow)
+            oy = (first // ow) % oh
+            ox = first % ow
+            for i in range(cnt):
+                d0 = np.uint64(i * kp)
+                gather_patch(xf, x.shape, b, oy, ox, kh, kw, sh, sw, dh, dw, ph, pw, pv, pf, d0)
+                for j in range(np.uint64(k_len), np.uint64(kp)):  # padding k: zero weights, any defined value
+                    pf[d0 + j] = 0
+                b, oy, ox = next_pixel(b, oy, ox, oh, ow)
+            src, stride = p_addr, kp
+        for i in range(rows):
+            a0 = np.uint64(i) * npu
+            for j in range(npu):
+                af[a0 + j] = init[j]
+        j32 = n_pad - n_pad % 32
+        for r0 in range(0, rows, MR):
+            xr = src + np.uint64(r0 * stride)
+            for j0 in range(0, j32, 32):
+                _dot_tile32(xr, stride, w_addr + np.uint64(j0 * 4), nkq, n_pad * 4,
+                            a_addr + np.uint64((r0 * n_pad + j0) * 4), n_pad)
+            if j32 < n_pad:  # the last 16 channels
+                _dot_tile16(xr, stride, w_addr + np.uint64(j32 * 4), nkq, n_pad * 4,
+                            a_addr + np.uint64((r0 * n_pad + j32) * 4), n_pad)
+        _flush(acc, cnt, o, rq, p, obuf, out_flat, first)
