@@ -39,7 +39,7 @@ def gemm_requant(op: PreparedOp, a_s8: np.ndarray, out: np.ndarray) -> None:
         o = op.wt.shape[1]
         block = max(1, conv_paths.BLOCK_ELEMS // o)
         tiles = (op.const, np.tile(conv_paths.wrap32(op.const), block),
-                 requant_params(op.multiplier, op.shift, op.rounding, block * o))
+                 conv_paths.tiled_requant(op.multiplier, op.shift, op.rounding, o, block))
         op._gemm_tiles = tiles
     acc = op.scratch("gemm_acc", (tiles[1].size,), np.int32)
     requantize_gemm_s8(raw, tiles[1], tiles[2], op.output_offset, op.act_min, op.act_max, op.rounding, acc, out)

@@ -18,6 +18,7 @@ docs/benchmarks.md). ``TINYZO_CONV_PATH=gemm|int`` (read when a model is loaded)
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -138,7 +139,7 @@ def gemm_operands(w2: np.ndarray, const: np.ndarray, multiplier, shift, rounding
     n_out, k_len = w2.shape
     ftype = np.float32 if k_len <= FLOAT32_EXACT_K else np.float64
     wt = np.ascontiguousarray(w2.T.astype(ftype))
-    return wt, np.tile(wrap32(const), block), requant_params(multiplier, shift, rounding, block * n_out)
+    return wt, np.tile(wrap32(const), block), tiled_requant(multiplier, shift, rounding, n_out, block)
 
 
 def int_operands(w2: np.ndarray, const: np.ndarray, multiplier, shift, rounding: int, block: int):
@@ -148,9 +149,7 @@ def int_operands(w2: np.ndarray, const: np.ndarray, multiplier, shift, rounding:
     n_pad = padded_channels(n_out)
     c32 = np.zeros(n_pad, dtype=np.int32)
     c32[:n_out] = wrap32(const)
-    rq = requant_params(np.pad(np.asarray(multiplier).reshape(-1), (0, n_pad - n_out)),
-                        np.pad(np.asarray(shift).reshape(-1), (0, n_pad - n_out)), rounding)
-    return pack_weight_pairs(w2, n_pad), c32, np.ascontiguousarray(np.tile(rq, (1, block)))
+    return pack_weight_pairs(w2, n_pad), c32, tiled_requant(multiplier, shift, rounding, n_pad, block)
 
 
 def vnni_operands(w2: np.ndarray, const: np.ndarray, multiplier, shift, rounding: int, block: int):
@@ -158,6 +157,26 @@ def vnni_operands(w2: np.ndarray, const: np.ndarray, multiplier, shift, rounding
     (NP = :func:`vnni_channels`; padding channels: zero weights, multiplier and shift 0)."""
     n_out, _ = w2.shape
     n_pad = vnni_channels(n_out)
-    rq = requant_params(np.pad(np.asarray(multiplier).reshape(-1), (0, n_pad - n_out)),
-                        np.pad(np.asarray(shift).reshape(-1), (0, n_pad - n_out)), rounding)
-    return pack_weight_quads(w2, n_pad), vnni_init(w2, const, n_pad), np.ascontiguousarray(np.tile(rq, (1, block)))
+    return pack_weight_quads(w2, n_pad), vnni_init(w2, const, n_pad), tiled_requant(multiplier, shift, rounding, n_pad,
+                                                                                     block)
+
+
+@functools.lru_cache(maxsize=512)
+def _tiled_requant(mult: bytes, shift: bytes, rounding: int, n_pad: int, block: int) -> np.ndarray:
+    m = np.frombuffer(mult, dtype=np.int64)
+    s = np.frombuffer(shift, dtype=np.int64)
+    rq = requant_params(np.pad(m, (0, n_pad - m.size)), np.pad(s, (0, n_pad - s.size)), rounding)
+    return np.ascontiguousarray(np.tile(rq, (1, block)))
+
+
+def tiled_requant(multiplier, shift, rounding: int, n_pad: int, block: int) -> np.ndarray:
+    """int32[4 or 5, block * n_pad]: :func:`tinyzo.kernels.requant.requant_params` of the O channels padded
+    to ``n_pad`` (multiplier and shift 0: output the clamped offset) and tiled ``block`` times.
+
+    Computed once per parameter set and shared (the kernels only read it): a training update
+    changes the weights and biases, never the multipliers, and re-preparing a layer's operands
+    after every update (ZO weight perturbation does it twice per query) no longer recomputes it.
+    """
+    m = np.asarray(multiplier, dtype=np.int64).reshape(-1)
+    s = np.asarray(shift, dtype=np.int64).reshape(-1)
+    return _tiled_requant(m.tobytes(), s.tobytes(), int(rounding), int(n_pad), int(block))
