@@ -79,3 +79,20 @@ def test_harness_detects_off_by_one():
     rng = np.random.default_rng(1)
     diff = sum(compare_with_tflm(CASES["CONV_2D"](rng, rounding="single"), n=4, seed=k)[1] for k in range(40))
     assert diff > 0
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("path", ["gemm", "vnni"])
+def test_fully_connected_paths_equal_tflm(path, monkeypatch):
+    """FULLY_CONNECTED along the float GEMM and, on AVX512-VNNI CPUs, the vpdpbusd micro-kernels (forced)."""
+    if path not in available_paths():
+        pytest.skip(f"this CPU cannot run the {path!r} path")
+    monkeypatch.setenv("TINYZO_CONV_PATH", path)
+    rng = np.random.default_rng(sum(map(ord, "FULLY_CONNECTED")) + 1)
+    used = 0
+    for k in range(N_MODELS["FULLY_CONNECTED"]):
+        model = CASES["FULLY_CONNECTED"](rng)
+        used += getattr(model.prepared[0], "vnni", None) is not None
+        n, d = compare_with_tflm(model, n=4, seed=k)
+        assert d == 0, f"FULLY_CONNECTED case {k}, path {path}: {d} of {n} elements differ from TFLM"
+    assert (used > 0) == (path == "vnni")

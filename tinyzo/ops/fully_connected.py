@@ -5,6 +5,11 @@ Per-tensor int8 weights may carry a non-zero zero point: TFLM's per-tensor kerne
 (``acc += (w + weights_offset) * (x + input_offset)``, for backward compatibility with asymmetric
 models), while its per-channel kernel ignores the zero points; so per-channel weights must be
 symmetric here. The GEMM then runs on ``w + weights_offset`` (values in [-255, 255]).
+
+int8: an exact float GEMM (BLAS) and the vectorized requantization, or, on a CPU with AVX512-VNNI
+where the CONV_2D cost model picks its ``vnni`` path for the layer's K and N and ``w + weights_offset``
+fits int8, the ``vpdpbusd`` micro-kernels of :mod:`tinyzo.kernels.conv_vnni` (the rows as a 1x1
+convolution). Both are exact (tests against TFLM force each: ``TINYZO_CONV_PATH``).
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ from __future__ import annotations
 import numpy as np
 
 from tinyzo.kernels.conv16 import requantize_gemm_s16
-from tinyzo.ops import conv_types
+from tinyzo.kernels.conv_int import CONV_PARAMS
+from tinyzo.kernels.conv_vnni import conv2d_s8_vnni
+from tinyzo.ops import conv_paths, conv_types
 from tinyzo.ops.base import PreparedOp, register
 from tinyzo.ops.conv import FLOAT32_EXACT_K, gemm_buffer_bytes, gemm_requant, per_channel_multipliers
 from tinyzo.quant import rounding_code
@@ -123,6 +130,22 @@ class FullyConnected(PreparedOp):
         ftype = np.float32 if exact else np.float64
         self.wt = np.ascontiguousarray(w_eff.T.astype(ftype))
         self.const = self.input_offset * w_eff.sum(axis=1) + bias
+        # the vnni micro-kernels (a 1x1 convolution over the rows) where the CPU has them, the cost
+        # model prefers them and the effective weights are int8
+        self.vnni = None
+        if (conv_paths.choose_path(self.k_len, self.n_out) == "vnni" and w_eff.size
+                and -128 <= int(w_eff.min()) and int(w_eff.max()) <= 127):
+            w8 = w_eff.astype(np.int8)
+            block = conv_paths.vnni_block(self.k_len, self.n_out, self.rows_per_sample)
+            mult = np.broadcast_to(self.multiplier, self.n_out)
+            shift = np.broadcast_to(self.shift, self.n_out)
+            self.vnni = conv_paths.vnni_operands(w8, self.const, mult, shift, self.rounding, block)
+            self.vnni_block = block
+            self.vnni_params = np.zeros(1, dtype=CONV_PARAMS)
+            for name, value in (("kh", 1), ("kw", 1), ("stride_h", 1), ("stride_w", 1), ("dil_h", 1), ("dil_w", 1),
+                                ("output_offset", self.output_offset), ("act_min", self.act_min),
+                                ("act_max", self.act_max), ("rounding", self.rounding)):
+                self.vnni_params[name] = value
 
     def compute(self, x):
         n = x.shape[0]
@@ -135,6 +158,12 @@ class FullyConnected(PreparedOp):
             np.matmul(a, self.wt, out=raw)
             requantize_gemm_s16(raw, self.bias64, self.mult_o, self.shift_o, int(self.acc_bits == 32), self.rounding,
                                 self.output_offset, self.act_min, self.act_max, out)
+        elif self.vnni is not None:
+            wq, init, rq = self.vnni
+            acc = self.scratch("vnni_acc", (self.vnni_block, wq.shape[1]), np.int32)
+            conv2d_s8_vnni(np.ascontiguousarray(rows).reshape(-1, 1, 1, self.k_len), wq, init, rq,
+                           self.vnni_params, self.scratch("vnni_patch", (self.vnni_block, 4 * wq.shape[0]), np.int8),
+                           acc, self.scratch("vnni_obuf", acc.shape, np.int8), out.reshape(-1, 1, 1, self.n_out))
         else:
             gemm_requant(self, rows, out)
         return out.reshape((n,) + self.out_tail) if self.rows_per_sample == 1 or self.keep_num_dims else out.reshape(
