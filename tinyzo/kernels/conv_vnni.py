@@ -175,6 +175,47 @@ def _dot_tile16(typingctx, xaddr, xstride, waddr, nkq, wstride, aaddr, astride):
     return _TILE_SIG, _tile_codegen(1)
 
 
+#: bytes a patch buffer needs beyond its B * KP values (16-byte copies may overrun a row's end)
+PATCH_SLACK = 16
+
+
+@intrinsic
+def _copy16(typingctx, dst, src):
+    """Copy 16 bytes from address ``src`` to address ``dst`` (one unaligned vector load and store)."""
+    sig = types.void(types.uint64, types.uint64)
+
+    def codegen(context, builder, signature, args):
+        vec = ir.VectorType(ir.IntType(8), 16)
+        d = builder.inttoptr(args[0], vec.as_pointer())
+        s_ = builder.inttoptr(args[1], vec.as_pointer())
+        builder.store(builder.load(s_, align=1), d, align=1)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _gather16(x_addr, x_size, xf, x_shape, b, oy, ox, kh, kw, sh, sw, dh, dw, ph, pw, pv, p_addr, pf, d0):
+    """:func:`tinyzo.kernels.conv_gemm.gather_patch` into ``pf[d0:]``, with each filter row copied in 16-byte
+    chunks when the whole receptive field lies inside the image (dilation 1 along the width) and the
+    last chunk stays inside the input: a chunk may write up to 15 bytes past its row, which the next
+    row (or pixel, written later) overwrites, or the buffer's :data:`PATCH_SLACK`."""
+    _, h, w, c = x_shape
+    span = kw * c
+    iy0 = oy * sh - ph
+    ix0 = ox * sw - pw
+    last = ((b * h + iy0 + dh * (kh - 1)) * w + ix0) * c
+    if (dw == 1 and iy0 >= 0 and iy0 + dh * (kh - 1) < h and ix0 >= 0 and ix0 + kw - 1 < w
+            and last + (span + 15) // 16 * 16 <= x_size):
+        for fy in range(kh):
+            src = x_addr + np.uint64(((b * h + iy0 + dh * fy) * w + ix0) * c)
+            dst = p_addr + d0 + np.uint64(fy * span)
+            for j in range(0, span, 16):
+                _copy16(dst + np.uint64(j), src + np.uint64(j))
+    else:
+        gather_patch(xf, x_shape, b, oy, ox, kh, kw, sh, sw, dh, dw, ph, pw, pv, pf, d0)
+
+
 @njit(cache=True, nogil=True)
 def conv2d_s8_vnni(x, wq, init, rq, params, patch, acc, obuf, out):
     """int8 CONV_2D (TFLM ``ConvPerChannel``) with ``vpdpbusd`` tiles, requantization fused.
@@ -187,7 +228,8 @@ def conv2d_s8_vnni(x, wq, init, rq, params, patch, acc, obuf, out):
         rq: int32[4 or 5, >= B*NP], the per-channel requantization parameters (padded to NP) tiled B
             times (:func:`tinyzo.kernels.requant.requant_params`).
         params: :data:`tinyzo.kernels.conv_int.CONV_PARAMS` [1].
-        patch: int8[B, 4*KQ] scratch (gathered receptive fields; unused where input rows are read in place).
+        patch: int8[B * 4*KQ + PATCH_SLACK] scratch (gathered receptive fields; unused where input rows are
+            read in place).
         acc: int32[B, NP] scratch, B a multiple of :data:`MR`; obuf: int8[B, NP] scratch.
         out: int8[N, OH, OW, O], C-contiguous, written.
 
@@ -225,7 +267,7 @@ def conv2d_s8_vnni(x, wq, init, rq, params, patch, acc, obuf, out):
             ox = first % ow
             for i in range(cnt):
                 d0 = np.uint64(i * kp)
-                gather_patch(xf, x.shape, b, oy, ox, kh, kw, sh, sw, dh, dw, ph, pw, pv, pf, d0)
+                _gather16(x_addr, xf.size, xf, x.shape, b, oy, ox, kh, kw, sh, sw, dh, dw, ph, pw, pv, p_addr, pf, d0)
                 for j in range(np.uint64(k_len), np.uint64(kp)):  # padding k: zero weights, any defined value
                     pf[d0 + j] = 0
                 b, oy, ox = next_pixel(b, oy, ox, oh, ow)

@@ -10,7 +10,7 @@ from tinyzo.errors import ArithmeticContractError
 from tinyzo.kernels.conv import depthwise_conv2d_s8_fast
 from tinyzo.kernels.conv16 import conv2d_s16_gemm, depthwise_conv2d_s16
 from tinyzo.kernels.conv_gemm import conv2d_s8_gemm, requantize_gemm_s8
-from tinyzo.kernels.conv_vnni import conv2d_s8_vnni
+from tinyzo.kernels.conv_vnni import PATCH_SLACK, conv2d_s8_vnni
 from tinyzo.kernels.conv_int import conv2d_s8_int
 from tinyzo.kernels.requant import requant_params
 from tinyzo.ops import conv_paths, conv_types
@@ -215,7 +215,8 @@ class Conv2D(_ConvBase):
             n_pad = conv_paths.vnni_channels(self.n_out)
             block = conv_paths.vnni_block(self.k_len, self.n_out, pixels)
             kp = -(-self.k_len // 4) * 4
-            out.update({"packed weights": kp * n_pad, "patch block": block * kp, "accumulator block": block * n_pad * 4,
+            out.update({"packed weights": kp * n_pad, "patch block": block * kp + PATCH_SLACK,
+                        "accumulator block": block * n_pad * 4,
                         "int8 block": block * n_pad})
         else:
             n_pad = conv_paths.padded_channels(self.n_out)
@@ -265,7 +266,7 @@ class Conv2D(_ConvBase):
                         np.empty(self.block * self.n_out, np.int32))
             elif self.path == "vnni":
                 n_pad = self.wq.shape[1]
-                bufs = (layout, np.zeros((self.block, 4 * self.wq.shape[0]), np.int8),
+                bufs = (layout, np.zeros(self.block * 4 * self.wq.shape[0] + PATCH_SLACK, np.int8),
                         np.empty((self.block, n_pad), np.int32), np.empty((self.block, n_pad), np.int8))
             else:
                 n_pad = self.wp.shape[1]

@@ -18,7 +18,7 @@ import numpy as np
 
 from tinyzo.kernels.conv16 import requantize_gemm_s16
 from tinyzo.kernels.conv_int import CONV_PARAMS
-from tinyzo.kernels.conv_vnni import conv2d_s8_vnni
+from tinyzo.kernels.conv_vnni import PATCH_SLACK, conv2d_s8_vnni
 from tinyzo.ops import conv_paths, conv_types
 from tinyzo.ops.base import PreparedOp, register
 from tinyzo.ops.conv import FLOAT32_EXACT_K, gemm_buffer_bytes, gemm_requant, per_channel_multipliers
@@ -162,7 +162,7 @@ class FullyConnected(PreparedOp):
             wq, init, rq = self.vnni
             acc = self.scratch("vnni_acc", (self.vnni_block, wq.shape[1]), np.int32)
             conv2d_s8_vnni(np.ascontiguousarray(rows).reshape(-1, 1, 1, self.k_len), wq, init, rq,
-                           self.vnni_params, self.scratch("vnni_patch", (self.vnni_block, 4 * wq.shape[0]), np.int8),
+                           self.vnni_params, self.scratch("vnni_patch", (self.vnni_block * 4 * wq.shape[0] + PATCH_SLACK,), np.int8),
                            acc, self.scratch("vnni_obuf", acc.shape, np.int8), out.reshape(-1, 1, 1, self.n_out))
         else:
             gemm_requant(self, rows, out)
