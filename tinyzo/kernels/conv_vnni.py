@@ -45,11 +45,16 @@ _VPDPBUSD = "llvm.x86.avx512.vpdpbusd.512"
 
 
 def vnni_available() -> bool:
-    """Whether Numba compiles for a CPU with AVX512-VNNI (and AVX512-BW): the ``vnni`` path can run."""
+    """Whether Numba compiles for a CPU with AVX512-VNNI (and AVX512-BW): the ``vnni`` path can run.
+
+    False with ``NUMBA_DISABLE_JIT=1`` too: the micro-kernel is LLVM code, it has no Python form.
+    """
     try:
         import llvmlite.binding as llvm
         from numba.core import config
     except ImportError:  # pragma: no cover - numba always brings llvmlite
+        return False
+    if config.DISABLE_JIT:
         return False
     if config.CPU_NAME not in (None, "host"):
         feats = (config.CPU_FEATURES or "").split(",")
