@@ -25,7 +25,7 @@ from tinyzo.io.int4 import pack_int4, unpack_int4
 from tinyzo.io.npz import load_npz, save_npz
 from tinyzo.io.tflite_read import read_tflite_parts
 from tinyzo.memory.schedule import flash_contents, scratch_bytes
-from tinyzo.ops.conv_paths import PATHS
+from tinyzo.ops.conv_paths import available_paths
 from tinyzo.quant import QuantParams
 from tinyzo.spec.int4 import pack_int4 as pack_spec
 from tinyzo.spec.int4 import unpack_dense_int4_into_int8
@@ -124,7 +124,7 @@ def test_int4_and_grouped_ops_equal_spec(name, seed, rounding):
     (x,) = random_inputs(model, 2, rng)
     want = spec_output(model, x).reshape(-1)
     p = model.prepared[0]
-    for path in (PATHS if model.operators[0].opcode == "CONV_2D" else (None,)):
+    for path in (available_paths() if model.operators[0].opcode == "CONV_2D" else (None,)):
         if path is not None:
             p.set_path(path)
         np.testing.assert_array_equal(model(x).reshape(-1), want, err_msg=f"{name} path {path}")

@@ -5,6 +5,8 @@ import struct
 import numpy as np
 import pytest
 
+from tinyzo.ops.conv_paths import available_paths
+
 import tinyzo
 from conftest import DATA, MODELS, model_path
 from oracle import tflm_run
@@ -16,9 +18,11 @@ def _random_inputs(model, n, seed):
 
 
 @pytest.mark.oracle
-@pytest.mark.parametrize("conv_path", ["auto", "gemm", "int"])
+@pytest.mark.parametrize("conv_path", ["auto", "gemm", "int", "vnni"])
 def test_every_intermediate_tensor_equals_tflm(real_model_name, conv_path, monkeypatch):
     """Every CONV_2D along the path the cost model picks ("auto"), then all along each forced path."""
+    if conv_path not in ("auto",) + available_paths():
+        pytest.skip(f"this CPU cannot run the {conv_path!r} path")
     monkeypatch.setenv("TINYZO_CONV_PATH", conv_path)
     data = model_path(real_model_name).read_bytes()
     model = tinyzo.load(model_path(real_model_name))

@@ -8,6 +8,8 @@ point is the int8 graph (operators, options, quantization), not accuracy.
 import numpy as np
 import pytest
 
+from tinyzo.ops.conv_paths import available_paths
+
 from tinyzo import models
 from tinyzo.fp import ptq as P
 from tinyzo.io import write_tflite
@@ -38,12 +40,14 @@ def _random_params(net, seed):
 
 
 @pytest.mark.oracle
-@pytest.mark.parametrize("conv_path", ["auto", "gemm", "int"])
+@pytest.mark.parametrize("conv_path", ["auto", "gemm", "int", "vnni"])
 @pytest.mark.parametrize("name", models.names())
 def test_zoo_model_ptq_equals_tflm(name, conv_path, monkeypatch):
     """Every CONV_2D along the path the cost model picks ("auto"), then all along each forced path."""
     from oracle import tflm_run
 
+    if conv_path not in ("auto",) + available_paths():
+        pytest.skip(f"this CPU cannot run the {conv_path!r} path")
     monkeypatch.setenv("TINYZO_CONV_PATH", conv_path)
     shape = _small_shape(name)
     net = models.build(name, input_shape=shape, num_classes=10)
