@@ -483,8 +483,9 @@ def main(argv=None):
            "activations costs more than the per-operator overhead it saves, and the 32-row GEMMs are already "
            "large (M = 32 x 64 output positions). The rest column shrank by about 2 ms when the node-gradient "
            "accumulation and the saturating node add became fused Numba loops; the defined-order local backward "
-           "(for the C port) added about 3 ms back. The node layers' local backwards on 2 threads (one layer per "
-           "thread) were slower than one after the other (11 ms vs 6.1 ms, both cores busy); a node step's "
+           "(for the C port) added about 3 ms back; its kernels over flat arrays (third round) took 5.9 -> 3.0 ms "
+           "of it away and made it worth running on the thread pool (one layer per thread, costliest first), "
+           "which the older kernels were not (11 ms vs 6.1 ms then); a node step's "
            "queries on 2 threads, each forward unsplit, were faster than the batch split over 2 threads "
            "(92 ms vs 110 ms per step, 116 ms on 1 thread, same load) and are what the trainer does."),
           "", f"Total benchmark time: {time.perf_counter() - t_begin:.0f} s.", ""]
