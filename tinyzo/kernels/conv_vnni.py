@@ -96,14 +96,12 @@ def _tile_codegen(vecs):
     """LLVM code of :func:`_dot_tile32` (``vecs`` = 2) or :func:`_dot_tile16` (1): ``acc[r, j] += sum_k
     (x[r, k] ^ 0x80) * w[j, k]`` for MR rows and ``16 * vecs`` channels, the accumulators in registers.
 
-    Arguments (addresses are integers, xaddr, xstride, waddr, nkq, wstride, aaddr, astride): ``xaddr`` the first input row (int8, rows ``xstride`` bytes apart, at
-    least ``4 * nkq`` readable bytes each), ``waddr`` the tile's first channel in the packed weights
+    Arguments (xaddr, xstride, waddr, nkq, wstride, aaddr, astride; addresses are integers): ``xaddr``
+    the first input row (int8, rows ``xstride`` bytes apart, at least ``4 * nkq`` readable bytes each), ``waddr`` the tile's first channel in the packed weights
     (``wstride`` bytes per group of four k), ``aaddr`` the tile's first accumulator (int32, rows
     ``astride`` elements apart). The accumulators are read once, updated by ``nkq`` steps of one
     ``vpdpbusd`` per row and vector, and written once.
     """
-    _VECS = vecs
-
     def codegen(context, builder, signature, args):
         xaddr, xstride, waddr, nkq, wstride, aaddr, astride = args
         i8, i32, i64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
@@ -119,7 +117,7 @@ def _tile_codegen(vecs):
             off = builder.add(builder.mul(ir.Constant(i64, r), astride), ir.Constant(i64, 16 * v))
             return builder.bitcast(builder.gep(abase, [off]), v16.as_pointer())
 
-        start = [builder.load(acc_ptr(r, v), align=4) for r in range(MR) for v in range(_VECS)]
+        start = [builder.load(acc_ptr(r, v), align=4) for r in range(MR) for v in range(vecs)]
         entry = builder.block
         loop = builder.function.append_basic_block("vnni_tile_loop")
         done = builder.function.append_basic_block("vnni_tile_done")
@@ -130,7 +128,7 @@ def _tile_codegen(vecs):
         accs = [builder.phi(v16) for _ in start]
         wrow = builder.gep(wbase, [builder.mul(q, wstride)])
         wv = [builder.load(builder.bitcast(builder.gep(wrow, [ir.Constant(i64, 64 * v)]), v16.as_pointer()), align=1)
-              for v in range(_VECS)]
+              for v in range(vecs)]
         xoff = builder.mul(q, ir.Constant(i64, 4))
         splat = ir.Constant(ir.VectorType(i32, 16), [0] * 16)
         new = []
@@ -140,8 +138,8 @@ def _tile_codegen(vecs):
             x4 = builder.xor(x4, ir.Constant(i32, 0x80808080))  # int8 -> uint8 (+128 per byte)
             xv = builder.insert_element(ir.Constant(v16, None), x4, ir.Constant(i32, 0))
             xv = builder.shuffle_vector(xv, ir.Constant(v16, None), splat)
-            for v in range(_VECS):
-                new.append(builder.call(fn, [accs[r * _VECS + v], xv, wv[v]]))
+            for v in range(vecs):
+                new.append(builder.call(fn, [accs[r * vecs + v], xv, wv[v]]))
         q_next = builder.add(q, ir.Constant(i64, 1))
         latch = builder.block
         q.add_incoming(ir.Constant(i64, 0), entry)
@@ -159,7 +157,7 @@ def _tile_codegen(vecs):
             fin.add_incoming(a1, latch)
             final.append(fin)
         for i, fin in enumerate(final):
-            builder.store(fin, acc_ptr(i // _VECS, i % _VECS), align=4)
+            builder.store(fin, acc_ptr(i // vecs, i % vecs), align=4)
         return context.get_dummy_value()
 
     return codegen
