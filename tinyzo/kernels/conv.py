@@ -150,7 +150,7 @@ def depthwise_conv2d_s8_fast(x, wtile, ctile, rq, stride_h, stride_w, dil_h, dil
         x: int8[N,H,W,Cin]; output channels C = Cin * depth_multiplier.
         wtile: int16 or int32[KH,KW,OW*C], the filter tiled along an output row: ``wtile[fy,fx,ox*C+k] = w[0,fy,fx,k]``.
         ctile: int32[OW*C], tiled ``const[k] = input_offset * sum(w[..., k]) + bias[k]`` (wrapped to int32).
-        rq: int32[4 or 5, OW*C], the per-channel requantization parameters tiled along a row
+        rq: int32[3 or 5, OW*C], the per-channel requantization parameters tiled along a row
             (:func:`tinyzo.kernels.requant.requant_params`).
         pad_value: the input zero point (its offset-corrected value is 0).
         xq: int8[HP, S, WQ*C] work buffer, S = stride_w, HP/WQ covering every tap (see the op's prepare).

@@ -31,7 +31,7 @@ def requantize_gemm_s8(raw, const_tile, rq, output_offset, act_min, act_max, rou
     Args:
         raw: float32/float64[M, O], exact integer sums ``sum_k x * w`` of raw int8 values, C-contiguous.
         const_tile: int32[B*O], ``bias + input_offset * sum_k w`` wrapped to int32, tiled B times.
-        rq: int32[4 or 5, >= B*O], requantization parameters tiled B times
+        rq: int32[3 or 5, >= B*O], requantization parameters tiled B times
             (:func:`tinyzo.kernels.requant.requant_params`).
         output_offset, act_min, act_max: ints in [-128, 127]; rounding: 0 double (TFLM), 1 single.
         acc: int32[B*O] scratch.
@@ -116,7 +116,7 @@ def conv2d_s8_gemm(x, wt, const_tile, rq, params, cols, raw, acc, out):
         x: int8[N, H, W, C], C-contiguous.
         wt: float32[K, O] (K <= 1024) or float64[K, O]: the filter's int8 values, K = KH*KW*C (OHWI).
         const_tile: int32[B*O], ``bias + input_offset * sum_k w`` wrapped to int32, tiled B times.
-        rq: int32[4 or 5, >= B*O], requantization parameters tiled B times
+        rq: int32[3 or 5, >= B*O], requantization parameters tiled B times
             (:func:`tinyzo.kernels.requant.requant_params`).
         params: :data:`tinyzo.kernels.conv_int.CONV_PARAMS` [1] (filter size, strides, dilations,
             leading padding, pad_value = input zero point, output offset, clamp, rounding).

@@ -143,7 +143,7 @@ def conv2d_s8_int(x, wp, const32, rq, params, patch, acc, obuf, out):
         x: int8[N, H, W, C], C-contiguous.
         wp: int32[ceil(K / 2), NP] packed filter (:func:`pack_weight_pairs`), K = KH*KW*C, NP >= O.
         const32: int32[NP], ``bias + input_offset * sum_k w`` wrapped to int32 (0 for padding channels).
-        rq: int32[4 or 5, >= B*NP], the per-channel requantization parameters (padded to NP) tiled B
+        rq: int32[3 or 5, >= B*NP], the per-channel requantization parameters (padded to NP) tiled B
             times (:func:`tinyzo.kernels.requant.requant_params`).
         params: CONV_PARAMS[1]: filter size, strides, dilations, leading padding (TFLM's
             ``ComputePaddingWithOffset``), pad_value = input zero point, output offset, clamp bounds,

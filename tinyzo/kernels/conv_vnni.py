@@ -8,7 +8,8 @@ instruction, exact modulo 2**32 like C's int32 sums:
 
 * the input is made unsigned by flipping its sign bit (``x ^ 0x80 = x + 128``), and the extra
   ``128 * sum_k w[o, k]`` is taken out of the per-channel start value at prepare time:
-  ``init[o] = bias[o] + input_offset * sum(w[o]) - 128 * sum(w[o])`` (wrapped to int32);
+  ``init[o] = bias[o] + input_offset * sum(w[o]) - 128 * sum(w[o])`` (wrapped to int32;
+  :func:`tinyzo.ops.conv_paths.vnni_operands`);
 * the weights are packed once (:func:`pack_weight_quads`) as ``wq[k // 4, o, k % 4]``: 16 output
   channels times 4 consecutive input values are one 64-byte vector; K is padded to a multiple of
   4 and the channels to :data:`VNNI_LANES` with zero weights (a padded position contributes 0
@@ -78,18 +79,6 @@ def pack_weight_quads(w2: np.ndarray, n_pad: int) -> np.ndarray:
     w = np.zeros((n_pad, 4 * kq), dtype=np.int8)
     w[:o, :k] = w2
     return np.ascontiguousarray(w.reshape(n_pad, kq, 4).transpose(1, 0, 2))
-
-
-def vnni_init(w2: np.ndarray, const: np.ndarray, n_pad: int) -> np.ndarray:
-    """int32[n_pad]: ``const[o] - 128 * sum_k w[o, k]`` wrapped to int32 (0 for padding channels).
-
-    ``const`` (int64[O]) is ``bias + input_offset * sum_k w``; the ``-128 * sum`` undoes the sign-bit
-    flip that makes the inputs unsigned for ``vpdpbusd``.
-    """
-    v = np.asarray(const, dtype=np.int64) - 128 * w2.astype(np.int64).sum(axis=1)
-    out = np.zeros(n_pad, dtype=np.int32)
-    out[: v.size] = (((v + 2**31) % 2**32) - 2**31).astype(np.int32)
-    return out
 
 
 def _tile_codegen(vecs):
@@ -227,8 +216,8 @@ def conv2d_s8_vnni(x, wq, init, rq, params, patch, acc, obuf, out):
         x: int8[N, H, W, C], C-contiguous.
         wq: int8[KQ, NP, 4] packed filter (:func:`pack_weight_quads`), KQ = ceil(K / 4), K = KH*KW*C,
             NP a multiple of :data:`VNNI_LANES` (16) >= O.
-        init: int32[NP] (:func:`vnni_init`).
-        rq: int32[4 or 5, >= B*NP], the per-channel requantization parameters (padded to NP) tiled B
+        init: int32[NP], ``bias + (input_offset - 128) * sum_k w`` wrapped (:func:`tinyzo.ops.conv_paths.vnni_operands`).
+        rq: int32[3 or 5, >= B*NP], the per-channel requantization parameters (padded to NP) tiled B
             times (:func:`tinyzo.kernels.requant.requant_params`).
         params: :data:`tinyzo.kernels.conv_int.CONV_PARAMS` [1].
         patch: int8[B * 4*KQ + PATCH_SLACK] scratch (gathered receptive fields; unused where input rows are

@@ -52,9 +52,10 @@ from numba import njit
 RQ_MULT, RQ_LSHIFT, RQ_RSHIFT, RQ_MASK, RQ_HALF = range(5)
 RQ_ROWS = 5
 #: rows of the one-formula layout (no positive shift): multiplier, total shift ``T = 31 - shift``,
-#: ``C - 2**(T - 1)`` (2**30 or 0) and ``D / 2`` (2**30 or 0)
-RQU_MULT, RQU_SHIFT, RQU_BASE, RQU_NEG = range(4)
-RQU_ROWS = 4
+#: and ``B = C - 2**(T - 1)``, 2**30 for double rounding with ``shift < 0`` (then ``D = 2 B``), else 0
+#: (then ``D = 0``)
+RQU_MULT, RQU_SHIFT, RQU_BASE = range(3)
+RQU_ROWS = 3
 
 
 def requant_params(multiplier, shift, rounding: int, length: int | None = None) -> np.ndarray:
@@ -69,9 +70,9 @@ def requant_params(multiplier, shift, rounding: int, length: int | None = None) 
             does not divide it; None for C.
 
     Returns:
-        int32[4, length] when no shift is positive (the one-formula layout, module docstring):
-        multiplier, ``T = 31 - shift`` in [31, 62], ``2**30`` or 0, ``2**30`` or 0 (double rounding
-        with ``shift < 0``: both ``2**30``). Otherwise int32[5, length]: double rounding: multiplier,
+        int32[3, length] when no shift is positive (the one-formula layout, module docstring):
+        multiplier, ``T = 31 - shift`` in [31, 62], ``2**30`` (double rounding with ``shift < 0``)
+        or 0. Otherwise int32[5, length]: double rounding: multiplier,
         left shift in [0, 31], right shift in [0, 31], mask ``2**rs - 1``, ``mask >> 1``; single
         rounding: multiplier, total shift ``31 - shift``, 0, 0, 0.
     """
@@ -95,7 +96,6 @@ def requant_params(multiplier, shift, rounding: int, length: int | None = None) 
         rq[RQU_SHIFT] = 31 - s
         if rounding == 0:
             rq[RQU_BASE] = np.where(s < 0, 2**30, 0)
-            rq[RQU_NEG] = np.where(s < 0, 2**30, 0)
     else:
         rq = np.zeros((RQ_ROWS, c), dtype=np.int64)
         if rounding == 0:
@@ -122,7 +122,7 @@ def requantize_row_s8(acc, rq, output_offset, act_min, act_max, rounding, out):
 
     Args:
         acc: int32[L] accumulators (bias included).
-        rq: int32[4 or 5, >= L] from :func:`requant_params` (same ``rounding``; the row count tells
+        rq: int32[3 or 5, >= L] from :func:`requant_params` (same ``rounding``; the row count tells
             the one-formula layout from the general one).
         output_offset: output zero point in [-128, 127]; act_min <= act_max in [-128, 127].
         rounding: 0 double (TFLM default), 1 single.
@@ -139,13 +139,12 @@ def requantize_row_s8(acc, rq, output_offset, act_min, act_max, rounding, out):
     if rq.shape[0] == RQU_ROWS:  # no positive shift: one 64-bit product and shift (module docstring)
         tsh = rq[RQU_SHIFT]
         base = rq[RQU_BASE]
-        neg = rq[RQU_NEG]
         one = np.int64(1)
         for i in range(n):
             a = np.int64(acc[i])
             t = np.int64(tsh[i])
             p = a * np.int64(mult[i]) + np.int64(base[i]) + (one << (t - one))
-            p = p - ((np.int64(neg[i]) << one) & (a >> np.int64(63)))
+            p = p - ((np.int64(base[i]) << one) & (a >> np.int64(63)))  # D = 2 B where acc < 0
             r = p >> t
             r = min(max(r, np.int64(lo)), np.int64(hi))
             out[i] = np.int32(r + np.int64(output_offset))

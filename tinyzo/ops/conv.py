@@ -10,7 +10,7 @@ from tinyzo.errors import ArithmeticContractError
 from tinyzo.kernels.conv import depthwise_conv2d_s8_fast
 from tinyzo.kernels.conv16 import conv2d_s16_gemm, depthwise_conv2d_s16
 from tinyzo.kernels.conv_gemm import conv2d_s8_gemm, requantize_gemm_s8
-from tinyzo.kernels.conv_vnni import PATCH_SLACK, conv2d_s8_vnni
+from tinyzo.kernels.conv_vnni import conv2d_s8_vnni
 from tinyzo.kernels.conv_int import conv2d_s8_int
 from tinyzo.kernels.requant import requant_params
 from tinyzo.ops import conv_paths, conv_types
@@ -215,9 +215,8 @@ class Conv2D(_ConvBase):
             n_pad = conv_paths.vnni_channels(self.n_out)
             block = conv_paths.vnni_block(self.k_len, self.n_out, pixels)
             kp = -(-self.k_len // 4) * 4
-            out.update({"packed weights": kp * n_pad, "patch block": block * kp + PATCH_SLACK,
-                        "accumulator block": block * n_pad * 4,
-                        "int8 block": block * n_pad})
+            out.update({"packed weights": kp * n_pad, "patch block": block * kp + conv_paths.PATCH_SLACK,
+                        "accumulator block": block * n_pad * 4, "int8 block": block * n_pad})
         else:
             n_pad = conv_paths.padded_channels(self.n_out)
             block = conv_paths.block_pixels(self.k_len, n_pad, pixels)
@@ -266,7 +265,7 @@ class Conv2D(_ConvBase):
                         np.empty(self.block * self.n_out, np.int32))
             elif self.path == "vnni":
                 n_pad = self.wq.shape[1]
-                bufs = (layout, np.zeros(self.block * 4 * self.wq.shape[0] + PATCH_SLACK, np.int8),
+                bufs = (layout, np.zeros(conv_paths.vnni_patch_len(self.block, self.wq), np.int8),
                         np.empty((self.block, n_pad), np.int32), np.empty((self.block, n_pad), np.int8))
             else:
                 n_pad = self.wp.shape[1]
@@ -356,7 +355,7 @@ class DepthwiseConv2D(_ConvBase):
             return
         self.const = (self.input_offset * self.w.astype(np.int64).sum(axis=(0, 1, 2)) + bias).astype(np.int64)
         # the int32 accumulator starts at const; C's int32 wraps, so wrap it the same way
-        self.const32 = (((self.const + 2**31) % 2**32) - 2**31).astype(np.int32)
+        self.const32 = conv_paths.wrap32(self.const)
         ow = self.out_w
         if self.as_conv:  # filter [1, KH, KW, M] on one input channel = CONV_2D filter [M, KH, KW, 1]
             w2 = self.w[0].reshape(self.kh * self.kw, self.n_out).T

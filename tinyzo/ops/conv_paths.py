@@ -25,7 +25,7 @@ import numpy as np
 
 from tinyzo.errors import TinyzoError
 from tinyzo.kernels.conv_int import CONV_PARAMS, LANE_PAD, pack_weight_pairs
-from tinyzo.kernels.conv_vnni import MR, VNNI_LANES, pack_weight_quads, vnni_available, vnni_init
+from tinyzo.kernels.conv_vnni import MR, PATCH_SLACK, VNNI_LANES, pack_weight_quads, vnni_available
 from tinyzo.kernels.requant import requant_params
 
 #: every CONV_2D path; :func:`available_paths` those this CPU can run
@@ -55,14 +55,10 @@ class ConvPathError(TinyzoError, ValueError):
     """An unknown CONV_2D path name (``TINYZO_CONV_PATH``, ``Conv2D.set_path``), or one this CPU cannot run."""
 
 
-_AVAILABLE = []
-
-
+@functools.cache
 def available_paths() -> tuple:
     """The CONV_2D paths this machine runs: ``gemm`` and ``int`` everywhere, ``vnni`` on AVX512-VNNI CPUs."""
-    if not _AVAILABLE:
-        _AVAILABLE.append(tuple(p for p in PATHS if p != "vnni" or vnni_available()))
-    return _AVAILABLE[0]
+    return tuple(p for p in PATHS if p != "vnni" or vnni_available())
 
 
 def check_path(path: str) -> str:
@@ -115,11 +111,22 @@ def choose_path(k_len: int, n_out: int) -> str:
 
 def conv_params(op) -> np.ndarray:
     """The scalar parameters of a prepared CONV_2D as a :data:`CONV_PARAMS` record array of one element."""
+    return params_record(kh=op.kh, kw=op.kw, stride_h=op.stride_h, stride_w=op.stride_w, dil_h=op.dil_h,
+                         dil_w=op.dil_w, pad_h=op.pad_h, pad_w=op.pad_w, pad_value=op.pad_value,
+                         output_offset=op.output_offset, act_min=op.act_min, act_max=op.act_max, rounding=op.rounding)
+
+
+def pointwise_params(op) -> np.ndarray:
+    """:data:`CONV_PARAMS` [1] of an unpadded 1x1, stride-1 convolution with ``op``'s output offset, clamp and
+    rounding (FULLY_CONNECTED rows run as one on the ``vnni`` kernel)."""
+    return params_record(kh=1, kw=1, stride_h=1, stride_w=1, dil_h=1, dil_w=1, output_offset=op.output_offset,
+                         act_min=op.act_min, act_max=op.act_max, rounding=op.rounding)
+
+
+def params_record(**fields) -> np.ndarray:
+    """A :data:`CONV_PARAMS` record array of one element; fields not given are 0."""
     p = np.zeros(1, dtype=CONV_PARAMS)
-    for name, value in (("kh", op.kh), ("kw", op.kw), ("stride_h", op.stride_h), ("stride_w", op.stride_w),
-                        ("dil_h", op.dil_h), ("dil_w", op.dil_w), ("pad_h", op.pad_h), ("pad_w", op.pad_w),
-                        ("pad_value", op.pad_value), ("output_offset", op.output_offset),
-                        ("act_min", op.act_min), ("act_max", op.act_max), ("rounding", op.rounding)):
+    for name, value in fields.items():
         p[name] = value
     return p
 
@@ -135,7 +142,7 @@ def wrap32(v: np.ndarray) -> np.ndarray:
 
 
 def gemm_operands(w2: np.ndarray, const: np.ndarray, multiplier, shift, rounding: int, block: int):
-    """(wt float[K, O], const tiled int32[B*O], rq int32[4 or 5, B*O]) for :func:`conv2d_s8_gemm`."""
+    """(wt float[K, O], const tiled int32[B*O], rq int32[3 or 5, B*O]) for :func:`conv2d_s8_gemm`."""
     n_out, k_len = w2.shape
     ftype = np.float32 if k_len <= FLOAT32_EXACT_K else np.float64
     wt = np.ascontiguousarray(w2.T.astype(ftype))
@@ -143,7 +150,7 @@ def gemm_operands(w2: np.ndarray, const: np.ndarray, multiplier, shift, rounding
 
 
 def int_operands(w2: np.ndarray, const: np.ndarray, multiplier, shift, rounding: int, block: int):
-    """(wp int32[ceil(K/2), NP], const32 int32[NP], rq int32[4 or 5, B*NP]) for :func:`conv2d_s8_int`
+    """(wp int32[ceil(K/2), NP], const32 int32[NP], rq int32[3 or 5, B*NP]) for :func:`conv2d_s8_int`
     (padding channels: multiplier and shift 0, output the clamped offset)."""
     n_out, _ = w2.shape
     n_pad = padded_channels(n_out)
@@ -153,12 +160,19 @@ def int_operands(w2: np.ndarray, const: np.ndarray, multiplier, shift, rounding:
 
 
 def vnni_operands(w2: np.ndarray, const: np.ndarray, multiplier, shift, rounding: int, block: int):
-    """(wq int8[ceil(K/4), NP, 4], init int32[NP], rq int32[4 or 5, B*NP]) for :func:`conv2d_s8_vnni`
+    """(wq int8[ceil(K/4), NP, 4], init int32[NP], rq int32[3 or 5, B*NP]) for :func:`conv2d_s8_vnni`
     (NP = :func:`vnni_channels`; padding channels: zero weights, multiplier and shift 0)."""
     n_out, _ = w2.shape
     n_pad = vnni_channels(n_out)
-    return pack_weight_quads(w2, n_pad), vnni_init(w2, const, n_pad), tiled_requant(multiplier, shift, rounding, n_pad,
-                                                                                     block)
+    # the kernel flips the inputs' sign bit (x + 128, unsigned for vpdpbusd): take 128 * sum(w) back out
+    init = np.zeros(n_pad, dtype=np.int32)
+    init[:n_out] = wrap32(np.asarray(const, dtype=np.int64) - 128 * w2.astype(np.int64).sum(axis=1))
+    return pack_weight_quads(w2, n_pad), init, tiled_requant(multiplier, shift, rounding, n_pad, block)
+
+
+def vnni_patch_len(block: int, wq: np.ndarray) -> int:
+    """Bytes of the ``vnni`` kernel's patch buffer for ``block`` pixels of packed weights ``wq``."""
+    return block * 4 * wq.shape[0] + PATCH_SLACK
 
 
 @functools.lru_cache(maxsize=512)
@@ -170,7 +184,7 @@ def _tiled_requant(mult: bytes, shift: bytes, rounding: int, n_pad: int, block: 
 
 
 def tiled_requant(multiplier, shift, rounding: int, n_pad: int, block: int) -> np.ndarray:
-    """int32[4 or 5, block * n_pad]: :func:`tinyzo.kernels.requant.requant_params` of the O channels padded
+    """int32[3 or 5, block * n_pad]: :func:`tinyzo.kernels.requant.requant_params` of the O channels padded
     to ``n_pad`` (multiplier and shift 0: output the clamped offset) and tiled ``block`` times.
 
     Computed once per parameter set and shared (the kernels only read it): a training update

@@ -17,8 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyzo.kernels.conv16 import requantize_gemm_s16
-from tinyzo.kernels.conv_int import CONV_PARAMS
-from tinyzo.kernels.conv_vnni import PATCH_SLACK, conv2d_s8_vnni
+from tinyzo.kernels.conv_vnni import conv2d_s8_vnni
 from tinyzo.ops import conv_paths, conv_types
 from tinyzo.ops.base import PreparedOp, register
 from tinyzo.ops.conv import FLOAT32_EXACT_K, gemm_buffer_bytes, gemm_requant, per_channel_multipliers
@@ -141,11 +140,7 @@ class FullyConnected(PreparedOp):
             shift = np.broadcast_to(self.shift, self.n_out)
             self.vnni = conv_paths.vnni_operands(w8, self.const, mult, shift, self.rounding, block)
             self.vnni_block = block
-            self.vnni_params = np.zeros(1, dtype=CONV_PARAMS)
-            for name, value in (("kh", 1), ("kw", 1), ("stride_h", 1), ("stride_w", 1), ("dil_h", 1), ("dil_w", 1),
-                                ("output_offset", self.output_offset), ("act_min", self.act_min),
-                                ("act_max", self.act_max), ("rounding", self.rounding)):
-                self.vnni_params[name] = value
+            self.vnni_params = conv_paths.pointwise_params(self)
 
     def compute(self, x):
         n = x.shape[0]
@@ -160,10 +155,10 @@ class FullyConnected(PreparedOp):
                                 self.output_offset, self.act_min, self.act_max, out)
         elif self.vnni is not None:
             wq, init, rq = self.vnni
+            patch = self.scratch("vnni_patch", (conv_paths.vnni_patch_len(self.vnni_block, wq),), np.int8)
             acc = self.scratch("vnni_acc", (self.vnni_block, wq.shape[1]), np.int32)
-            conv2d_s8_vnni(np.ascontiguousarray(rows).reshape(-1, 1, 1, self.k_len), wq, init, rq,
-                           self.vnni_params, self.scratch("vnni_patch", (self.vnni_block * 4 * wq.shape[0] + PATCH_SLACK,), np.int8),
-                           acc, self.scratch("vnni_obuf", acc.shape, np.int8), out.reshape(-1, 1, 1, self.n_out))
+            conv2d_s8_vnni(np.ascontiguousarray(rows).reshape(-1, 1, 1, self.k_len), wq, init, rq, self.vnni_params,
+                           patch, acc, self.scratch("vnni_obuf", acc.shape, np.int8), out.reshape(-1, 1, 1, self.n_out))
         else:
             gemm_requant(self, rows, out)
         return out.reshape((n,) + self.out_tail) if self.rows_per_sample == 1 or self.keep_num_dims else out.reshape(

@@ -499,7 +499,7 @@ class ZOTrainer(Trainer):
         input, output and accumulated output gradient ``g_nodes[k]``), in :attr:`node_layers` order.
 
         The layers are independent: with more than one tinyzo thread they run on the thread pool, the
-        costliest first (weight-gradient multiply-adds), each in one thread, so the same bits come out.
+        costliest first (the layer's multiply-adds), each in one thread, so the same bits come out.
         With kernels over flat arrays (no reference counting in the loops) this halves the phase on 2
         threads (3.8 -> 2.0 ms per step for the benchmark's 6 layers, measured here); the earlier
         kernels were slower on 2 threads than on one.
@@ -513,13 +513,10 @@ class ZOTrainer(Trainer):
         if runtime.get_num_threads() < 2 or len(layers) < 2:
             return [one(k) for k in layers]
 
-        def cost(k):
-            w = self.model.tensors[self.model.operators[k].inputs[1]]
-            return g_nodes[k].size * (int(np.prod(w.shape)) // max(1, w.shape[-1 if self.model.operators[k].opcode ==
-                                                                                "DEPTHWISE_CONV_2D" else 0]))
-
         pool = runtime.pool()
-        futures = {k: pool.submit(one, k) for k in sorted(layers, key=cost, reverse=True)}
+        # a layer's weight-gradient work is its forward multiply-adds
+        futures = {k: pool.submit(one, k) for k in sorted(layers, key=lambda k: self.model.prepared[k].macs(),
+                                                          reverse=True)}
         return [futures[k].result() for k in layers]
 
     # ------------------------------------------------------------------ memory
