@@ -177,3 +177,23 @@ def test_cost_model_chooses_the_cheapest_available_path():
     for k, n in ((8, 8), (27, 16), (96, 384), (1024, 256)):
         costs = {p: conv_paths.estimated_ns_per_pixel(p, k, n) for p in conv_paths.available_paths()}
         assert conv_paths.choose_path(k, n) == min(costs, key=costs.get)
+
+
+@pytest.mark.parametrize("path", conv_paths.PATHS)
+@pytest.mark.parametrize("out_scale", [0.5, 0.0004])
+@pytest.mark.parametrize("n_out", [8, 16, 40])
+def test_conv_path_both_requantization_layouts(path, out_scale, n_out):
+    """Multipliers below 1 (the one-formula layout, requantized inside the vnni tiles) and above 1 (a
+    positive shift: the general layout, requantized after the tiles), with channel counts that fill
+    the 16-lane vectors exactly or not, and a pixel count that leaves a partial tile."""
+    if path not in conv_paths.available_paths():
+        pytest.skip(f"this CPU cannot run the {path!r} path")
+    rng = np.random.default_rng(n_out)
+    x = rng.integers(-128, 128, size=(3, 5, 7, 12), dtype=np.int8)  # 35 pixels per sample: not a multiple of MR
+    w = rng.integers(-127, 128, size=(n_out, 1, 1, 12), dtype=np.int8)
+    bias = rng.integers(-3000, 3000, size=n_out, dtype=np.int32)
+    model = conv_model(x.shape, w, bias, 0.05, out_scale, list(rng.uniform(0.01, 0.04, n_out)), -3, 5, "RELU6")
+    op = model.prepared[0]
+    op.set_path(path)
+    assert (op.rq.shape[0] == 3) == (out_scale == 0.5)
+    np.testing.assert_array_equal(model(x), _reference(model, x, w, bias))

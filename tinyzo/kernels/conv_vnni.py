@@ -36,6 +36,7 @@ from numba.extending import intrinsic
 
 from tinyzo.kernels.conv_gemm import gather_patch, next_pixel, window_params
 from tinyzo.kernels.conv_int import _flush
+from tinyzo.kernels.requant import RQU_ROWS
 
 #: output pixels per micro-kernel tile
 MR = 4
@@ -81,6 +82,62 @@ def pack_weight_quads(w2: np.ndarray, n_pad: int) -> np.ndarray:
     return np.ascontiguousarray(w.reshape(n_pad, kq, 4).transpose(1, 0, 2))
 
 
+def _dot_loop(builder, fn, starts, vecs, xbase, xstride, wbase, nkq, wstride):
+    """Emit the dot-product loop of a tile: MR rows times ``vecs`` 16-lane accumulators starting at
+    ``starts`` (row-major), ``nkq`` steps of one ``vpdpbusd`` per row and vector; returns the final
+    accumulators (LLVM values, row-major)."""
+    i32, i64 = ir.IntType(32), ir.IntType(64)
+    v16 = ir.VectorType(i32, 16)
+    entry = builder.block
+    loop = builder.function.append_basic_block("vnni_tile_loop")
+    done = builder.function.append_basic_block("vnni_tile_done")
+    builder.cbranch(builder.icmp_signed(">", nkq, ir.Constant(i64, 0)), loop, done)
+
+    builder.position_at_end(loop)
+    q = builder.phi(i64)
+    accs = [builder.phi(v16) for _ in starts]
+    wrow = builder.gep(wbase, [builder.mul(q, wstride)])
+    wv = [builder.load(builder.bitcast(builder.gep(wrow, [ir.Constant(i64, 64 * v)]), v16.as_pointer()), align=1)
+          for v in range(vecs)]
+    xoff = builder.mul(q, ir.Constant(i64, 4))
+    splat = ir.Constant(ir.VectorType(i32, 16), [0] * 16)
+    new = []
+    for r in range(MR):
+        xp = builder.gep(xbase, [builder.add(builder.mul(ir.Constant(i64, r), xstride), xoff)])
+        x4 = builder.load(builder.bitcast(xp, i32.as_pointer()), align=1)
+        x4 = builder.xor(x4, ir.Constant(i32, 0x80808080))  # int8 -> uint8 (+128 per byte)
+        xv = builder.insert_element(ir.Constant(v16, None), x4, ir.Constant(i32, 0))
+        xv = builder.shuffle_vector(xv, ir.Constant(v16, None), splat)
+        for v in range(vecs):
+            new.append(builder.call(fn, [accs[r * vecs + v], xv, wv[v]]))
+    q_next = builder.add(q, ir.Constant(i64, 1))
+    latch = builder.block
+    q.add_incoming(ir.Constant(i64, 0), entry)
+    q.add_incoming(q_next, latch)
+    for a, a0, a1 in zip(accs, starts, new):
+        a.add_incoming(a0, entry)
+        a.add_incoming(a1, latch)
+    builder.cbranch(builder.icmp_signed("<", q_next, nkq), loop, done)
+
+    builder.position_at_end(done)
+    final = []
+    for a0, a1 in zip(starts, new):  # every phi first: they must open the block
+        fin = builder.phi(v16)
+        fin.add_incoming(a0, entry)
+        fin.add_incoming(a1, latch)
+        final.append(fin)
+    return final
+
+
+def _vpdpbusd(builder):
+    """The ``vpdpbusd`` intrinsic's declaration in the module being built."""
+    v16 = ir.VectorType(ir.IntType(32), 16)
+    fn = builder.module.globals.get(_VPDPBUSD)
+    if fn is None:
+        fn = ir.Function(builder.module, ir.FunctionType(v16, [v16, v16, v16]), _VPDPBUSD)
+    return fn
+
+
 def _tile_codegen(vecs):
     """LLVM code of :func:`_dot_tile32` (``vecs`` = 2) or :func:`_dot_tile16` (1): ``acc[r, j] += sum_k
     (x[r, k] ^ 0x80) * w[j, k]`` for MR rows and ``16 * vecs`` channels, the accumulators in registers.
@@ -95,58 +152,89 @@ def _tile_codegen(vecs):
         xaddr, xstride, waddr, nkq, wstride, aaddr, astride = args
         i8, i32, i64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
         v16 = ir.VectorType(i32, 16)
-        xbase = builder.inttoptr(xaddr, i8.as_pointer())
-        wbase = builder.inttoptr(waddr, i8.as_pointer())
         abase = builder.inttoptr(aaddr, i32.as_pointer())
-        fn = builder.module.globals.get(_VPDPBUSD)
-        if fn is None:
-            fn = ir.Function(builder.module, ir.FunctionType(v16, [v16, v16, v16]), _VPDPBUSD)
 
         def acc_ptr(r, v):
             off = builder.add(builder.mul(ir.Constant(i64, r), astride), ir.Constant(i64, 16 * v))
             return builder.bitcast(builder.gep(abase, [off]), v16.as_pointer())
 
         start = [builder.load(acc_ptr(r, v), align=4) for r in range(MR) for v in range(vecs)]
-        entry = builder.block
-        loop = builder.function.append_basic_block("vnni_tile_loop")
-        done = builder.function.append_basic_block("vnni_tile_done")
-        builder.cbranch(builder.icmp_signed(">", nkq, ir.Constant(i64, 0)), loop, done)
-
-        builder.position_at_end(loop)
-        q = builder.phi(i64)
-        accs = [builder.phi(v16) for _ in start]
-        wrow = builder.gep(wbase, [builder.mul(q, wstride)])
-        wv = [builder.load(builder.bitcast(builder.gep(wrow, [ir.Constant(i64, 64 * v)]), v16.as_pointer()), align=1)
-              for v in range(vecs)]
-        xoff = builder.mul(q, ir.Constant(i64, 4))
-        splat = ir.Constant(ir.VectorType(i32, 16), [0] * 16)
-        new = []
-        for r in range(MR):
-            xp = builder.gep(xbase, [builder.add(builder.mul(ir.Constant(i64, r), xstride), xoff)])
-            x4 = builder.load(builder.bitcast(xp, i32.as_pointer()), align=1)
-            x4 = builder.xor(x4, ir.Constant(i32, 0x80808080))  # int8 -> uint8 (+128 per byte)
-            xv = builder.insert_element(ir.Constant(v16, None), x4, ir.Constant(i32, 0))
-            xv = builder.shuffle_vector(xv, ir.Constant(v16, None), splat)
-            for v in range(vecs):
-                new.append(builder.call(fn, [accs[r * vecs + v], xv, wv[v]]))
-        q_next = builder.add(q, ir.Constant(i64, 1))
-        latch = builder.block
-        q.add_incoming(ir.Constant(i64, 0), entry)
-        q.add_incoming(q_next, latch)
-        for a, a0, a1 in zip(accs, start, new):
-            a.add_incoming(a0, entry)
-            a.add_incoming(a1, latch)
-        builder.cbranch(builder.icmp_signed("<", q_next, nkq), loop, done)
-
-        builder.position_at_end(done)
-        final = []
-        for a0, a1 in zip(start, new):  # every phi first: they must open the block
-            fin = builder.phi(v16)
-            fin.add_incoming(a0, entry)
-            fin.add_incoming(a1, latch)
-            final.append(fin)
+        final = _dot_loop(builder, _vpdpbusd(builder), start, vecs, builder.inttoptr(xaddr, i8.as_pointer()),
+                          xstride, builder.inttoptr(waddr, i8.as_pointer()), nkq, wstride)
         for i, fin in enumerate(final):
             builder.store(fin, acc_ptr(i // vecs, i % vecs), align=4)
+        return context.get_dummy_value()
+
+    return codegen
+
+
+def _fused_tile_codegen(vecs):
+    """LLVM code of :func:`_requant_tile32` (``vecs`` = 2) / :func:`_requant_tile16` (1): a tile of MR
+    output pixels by ``16 * vecs`` channels, from the start values to the stored int8 outputs, the
+    accumulators never leaving the registers.
+
+    Arguments (xaddr, xstride, waddr, nkq, wstride, iaddr, qaddr, qstride, oaddr, ostride, lo, hi,
+    offset): input rows and packed weights as :func:`_tile_codegen`; ``iaddr`` the tile's first start
+    value (int32, the per-channel ``init``); ``qaddr`` the tile's first channel in the one-formula
+    requantization rows (int32 multiplier, ``T``, base; rows ``qstride`` bytes apart,
+    :mod:`tinyzo.kernels.requant`); ``oaddr`` where the tile's first output row goes (int8, rows
+    ``ostride`` bytes apart, ``16 * vecs`` bytes written per row); ``lo``/``hi`` the clamp bounds minus
+    the output offset. Per lane, as :func:`tinyzo.kernels.requant.requantize_row_s8`:
+    ``clamp((acc * m + B + 2**(T-1) - 2 B [acc < 0]) >> T) + offset`` in 64-bit lanes.
+    """
+    def codegen(context, builder, signature, args):
+        (xaddr, xstride, waddr, nkq, wstride, iaddr, qaddr, qstride, oaddr, ostride, lo, hi, off) = args
+        i8, i32, i64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
+        v16, v16q, v16b = ir.VectorType(i32, 16), ir.VectorType(i64, 16), ir.VectorType(i8, 16)
+        ibase = builder.inttoptr(iaddr, i32.as_pointer())
+        qbase = builder.inttoptr(qaddr, i8.as_pointer())
+
+        def vec_at(base, elem_off):
+            return builder.load(builder.bitcast(builder.gep(base, [ir.Constant(i64, elem_off)]), v16.as_pointer()),
+                                align=4)
+
+        def qrow(row, v):  # 16 lanes of requantization row ``row`` for vector v
+            p = builder.gep(qbase, [builder.add(builder.mul(ir.Constant(i64, row), qstride), ir.Constant(i64, 64 * v))])
+            return builder.load(builder.bitcast(p, v16.as_pointer()), align=4)
+
+        init = [vec_at(ibase, 16 * v) for v in range(vecs)]
+        start = [init[v] for _ in range(MR) for v in range(vecs)]
+        final = _dot_loop(builder, _vpdpbusd(builder), start, vecs, builder.inttoptr(xaddr, i8.as_pointer()),
+                          xstride, builder.inttoptr(waddr, i8.as_pointer()), nkq, wstride)
+
+        def splat64(value):
+            return builder.shuffle_vector(builder.insert_element(ir.Constant(v16q, None), value, ir.Constant(i32, 0)),
+                                          ir.Constant(v16q, None), ir.Constant(v16, [0] * 16))
+
+        def splat32(value):
+            return builder.shuffle_vector(builder.insert_element(ir.Constant(v16, None), value, ir.Constant(i32, 0)),
+                                          ir.Constant(v16, None), ir.Constant(v16, [0] * 16))
+
+        one = splat64(ir.Constant(i64, 1))
+        sign = splat64(ir.Constant(i64, 63))
+        lo_v = splat32(builder.trunc(lo, i32))
+        hi_v = splat32(builder.trunc(hi, i32))
+        off_v = splat32(builder.trunc(off, i32))
+        consts = []
+        for v in range(vecs):  # per-channel constants, shared by the MR rows
+            m = builder.zext(qrow(0, v), v16q)
+            t = builder.zext(qrow(1, v), v16q)
+            base = builder.zext(qrow(2, v), v16q)
+            c = builder.add(base, builder.shl(one, builder.sub(t, one)))
+            consts.append((m, t, c, builder.shl(base, one)))
+        obase = builder.inttoptr(oaddr, i8.as_pointer())
+        for i, acc in enumerate(final):
+            r, v = divmod(i, vecs)
+            m, t, c, d = consts[v]
+            a = builder.sext(acc, v16q)
+            p = builder.add(builder.mul(a, m), c)
+            p = builder.sub(p, builder.and_(d, builder.ashr(a, sign)))
+            y = builder.trunc(builder.ashr(p, t), v16)  # the requantized value fits int32
+            y = builder.select(builder.icmp_signed("<", y, lo_v), lo_v, y)
+            y = builder.select(builder.icmp_signed(">", y, hi_v), hi_v, y)
+            y = builder.trunc(builder.add(y, off_v), v16b)
+            dst = builder.gep(obase, [builder.add(builder.mul(ir.Constant(i64, r), ostride), ir.Constant(i64, 16 * v))])
+            builder.store(y, builder.bitcast(dst, v16b.as_pointer()), align=1)
         return context.get_dummy_value()
 
     return codegen
@@ -165,6 +253,24 @@ def _dot_tile32(typingctx, xaddr, xstride, waddr, nkq, wstride, aaddr, astride):
 def _dot_tile16(typingctx, xaddr, xstride, waddr, nkq, wstride, aaddr, astride):
     """A tile of MR pixels x 16 channels (:func:`_tile_codegen`)."""
     return _TILE_SIG, _tile_codegen(1)
+
+
+_FUSED_SIG = types.void(types.uint64, types.int64, types.uint64, types.int64, types.int64, types.uint64, types.uint64,
+                        types.int64, types.uint64, types.int64, types.int64, types.int64, types.int64)
+
+
+@intrinsic
+def _requant_tile32(typingctx, xaddr, xstride, waddr, nkq, wstride, iaddr, qaddr, qstride, oaddr, ostride, lo, hi,
+                    offset):
+    """A tile of MR pixels x 32 channels, requantized and stored as int8 (:func:`_fused_tile_codegen`)."""
+    return _FUSED_SIG, _fused_tile_codegen(2)
+
+
+@intrinsic
+def _requant_tile16(typingctx, xaddr, xstride, waddr, nkq, wstride, iaddr, qaddr, qstride, oaddr, ostride, lo, hi,
+                    offset):
+    """A tile of MR pixels x 16 channels, requantized and stored as int8 (:func:`_fused_tile_codegen`)."""
+    return _FUSED_SIG, _fused_tile_codegen(1)
 
 
 #: bytes a patch buffer needs beyond its B * KP values (16-byte copies may overrun a row's end)
@@ -248,6 +354,18 @@ def conv2d_s8_vnni(x, wq, init, rq, params, patch, acc, obuf, out):
     w_addr = np.uint64(wq.ctypes.data)
     a_addr = np.uint64(acc.ctypes.data)
     total = n * oh * ow
+    j32 = n_pad - n_pad % 32
+    # one-formula requantization (no positive shift): each tile requantizes its accumulators in registers
+    fused = rq.shape[0] == RQU_ROWS
+    ob = obuf.reshape(-1)
+    o_addr = np.uint64(out.ctypes.data)
+    b_addr = np.uint64(obuf.ctypes.data)
+    i_addr = np.uint64(init.ctypes.data)
+    q_addr = np.uint64(rq.ctypes.data)
+    q_stride = rq.strides[0]
+    off = np.int64(p["output_offset"])
+    lo = np.int64(p["act_min"]) - off
+    hi = np.int64(p["act_max"]) - off
     for first in range(0, total, block):
         cnt = min(block, total - first)
         rows = -(-cnt // MR) * MR
@@ -264,11 +382,33 @@ def conv2d_s8_vnni(x, wq, init, rq, params, patch, acc, obuf, out):
                     pf[d0 + j] = 0
                 b, oy, ox = next_pixel(b, oy, ox, oh, ow)
             src, stride = p_addr, kp
+        if fused:
+            for r0 in range(0, rows, MR):
+                direct = o == n_pad and r0 + MR <= cnt  # whole rows of the output: store in place
+                if direct:
+                    dst, dstride = o_addr + np.uint64((first + r0) * o), o
+                else:
+                    dst, dstride = b_addr, n_pad
+                xr = src + np.uint64(r0 * stride)
+                for j0 in range(0, j32, 32):
+                    _requant_tile32(xr, stride, w_addr + np.uint64(j0 * 4), nkq, n_pad * 4,
+                                    i_addr + np.uint64(j0 * 4), q_addr + np.uint64(j0 * 4), q_stride,
+                                    dst + np.uint64(j0), dstride, lo, hi, off)
+                if j32 < n_pad:
+                    _requant_tile16(xr, stride, w_addr + np.uint64(j32 * 4), nkq, n_pad * 4,
+                                    i_addr + np.uint64(j32 * 4), q_addr + np.uint64(j32 * 4), q_stride,
+                                    dst + np.uint64(j32), dstride, lo, hi, off)
+                if not direct:  # a partial row group or padded channels: copy the valid part
+                    for i in range(min(MR, cnt - r0)):
+                        d0 = np.uint64((first + r0 + i) * o)
+                        s0 = np.uint64(i * n_pad)
+                        for j in range(np.uint64(o)):
+                            out_flat[d0 + j] = ob[s0 + j]
+            continue
         for i in range(rows):
             a0 = np.uint64(i) * npu
             for j in range(npu):
                 af[a0 + j] = init[j]
-        j32 = n_pad - n_pad % 32
         for r0 in range(0, rows, MR):
             xr = src + np.uint64(r0 * stride)
             for j0 in range(0, j32, 32):
