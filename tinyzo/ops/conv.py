@@ -145,6 +145,61 @@ class _ConvBase(PreparedOp):
         return w.data, bias
 
 
+_PATH_WEIGHTS = {"gemm": "wt", "vnni": "wq", "int": "wp"}
+_PATH_KERNELS = {"gemm": conv2d_s8_gemm, "vnni": conv2d_s8_vnni, "int": conv2d_s8_int}
+
+
+def set_path_operands(op: PreparedOp, w2: np.ndarray, pixels: int) -> None:
+    """Prepare ``op``'s int8 CONV_2D operands for its ``op.path``: ``op.block`` (output pixels per block),
+    the packed weights (``op.wt``, ``op.wq`` or ``op.wp``), ``op.const_tile`` and ``op.rq``.
+
+    ``w2``: int8[O, K] filter rows; ``op.const``: int64[O] ``bias + input_offset * sum(w)``; ``pixels``:
+    output pixels per sample. Used by CONV_2D and by DEPTHWISE_CONV_2D on a one-channel input.
+    """
+    k_len, n_out = w2.shape[1], w2.shape[0]
+    if op.path == "gemm":
+        op.block = conv_paths.block_pixels(k_len, n_out, pixels)
+        operands = conv_paths.gemm_operands
+    elif op.path == "vnni":
+        op.block = conv_paths.vnni_block(k_len, n_out, pixels)
+        operands = conv_paths.vnni_operands
+    else:
+        op.block = conv_paths.block_pixels(k_len, conv_paths.padded_channels(n_out), pixels)
+        operands = conv_paths.int_operands
+    w, op.const_tile, op.rq = operands(w2, op.const, op.multiplier, op.shift, op.rounding, op.block)
+    setattr(op, _PATH_WEIGHTS[op.path], w)
+
+
+def path_work_arrays(op: PreparedOp) -> tuple:
+    """The calling thread's work arrays for ``op``'s int8 CONV_2D path: ``(layout, b1, b2, b3)``, made once
+    per thread and layout (they depend on the path and block, not on the batch)."""
+    key = (threading.get_ident(), "conv")
+    layout = (op.path, op.block)
+    bufs = op._scratch.get(key)
+    if bufs is None or bufs[0] != layout:
+        if op.path == "gemm":
+            ft = op.wt.dtype
+            k_len, n_out = op.wt.shape
+            bufs = (layout, np.empty((op.block, k_len), ft), np.empty((op.block, n_out), ft),
+                    np.empty(op.block * n_out, np.int32))
+        elif op.path == "vnni":
+            n_pad = op.wq.shape[1]
+            bufs = (layout, np.zeros(conv_paths.vnni_patch_len(op.block, op.wq), np.int8),
+                    np.empty((op.block, n_pad), np.int32), np.empty((op.block, n_pad), np.int8))
+        else:
+            n_pad = op.wp.shape[1]
+            bufs = (layout, np.empty(op.wp.shape[0] * 2, np.int8), np.empty((op.block, n_pad), np.int32),
+                    np.empty((op.block, n_pad), np.int8))
+        op._scratch[key] = bufs
+    return bufs
+
+
+def run_path(op: PreparedOp, x: np.ndarray, bufs: tuple, out: np.ndarray) -> None:
+    """Run ``op``'s int8 CONV_2D kernel of ``op.path`` on ``x`` into ``out`` with work arrays ``bufs``."""
+    w = getattr(op, _PATH_WEIGHTS[op.path])
+    _PATH_KERNELS[op.path](x, w, op.const_tile, op.rq, op.conv_params, *bufs, out)
+
+
 @register("CONV_2D")
 class Conv2D(_ConvBase):
     """CONV_2D (per-channel weights OHWI, stride, SAME/VALID, dilation, groups, fused activation).
@@ -237,40 +292,18 @@ class Conv2D(_ConvBase):
             self.bias64 = bias.astype(np.int64)
             return
         self.const = self.input_offset * w2.astype(np.int64).sum(axis=1) + bias.astype(np.int64)
-        if self.path == "gemm":
-            self.block = conv_paths.block_pixels(self.k_len, self.n_out, pixels)
-            self.wt, self.const_tile, self.rq = conv_paths.gemm_operands(
-                w2, self.const, self.multiplier, self.shift, self.rounding, self.block)
-        elif self.path == "vnni":
-            self.block = conv_paths.vnni_block(self.k_len, self.n_out, pixels)
-            self.wq, self.const_tile, self.rq = conv_paths.vnni_operands(
-                w2, self.const, self.multiplier, self.shift, self.rounding, self.block)
-        else:
-            self.block = conv_paths.block_pixels(self.k_len, conv_paths.padded_channels(self.n_out), pixels)
-            self.wp, self.const_tile, self.rq = conv_paths.int_operands(
-                w2, self.const, self.multiplier, self.shift, self.rounding, self.block)
+        set_path_operands(self, w2, pixels)
 
     def _work_arrays(self) -> tuple:
         """This thread's kernel work arrays (they depend on the path and block, not on the batch)."""
+        if not self.int16:
+            return path_work_arrays(self)
         key = (threading.get_ident(), "conv")
         layout = (self.path, self.block)
         bufs = self._scratch.get(key)
         if bufs is None or bufs[0] != layout:
-            if self.int16:
-                bufs = (layout, np.empty((self.block, self.k_len), np.float64),
-                        np.empty((self.block, self.n_out), np.float64), None)
-            elif self.path == "gemm":
-                ft = self.wt.dtype
-                bufs = (layout, np.empty((self.block, self.k_len), ft), np.empty((self.block, self.n_out), ft),
-                        np.empty(self.block * self.n_out, np.int32))
-            elif self.path == "vnni":
-                n_pad = self.wq.shape[1]
-                bufs = (layout, np.zeros(conv_paths.vnni_patch_len(self.block, self.wq), np.int8),
-                        np.empty((self.block, n_pad), np.int32), np.empty((self.block, n_pad), np.int8))
-            else:
-                n_pad = self.wp.shape[1]
-                bufs = (layout, np.empty(self.k_len, np.int8), np.empty((self.block, n_pad), np.int32),
-                        np.empty((self.block, n_pad), np.int8))
+            bufs = (layout, np.empty((self.block, self.k_len), np.float64),
+                    np.empty((self.block, self.n_out), np.float64), None)
             self._scratch[key] = bufs
         return bufs
 
@@ -281,12 +314,8 @@ class Conv2D(_ConvBase):
         if self.int16:
             conv2d_s16_gemm(x, self.wt, self.bias64, self.multiplier, self.shift, self.conv_params,
                             int(self.acc_bits == 32), b1, b2, out)
-        elif self.path == "gemm":
-            conv2d_s8_gemm(x, self.wt, self.const_tile, self.rq, self.conv_params, b1, b2, b3, out)
-        elif self.path == "vnni":
-            conv2d_s8_vnni(x, self.wq, self.const_tile, self.rq, self.conv_params, b1, b2, b3, out)
         else:
-            conv2d_s8_int(x, self.wp, self.const_tile, self.rq, self.conv_params, b1, b2, b3, out)
+            run_path(self, x, (b1, b2, b3), out)
         return out
 
     def macs(self):
@@ -302,8 +331,8 @@ class DepthwiseConv2D(_ConvBase):
 
     Bit-exact with TFLM ``DepthwiseConvPerChannel``. On a one-channel input (person_detect's first
     layer) it is a CONV_2D with M = depth_multiplier output channels, the same arithmetic term for
-    term, and runs on CONV_2D's GEMM path (:func:`tinyzo.kernels.conv_gemm.conv2d_s8_gemm`), 2x
-    faster than the row kernel, which would repeat every input value M times.
+    term, and runs on the CONV_2D path the cost model picks (:func:`tinyzo.ops.conv_paths.choose_path`),
+    2-4x faster than the row kernel, which would repeat every input value M times.
     """
 
     def prepare(self):
@@ -331,7 +360,7 @@ class DepthwiseConv2D(_ConvBase):
         s = self.stride_w
         self.hp = max((self.out_h - 1) * self.stride_h + (self.kh - 1) * self.dil_h + 1, x.shape[1] + self.pad_h)
         wp = max((ow - 1) * s + (self.kw - 1) * self.dil_w + 1, x.shape[2] + self.pad_w)
-        self.wq = -(-wp // s)
+        self.xq_cols = -(-wp // s)
         self.check_buffers(1)
         self.rq = requant_params(self.multiplier, self.shift, self.rounding, ow * self.n_out)  # tiled along a row
         self.load_params()
@@ -341,7 +370,7 @@ class DepthwiseConv2D(_ConvBase):
         row = self.out_w * self.n_out
         if self.int16:
             return {"accumulators": self.n_out * 8, "output": n * self.out_h * row * 2}
-        return {"padded input": self.hp * self.stride_w * self.wq * self.n_out,
+        return {"padded input": self.hp * self.stride_w * self.xq_cols * self.n_out,
                 "weight tiles": self.kh * self.kw * row * 4, "parameter tiles": 3 * row * 8,
                 "output": n * self.out_h * row}
 
@@ -358,10 +387,9 @@ class DepthwiseConv2D(_ConvBase):
         self.const32 = conv_paths.wrap32(self.const)
         ow = self.out_w
         if self.as_conv:  # filter [1, KH, KW, M] on one input channel = CONV_2D filter [M, KH, KW, 1]
-            w2 = self.w[0].reshape(self.kh * self.kw, self.n_out).T
-            self.block = conv_paths.block_pixels(w2.shape[1], self.n_out, self.out_h * ow)
-            self.wt, self.const_tile, self.conv_rq = conv_paths.gemm_operands(
-                w2, self.const, self.multiplier, self.shift, self.rounding, self.block)
+            w2 = np.ascontiguousarray(self.w[0].reshape(self.kh * self.kw, self.n_out).T)
+            self.path = conv_paths.choose_path(w2.shape[1], self.n_out)
+            set_path_operands(self, w2, self.out_h * ow)
             return
         # int16 tiles (int8 and INT4 weights fit): half the cache footprint of int32 for the same products
         self.wtile = np.ascontiguousarray(np.tile(self.w[0].astype(np.int16), (1, 1, ow)))
@@ -376,19 +404,12 @@ class DepthwiseConv2D(_ConvBase):
                                  self.act_min, self.act_max, self.scratch("acc16", (self.n_out,), np.int64), out)
             return out
         if self.as_conv:
-            key = (threading.get_ident(), "conv")
-            bufs = self._scratch.get(key)
-            if bufs is None:  # depends on the layer only
-                k_len = self.kh * self.kw
-                bufs = self._scratch[key] = (np.empty((self.block, k_len), self.wt.dtype),
-                                             np.empty((self.block, self.n_out), self.wt.dtype),
-                                             np.empty(self.block * self.n_out, np.int32))
-            conv2d_s8_gemm(x, self.wt, self.const_tile, self.conv_rq, self.conv_params, *bufs, out)
+            run_path(self, x, path_work_arrays(self)[1:], out)
             return out
         key = (threading.get_ident(), "xq")
         xq = self._scratch.get(key)
         if xq is None:  # depends on the layer only
-            xq = self._scratch[key] = np.empty((self.hp, self.stride_w, self.wq * self.n_out), np.int8)
+            xq = self._scratch[key] = np.empty((self.hp, self.stride_w, self.xq_cols * self.n_out), np.int8)
         depthwise_conv2d_s8_fast(x, self.wtile, self.ctile, self.rq, self.stride_h, self.stride_w,
                                  self.dil_h, self.dil_w, self.pad_h, self.pad_w, self.depth_multiplier,
                                  self.pad_value, self.output_offset, self.act_min, self.act_max, self.rounding,
