@@ -1,6 +1,7 @@
 """CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED: jitted kernels and prepared ops == the spec."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -8,6 +9,7 @@ import tinyzo.spec.conv as spec
 from tinyzo.graph import Model, Operator, Tensor
 from tinyzo.kernels.arith import requantize_s8
 from tinyzo.kernels.conv import conv2d_acc_ref, depthwise_conv2d_s8, fully_connected_acc_ref
+from tinyzo.ops import conv_paths
 from tinyzo.quant import QuantParams, quantize_multiplier
 
 
@@ -96,12 +98,33 @@ def test_conv2d_matches_spec(case):
     np.testing.assert_array_equal(out.reshape(want.shape), want)
 
 
+def _use_depthwise_path(model, path):
+    """Put the model's depthwise layer on ``path``; False where that path cannot run it (then the test
+    checks the refusal): no VNNI on this CPU, or a multiplier >= 1 for the vnni kernel."""
+    op = model.prepared[0]
+    if path == "vnni" and "vnni" not in conv_paths.available_paths():
+        pytest.skip("this CPU has no AVX512-VNNI")
+    if op.as_conv:  # one input channel: a CONV_2D, on the path of CONV_2D's cost model
+        return True
+    if path == "vnni" and op.rq.shape[0] != 3:
+        with pytest.raises(conv_paths.ConvPathError, match="one-formula"):
+            op.set_path(path)
+        return False
+    op.set_path(path)
+    assert op.path == path
+    return True
+
+
+@pytest.mark.parametrize("path", conv_paths.DEPTHWISE_PATHS)
 @settings(max_examples=60, deadline=None)
-@given(st.one_of(conv_case(depthwise=True), conv_case(depthwise=True, kernel=(3, 3))))
-def test_depthwise_matches_spec(case):
-    """Random depthwise layers, half of them 3x3 (the kernel's one-pass path), equal the spec and TFLM's loop."""
+@given(case=st.one_of(conv_case(depthwise=True), conv_case(depthwise=True, kernel=(3, 3))))
+def test_depthwise_matches_spec(path, case):
+    """Random depthwise layers, half of them 3x3 (the row kernel's one-pass path), equal the spec and TFLM's
+    loop, on each depthwise kernel."""
     x, w, bias, prm, kw = case
     model = conv_model(x.shape, w, bias, *prm, **kw)
+    if not _use_depthwise_path(model, path):
+        return
     want = spec.depthwise_conv2d_s8(x, w, bias, stride=kw["stride"], dilation=kw["dilation"], padding=kw["padding"],
                                     depth_multiplier=kw["depth_multiplier"], **_spec_kwargs(model))
     np.testing.assert_array_equal(model(x), want)
@@ -111,6 +134,30 @@ def test_depthwise_matches_spec(case):
     depthwise_conv2d_s8(x, w, bias, p.stride_h, p.stride_w, p.dil_h, p.dil_w, p.pad_h, p.pad_w, p.depth_multiplier,
                         p.input_offset, p.output_offset, p.multiplier, p.shift, p.act_min, p.act_max, p.rounding, out)
     np.testing.assert_array_equal(out, want)
+
+
+@pytest.mark.parametrize("path", conv_paths.DEPTHWISE_PATHS)
+@pytest.mark.parametrize("c, dm", [(16, 1), (8, 2), (48, 1), (24, 1), (5, 3)])
+@pytest.mark.parametrize("kernel, stride, dilation", [((3, 3), (1, 1), (1, 1)), ((3, 3), (2, 2), (1, 1)),
+                                                      ((5, 5), (1, 2), (1, 1)), ((7, 7), (2, 1), (1, 2)),
+                                                      ((1, 6), (1, 1), (2, 1))])
+def test_depthwise_kernels_wide_filters_and_channel_layouts(path, c, dm, kernel, stride, dilation):
+    """Filters of 1 to 7 taps per row (one or two groups of four taps in the vnni kernel), strides and
+    dilations, channel counts that are multiples of 16 (the vnni kernel's per-channel layout, rows not
+    split by phase) or not (channels tiled along the row, a partial last block), depth multipliers."""
+    rng = np.random.default_rng(c * 100 + kernel[1])
+    x = rng.integers(-128, 128, size=(2, 11, 9, c), dtype=np.int8)
+    n_out = c * dm
+    w = rng.integers(-128, 128, size=(1,) + kernel + (n_out,), dtype=np.int8)
+    bias = rng.integers(-20000, 20000, size=n_out, dtype=np.int32)
+    model = conv_model(x.shape, w, bias, 0.05, 0.3, list(rng.uniform(0.002, 0.02, n_out)), 7, -9, "RELU6",
+                       depthwise=True, stride=stride, dilation=dilation, padding="SAME", depth_multiplier=dm)
+    assert _use_depthwise_path(model, path)
+    p = model.prepared[0]
+    want = np.empty((2, p.out_h, p.out_w, n_out), dtype=np.int8)
+    depthwise_conv2d_s8(x, w, bias, p.stride_h, p.stride_w, p.dil_h, p.dil_w, p.pad_h, p.pad_w, p.depth_multiplier,
+                        p.input_offset, p.output_offset, p.multiplier, p.shift, p.act_min, p.act_max, p.rounding, want)
+    np.testing.assert_array_equal(model(x), want)
 
 
 def fc_model(k_len, w, bias, s_in, s_out, s_w, zp_in, zp_out, act, rounding="double", x_shape=None):

@@ -141,6 +141,76 @@ def _taps_rows(acc, ctile, wf, xqf, rbase0, drow, kh, kw, dil_w, s, c, phase_len
 
 
 @njit(cache=True, nogil=True)
+def fill_padded_rows(x, b, xq, stride_h, stride_w, dil_h, kh, pad_h, pad_w, depth_multiplier, pad_value,
+                     oy_start, oy_stop):
+    """Step (1) of the depthwise kernels: copy sample ``b`` of ``x`` into the padded rows of ``xq`` that
+    output rows ``oy_start <= oy < oy_stop`` read.
+
+    Args:
+        x: int8[N, H, W, Cin], C-contiguous.
+        xq: int8[HP, S, WQ*C], C-contiguous (S = stride_w, C = Cin * depth_multiplier): padded row ``py``,
+            phase ``ph``, column ``q`` holds input column ``q * S + ph - pad_w`` of input row ``py - pad_h``
+            (each input channel repeated ``depth_multiplier`` times), ``pad_value`` outside the image.
+            Every filter tap then reads one contiguous run of OW*C values.
+    """
+    _, h, wd, cin = x.shape
+    s = stride_w
+    c = cin * depth_multiplier
+    wq = xq.shape[2] // c
+    phase_len = wq * c  # one phase of one padded row
+    row_len = s * phase_len  # one padded row (all phases)
+    xf = x.reshape(-1)
+    xqf = xq.reshape(-1)
+    if depth_multiplier == 1 and c % 8 == 0:  # 8-byte views (sizes are multiples of C)
+        x64 = xf.view(np.uint64)
+        xq64 = xqf.view(np.uint64)
+    else:
+        x64 = xq64 = np.empty(0, np.uint64)
+    py_lo = oy_start * stride_h
+    py_hi = (oy_stop - 1) * stride_h + (kh - 1) * dil_h + 1
+    iy_lo = max(py_lo - pad_h, 0)
+    iy_hi = min(py_hi - pad_h, h)
+    pv = np.int8(pad_value)
+    for i in range(np.uint64(py_lo * row_len), np.uint64(py_hi * row_len)):  # flat: a vectorized fill
+        xqf[i] = pv
+    for iy in range(iy_lo, iy_hi):
+        src_row = np.uint64(((b * h + iy) * wd) * cin)
+        for phase in range(s):
+            # input columns ix whose padded column ix + pad_w falls in this phase
+            col0 = pad_w + (phase - pad_w) % s
+            if col0 >= pad_w + wd:
+                continue
+            ix0 = col0 - pad_w
+            cnt = (wd - ix0 + s - 1) // s
+            dst0 = np.uint64((iy + pad_h) * row_len + phase * phase_len + (col0 // s) * c)
+            if s == 1 and depth_multiplier == 1:  # one contiguous run
+                src0 = src_row + np.uint64(ix0 * c)
+                for j in range(np.uint64(cnt * c)):
+                    xqf[dst0 + j] = xf[src0 + j]
+            elif depth_multiplier == 1 and c % 8 == 0:  # whole 8-byte words (every offset a multiple of 8)
+                words = np.uint64(c // 8)
+                for q in range(cnt):
+                    src0 = (src_row + np.uint64((ix0 + q * s) * c)) // np.uint64(8)
+                    d0 = (dst0 + np.uint64(q * c)) // np.uint64(8)
+                    for k in range(words):
+                        xq64[d0 + k] = x64[src0 + k]
+            elif depth_multiplier == 1:
+                for q in range(cnt):
+                    src0 = src_row + np.uint64((ix0 + q * s) * c)
+                    d0 = dst0 + np.uint64(q * c)
+                    for k in range(np.uint64(c)):
+                        xqf[d0 + k] = xf[src0 + k]
+            else:  # output channel ic * M + m reads input channel ic
+                for q in range(cnt):
+                    src0 = src_row + np.uint64((ix0 + q * s) * cin)
+                    d0 = dst0 + np.uint64(q * c)
+                    for ic in range(cin):
+                        v = xf[src0 + np.uint64(ic)]
+                        for m in range(depth_multiplier):
+                            xqf[d0 + np.uint64(ic * depth_multiplier + m)] = v
+
+
+@njit(cache=True, nogil=True)
 def depthwise_conv2d_s8_fast(x, wtile, ctile, rq, stride_h, stride_w, dil_h, dil_w, pad_h, pad_w,
                              depth_multiplier, pad_value, output_offset, act_min, act_max, rounding, xq, out,
                              oy_start, oy_stop):
@@ -170,7 +240,7 @@ def depthwise_conv2d_s8_fast(x, wtile, ctile, rq, stride_h, stride_w, dil_h, dil
     atomic reference counting (about as much as a small layer's arithmetic). ``x`` and ``out`` must
     be C-contiguous.
     """
-    n, h, wd, cin = x.shape
+    n = x.shape[0]
     kh, kw, owc = wtile.shape
     _, oh, _, c = out.shape
     s = stride_w
@@ -178,47 +248,14 @@ def depthwise_conv2d_s8_fast(x, wtile, ctile, rq, stride_h, stride_w, dil_h, dil
     phase_len = wq * c  # one phase of one padded row
     row_len = s * phase_len  # one padded row (all phases)
     acc = np.empty(owc, dtype=np.int32)
-    xf = x.reshape(-1)
     xqf = xq.reshape(-1)
     wf = wtile.reshape(-1)
     of = out.reshape(-1)
     n_j = np.uint64(owc)
-    # padded rows read by output rows [oy_start, oy_stop), and the input rows among them
-    py_lo = oy_start * stride_h
-    py_hi = (oy_stop - 1) * stride_h + (kh - 1) * dil_h + 1
-    iy_lo = max(py_lo - pad_h, 0)
-    iy_hi = min(py_hi - pad_h, h)
     for b in range(n):
         # (1) pad, expand channels, split columns by phase
-        xq[py_lo:py_hi] = pad_value
-        for iy in range(iy_lo, iy_hi):
-            src_row = np.uint64(((b * h + iy) * wd) * cin)
-            for phase in range(s):
-                # input columns ix whose padded column ix + pad_w falls in this phase
-                col0 = pad_w + (phase - pad_w) % s
-                if col0 >= pad_w + wd:
-                    continue
-                ix0 = col0 - pad_w
-                cnt = (wd - ix0 + s - 1) // s
-                dst0 = np.uint64((iy + pad_h) * row_len + phase * phase_len + (col0 // s) * c)
-                if s == 1 and depth_multiplier == 1:  # one contiguous run
-                    src0 = src_row + np.uint64(ix0 * c)
-                    for j in range(np.uint64(cnt * c)):
-                        xqf[dst0 + j] = xf[src0 + j]
-                elif depth_multiplier == 1:
-                    for q in range(cnt):
-                        src0 = src_row + np.uint64((ix0 + q * s) * c)
-                        d0 = dst0 + np.uint64(q * c)
-                        for k in range(np.uint64(c)):
-                            xqf[d0 + k] = xf[src0 + k]
-                else:  # output channel ic * M + m reads input channel ic
-                    for q in range(cnt):
-                        src0 = src_row + np.uint64((ix0 + q * s) * cin)
-                        d0 = dst0 + np.uint64(q * c)
-                        for ic in range(cin):
-                            v = xf[src0 + np.uint64(ic)]
-                            for m in range(depth_multiplier):
-                                xqf[d0 + np.uint64(ic * depth_multiplier + m)] = v
+        fill_padded_rows(x, b, xq, stride_h, stride_w, dil_h, kh, pad_h, pad_w, depth_multiplier, pad_value,
+                         oy_start, oy_stop)
         for oy in range(oy_start, oy_stop):
             # (2) accumulate
             if kh == 3 and kw == 3:  # the common 3x3 filter: all nine taps and the constant in one pass

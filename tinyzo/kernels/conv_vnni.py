@@ -37,13 +37,13 @@ from numba.extending import intrinsic
 from tinyzo.kernels.conv_gemm import gather_patch, next_pixel, window_params
 from tinyzo.kernels.conv_int import _flush
 from tinyzo.kernels.requant import RQU_ROWS
+from tinyzo.kernels.vnni_ir import I8, I32, I64, V16, V16B, load_vec, output_bounds, requant_consts, requantize, vpdpbusd
 
 #: output pixels per micro-kernel tile
 MR = 4
 #: output channels are padded to a multiple of this (one 16-lane int32 vector); the tiles are 32
 #: channels wide (two vectors), the last one 16 when the padded count is an odd multiple
 VNNI_LANES = 16
-_VPDPBUSD = "llvm.x86.avx512.vpdpbusd.512"
 
 
 def vnni_available() -> bool:
@@ -86,8 +86,7 @@ def _dot_loop(builder, fn, starts, vecs, xbase, xstride, wbase, nkq, wstride):
     """Emit the dot-product loop of a tile: MR rows times ``vecs`` 16-lane accumulators starting at
     ``starts`` (row-major), ``nkq`` steps of one ``vpdpbusd`` per row and vector; returns the final
     accumulators (LLVM values, row-major)."""
-    i32, i64 = ir.IntType(32), ir.IntType(64)
-    v16 = ir.VectorType(i32, 16)
+    i32, i64, v16 = I32, I64, V16
     entry = builder.block
     loop = builder.function.append_basic_block("vnni_tile_loop")
     done = builder.function.append_basic_block("vnni_tile_done")
@@ -129,15 +128,6 @@ def _dot_loop(builder, fn, starts, vecs, xbase, xstride, wbase, nkq, wstride):
     return final
 
 
-def _vpdpbusd(builder):
-    """The ``vpdpbusd`` intrinsic's declaration in the module being built."""
-    v16 = ir.VectorType(ir.IntType(32), 16)
-    fn = builder.module.globals.get(_VPDPBUSD)
-    if fn is None:
-        fn = ir.Function(builder.module, ir.FunctionType(v16, [v16, v16, v16]), _VPDPBUSD)
-    return fn
-
-
 def _tile_codegen(vecs):
     """LLVM code of :func:`_dot_tile32` (``vecs`` = 2) or :func:`_dot_tile16` (1): ``acc[r, j] += sum_k
     (x[r, k] ^ 0x80) * w[j, k]`` for MR rows and ``16 * vecs`` channels, the accumulators in registers.
@@ -150,8 +140,7 @@ def _tile_codegen(vecs):
     """
     def codegen(context, builder, signature, args):
         xaddr, xstride, waddr, nkq, wstride, aaddr, astride = args
-        i8, i32, i64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
-        v16 = ir.VectorType(i32, 16)
+        i8, i32, i64, v16 = I8, I32, I64, V16
         abase = builder.inttoptr(aaddr, i32.as_pointer())
 
         def acc_ptr(r, v):
@@ -159,7 +148,7 @@ def _tile_codegen(vecs):
             return builder.bitcast(builder.gep(abase, [off]), v16.as_pointer())
 
         start = [builder.load(acc_ptr(r, v), align=4) for r in range(MR) for v in range(vecs)]
-        final = _dot_loop(builder, _vpdpbusd(builder), start, vecs, builder.inttoptr(xaddr, i8.as_pointer()),
+        final = _dot_loop(builder, vpdpbusd(builder), start, vecs, builder.inttoptr(xaddr, i8.as_pointer()),
                           xstride, builder.inttoptr(waddr, i8.as_pointer()), nkq, wstride)
         for i, fin in enumerate(final):
             builder.store(fin, acc_ptr(i // vecs, i % vecs), align=4)
@@ -179,62 +168,29 @@ def _fused_tile_codegen(vecs):
     requantization rows (int32 multiplier, ``T``, base; rows ``qstride`` bytes apart,
     :mod:`tinyzo.kernels.requant`); ``oaddr`` where the tile's first output row goes (int8, rows
     ``ostride`` bytes apart, ``16 * vecs`` bytes written per row); ``lo``/``hi`` the clamp bounds minus
-    the output offset. Per lane, as :func:`tinyzo.kernels.requant.requantize_row_s8`:
-    ``clamp((acc * m + B + 2**(T-1) - 2 B [acc < 0]) >> T) + offset`` in 64-bit lanes.
+    the output offset (:func:`tinyzo.kernels.vnni_ir.requantize`).
     """
     def codegen(context, builder, signature, args):
         (xaddr, xstride, waddr, nkq, wstride, iaddr, qaddr, qstride, oaddr, ostride, lo, hi, off) = args
-        i8, i32, i64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
-        v16, v16q, v16b = ir.VectorType(i32, 16), ir.VectorType(i64, 16), ir.VectorType(i8, 16)
-        ibase = builder.inttoptr(iaddr, i32.as_pointer())
-        qbase = builder.inttoptr(qaddr, i8.as_pointer())
-
-        def vec_at(base, elem_off):
-            return builder.load(builder.bitcast(builder.gep(base, [ir.Constant(i64, elem_off)]), v16.as_pointer()),
-                                align=4)
+        ibase = builder.inttoptr(iaddr, I8.as_pointer())
+        qbase = builder.inttoptr(qaddr, I8.as_pointer())
+        init = [load_vec(builder, ibase, ir.Constant(I64, 64 * v), V16, 4) for v in range(vecs)]
+        start = [init[v] for _ in range(MR) for v in range(vecs)]
+        final = _dot_loop(builder, vpdpbusd(builder), start, vecs, builder.inttoptr(xaddr, I8.as_pointer()),
+                          xstride, builder.inttoptr(waddr, I8.as_pointer()), nkq, wstride)
 
         def qrow(row, v):  # 16 lanes of requantization row ``row`` for vector v
-            p = builder.gep(qbase, [builder.add(builder.mul(ir.Constant(i64, row), qstride), ir.Constant(i64, 64 * v))])
-            return builder.load(builder.bitcast(p, v16.as_pointer()), align=4)
+            off = builder.add(builder.mul(ir.Constant(I64, row), qstride), ir.Constant(I64, 64 * v))
+            return load_vec(builder, qbase, off, V16, 4)
 
-        init = [vec_at(ibase, 16 * v) for v in range(vecs)]
-        start = [init[v] for _ in range(MR) for v in range(vecs)]
-        final = _dot_loop(builder, _vpdpbusd(builder), start, vecs, builder.inttoptr(xaddr, i8.as_pointer()),
-                          xstride, builder.inttoptr(waddr, i8.as_pointer()), nkq, wstride)
-
-        def splat64(value):
-            return builder.shuffle_vector(builder.insert_element(ir.Constant(v16q, None), value, ir.Constant(i32, 0)),
-                                          ir.Constant(v16q, None), ir.Constant(v16, [0] * 16))
-
-        def splat32(value):
-            return builder.shuffle_vector(builder.insert_element(ir.Constant(v16, None), value, ir.Constant(i32, 0)),
-                                          ir.Constant(v16, None), ir.Constant(v16, [0] * 16))
-
-        one = splat64(ir.Constant(i64, 1))
-        sign = splat64(ir.Constant(i64, 63))
-        lo_v = splat32(builder.trunc(lo, i32))
-        hi_v = splat32(builder.trunc(hi, i32))
-        off_v = splat32(builder.trunc(off, i32))
-        consts = []
-        for v in range(vecs):  # per-channel constants, shared by the MR rows
-            m = builder.zext(qrow(0, v), v16q)
-            t = builder.zext(qrow(1, v), v16q)
-            base = builder.zext(qrow(2, v), v16q)
-            c = builder.add(base, builder.shl(one, builder.sub(t, one)))
-            consts.append((m, t, c, builder.shl(base, one)))
-        obase = builder.inttoptr(oaddr, i8.as_pointer())
-        for i, acc in enumerate(final):
+        consts = [requant_consts(builder, qrow(0, v), qrow(1, v), qrow(2, v)) for v in range(vecs)]
+        bounds = output_bounds(builder, lo, hi, off)
+        obase = builder.inttoptr(oaddr, I8.as_pointer())
+        for i, acc in enumerate(final):  # the per-channel constants are shared by the MR rows
             r, v = divmod(i, vecs)
-            m, t, c, d = consts[v]
-            a = builder.sext(acc, v16q)
-            p = builder.add(builder.mul(a, m), c)
-            p = builder.sub(p, builder.and_(d, builder.ashr(a, sign)))
-            y = builder.trunc(builder.ashr(p, t), v16)  # the requantized value fits int32
-            y = builder.select(builder.icmp_signed("<", y, lo_v), lo_v, y)
-            y = builder.select(builder.icmp_signed(">", y, hi_v), hi_v, y)
-            y = builder.trunc(builder.add(y, off_v), v16b)
-            dst = builder.gep(obase, [builder.add(builder.mul(ir.Constant(i64, r), ostride), ir.Constant(i64, 16 * v))])
-            builder.store(y, builder.bitcast(dst, v16b.as_pointer()), align=1)
+            dst = builder.add(builder.mul(ir.Constant(I64, r), ostride), ir.Constant(I64, 16 * v))
+            builder.store(requantize(builder, acc, consts[v], bounds),
+                          builder.bitcast(builder.gep(obase, [dst]), V16B.as_pointer()), align=1)
         return context.get_dummy_value()
 
     return codegen

@@ -12,6 +12,8 @@ from tinyzo.kernels.conv16 import conv2d_s16_gemm, depthwise_conv2d_s16
 from tinyzo.kernels.conv_gemm import conv2d_s8_gemm, requantize_gemm_s8
 from tinyzo.kernels.conv_vnni import conv2d_s8_vnni
 from tinyzo.kernels.conv_int import conv2d_s8_int
+from tinyzo.kernels import depthwise_vnni
+from tinyzo.kernels.requant import RQU_ROWS
 from tinyzo.kernels.requant import requant_params
 from tinyzo.ops import conv_paths, conv_types
 from tinyzo.ops.base import INT32_MAX, PreparedOp, register
@@ -361,8 +363,35 @@ class DepthwiseConv2D(_ConvBase):
         self.hp = max((self.out_h - 1) * self.stride_h + (self.kh - 1) * self.dil_h + 1, x.shape[1] + self.pad_h)
         wp = max((ow - 1) * s + (self.kw - 1) * self.dil_w + 1, x.shape[2] + self.pad_w)
         self.xq_cols = -(-wp // s)
+        self.padded_w = wp
         self.check_buffers(1)
         self.rq = requant_params(self.multiplier, self.shift, self.rounding, ow * self.n_out)  # tiled along a row
+        if self.as_conv:
+            self.path = conv_paths.choose_path(self.kh * self.kw, self.n_out)
+        else:
+            self.path = conv_paths.choose_depthwise_path(self.rq.shape[0] == RQU_ROWS)
+        self.load_params()
+
+    def set_path(self, path: str) -> None:
+        """Run this layer with the depthwise kernel ``path``: "rows" (every CPU) or "vnni" (AVX512-VNNI CPUs,
+        multipliers below 1); both give the same output (:data:`tinyzo.ops.conv_paths.DEPTHWISE_PATHS`).
+        A one-channel input runs as a CONV_2D (:meth:`Conv2D.set_path`'s paths)."""
+        if self.int16:
+            raise conv_paths.ConvPathError(f"operator {self.index} (DEPTHWISE_CONV_2D) is 16x8: one kernel only")
+        if self.as_conv:
+            self.path = conv_paths.check_path(path)
+        elif path not in conv_paths.DEPTHWISE_PATHS:
+            raise conv_paths.ConvPathError(f"unknown DEPTHWISE_CONV_2D path {path!r}; use one of "
+                                           f"{', '.join(conv_paths.DEPTHWISE_PATHS)}")
+        else:
+            if path == "vnni":
+                conv_paths.check_path("vnni")
+                if self.rq.shape[0] != RQU_ROWS:
+                    raise conv_paths.ConvPathError(
+                        f"operator {self.index} (DEPTHWISE_CONV_2D) has a multiplier >= 1 (a positive shift): the "
+                        "vnni kernel requantizes with the one-formula layout only; use 'rows'")
+            self.path = path
+        self.forget_buffer_check()
         self.load_params()
 
     def buffer_bytes(self, n: int) -> dict:
@@ -388,9 +417,28 @@ class DepthwiseConv2D(_ConvBase):
         ow = self.out_w
         if self.as_conv:  # filter [1, KH, KW, M] on one input channel = CONV_2D filter [M, KH, KW, 1]
             w2 = np.ascontiguousarray(self.w[0].reshape(self.kh * self.kw, self.n_out).T)
-            self.path = conv_paths.choose_path(w2.shape[1], self.n_out)
             set_path_operands(self, w2, self.out_h * ow)
             return
+        if self.path == "vnni":
+            # C a multiple of 16: the channels once (16-channel blocks along the row), else tiled along the row
+            tiles = 1 if self.n_out % depthwise_vnni.LANES == 0 else ow
+            row = tiles * self.n_out
+            length = -(-row // depthwise_vnni.LANES) * depthwise_vnni.LANES
+            self.wq4 = depthwise_vnni.pack_tap_quads(self.w[0], tiles, length)
+            init = np.zeros(length, dtype=np.int32)
+            init[:row] = np.tile(conv_paths.wrap32(self.const - 128 * self.w.astype(np.int64).sum(axis=(0, 1, 2))),
+                                 tiles)
+            self.init4 = init
+            rq = np.zeros((RQU_ROWS, length), dtype=np.int32)
+            rq[:, :row] = self.rq[:, :row]
+            rq[1, row:] = 31  # lanes past the row: multiplier 0, any valid shift (never stored)
+            self.rq4 = rq
+            # the per-channel layout reads padded rows not split by phase
+            split, cols = (1, self.padded_w) if tiles == 1 else (self.stride_w, self.xq_cols)
+            self.xq_shape = (self.hp, split, cols * self.n_out)
+            self.taps = depthwise_vnni.tap_offsets(self.kh, self.kw, self.dil_h, self.dil_w, split, self.n_out, cols)
+            return
+        self.xq_shape = (self.hp, self.stride_w, self.xq_cols * self.n_out)
         # int16 tiles (int8 and INT4 weights fit): half the cache footprint of int32 for the same products
         self.wtile = np.ascontiguousarray(np.tile(self.w[0].astype(np.int16), (1, 1, ow)))
         self.ctile = np.tile(self.const32, ow)
@@ -408,8 +456,16 @@ class DepthwiseConv2D(_ConvBase):
             return out
         key = (threading.get_ident(), "xq")
         xq = self._scratch.get(key)
-        if xq is None:  # depends on the layer only
-            xq = self._scratch[key] = np.empty((self.hp, self.stride_w, self.xq_cols * self.n_out), np.int8)
+        if xq is None or xq.shape != self.xq_shape:  # depends on the layer and path; the vnni kernel's slack after it
+            size = int(np.prod(self.xq_shape))
+            xq = self._scratch[key] = np.zeros(size + depthwise_vnni.XQ_SLACK, np.int8)[:size].reshape(self.xq_shape)
+        if self.path == "vnni":
+            depthwise_vnni.depthwise_conv2d_s8_vnni(
+                x, self.wq4, self.init4, self.rq4, self.taps, self.kh, self.stride_h, self.stride_w, self.dil_h,
+                self.dil_w, self.pad_h, self.pad_w, self.depth_multiplier, self.pad_value, self.output_offset,
+                self.act_min, self.act_max, xq, self.scratch("dw_rowbuf", (depthwise_vnni.LANES,), np.int8), out,
+                0, self.out_h)
+            return out
         depthwise_conv2d_s8_fast(x, self.wtile, self.ctile, self.rq, self.stride_h, self.stride_w,
                                  self.dil_h, self.dil_w, self.pad_h, self.pad_w, self.depth_multiplier,
                                  self.pad_value, self.output_offset, self.act_min, self.act_max, self.rounding,

@@ -72,6 +72,21 @@ def check_path(path: str) -> str:
     return path
 
 
+#: the kernels of an int8 DEPTHWISE_CONV_2D: the row kernel (32-bit multiplies, every CPU) and the
+#: ``vpdpbusd`` kernel (AVX512-VNNI, multipliers below 1: the one-formula requantization)
+DEPTHWISE_PATHS = ("rows", "vnni")
+
+
+def choose_depthwise_path(one_formula: bool) -> str:
+    """The DEPTHWISE_CONV_2D kernel to use: ``vnni`` where this CPU has it and the layer's requantization
+    has the one-formula layout (``one_formula``), else ``rows``. ``TINYZO_CONV_PATH`` forces it too:
+    ``vnni`` (refused where the CPU lacks it) or ``gemm``/``int`` (no VNNI anywhere: ``rows``)."""
+    env = os.environ.get(ENV, "auto")
+    if env != "auto" and check_path(env) != "vnni":
+        return "rows"
+    return "vnni" if one_formula and "vnni" in available_paths() else "rows"
+
+
 def vnni_channels(n_out: int) -> int:
     """Output channels of the ``vnni`` path's packed weights: ``n_out`` rounded up to VNNI_LANES."""
     return -(-n_out // VNNI_LANES) * VNNI_LANES
