@@ -37,3 +37,17 @@ def test_results_do_not_depend_on_thread_count():
 def test_set_num_threads_rejects_bad_values():
     with pytest.raises(ValueError):
         runtime.set_num_threads(0)
+
+
+def test_keep_freed_memory_once_per_process(monkeypatch):
+    """glibc's allocator keeps freed activation memory (mallopt, on the first model call); opt-out by env."""
+    import ctypes
+
+    monkeypatch.setitem(runtime._state, "malloc_done", None)
+    monkeypatch.setenv("TINYZO_KEEP_MALLOC", "1")
+    assert runtime.keep_freed_memory() is False  # left alone
+    assert runtime.keep_freed_memory() is False  # and decided once
+    monkeypatch.setitem(runtime._state, "malloc_done", None)
+    monkeypatch.delenv("TINYZO_KEEP_MALLOC")
+    has_mallopt = hasattr(ctypes.CDLL(None), "mallopt")
+    assert runtime.keep_freed_memory() is has_mallopt

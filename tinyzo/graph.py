@@ -413,6 +413,7 @@ class Model:
             self._check_keep_all(n)
         threads = runtime.get_num_threads()
         runtime.limit_blas_threads()
+        runtime.keep_freed_memory()
         parts = max(-(-n // self.chunk_samples()), min(threads, n))
         if parts == 1:
             return self._run_ops(dict(env), start, keep_all, add, outputs)
