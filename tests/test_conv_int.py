@@ -197,3 +197,23 @@ def test_conv_path_both_requantization_layouts(path, out_scale, n_out):
     op.set_path(path)
     assert (op.rq.shape[0] == 3) == (out_scale == 0.5)
     np.testing.assert_array_equal(model(x), _reference(model, x, w, bias))
+
+
+@pytest.mark.parametrize("kernel, stride, cin, n_out", [((3, 3), (2, 2), 3, 16), ((3, 3), (2, 2), 1, 8),
+                                                        ((10, 4), (2, 2), 1, 64), ((7, 7), (1, 2), 5, 40),
+                                                        ((1, 1), (2, 1), 8, 32), ((3, 1), (1, 1), 6, 24)])
+def test_vnni_window_path_equals_reference(kernel, stride, cin, n_out):
+    """The vnni path reading receptive fields in place from a padded input (no gather): filter rows
+    padded to four bytes, strides, one to eight input channels, widths that leave partial tiles."""
+    if "vnni" not in conv_paths.available_paths():
+        pytest.skip("this CPU has no AVX512-VNNI")
+    rng = np.random.default_rng(cin * 7 + n_out)
+    x = rng.integers(-128, 128, size=(2, 13, 11, cin), dtype=np.int8)
+    w = rng.integers(-127, 128, size=(n_out,) + kernel + (cin,), dtype=np.int8)
+    bias = rng.integers(-20000, 20000, size=n_out, dtype=np.int32)
+    model = conv_model(x.shape, w, bias, 0.05, 0.4, list(rng.uniform(0.002, 0.02, n_out)), 11, -6, "RELU",
+                       stride=stride, padding="SAME")
+    op = model.prepared[0]
+    op.set_path("vnni")
+    assert op.window is not None
+    np.testing.assert_array_equal(model(x), _reference(model, x, w, bias))

@@ -34,6 +34,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
+from tinyzo.kernels.conv import fill_padded_rows
 from tinyzo.kernels.conv_gemm import gather_patch, next_pixel, window_params
 from tinyzo.kernels.conv_int import _flush
 from tinyzo.kernels.requant import RQU_ROWS
@@ -82,10 +83,11 @@ def pack_weight_quads(w2: np.ndarray, n_pad: int) -> np.ndarray:
     return np.ascontiguousarray(w.reshape(n_pad, kq, 4).transpose(1, 0, 2))
 
 
-def _dot_loop(builder, fn, starts, vecs, xbase, xstride, wbase, nkq, wstride):
+def _dot_loop(builder, fn, starts, vecs, xbase, xstride, wbase, nkq, wstride, qoff=None):
     """Emit the dot-product loop of a tile: MR rows times ``vecs`` 16-lane accumulators starting at
     ``starts`` (row-major), ``nkq`` steps of one ``vpdpbusd`` per row and vector; returns the final
-    accumulators (LLVM values, row-major)."""
+    accumulators (LLVM values, row-major). Step q reads four input bytes at ``4 q`` from each row's
+    start, or at ``qoff[q]`` (an i64 pointer: a table of offsets) when given."""
     i32, i64, v16 = I32, I64, V16
     entry = builder.block
     loop = builder.function.append_basic_block("vnni_tile_loop")
@@ -98,7 +100,7 @@ def _dot_loop(builder, fn, starts, vecs, xbase, xstride, wbase, nkq, wstride):
     wrow = builder.gep(wbase, [builder.mul(q, wstride)])
     wv = [builder.load(builder.bitcast(builder.gep(wrow, [ir.Constant(i64, 64 * v)]), v16.as_pointer()), align=1)
           for v in range(vecs)]
-    xoff = builder.mul(q, ir.Constant(i64, 4))
+    xoff = builder.mul(q, ir.Constant(i64, 4)) if qoff is None else builder.load(builder.gep(qoff, [q]))
     splat = ir.Constant(ir.VectorType(i32, 16), [0] * 16)
     new = []
     for r in range(MR):
@@ -157,7 +159,7 @@ def _tile_codegen(vecs):
     return codegen
 
 
-def _fused_tile_codegen(vecs):
+def _fused_tile_codegen(vecs, window=False):
     """LLVM code of :func:`_requant_tile32` (``vecs`` = 2) / :func:`_requant_tile16` (1): a tile of MR
     output pixels by ``16 * vecs`` channels, from the start values to the stored int8 outputs, the
     accumulators never leaving the registers.
@@ -171,13 +173,18 @@ def _fused_tile_codegen(vecs):
     the output offset (:func:`tinyzo.kernels.vnni_ir.requantize`).
     """
     def codegen(context, builder, signature, args):
-        (xaddr, xstride, waddr, nkq, wstride, iaddr, qaddr, qstride, oaddr, ostride, lo, hi, off) = args
+        if window:
+            (xaddr, xstride, waddr, nkq, wstride, iaddr, qaddr, qstride, oaddr, ostride, lo, hi, off, taddr) = args
+            qoff = builder.inttoptr(taddr, I64.as_pointer())
+        else:
+            (xaddr, xstride, waddr, nkq, wstride, iaddr, qaddr, qstride, oaddr, ostride, lo, hi, off) = args
+            qoff = None
         ibase = builder.inttoptr(iaddr, I8.as_pointer())
         qbase = builder.inttoptr(qaddr, I8.as_pointer())
         init = [load_vec(builder, ibase, ir.Constant(I64, 64 * v), V16, 4) for v in range(vecs)]
         start = [init[v] for _ in range(MR) for v in range(vecs)]
         final = _dot_loop(builder, vpdpbusd(builder), start, vecs, builder.inttoptr(xaddr, I8.as_pointer()),
-                          xstride, builder.inttoptr(waddr, I8.as_pointer()), nkq, wstride)
+                          xstride, builder.inttoptr(waddr, I8.as_pointer()), nkq, wstride, qoff)
 
         def qrow(row, v):  # 16 lanes of requantization row ``row`` for vector v
             off = builder.add(builder.mul(ir.Constant(I64, row), qstride), ir.Constant(I64, 64 * v))
@@ -227,6 +234,24 @@ def _requant_tile16(typingctx, xaddr, xstride, waddr, nkq, wstride, iaddr, qaddr
                     offset):
     """A tile of MR pixels x 16 channels, requantized and stored as int8 (:func:`_fused_tile_codegen`)."""
     return _FUSED_SIG, _fused_tile_codegen(1)
+
+
+_WINDOW_SIG = types.void(types.uint64, types.int64, types.uint64, types.int64, types.int64, types.uint64, types.uint64,
+                         types.int64, types.uint64, types.int64, types.int64, types.int64, types.int64, types.uint64)
+
+
+@intrinsic
+def _window_tile32(typingctx, xaddr, xstride, waddr, nkq, wstride, iaddr, qaddr, qstride, oaddr, ostride, lo, hi,
+                   offset, taddr):
+    """As :func:`_requant_tile32`, step q reading at ``taddr[q]`` (int64 offsets) from each pixel's start."""
+    return _WINDOW_SIG, _fused_tile_codegen(2, window=True)
+
+
+@intrinsic
+def _window_tile16(typingctx, xaddr, xstride, waddr, nkq, wstride, iaddr, qaddr, qstride, oaddr, ostride, lo, hi,
+                   offset, taddr):
+    """As :func:`_requant_tile16`, step q reading at ``taddr[q]`` (int64 offsets) from each pixel's start."""
+    return _WINDOW_SIG, _fused_tile_codegen(1, window=True)
 
 
 #: bytes a patch buffer needs beyond its B * KP values (16-byte copies may overrun a row's end)
@@ -374,3 +399,93 @@ def conv2d_s8_vnni(x, wq, init, rq, params, patch, acc, obuf, out):
                 _dot_tile16(xr, stride, w_addr + np.uint64(j32 * 4), nkq, n_pad * 4,
                             a_addr + np.uint64((r0 * n_pad + j32) * 4), n_pad)
         _flush(acc, cnt, o, rq, p, obuf, out_flat, first)
+
+
+def window_quads(kh: int, kw: int, c: int, dil_h: int, row_bytes: int) -> tuple:
+    """The ``vnni`` window layout of a KH x KW filter on C input channels (dilation 1 along the width).
+
+    Each filter row's ``KW * C`` input values are contiguous in a padded input row; they are padded to
+    ``R = ceil(KW * C / 4) * 4`` (zero weights), so that the dot product is ``KH * R / 4`` steps of four
+    bytes read in place. Returns ``(R, offsets)``: ``offsets`` int64[KH * R / 4], the byte offset of step
+    q from a pixel's first input byte (rows ``row_bytes`` apart in the padded input, ``dil_h`` rows per
+    filter row).
+    """
+    run4 = -(-kw * c // 4) * 4
+    offs = [fy * dil_h * row_bytes + i for fy in range(kh) for i in range(0, run4, 4)]
+    return run4, np.asarray(offs, dtype=np.int64)
+
+
+def pack_window_weights(w: np.ndarray, run4: int, n_pad: int) -> np.ndarray:
+    """int8 OHWI weights [O, KH, KW, C] packed for :func:`conv2d_s8_vnni_window`: each filter row's KW*C
+    values padded to ``run4`` with zeros, then :func:`pack_weight_quads` (int8[KH * run4 / 4, n_pad, 4])."""
+    o, kh, kw, c = w.shape
+    rows = np.zeros((o, kh, run4), dtype=np.int8)
+    rows[:, :, :kw * c] = w.reshape(o, kh, kw * c)
+    return pack_weight_quads(rows.reshape(o, kh * run4), n_pad)
+
+
+@njit(cache=True, nogil=True)
+def conv2d_s8_vnni_window(x, wq, init, rq, qoff, params, xpad, obuf, out):
+    """int8 CONV_2D on ``vpdpbusd`` tiles reading each receptive field in place from a padded copy of the
+    input (no per-pixel gather), requantization in the tiles (one-formula layout only).
+
+    Args:
+        x: int8[N, H, W, C], C-contiguous.
+        wq: int8[KQ, NP, 4] (:func:`pack_window_weights`), KQ = KH * R / 4 (:func:`window_quads`).
+        init: int32[NP] as :func:`conv2d_s8_vnni`; rq: int32[3, >= NP] (one-formula layout).
+        qoff: int64[KQ] step offsets (:func:`window_quads` with ``row_bytes`` = WP * C).
+        params: CONV_PARAMS[1]; dilation along the width must be 1.
+        xpad: int8[HP, 1, WP * C] padded rows (:func:`tinyzo.kernels.conv.fill_padded_rows`), HP and WP
+            covering every tap, followed in memory by at least ``(MR * stride_w + KW) * C + 64`` readable
+            bytes (a tile's last pixels and a step's padding bytes may read past the rows).
+        obuf: int8[MR, NP] scratch (partial tiles, padded channels).
+        out: int8[N, OH, OW, O], C-contiguous, written.
+    """
+    p = params[0]
+    kh, kw, sh, sw, dh, dw, ph, pw, pv = window_params(p)
+    n = x.shape[0]
+    c = x.shape[3]
+    _, oh, ow, o = out.shape
+    nkq, n_pad = wq.shape[0], wq.shape[1]
+    row_bytes = xpad.shape[2]
+    j32 = n_pad - n_pad % 32
+    off = np.int64(p["output_offset"])
+    lo = np.int64(p["act_min"]) - off
+    hi = np.int64(p["act_max"]) - off
+    x_addr = np.uint64(xpad.ctypes.data)
+    w_addr = np.uint64(wq.ctypes.data)
+    i_addr = np.uint64(init.ctypes.data)
+    q_addr = np.uint64(rq.ctypes.data)
+    t_addr = np.uint64(qoff.ctypes.data)
+    o_addr = np.uint64(out.ctypes.data)
+    b_addr = np.uint64(obuf.ctypes.data)
+    q_stride = rq.strides[0]
+    xstride = sw * c  # bytes from one output pixel's window to the next along a row
+    of = out.reshape(-1)
+    ob = obuf.reshape(-1)
+    for b in range(n):
+        fill_padded_rows(x, b, xpad, sh, 1, dh, kh, ph, pw, 1, pv, 0, oh)
+        for oy in range(oh):
+            row = x_addr + np.uint64(oy * sh * row_bytes)
+            first = (b * oh + oy) * ow  # the row's first output pixel
+            for ox0 in range(0, ow, MR):
+                direct = o == n_pad and ox0 + MR <= ow
+                if direct:
+                    dst, dstride = o_addr + np.uint64((first + ox0) * o), o
+                else:
+                    dst, dstride = b_addr, n_pad
+                xr = row + np.uint64(ox0 * xstride)
+                for j0 in range(0, j32, 32):
+                    _window_tile32(xr, xstride, w_addr + np.uint64(j0 * 4), nkq, n_pad * 4, i_addr + np.uint64(j0 * 4),
+                                   q_addr + np.uint64(j0 * 4), q_stride, dst + np.uint64(j0), dstride, lo, hi, off,
+                                   t_addr)
+                if j32 < n_pad:
+                    _window_tile16(xr, xstride, w_addr + np.uint64(j32 * 4), nkq, n_pad * 4,
+                                   i_addr + np.uint64(j32 * 4), q_addr + np.uint64(j32 * 4), q_stride,
+                                   dst + np.uint64(j32), dstride, lo, hi, off, t_addr)
+                if not direct:
+                    for i in range(min(MR, ow - ox0)):
+                        d0 = np.uint64((first + ox0 + i) * o)
+                        s0 = np.uint64(i * n_pad)
+                        for j in range(np.uint64(o)):
+                            of[d0 + j] = ob[s0 + j]

@@ -10,6 +10,7 @@ from tinyzo.errors import ArithmeticContractError
 from tinyzo.kernels.conv import depthwise_conv2d_s8_fast
 from tinyzo.kernels.conv16 import conv2d_s16_gemm, depthwise_conv2d_s16
 from tinyzo.kernels.conv_gemm import conv2d_s8_gemm, requantize_gemm_s8
+from tinyzo.kernels import conv_vnni
 from tinyzo.kernels.conv_vnni import conv2d_s8_vnni
 from tinyzo.kernels.conv_int import conv2d_s8_int
 from tinyzo.kernels import depthwise_vnni
@@ -170,13 +171,40 @@ def set_path_operands(op: PreparedOp, w2: np.ndarray, pixels: int) -> None:
         operands = conv_paths.int_operands
     w, op.const_tile, op.rq = operands(w2, op.const, op.multiplier, op.shift, op.rounding, op.block)
     setattr(op, _PATH_WEIGHTS[op.path], w)
+    op.window = None
+    if op.path == "vnni" and uses_window(op):
+        c = op.tensor(0).shape[3]
+        hp, wp = window_geometry(op)
+        run4, qoff = conv_vnni.window_quads(op.kh, op.kw, c, op.dil_h, wp * c)
+        op.wq = conv_vnni.pack_window_weights(w2.reshape(n_out, op.kh, op.kw, c), run4, w.shape[1])
+        op.rq = np.ascontiguousarray(op.rq[:, :w.shape[1]])  # one block of channels
+        op.window = (qoff, (hp, 1, wp * c), (conv_vnni.MR * op.stride_w + op.kw) * c + 64)
+
+
+def uses_window(op: PreparedOp) -> bool:
+    """Whether a CONV_2D on the ``vnni`` path reads its receptive fields in place from a padded copy of the
+    input (:func:`tinyzo.kernels.conv_vnni.conv2d_s8_vnni_window`) rather than gathering them per pixel:
+    any filter but an unpadded 1x1 stride-1 one on a multiple of 4 channels (read in place as it is), with
+    dilation 1 along the width and the one-formula requantization (no positive shift)."""
+    c = op.tensor(0).shape[3]
+    in_place = (op.kh == 1 and op.kw == 1 and op.stride_h == 1 and op.stride_w == 1 and op.pad_h == 0
+                and op.pad_w == 0 and c % 4 == 0)
+    return not in_place and op.dil_w == 1 and bool(np.all(np.asarray(op.shift) <= 0))
+
+
+def window_geometry(op: PreparedOp) -> tuple:
+    """``(HP, WP)``: the padded input rows and columns the window path reads (:func:`uses_window`)."""
+    _, h, wd, _ = op.tensor(0).shape
+    hp = max((op.out_h - 1) * op.stride_h + (op.kh - 1) * op.dil_h + 1, h + op.pad_h)
+    wp = max((op.out_w - 1) * op.stride_w + op.kw, wd + op.pad_w)
+    return hp, wp
 
 
 def path_work_arrays(op: PreparedOp) -> tuple:
     """The calling thread's work arrays for ``op``'s int8 CONV_2D path: ``(layout, b1, b2, b3)``, made once
     per thread and layout (they depend on the path and block, not on the batch)."""
     key = (threading.get_ident(), "conv")
-    layout = (op.path, op.block)
+    layout = (op.path, op.block, None if op.window is None else op.window[1])
     bufs = op._scratch.get(key)
     if bufs is None or bufs[0] != layout:
         if op.path == "gemm":
@@ -184,6 +212,11 @@ def path_work_arrays(op: PreparedOp) -> tuple:
             k_len, n_out = op.wt.shape
             bufs = (layout, np.empty((op.block, k_len), ft), np.empty((op.block, n_out), ft),
                     np.empty(op.block * n_out, np.int32))
+        elif op.path == "vnni" and op.window is not None:  # padded input (slack after it), output tile
+            _, shape, slack = op.window
+            size = int(np.prod(shape))
+            bufs = (layout, np.zeros(size + slack, np.int8)[:size].reshape(shape),
+                    np.empty((conv_vnni.MR, op.wq.shape[1]), np.int8), None)
         elif op.path == "vnni":
             n_pad = op.wq.shape[1]
             bufs = (layout, np.zeros(conv_paths.vnni_patch_len(op.block, op.wq), np.int8),
@@ -199,6 +232,10 @@ def path_work_arrays(op: PreparedOp) -> tuple:
 def run_path(op: PreparedOp, x: np.ndarray, bufs: tuple, out: np.ndarray) -> None:
     """Run ``op``'s int8 CONV_2D kernel of ``op.path`` on ``x`` into ``out`` with work arrays ``bufs``."""
     w = getattr(op, _PATH_WEIGHTS[op.path])
+    if op.path == "vnni" and op.window is not None:
+        conv_vnni.conv2d_s8_vnni_window(x, w, op.const_tile, op.rq, op.window[0], op.conv_params, bufs[0], bufs[1],
+                                        out)
+        return
     _PATH_KERNELS[op.path](x, w, op.const_tile, op.rq, op.conv_params, *bufs, out)
 
 
@@ -268,6 +305,12 @@ class Conv2D(_ConvBase):
             f = 4 if self.k_len <= FLOAT32_EXACT_K else 8
             out.update({"float weights": self.k_len * self.n_out * f, "patch block": block * self.k_len * f,
                         "accumulator block": block * self.n_out * f, "requantization block": block * self.n_out * 4})
+        elif self.path == "vnni" and uses_window(self):
+            n_pad = conv_paths.vnni_channels(self.n_out)
+            hp, wp = window_geometry(self)
+            c = self.tensor(0).shape[3]
+            out.update({"packed weights": self.kh * -(-self.kw * c // 4) * 4 * n_pad, "padded input": hp * wp * c,
+                        "int8 block": conv_paths.MR * n_pad})
         elif self.path == "vnni":
             n_pad = conv_paths.vnni_channels(self.n_out)
             block = conv_paths.vnni_block(self.k_len, self.n_out, pixels)
