@@ -169,15 +169,17 @@ def _fused_tile_codegen(vecs, window=False):
     value (int32, the per-channel ``init``); ``qaddr`` the tile's first channel in the one-formula
     requantization rows (int32 multiplier, ``T``, base; rows ``qstride`` bytes apart,
     :mod:`tinyzo.kernels.requant`); ``oaddr`` where the tile's first output row goes (int8, rows
-    ``ostride`` bytes apart, ``16 * vecs`` bytes written per row); ``lo``/``hi`` the clamp bounds minus
-    the output offset (:func:`tinyzo.kernels.vnni_ir.requantize`).
+    ``ostride`` bytes apart, ``16 * vecs`` bytes written per row, or 8 fewer when ``half`` is not 0: the
+    last vector's upper 8 channels are padding); ``lo``/``hi`` the clamp bounds minus the output offset
+    (:func:`tinyzo.kernels.vnni_ir.requantize`).
     """
     def codegen(context, builder, signature, args):
         if window:
-            (xaddr, xstride, waddr, nkq, wstride, iaddr, qaddr, qstride, oaddr, ostride, lo, hi, off, taddr) = args
+            (xaddr, xstride, waddr, nkq, wstride, iaddr, qaddr, qstride, oaddr, ostride, lo, hi, off, half,
+             taddr) = args
             qoff = builder.inttoptr(taddr, I64.as_pointer())
         else:
-            (xaddr, xstride, waddr, nkq, wstride, iaddr, qaddr, qstride, oaddr, ostride, lo, hi, off) = args
+            (xaddr, xstride, waddr, nkq, wstride, iaddr, qaddr, qstride, oaddr, ostride, lo, hi, off, half) = args
             qoff = None
         ibase = builder.inttoptr(iaddr, I8.as_pointer())
         qbase = builder.inttoptr(qaddr, I8.as_pointer())
@@ -193,11 +195,21 @@ def _fused_tile_codegen(vecs, window=False):
         consts = [requant_consts(builder, qrow(0, v), qrow(1, v), qrow(2, v)) for v in range(vecs)]
         bounds = output_bounds(builder, lo, hi, off)
         obase = builder.inttoptr(oaddr, I8.as_pointer())
+        v8b = ir.VectorType(I8, 8)
+        low8 = ir.Constant(ir.VectorType(I32, 8), list(range(8)))
+        is_half = builder.icmp_signed("!=", half, ir.Constant(I64, 0))
         for i, acc in enumerate(final):  # the per-channel constants are shared by the MR rows
             r, v = divmod(i, vecs)
-            dst = builder.add(builder.mul(ir.Constant(I64, r), ostride), ir.Constant(I64, 16 * v))
-            builder.store(requantize(builder, acc, consts[v], bounds),
-                          builder.bitcast(builder.gep(obase, [dst]), V16B.as_pointer()), align=1)
+            dst = builder.gep(obase, [builder.add(builder.mul(ir.Constant(I64, r), ostride), ir.Constant(I64, 16 * v))])
+            y = requantize(builder, acc, consts[v], bounds)
+            if v < vecs - 1:
+                builder.store(y, builder.bitcast(dst, V16B.as_pointer()), align=1)
+                continue
+            with builder.if_else(is_half) as (then, otherwise):  # the last vector: 8 channels or 16
+                with then:
+                    builder.store(builder.shuffle_vector(y, y, low8), builder.bitcast(dst, v8b.as_pointer()), align=1)
+                with otherwise:
+                    builder.store(y, builder.bitcast(dst, V16B.as_pointer()), align=1)
         return context.get_dummy_value()
 
     return codegen
@@ -219,37 +231,38 @@ def _dot_tile16(typingctx, xaddr, xstride, waddr, nkq, wstride, aaddr, astride):
 
 
 _FUSED_SIG = types.void(types.uint64, types.int64, types.uint64, types.int64, types.int64, types.uint64, types.uint64,
-                        types.int64, types.uint64, types.int64, types.int64, types.int64, types.int64)
+                        types.int64, types.uint64, types.int64, types.int64, types.int64, types.int64, types.int64)
 
 
 @intrinsic
 def _requant_tile32(typingctx, xaddr, xstride, waddr, nkq, wstride, iaddr, qaddr, qstride, oaddr, ostride, lo, hi,
-                    offset):
+                    offset, half):
     """A tile of MR pixels x 32 channels, requantized and stored as int8 (:func:`_fused_tile_codegen`)."""
     return _FUSED_SIG, _fused_tile_codegen(2)
 
 
 @intrinsic
 def _requant_tile16(typingctx, xaddr, xstride, waddr, nkq, wstride, iaddr, qaddr, qstride, oaddr, ostride, lo, hi,
-                    offset):
+                    offset, half):
     """A tile of MR pixels x 16 channels, requantized and stored as int8 (:func:`_fused_tile_codegen`)."""
     return _FUSED_SIG, _fused_tile_codegen(1)
 
 
 _WINDOW_SIG = types.void(types.uint64, types.int64, types.uint64, types.int64, types.int64, types.uint64, types.uint64,
-                         types.int64, types.uint64, types.int64, types.int64, types.int64, types.int64, types.uint64)
+                         types.int64, types.uint64, types.int64, types.int64, types.int64, types.int64, types.int64,
+                         types.uint64)
 
 
 @intrinsic
 def _window_tile32(typingctx, xaddr, xstride, waddr, nkq, wstride, iaddr, qaddr, qstride, oaddr, ostride, lo, hi,
-                   offset, taddr):
+                   offset, half, taddr):
     """As :func:`_requant_tile32`, step q reading at ``taddr[q]`` (int64 offsets) from each pixel's start."""
     return _WINDOW_SIG, _fused_tile_codegen(2, window=True)
 
 
 @intrinsic
 def _window_tile16(typingctx, xaddr, xstride, waddr, nkq, wstride, iaddr, qaddr, qstride, oaddr, ostride, lo, hi,
-                   offset, taddr):
+                   offset, half, taddr):
     """As :func:`_requant_tile16`, step q reading at ``taddr[q]`` (int64 offsets) from each pixel's start."""
     return _WINDOW_SIG, _fused_tile_codegen(1, window=True)
 
@@ -365,20 +378,21 @@ def conv2d_s8_vnni(x, wq, init, rq, params, patch, acc, obuf, out):
             src, stride = p_addr, kp
         if fused:
             for r0 in range(0, rows, MR):
-                direct = o == n_pad and r0 + MR <= cnt  # whole rows of the output: store in place
+                # whole rows of the output (the last vector's upper half padding when O = NP - 8): in place
+                direct = n_pad - o in (0, 8) and r0 + MR <= cnt
                 if direct:
-                    dst, dstride = o_addr + np.uint64((first + r0) * o), o
+                    dst, dstride, half = o_addr + np.uint64((first + r0) * o), o, n_pad - o
                 else:
-                    dst, dstride = b_addr, n_pad
+                    dst, dstride, half = b_addr, n_pad, 0
                 xr = src + np.uint64(r0 * stride)
                 for j0 in range(0, j32, 32):
                     _requant_tile32(xr, stride, w_addr + np.uint64(j0 * 4), nkq, n_pad * 4,
                                     i_addr + np.uint64(j0 * 4), q_addr + np.uint64(j0 * 4), q_stride,
-                                    dst + np.uint64(j0), dstride, lo, hi, off)
+                                    dst + np.uint64(j0), dstride, lo, hi, off, half if j0 + 32 == n_pad else 0)
                 if j32 < n_pad:
                     _requant_tile16(xr, stride, w_addr + np.uint64(j32 * 4), nkq, n_pad * 4,
                                     i_addr + np.uint64(j32 * 4), q_addr + np.uint64(j32 * 4), q_stride,
-                                    dst + np.uint64(j32), dstride, lo, hi, off)
+                                    dst + np.uint64(j32), dstride, lo, hi, off, half)
                 if not direct:  # a partial row group or padded channels: copy the valid part
                     for i in range(min(MR, cnt - r0)):
                         d0 = np.uint64((first + r0 + i) * o)
@@ -469,20 +483,20 @@ def conv2d_s8_vnni_window(x, wq, init, rq, qoff, params, xpad, obuf, out):
             row = x_addr + np.uint64(oy * sh * row_bytes)
             first = (b * oh + oy) * ow  # the row's first output pixel
             for ox0 in range(0, ow, MR):
-                direct = o == n_pad and ox0 + MR <= ow
+                direct = n_pad - o in (0, 8) and ox0 + MR <= ow
                 if direct:
-                    dst, dstride = o_addr + np.uint64((first + ox0) * o), o
+                    dst, dstride, half = o_addr + np.uint64((first + ox0) * o), o, n_pad - o
                 else:
-                    dst, dstride = b_addr, n_pad
+                    dst, dstride, half = b_addr, n_pad, 0
                 xr = row + np.uint64(ox0 * xstride)
                 for j0 in range(0, j32, 32):
                     _window_tile32(xr, xstride, w_addr + np.uint64(j0 * 4), nkq, n_pad * 4, i_addr + np.uint64(j0 * 4),
                                    q_addr + np.uint64(j0 * 4), q_stride, dst + np.uint64(j0), dstride, lo, hi, off,
-                                   t_addr)
+                                   half if j0 + 32 == n_pad else 0, t_addr)
                 if j32 < n_pad:
                     _window_tile16(xr, xstride, w_addr + np.uint64(j32 * 4), nkq, n_pad * 4,
                                    i_addr + np.uint64(j32 * 4), q_addr + np.uint64(j32 * 4), q_stride,
-                                   dst + np.uint64(j32), dstride, lo, hi, off, t_addr)
+                                   dst + np.uint64(j32), dstride, lo, hi, off, half, t_addr)
                 if not direct:
                     for i in range(min(MR, ow - ox0)):
                         d0 = np.uint64((first + ox0 + i) * o)
