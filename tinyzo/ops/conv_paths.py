@@ -43,13 +43,13 @@ BLOCK_ELEMS = 4096
 #: gemm: GEMM_PIXEL + GEMM_K * K + GEMM_N * N + K * N / GEMM_MACS_PER_NS
 #: int:  INT_PIXEL + INT_QUAD * ceil(K / 4) + INT_N * NP + K * NP / INT_MACS_PER_NS  (NP = N padded to 8)
 #: vnni: VNNI_PIXEL + VNNI_N * NP + KP * NP / VNNI_MACS_PER_NS  (NP = N padded to 16, KP = K padded to 4)
-#: On the 1x1 grid (K 8..576, N 8..256) the vnni path (requantizing inside its tiles) is the fastest
-#: but for K = N = 8 (BLAS, by 5%), 1.1-7x faster than BLAS elsewhere; without VNNI, BLAS wins but for
-#: K >= 384 with N >= 128 (the integer loops). The model picks the measured faster path for 47 of the
-#: 48 shapes.
-GEMM_PIXEL, GEMM_K, GEMM_N, GEMM_MACS_PER_NS = 1.7, 0.07, 0.43, 43.5
-INT_PIXEL, INT_QUAD, INT_N, INT_MACS_PER_NS = 0.2, 4.81, 0.40, 44.4
-VNNI_PIXEL, VNNI_N, VNNI_MACS_PER_NS = 2.8, 0.20, 142.0
+#: On the 1x1 grid (K 8..576, N 8..256) the vnni path (requantizing inside its tiles, storing 8-channel
+#: outputs in place) is the fastest on every shape, 1.2-7x faster than BLAS; without VNNI, BLAS wins
+#: but for K >= 384 with N >= 128 (the integer loops). The model picks the measured faster path for
+#: all 48 shapes.
+GEMM_PIXEL, GEMM_K, GEMM_N, GEMM_MACS_PER_NS = 1.9, 0.07, 0.38, 43.2
+INT_PIXEL, INT_QUAD, INT_N, INT_MACS_PER_NS = 0.0, 5.00, 0.35, 48.0
+VNNI_PIXEL, VNNI_N, VNNI_MACS_PER_NS = 1.6, 0.21, 142.1
 
 
 class ConvPathError(TinyzoError, ValueError):
