@@ -171,36 +171,50 @@ def _fused_tile_codegen(vecs, window=False):
     :mod:`tinyzo.kernels.requant`); ``oaddr`` where the tile's first output row goes (int8, rows
     ``ostride`` bytes apart, ``16 * vecs`` bytes written per row, or 8 fewer when ``half`` is not 0: the
     last vector's upper 8 channels are padding); ``lo``/``hi`` the clamp bounds minus the output offset
-    (:func:`tinyzo.kernels.vnni_ir.requantize`).
+    (:func:`tinyzo.kernels.vnni_ir.requantize`); ``ngroups`` groups of MR rows, one after the other
+    (input and output rows continue with the same strides), the per-channel constants prepared once.
     """
     def codegen(context, builder, signature, args):
         if window:
             (xaddr, xstride, waddr, nkq, wstride, iaddr, qaddr, qstride, oaddr, ostride, lo, hi, off, half,
-             taddr) = args
+             ngroups, taddr) = args
             qoff = builder.inttoptr(taddr, I64.as_pointer())
         else:
-            (xaddr, xstride, waddr, nkq, wstride, iaddr, qaddr, qstride, oaddr, ostride, lo, hi, off, half) = args
+            (xaddr, xstride, waddr, nkq, wstride, iaddr, qaddr, qstride, oaddr, ostride, lo, hi, off, half,
+             ngroups) = args
             qoff = None
         ibase = builder.inttoptr(iaddr, I8.as_pointer())
         qbase = builder.inttoptr(qaddr, I8.as_pointer())
-        init = [load_vec(builder, ibase, ir.Constant(I64, 64 * v), V16, 4) for v in range(vecs)]
-        start = [init[v] for _ in range(MR) for v in range(vecs)]
-        final = _dot_loop(builder, vpdpbusd(builder), start, vecs, builder.inttoptr(xaddr, I8.as_pointer()),
-                          xstride, builder.inttoptr(waddr, I8.as_pointer()), nkq, wstride, qoff)
+        xbase = builder.inttoptr(xaddr, I8.as_pointer())
+        obase = builder.inttoptr(oaddr, I8.as_pointer())
+        wbase = builder.inttoptr(waddr, I8.as_pointer())
 
         def qrow(row, v):  # 16 lanes of requantization row ``row`` for vector v
-            off = builder.add(builder.mul(ir.Constant(I64, row), qstride), ir.Constant(I64, 64 * v))
-            return load_vec(builder, qbase, off, V16, 4)
+            at = builder.add(builder.mul(ir.Constant(I64, row), qstride), ir.Constant(I64, 64 * v))
+            return load_vec(builder, qbase, at, V16, 4)
 
+        # everything per channel once, for all the groups of MR pixels
+        init = [load_vec(builder, ibase, ir.Constant(I64, 64 * v), V16, 4) for v in range(vecs)]
         consts = [requant_consts(builder, qrow(0, v), qrow(1, v), qrow(2, v)) for v in range(vecs)]
         bounds = output_bounds(builder, lo, hi, off)
-        obase = builder.inttoptr(oaddr, I8.as_pointer())
         v8b = ir.VectorType(I8, 8)
         low8 = ir.Constant(ir.VectorType(I32, 8), list(range(8)))
         is_half = builder.icmp_signed("!=", half, ir.Constant(I64, 0))
-        for i, acc in enumerate(final):  # the per-channel constants are shared by the MR rows
+        mr = ir.Constant(I64, MR)
+        entry = builder.block
+        group = builder.function.append_basic_block("vnni_group")
+        finish = builder.function.append_basic_block("vnni_groups_done")
+        builder.cbranch(builder.icmp_signed(">", ngroups, ir.Constant(I64, 0)), group, finish)
+
+        builder.position_at_end(group)
+        g = builder.phi(I64)
+        xg = builder.gep(xbase, [builder.mul(builder.mul(g, mr), xstride)])
+        og = builder.gep(obase, [builder.mul(builder.mul(g, mr), ostride)])
+        start = [init[v] for _ in range(MR) for v in range(vecs)]
+        final = _dot_loop(builder, vpdpbusd(builder), start, vecs, xg, xstride, wbase, nkq, wstride, qoff)
+        for i, acc in enumerate(final):  # the per-channel constants are shared by every row
             r, v = divmod(i, vecs)
-            dst = builder.gep(obase, [builder.add(builder.mul(ir.Constant(I64, r), ostride), ir.Constant(I64, 16 * v))])
+            dst = builder.gep(og, [builder.add(builder.mul(ir.Constant(I64, r), ostride), ir.Constant(I64, 16 * v))])
             y = requantize(builder, acc, consts[v], bounds)
             if v < vecs - 1:
                 builder.store(y, builder.bitcast(dst, V16B.as_pointer()), align=1)
@@ -210,6 +224,11 @@ def _fused_tile_codegen(vecs, window=False):
                     builder.store(builder.shuffle_vector(y, y, low8), builder.bitcast(dst, v8b.as_pointer()), align=1)
                 with otherwise:
                     builder.store(y, builder.bitcast(dst, V16B.as_pointer()), align=1)
+        g_next = builder.add(g, ir.Constant(I64, 1))
+        g.add_incoming(ir.Constant(I64, 0), entry)
+        g.add_incoming(g_next, builder.block)
+        builder.cbranch(builder.icmp_signed("<", g_next, ngroups), group, finish)
+        builder.position_at_end(finish)
         return context.get_dummy_value()
 
     return codegen
@@ -231,38 +250,39 @@ def _dot_tile16(typingctx, xaddr, xstride, waddr, nkq, wstride, aaddr, astride):
 
 
 _FUSED_SIG = types.void(types.uint64, types.int64, types.uint64, types.int64, types.int64, types.uint64, types.uint64,
-                        types.int64, types.uint64, types.int64, types.int64, types.int64, types.int64, types.int64)
+                        types.int64, types.uint64, types.int64, types.int64, types.int64, types.int64, types.int64,
+                        types.int64)
 
 
 @intrinsic
 def _requant_tile32(typingctx, xaddr, xstride, waddr, nkq, wstride, iaddr, qaddr, qstride, oaddr, ostride, lo, hi,
-                    offset, half):
+                    offset, half, ngroups):
     """A tile of MR pixels x 32 channels, requantized and stored as int8 (:func:`_fused_tile_codegen`)."""
     return _FUSED_SIG, _fused_tile_codegen(2)
 
 
 @intrinsic
 def _requant_tile16(typingctx, xaddr, xstride, waddr, nkq, wstride, iaddr, qaddr, qstride, oaddr, ostride, lo, hi,
-                    offset, half):
+                    offset, half, ngroups):
     """A tile of MR pixels x 16 channels, requantized and stored as int8 (:func:`_fused_tile_codegen`)."""
     return _FUSED_SIG, _fused_tile_codegen(1)
 
 
 _WINDOW_SIG = types.void(types.uint64, types.int64, types.uint64, types.int64, types.int64, types.uint64, types.uint64,
                          types.int64, types.uint64, types.int64, types.int64, types.int64, types.int64, types.int64,
-                         types.uint64)
+                         types.int64, types.uint64)
 
 
 @intrinsic
 def _window_tile32(typingctx, xaddr, xstride, waddr, nkq, wstride, iaddr, qaddr, qstride, oaddr, ostride, lo, hi,
-                   offset, half, taddr):
+                   offset, half, ngroups, taddr):
     """As :func:`_requant_tile32`, step q reading at ``taddr[q]`` (int64 offsets) from each pixel's start."""
     return _WINDOW_SIG, _fused_tile_codegen(2, window=True)
 
 
 @intrinsic
 def _window_tile16(typingctx, xaddr, xstride, waddr, nkq, wstride, iaddr, qaddr, qstride, oaddr, ostride, lo, hi,
-                   offset, half, taddr):
+                   offset, half, ngroups, taddr):
     """As :func:`_requant_tile16`, step q reading at ``taddr[q]`` (int64 offsets) from each pixel's start."""
     return _WINDOW_SIG, _fused_tile_codegen(1, window=True)
 
@@ -306,6 +326,36 @@ def _gather16(x_addr, x_size, xf, x_shape, b, oy, ox, kh, kw, sh, sw, dh, dw, ph
                 _copy16(dst + np.uint64(j), src + np.uint64(j))
     else:
         gather_patch(xf, x_shape, b, oy, ox, kh, kw, sh, sw, dh, dw, ph, pw, pv, pf, d0)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _fused_tiles(xr, stride, w_addr, nkq, n_pad, j32, i_addr, q_addr, q_stride, dst, dstride, lo, hi, off, half,
+                 ngroups):
+    """``ngroups`` groups of MR pixels (rows ``stride`` bytes apart from ``xr``) through every channel tile,
+    requantized into ``dst`` (rows ``dstride`` bytes apart); ``half``: 8 when the last 8 padded channels are
+    not stored."""
+    for j0 in range(0, j32, 32):
+        _requant_tile32(xr, stride, w_addr + np.uint64(j0 * 4), nkq, n_pad * 4, i_addr + np.uint64(j0 * 4),
+                        q_addr + np.uint64(j0 * 4), q_stride, dst + np.uint64(j0), dstride, lo, hi, off,
+                        half if j0 + 32 == n_pad else 0, ngroups)
+    if j32 < n_pad:  # the last 16 channels
+        _requant_tile16(xr, stride, w_addr + np.uint64(j32 * 4), nkq, n_pad * 4, i_addr + np.uint64(j32 * 4),
+                        q_addr + np.uint64(j32 * 4), q_stride, dst + np.uint64(j32), dstride, lo, hi, off, half,
+                        ngroups)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _window_tiles(xr, stride, w_addr, nkq, n_pad, j32, i_addr, q_addr, q_stride, dst, dstride, lo, hi, off, half,
+                  ngroups, t_addr):
+    """:func:`_fused_tiles` with the window tiles (step offsets ``t_addr``)."""
+    for j0 in range(0, j32, 32):
+        _window_tile32(xr, stride, w_addr + np.uint64(j0 * 4), nkq, n_pad * 4, i_addr + np.uint64(j0 * 4),
+                       q_addr + np.uint64(j0 * 4), q_stride, dst + np.uint64(j0), dstride, lo, hi, off,
+                       half if j0 + 32 == n_pad else 0, ngroups, t_addr)
+    if j32 < n_pad:
+        _window_tile16(xr, stride, w_addr + np.uint64(j32 * 4), nkq, n_pad * 4, i_addr + np.uint64(j32 * 4),
+                       q_addr + np.uint64(j32 * 4), q_stride, dst + np.uint64(j32), dstride, lo, hi, off, half,
+                       ngroups, t_addr)
 
 
 @njit(cache=True, nogil=True)
@@ -377,28 +427,22 @@ def conv2d_s8_vnni(x, wq, init, rq, params, patch, acc, obuf, out):
                 b, oy, ox = next_pixel(b, oy, ox, oh, ow)
             src, stride = p_addr, kp
         if fused:
-            for r0 in range(0, rows, MR):
-                # whole rows of the output (the last vector's upper half padding when O = NP - 8): in place
-                direct = n_pad - o in (0, 8) and r0 + MR <= cnt
-                if direct:
-                    dst, dstride, half = o_addr + np.uint64((first + r0) * o), o, n_pad - o
-                else:
-                    dst, dstride, half = b_addr, n_pad, 0
-                xr = src + np.uint64(r0 * stride)
-                for j0 in range(0, j32, 32):
-                    _requant_tile32(xr, stride, w_addr + np.uint64(j0 * 4), nkq, n_pad * 4,
-                                    i_addr + np.uint64(j0 * 4), q_addr + np.uint64(j0 * 4), q_stride,
-                                    dst + np.uint64(j0), dstride, lo, hi, off, half if j0 + 32 == n_pad else 0)
-                if j32 < n_pad:
-                    _requant_tile16(xr, stride, w_addr + np.uint64(j32 * 4), nkq, n_pad * 4,
-                                    i_addr + np.uint64(j32 * 4), q_addr + np.uint64(j32 * 4), q_stride,
-                                    dst + np.uint64(j32), dstride, lo, hi, off, half)
-                if not direct:  # a partial row group or padded channels: copy the valid part
-                    for i in range(min(MR, cnt - r0)):
-                        d0 = np.uint64((first + r0 + i) * o)
-                        s0 = np.uint64(i * n_pad)
-                        for j in range(np.uint64(o)):
-                            out_flat[d0 + j] = ob[s0 + j]
+            # whole rows of the output (the last vector's upper half padding when O = NP - 8): in place,
+            # every full group of MR pixels in one call per channel tile; the rest through obuf
+            direct = n_pad - o in (0, 8)
+            full = cnt // MR if direct else 0
+            half = n_pad - o if direct else 0
+            if full:
+                _fused_tiles(src, stride, w_addr, nkq, n_pad, j32, i_addr, q_addr, q_stride,
+                             o_addr + np.uint64(first * o), o, lo, hi, off, half, full)
+            for r0 in range(full * MR, rows, MR):
+                _fused_tiles(src + np.uint64(r0 * stride), stride, w_addr, nkq, n_pad, j32, i_addr, q_addr, q_stride,
+                             b_addr, n_pad, lo, hi, off, 0, 1)
+                for i in range(min(MR, cnt - r0)):  # copy the valid part
+                    d0 = np.uint64((first + r0 + i) * o)
+                    s0 = np.uint64(i * n_pad)
+                    for j in range(np.uint64(o)):
+                        out_flat[d0 + j] = ob[s0 + j]
             continue
         for i in range(rows):
             a0 = np.uint64(i) * npu
@@ -482,24 +526,16 @@ def conv2d_s8_vnni_window(x, wq, init, rq, qoff, params, xpad, obuf, out):
         for oy in range(oh):
             row = x_addr + np.uint64(oy * sh * row_bytes)
             first = (b * oh + oy) * ow  # the row's first output pixel
-            for ox0 in range(0, ow, MR):
-                direct = n_pad - o in (0, 8) and ox0 + MR <= ow
-                if direct:
-                    dst, dstride, half = o_addr + np.uint64((first + ox0) * o), o, n_pad - o
-                else:
-                    dst, dstride, half = b_addr, n_pad, 0
-                xr = row + np.uint64(ox0 * xstride)
-                for j0 in range(0, j32, 32):
-                    _window_tile32(xr, xstride, w_addr + np.uint64(j0 * 4), nkq, n_pad * 4, i_addr + np.uint64(j0 * 4),
-                                   q_addr + np.uint64(j0 * 4), q_stride, dst + np.uint64(j0), dstride, lo, hi, off,
-                                   half if j0 + 32 == n_pad else 0, t_addr)
-                if j32 < n_pad:
-                    _window_tile16(xr, xstride, w_addr + np.uint64(j32 * 4), nkq, n_pad * 4,
-                                   i_addr + np.uint64(j32 * 4), q_addr + np.uint64(j32 * 4), q_stride,
-                                   dst + np.uint64(j32), dstride, lo, hi, off, half, t_addr)
-                if not direct:
-                    for i in range(min(MR, ow - ox0)):
-                        d0 = np.uint64((first + ox0 + i) * o)
-                        s0 = np.uint64(i * n_pad)
-                        for j in range(np.uint64(o)):
-                            of[d0 + j] = ob[s0 + j]
+            direct = n_pad - o in (0, 8)
+            full = ow // MR if direct else 0
+            if full:  # whole groups of MR pixels straight into the output
+                _window_tiles(row, xstride, w_addr, nkq, n_pad, j32, i_addr, q_addr, q_stride,
+                              o_addr + np.uint64(first * o), o, lo, hi, off, n_pad - o, full, t_addr)
+            for ox0 in range(full * MR, ow, MR):  # the rest through obuf
+                _window_tiles(row + np.uint64(ox0 * xstride), xstride, w_addr, nkq, n_pad, j32, i_addr, q_addr,
+                              q_stride, b_addr, n_pad, lo, hi, off, 0, 1, t_addr)
+                for i in range(min(MR, ow - ox0)):
+                    d0 = np.uint64((first + ox0 + i) * o)
+                    s0 = np.uint64(i * n_pad)
+                    for j in range(np.uint64(o)):
+                        of[d0 + j] = ob[s0 + j]

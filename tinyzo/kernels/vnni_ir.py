@@ -14,6 +14,7 @@ from llvmlite import ir
 I8, I32, I64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
 V16 = ir.VectorType(I32, 16)  # 16 int32 lanes: one zmm register
 V16Q = ir.VectorType(I64, 16)  # the same lanes widened to int64 (two registers)
+V8Q = ir.VectorType(I64, 8)  # eight int64 lanes: one zmm register
 V16B = ir.VectorType(I8, 16)  # 16 int8 outputs
 V64B = ir.VectorType(I8, 64)  # 64 bytes: one zmm register of bytes
 VPDPBUSD = "llvm.x86.avx512.vpdpbusd.512"
@@ -41,15 +42,26 @@ def load_vec(builder, base, byte_offset, vtype, align=1):
 
 
 def requant_consts(builder, mult, tsh, base):
-    """Per-lane constants of the one-formula requantization from its three int32 rows (16 lanes each):
-    ``(m, T, C, D)`` as int64 lanes, ``C = B + 2**(T - 1)`` and ``D = 2 B``
+    """Per-lane constants of the one-formula requantization from its three int32 rows (16 lanes each),
+    split into the even and the odd lanes as eight int64 lanes each (the layout of ``vpmuldq``):
+    ``((m, T, C, C - D) even, (m, T, C, C - D) odd)`` with ``C = B + 2**(T - 1)`` and ``D = 2 B``
     (:mod:`tinyzo.kernels.requant`)."""
-    one = splat(builder, ir.Constant(I64, 1), V16Q)
-    m = builder.zext(mult, V16Q)
-    t = builder.zext(tsh, V16Q)
-    b = builder.zext(base, V16Q)
-    c = builder.add(b, builder.shl(one, builder.sub(t, one)))
-    return m, t, c, builder.shl(b, one)
+    low = splat(builder, ir.Constant(I64, 0xFFFFFFFF), V8Q)
+    k32 = splat(builder, ir.Constant(I64, 32), V8Q)
+    one = splat(builder, ir.Constant(I64, 1), V8Q)
+    halves = []
+    for odd in (False, True):
+        def lane(v):  # the even (odd) int32 lanes of non-negative values as int64 lanes
+            q = builder.bitcast(v, V8Q)
+            return builder.lshr(q, k32) if odd else builder.and_(q, low)
+
+        def signed_lane(v):  # the same, sign-extended: LLVM then knows m fits 32 bits signed (vpmuldq)
+            q = builder.bitcast(v, V8Q)
+            return builder.ashr(q if odd else builder.shl(q, k32), k32)
+        m, t, b = signed_lane(mult), lane(tsh), lane(base)
+        c = builder.add(b, builder.shl(one, builder.sub(t, one)))
+        halves.append((m, t, c, builder.sub(c, builder.shl(b, one))))
+    return tuple(halves)
 
 
 def output_bounds(builder, lo, hi, offset):
@@ -59,14 +71,27 @@ def output_bounds(builder, lo, hi, offset):
 
 def requantize(builder, acc, consts, bounds):
     """16 int32 accumulators to 16 int8 outputs: ``clamp((acc * m + C - D [acc < 0]) >> T) + offset``,
-    bit-exact with :func:`tinyzo.kernels.requant.requantize_row_s8` (one-formula layout); the
-    product and shift in 64-bit lanes (``vpmuldq``, ``vpsravq``), the clamp in 32-bit lanes."""
-    m, t, c, d = consts
+    bit-exact with :func:`tinyzo.kernels.requant.requantize_row_s8` (one-formula layout).
+
+    The even and the odd lanes are computed as eight int64 lanes each, as ``vpmuldq`` multiplies
+    (the low 32 bits of each 64-bit lane, sign-extended): the odd lanes are the high halves shifted
+    down; ``C`` or ``C - D`` chosen by the accumulator's sign, the shift ``vpsravq``; the two halves'
+    results (each fits int32) are put back in lane order, clamped and narrowed in 32-bit lanes.
+    """
+    (me, te, ce, cde), (mo, to, co, cdo) = consts
     lo, hi, off = bounds
-    a = builder.sext(acc, V16Q)
-    p = builder.add(builder.mul(a, m), c)
-    p = builder.sub(p, builder.and_(d, builder.ashr(a, splat(builder, ir.Constant(I64, 63), V16Q))))
-    y = builder.trunc(builder.ashr(p, t), V16)  # the requantized value fits int32
+    k32 = splat(builder, ir.Constant(I64, 32), V8Q)
+    q = builder.bitcast(acc, V8Q)
+    a_even = builder.ashr(builder.shl(q, k32), k32)  # sign-extended even lanes
+    a_odd = builder.ashr(q, k32)  # sign-extended odd lanes
+    out = []
+    for a, m, t, c, cd in ((a_even, me, te, ce, cde), (a_odd, mo, to, co, cdo)):
+        neg = builder.icmp_signed("<", a, splat(builder, ir.Constant(I64, 0), V8Q))
+        p = builder.add(builder.mul(a, m), builder.select(neg, cd, c))
+        out.append(builder.ashr(p, t))  # fits int32: its low half is the result
+    merged = builder.or_(builder.and_(out[0], splat(builder, ir.Constant(I64, 0xFFFFFFFF), V8Q)),
+                         builder.shl(out[1], k32))
+    y = builder.bitcast(merged, V16)
     y = builder.select(builder.icmp_signed("<", y, lo), lo, y)
     y = builder.select(builder.icmp_signed(">", y, hi), hi, y)
     return builder.trunc(builder.add(y, off), V16B)
