@@ -142,7 +142,7 @@ def _taps_rows(acc, ctile, wf, xqf, rbase0, drow, kh, kw, dil_w, s, c, phase_len
 
 @njit(cache=True, nogil=True)
 def fill_padded_rows(x, b, xq, stride_h, stride_w, dil_h, kh, pad_h, pad_w, depth_multiplier, pad_value,
-                     oy_start, oy_stop):
+                     oy_start, oy_stop, flip=False):
     """Step (1) of the depthwise kernels: copy sample ``b`` of ``x`` into the padded rows of ``xq`` that
     output rows ``oy_start <= oy < oy_stop`` read.
 
@@ -152,6 +152,8 @@ def fill_padded_rows(x, b, xq, stride_h, stride_w, dil_h, kh, pad_h, pad_w, dept
             phase ``ph``, column ``q`` holds input column ``q * S + ph - pad_w`` of input row ``py - pad_h``
             (each input channel repeated ``depth_multiplier`` times), ``pad_value`` outside the image.
             Every filter tap then reads one contiguous run of OW*C values.
+        flip: store every byte with its sign bit flipped (``v ^ 0x80 = v + 128`` as uint8: the unsigned
+            operand ``vpdpbusd`` multiplies, :mod:`tinyzo.kernels.depthwise_vnni`).
     """
     _, h, wd, cin = x.shape
     s = stride_w
@@ -170,7 +172,9 @@ def fill_padded_rows(x, b, xq, stride_h, stride_w, dil_h, kh, pad_h, pad_w, dept
     py_hi = (oy_stop - 1) * stride_h + (kh - 1) * dil_h + 1
     iy_lo = max(py_lo - pad_h, 0)
     iy_hi = min(py_hi - pad_h, h)
-    pv = np.int8(pad_value)
+    f8 = np.int8(-128) if flip else np.int8(0)  # xor mask: the sign bit, or nothing
+    f64 = np.uint64(0x8080808080808080) if flip else np.uint64(0)
+    pv = np.int8(np.int8(pad_value) ^ f8)
     for i in range(np.uint64(py_lo * row_len), np.uint64(py_hi * row_len)):  # flat: a vectorized fill
         xqf[i] = pv
     for iy in range(iy_lo, iy_hi):
@@ -186,26 +190,26 @@ def fill_padded_rows(x, b, xq, stride_h, stride_w, dil_h, kh, pad_h, pad_w, dept
             if s == 1 and depth_multiplier == 1:  # one contiguous run
                 src0 = src_row + np.uint64(ix0 * c)
                 for j in range(np.uint64(cnt * c)):
-                    xqf[dst0 + j] = xf[src0 + j]
+                    xqf[dst0 + j] = xf[src0 + j] ^ f8
             elif depth_multiplier == 1 and c % 8 == 0:  # whole 8-byte words (every offset a multiple of 8)
                 words = np.uint64(c // 8)
                 for q in range(cnt):
                     src0 = (src_row + np.uint64((ix0 + q * s) * c)) // np.uint64(8)
                     d0 = (dst0 + np.uint64(q * c)) // np.uint64(8)
                     for k in range(words):
-                        xq64[d0 + k] = x64[src0 + k]
+                        xq64[d0 + k] = x64[src0 + k] ^ f64
             elif depth_multiplier == 1:
                 for q in range(cnt):
                     src0 = src_row + np.uint64((ix0 + q * s) * c)
                     d0 = dst0 + np.uint64(q * c)
                     for k in range(np.uint64(c)):
-                        xqf[d0 + k] = xf[src0 + k]
+                        xqf[d0 + k] = xf[src0 + k] ^ f8
             else:  # output channel ic * M + m reads input channel ic
                 for q in range(cnt):
                     src0 = src_row + np.uint64((ix0 + q * s) * cin)
                     d0 = dst0 + np.uint64(q * c)
                     for ic in range(cin):
-                        v = xf[src0 + np.uint64(ic)]
+                        v = xf[src0 + np.uint64(ic)] ^ f8
                         for m in range(depth_multiplier):
                             xqf[d0 + np.uint64(ic * depth_multiplier + m)] = v
 

@@ -38,7 +38,18 @@ from tinyzo.kernels.conv import fill_padded_rows
 from tinyzo.kernels.conv_gemm import gather_patch, next_pixel, window_params
 from tinyzo.kernels.conv_int import _flush
 from tinyzo.kernels.requant import RQU_ROWS
-from tinyzo.kernels.vnni_ir import I8, I32, I64, V16, V16B, load_vec, output_bounds, requant_consts, requantize, vpdpbusd
+from tinyzo.kernels.vnni_ir import (
+    I8,
+    I32,
+    I64,
+    V16,
+    V16B,
+    load_vec,
+    output_bounds,
+    requant_consts,
+    requantize,
+    vpdpbusd,
+)
 
 #: output pixels per micro-kernel tile
 MR = 4
@@ -500,7 +511,7 @@ def conv2d_s8_vnni_window(x, wq, init, rq, qoff, params, xpad, obuf, out):
         out: int8[N, OH, OW, O], C-contiguous, written.
     """
     p = params[0]
-    kh, kw, sh, sw, dh, dw, ph, pw, pv = window_params(p)
+    kh, _, sh, sw, dh, _, ph, pw, pv = window_params(p)
     n = x.shape[0]
     c = x.shape[3]
     _, oh, ow, o = out.shape

@@ -8,8 +8,9 @@ output row (``j = ox * C + k``) is one int32 accumulator; each group of four tap
 (``fx = 4 q .. 4 q + 3``; a filter row of KW taps has ``ceil(KW / 4)`` groups, the missing taps with
 zero weights) is one ``vpdpbusd``:
 
-* the four taps' 16-byte runs are loaded and interleaved byte by byte (one shuffle: lane ``j`` gets
-  the four input bytes of its channel), their sign bits flipped (``x ^ 0x80 = x + 128``, unsigned);
+* the padded rows hold the input with its sign bits flipped (``x ^ 0x80 = x + 128``, unsigned); the
+  four taps' 16-byte runs are loaded and interleaved byte by byte (one shuffle: lane ``j`` gets the
+  four input bytes of its channel);
 * the weights are packed once per layer (:func:`pack_tap_quads`) as int32 lanes holding the four
   taps' int8 weights of the lane's channel, tiled along the output row;
 * the start value is ``const - 128 * sum(w)`` per channel (wrapped to int32), so the sum is the same
@@ -29,8 +30,18 @@ from numba import njit, types
 from numba.extending import intrinsic
 
 from tinyzo.kernels.conv import fill_padded_rows
-from tinyzo.kernels.vnni_ir import (I8, I32, I64, V16, V16B, V64B, load_vec, output_bounds, requant_consts,
-                                    requantize, splat, vpdpbusd)
+from tinyzo.kernels.vnni_ir import (
+    I8,
+    I32,
+    I64,
+    V16,
+    V16B,
+    load_vec,
+    output_bounds,
+    requant_consts,
+    requantize,
+    vpdpbusd,
+)
 
 #: output lanes per vector (one zmm of int32 accumulators)
 LANES = 16
@@ -222,8 +233,8 @@ def _channel_codegen(width):
 
 def _interleaver(builder):
     """A function of the IR builder: four 16-byte runs (tap 0..3) -> one int32 vector whose lane j holds
-    the runs' bytes j (tap i in byte i), sign bits flipped (unsigned for ``vpdpbusd``)."""
-    flip = splat(builder, ir.Constant(I8, -128), V64B)
+    the runs' bytes j (tap i in byte i); the runs' sign bits were flipped when the padded rows were
+    filled (unsigned for ``vpdpbusd``)."""
     pair = ir.Constant(ir.VectorType(I32, 32), list(range(32)))
     # lane j of the result: bytes j, 16 + j, 32 + j, 48 + j of the four concatenated runs
     order = ir.Constant(ir.VectorType(I32, 64), [16 * r + j for j in range(16) for r in range(4)])
@@ -231,7 +242,7 @@ def _interleaver(builder):
     def interleave(runs):
         ab = builder.shuffle_vector(runs[0], runs[1], pair)
         cd = builder.shuffle_vector(runs[2], runs[3], pair)
-        return builder.bitcast(builder.xor(builder.shuffle_vector(ab, cd, order), flip), V16)
+        return builder.bitcast(builder.shuffle_vector(ab, cd, order), V16)
 
     return interleave
 
@@ -328,7 +339,7 @@ def depthwise_conv2d_s8_vnni(x, wq4, init4, rq, taps, kh, stride_h, stride_w, di
     qstride = rq.strides[0]
     for b in range(n):
         fill_padded_rows(x, b, xq, stride_h, split, dil_h, kh, pad_h, pad_w, depth_multiplier, pad_value,
-                         oy_start, oy_stop)
+                         oy_start, oy_stop, True)
         for oy in range(oy_start, oy_stop):
             xr = x_addr + np.uint64(oy * stride_h * row_len)
             o0 = (b * oh + oy) * owc

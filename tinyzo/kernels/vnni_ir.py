@@ -49,16 +49,17 @@ def requant_consts(builder, mult, tsh, base):
     low = splat(builder, ir.Constant(I64, 0xFFFFFFFF), V8Q)
     k32 = splat(builder, ir.Constant(I64, 32), V8Q)
     one = splat(builder, ir.Constant(I64, 1), V8Q)
+    def lane(v, odd):  # the even (odd) int32 lanes of non-negative values as int64 lanes
+        q = builder.bitcast(v, V8Q)
+        return builder.lshr(q, k32) if odd else builder.and_(q, low)
+
+    def signed_lane(v, odd):  # the same, sign-extended: LLVM then knows m fits 32 bits signed (vpmuldq)
+        q = builder.bitcast(v, V8Q)
+        return builder.ashr(q if odd else builder.shl(q, k32), k32)
+
     halves = []
     for odd in (False, True):
-        def lane(v):  # the even (odd) int32 lanes of non-negative values as int64 lanes
-            q = builder.bitcast(v, V8Q)
-            return builder.lshr(q, k32) if odd else builder.and_(q, low)
-
-        def signed_lane(v):  # the same, sign-extended: LLVM then knows m fits 32 bits signed (vpmuldq)
-            q = builder.bitcast(v, V8Q)
-            return builder.ashr(q if odd else builder.shl(q, k32), k32)
-        m, t, b = signed_lane(mult), lane(tsh), lane(base)
+        m, t, b = signed_lane(mult, odd), lane(tsh, odd), lane(base, odd)
         c = builder.add(b, builder.shl(one, builder.sub(t, one)))
         halves.append((m, t, c, builder.sub(c, builder.shl(b, one))))
     return tuple(halves)

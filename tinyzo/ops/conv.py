@@ -7,15 +7,13 @@ import threading
 import numpy as np
 
 from tinyzo.errors import ArithmeticContractError
+from tinyzo.kernels import conv_vnni, depthwise_vnni
 from tinyzo.kernels.conv import depthwise_conv2d_s8_fast
 from tinyzo.kernels.conv16 import conv2d_s16_gemm, depthwise_conv2d_s16
 from tinyzo.kernels.conv_gemm import conv2d_s8_gemm, requantize_gemm_s8
-from tinyzo.kernels import conv_vnni
-from tinyzo.kernels.conv_vnni import conv2d_s8_vnni
 from tinyzo.kernels.conv_int import conv2d_s8_int
-from tinyzo.kernels import depthwise_vnni
-from tinyzo.kernels.requant import RQU_ROWS
-from tinyzo.kernels.requant import requant_params
+from tinyzo.kernels.conv_vnni import conv2d_s8_vnni
+from tinyzo.kernels.requant import RQU_ROWS, requant_params
 from tinyzo.ops import conv_paths, conv_types
 from tinyzo.ops.base import INT32_MAX, PreparedOp, register
 from tinyzo.quant import check_multiplier_shift, quantize_multiplier, rounding_code
