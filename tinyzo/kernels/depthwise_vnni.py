@@ -163,17 +163,18 @@ def _row_codegen(width):
 
 def _channel_codegen(width):
     """LLVM code of :func:`_dw_channels` (``width`` = 1) / :func:`_dw_channels2` (2): one block of 16 channels
-    along a whole output row, when C is a multiple of 16: the requantization constants, start values and
-    weights are those of the same 16 channels at every output column, so they are prepared once per
-    call; each step accumulates ``width`` output columns (independent registers, one weight load per
+    along ``nrows`` output rows, when C is a multiple of 16: the requantization constants, start values
+    and weights are those of the same 16 channels at every output position, so they are prepared once
+    per call; each step accumulates ``width`` output columns (independent registers, one weight load per
     tap group for all of them), requantizes and stores them."""
     def codegen(context, builder, signature, args):
-        (xaddr, taddr, nquads, waddr, wstride, iaddr, qaddr, qstride, oaddr, xstep, c, nsteps, lo, hi, off) = args
-        xbase = builder.inttoptr(xaddr, I8.as_pointer())
+        (xaddr, taddr, nquads, waddr, wstride, iaddr, qaddr, qstride, oaddr, xstep, c, nsteps, lo, hi, off, nrows,
+         xrow, orow) = args
+        xbase0 = builder.inttoptr(xaddr, I8.as_pointer())
         tbase = builder.inttoptr(taddr, I64.as_pointer())
         wbase = builder.inttoptr(waddr, I8.as_pointer())
         qbase = builder.inttoptr(qaddr, I8.as_pointer())
-        obase = builder.inttoptr(oaddr, I8.as_pointer())
+        obase0 = builder.inttoptr(oaddr, I8.as_pointer())
         dot = vpdpbusd(builder)
         bounds = output_bounds(builder, lo, hi, off)
         zero = ir.Constant(I64, 0)
@@ -183,12 +184,21 @@ def _channel_codegen(width):
         init = load_vec(builder, builder.inttoptr(iaddr, I8.as_pointer()), zero, V16, 4)
         interleave_fn = _interleaver(builder)
         fn = builder.function
+        rowblk = fn.append_basic_block("dwc_row")
         outer = fn.append_basic_block("dwc_step")
         inner = fn.append_basic_block("dwc_taps")
         store = fn.append_basic_block("dwc_store")
+        rowlatch = fn.append_basic_block("dwc_row_next")
         done = fn.append_basic_block("dwc_done")
         entry = builder.block
-        builder.cbranch(builder.icmp_signed(">", nsteps, zero), outer, done)
+        builder.cbranch(builder.and_(builder.icmp_signed(">", nsteps, zero), builder.icmp_signed(">", nrows, zero)),
+                        rowblk, done)
+
+        builder.position_at_end(rowblk)  # output row r: its padded input rows and its output
+        r = builder.phi(I64)
+        xbase = builder.gep(xbase0, [builder.mul(r, xrow)])
+        obase = builder.gep(obase0, [builder.mul(r, orow)])
+        builder.branch(outer)
 
         builder.position_at_end(outer)
         step = builder.phi(I64)
@@ -221,9 +231,15 @@ def _channel_codegen(width):
             y = requantize(builder, new[u], consts, bounds)
             builder.store(y, builder.bitcast(builder.gep(obase, [js[u]]), V16B.as_pointer()), align=1)
         step_next = builder.add(step, ir.Constant(I64, 1))
-        builder.cbranch(builder.icmp_signed("<", step_next, nsteps), outer, done)
-        step.add_incoming(zero, entry)
+        builder.cbranch(builder.icmp_signed("<", step_next, nsteps), outer, rowlatch)
+        step.add_incoming(zero, rowblk)
         step.add_incoming(step_next, store)
+
+        builder.position_at_end(rowlatch)
+        r_next = builder.add(r, ir.Constant(I64, 1))
+        builder.cbranch(builder.icmp_signed("<", r_next, nrows), rowblk, done)
+        r.add_incoming(zero, entry)
+        r.add_incoming(r_next, rowlatch)
 
         builder.position_at_end(done)
         return context.get_dummy_value()
@@ -251,7 +267,7 @@ _ROW_SIG = types.void(types.uint64, types.uint64, types.int64, types.uint64, typ
                       types.int64, types.uint64, types.int64, types.int64, types.int64, types.int64)
 _CHANNEL_SIG = types.void(types.uint64, types.uint64, types.int64, types.uint64, types.int64, types.uint64,
                           types.uint64, types.int64, types.uint64, types.int64, types.int64, types.int64, types.int64,
-                          types.int64, types.int64)
+                          types.int64, types.int64, types.int64, types.int64, types.int64)
 
 
 @intrinsic
@@ -267,17 +283,18 @@ def _dw_row(typingctx, xaddr, taddr, nquads, waddr, wstride, iaddr, qaddr, qstri
 
 @intrinsic
 def _dw_channels(typingctx, xaddr, taddr, nquads, waddr, wstride, iaddr, qaddr, qstride, oaddr, xstep, c, nsteps,
-                 lo, hi, offset):
-    """One block of 16 channels along ``nsteps`` output columns (:func:`_channel_codegen`); arguments as
-    :func:`_dw_row` at the block's first channel (weights, start values and requantization rows per
-    channel, not tiled), ``xstep`` the input bytes from one output column to the next (stride * C, the
-    padded rows not split by phase), ``c`` the output bytes (C)."""
+                 lo, hi, offset, nrows, xrow, orow):
+    """One block of 16 channels along ``nsteps`` output columns of ``nrows`` output rows
+    (:func:`_channel_codegen`); arguments as :func:`_dw_row` at the block's first channel (weights, start
+    values and requantization rows per channel, not tiled), ``xstep`` the input bytes from one output
+    column to the next (stride * C, the padded rows not split by phase), ``c`` the output bytes (C),
+    ``xrow``/``orow`` the input/output bytes from one output row to the next."""
     return _CHANNEL_SIG, _channel_codegen(1)
 
 
 @intrinsic
 def _dw_channels2(typingctx, xaddr, taddr, nquads, waddr, wstride, iaddr, qaddr, qstride, oaddr, xstep, c, nsteps,
-                  lo, hi, offset):
+                  lo, hi, offset, nrows, xrow, orow):
     """As :func:`_dw_channels`, ``nsteps`` steps of two output columns each."""
     return _CHANNEL_SIG, _channel_codegen(2)
 
@@ -340,20 +357,24 @@ def depthwise_conv2d_s8_vnni(x, wq4, init4, rq, taps, kh, stride_h, stride_w, di
     for b in range(n):
         fill_padded_rows(x, b, xq, stride_h, split, dil_h, kh, pad_h, pad_w, depth_multiplier, pad_value,
                          oy_start, oy_stop, True)
+        if per_channel:  # blocks of 16 channels over all the rows, two output columns per step
+            xr = x_addr + np.uint64(oy_start * stride_h * row_len)
+            o0 = np.uint64((b * oh + oy_start) * owc)
+            nrows = oy_stop - oy_start
+            for cb in range(0, c, LANES):
+                e = np.uint64(cb)
+                _dw_channels2(xr + e, t_addr, nquads, w_addr + 4 * e, wstride, i_addr + 4 * e, q_addr + 4 * e,
+                              qstride, o_addr + o0 + e, xstep, c, ow // 2, lo, hi, off, nrows, stride_h * row_len,
+                              owc)
+                if ow % 2:
+                    last = np.uint64(ow - 1)
+                    _dw_channels(xr + e + last * np.uint64(xstep), t_addr, nquads, w_addr + 4 * e, wstride,
+                                 i_addr + 4 * e, q_addr + 4 * e, qstride, o_addr + o0 + e + last * c, xstep, c, 1,
+                                 lo, hi, off, nrows, stride_h * row_len, owc)
+            continue
         for oy in range(oy_start, oy_stop):
             xr = x_addr + np.uint64(oy * stride_h * row_len)
             o0 = (b * oh + oy) * owc
-            if per_channel:  # blocks of 16 channels along the row, two output columns per step
-                for cb in range(0, c, LANES):
-                    e = np.uint64(cb)
-                    _dw_channels2(xr + e, t_addr, nquads, w_addr + 4 * e, wstride, i_addr + 4 * e, q_addr + 4 * e,
-                                  qstride, o_addr + np.uint64(o0) + e, xstep, c, ow // 2, lo, hi, off)
-                    if ow % 2:
-                        last = np.uint64(ow - 1)
-                        _dw_channels(xr + e + last * np.uint64(xstep), t_addr, nquads, w_addr + 4 * e, wstride,
-                                     i_addr + 4 * e, q_addr + 4 * e, qstride, o_addr + np.uint64(o0) + e + last * c,
-                                     xstep, c, 1, lo, hi, off)
-                continue
             pairs = full // 2
             _dw_row2(xr, t_addr, nquads, w_addr, wstride, i_addr, q_addr, qstride, o_addr + np.uint64(o0), pairs,
                      lo, hi, off)
