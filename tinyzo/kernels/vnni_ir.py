@@ -83,11 +83,14 @@ def requantize(builder, acc, consts, bounds):
     lo, hi, off = bounds
     k32 = splat(builder, ir.Constant(I64, 32), V8Q)
     q = builder.bitcast(acc, V8Q)
-    a_even = builder.ashr(builder.shl(q, k32), k32)  # sign-extended even lanes
+    a_even = builder.ashr(builder.shl(q, k32), k32)  # sign-extended even lanes (vpmuldq reads them as they are)
     a_odd = builder.ashr(q, k32)  # sign-extended odd lanes
+    zero = splat(builder, ir.Constant(I64, 0), V8Q)
+    # the signs straight from the accumulators: bit 31 of each 64-bit lane (vptestmq), bit 63 (vpmovq2m)
+    neg_even = builder.icmp_unsigned("!=", builder.and_(q, splat(builder, ir.Constant(I64, 0x80000000), V8Q)), zero)
+    neg_odd = builder.icmp_signed("<", q, zero)
     out = []
-    for a, m, t, c, cd in ((a_even, me, te, ce, cde), (a_odd, mo, to, co, cdo)):
-        neg = builder.icmp_signed("<", a, splat(builder, ir.Constant(I64, 0), V8Q))
+    for a, neg, m, t, c, cd in ((a_even, neg_even, me, te, ce, cde), (a_odd, neg_odd, mo, to, co, cdo)):
         p = builder.add(builder.mul(a, m), builder.select(neg, cd, c))
         out.append(builder.ashr(p, t))  # fits int32: its low half is the result
     merged = builder.or_(builder.and_(out[0], splat(builder, ir.Constant(I64, 0xFFFFFFFF), V8Q)),
