@@ -146,6 +146,7 @@ class _ConvBase(PreparedOp):
         return w.data, bias
 
 
+#: the attribute holding each path's packed weights, and each path's kernel
 _PATH_WEIGHTS = {"gemm": "wt", "vnni": "wq", "int": "wp"}
 _PATH_KERNELS = {"gemm": conv2d_s8_gemm, "vnni": conv2d_s8_vnni, "int": conv2d_s8_int}
 
@@ -158,25 +159,25 @@ def set_path_operands(op: PreparedOp, w2: np.ndarray, pixels: int) -> None:
     output pixels per sample. Used by CONV_2D and by DEPTHWISE_CONV_2D on a one-channel input.
     """
     k_len, n_out = w2.shape[1], w2.shape[0]
+    op.window = None
+    args = (w2, op.const, op.multiplier, op.shift, op.rounding)
     if op.path == "gemm":
         op.block = conv_paths.block_pixels(k_len, n_out, pixels)
-        operands = conv_paths.gemm_operands
-    elif op.path == "vnni":
-        op.block = conv_paths.vnni_block(k_len, n_out, pixels)
-        operands = conv_paths.vnni_operands
-    else:
-        op.block = conv_paths.block_pixels(k_len, conv_paths.padded_channels(n_out), pixels)
-        operands = conv_paths.int_operands
-    w, op.const_tile, op.rq = operands(w2, op.const, op.multiplier, op.shift, op.rounding, op.block)
-    setattr(op, _PATH_WEIGHTS[op.path], w)
-    op.window = None
-    if op.path == "vnni" and uses_window(op):
+        op.wt, op.const_tile, op.rq = conv_paths.gemm_operands(*args, op.block)
+    elif op.path == "vnni" and uses_window(op):  # one block of channels; the filter rows padded to 4 bytes
         c = op.tensor(0).shape[3]
         hp, wp = window_geometry(op)
         run4, qoff = conv_vnni.window_quads(op.kh, op.kw, c, op.dil_h, wp * c)
-        op.wq = conv_vnni.pack_window_weights(w2.reshape(n_out, op.kh, op.kw, c), run4, w.shape[1])
-        op.rq = np.ascontiguousarray(op.rq[:, :w.shape[1]])  # one block of channels
+        wq = conv_vnni.pack_window_weights(w2.reshape(n_out, op.kh, op.kw, c), run4, conv_paths.vnni_channels(n_out))
+        op.block = conv_paths.vnni_block(k_len, n_out, pixels)  # (unused: the window kernel runs row by row)
+        op.wq, op.const_tile, op.rq = conv_paths.vnni_operands(*args, 1, wq=wq)
         op.window = (qoff, (hp, 1, wp * c), (conv_vnni.MR * op.stride_w + op.kw) * c + 64)
+    elif op.path == "vnni":
+        op.block = conv_paths.vnni_block(k_len, n_out, pixels)
+        op.wq, op.const_tile, op.rq = conv_paths.vnni_operands(*args, op.block)
+    else:
+        op.block = conv_paths.block_pixels(k_len, conv_paths.padded_channels(n_out), pixels)
+        op.wp, op.const_tile, op.rq = conv_paths.int_operands(*args, op.block)
 
 
 def uses_window(op: PreparedOp) -> bool:

@@ -175,15 +175,17 @@ def int_operands(w2: np.ndarray, const: np.ndarray, multiplier, shift, rounding:
     return pack_weight_pairs(w2, n_pad), c32, tiled_requant(multiplier, shift, rounding, n_pad, block)
 
 
-def vnni_operands(w2: np.ndarray, const: np.ndarray, multiplier, shift, rounding: int, block: int):
+def vnni_operands(w2: np.ndarray, const: np.ndarray, multiplier, shift, rounding: int, block: int, wq=None):
     """(wq int8[ceil(K/4), NP, 4], init int32[NP], rq int32[3 or 5, B*NP]) for :func:`conv2d_s8_vnni`
-    (NP = :func:`vnni_channels`; padding channels: zero weights, multiplier and shift 0)."""
+    (NP = :func:`vnni_channels`; padding channels: zero weights, multiplier and shift 0). ``wq``: weights
+    already packed another way (the window form's :func:`tinyzo.kernels.conv_vnni.pack_window_weights`)."""
     n_out, _ = w2.shape
     n_pad = vnni_channels(n_out)
     # the kernel flips the inputs' sign bit (x + 128, unsigned for vpdpbusd): take 128 * sum(w) back out
     init = np.zeros(n_pad, dtype=np.int32)
     init[:n_out] = wrap32(np.asarray(const, dtype=np.int64) - 128 * w2.astype(np.int64).sum(axis=1))
-    return pack_weight_quads(w2, n_pad), init, tiled_requant(multiplier, shift, rounding, n_pad, block)
+    wq = pack_weight_quads(w2, n_pad) if wq is None else wq
+    return wq, init, tiled_requant(multiplier, shift, rounding, n_pad, block)
 
 
 def vnni_patch_len(block: int, wq: np.ndarray) -> int:
