@@ -5,6 +5,11 @@ Numba's own loops cannot keep 16-lane vectors in registers across a loop nor emi
 those kernels build their inner loops as LLVM IR (``numba.extending.intrinsic``); these helpers emit
 the pieces they share: the ``vpdpbusd`` declaration, splats, and the exact requantization of 16 int32
 accumulators to 16 int8 outputs (the one-formula layout of :mod:`tinyzo.kernels.requant`).
+
+Numba's on-disk cache of a jitted kernel is invalidated by changes to the kernel's own source file
+only: after editing this module, touch ``conv_vnni.py`` and ``depthwise_vnni.py`` (or clear the
+``__pycache__`` folders), or the cached kernels keep the old code. An installed release is not
+affected (every file of a new version is new).
 """
 
 from __future__ import annotations
