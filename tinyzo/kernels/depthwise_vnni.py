@@ -29,19 +29,9 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
+from tinyzo.kernels import vnni_ir
 from tinyzo.kernels.conv import fill_padded_rows
-from tinyzo.kernels.vnni_ir import (
-    I8,
-    I32,
-    I64,
-    V16,
-    V16B,
-    load_vec,
-    output_bounds,
-    requant_consts,
-    requantize,
-    vpdpbusd,
-)
+from tinyzo.kernels.vnni_ir import I8, I32, I64, V16, V16B, load_vec, requant_consts, vpdpbusd
 
 #: output lanes per vector (one zmm of int32 accumulators)
 LANES = 16
@@ -92,6 +82,43 @@ def tap_offsets(kh: int, kw: int, dil_h: int, dil_w: int, stride_w: int, c: int,
     return np.asarray(offs, dtype=np.int64)
 
 
+def _tap_loop(builder, starts, tbase, nquads, xbase, xoffs, wbase, wstride, woffs, next_block):
+    """Emit the loop over the ``nquads`` (>= 1) tap groups of one step and branch to ``next_block``.
+
+    ``starts``: the step's start accumulators (one per output block); block u reads its four runs at
+    ``xbase + taps[4 g + i] + xoffs[u]`` and its weights at ``wbase + g * wstride + woffs[u]``, or at
+    ``wbase + g * wstride + woffs`` for every block when ``woffs`` is one value (the weight vector loaded
+    once). Returns the final accumulators (LLVM values, defined in the loop block, which is
+    ``next_block``'s only predecessor)."""
+    dot = vpdpbusd(builder)
+    interleave = _interleaver(builder)
+    entry = builder.block
+    loop = builder.function.append_basic_block("dw_taps")
+    builder.branch(loop)
+    builder.position_at_end(loop)
+    g = builder.phi(I64)
+    accs = [builder.phi(V16) for _ in starts]
+    taps = [builder.load(builder.gep(tbase, [builder.add(builder.mul(g, ir.Constant(I64, 4)), ir.Constant(I64, i))]))
+            for i in range(4)]
+    wrow = builder.mul(g, wstride)
+    if isinstance(woffs, list):
+        weights = [load_vec(builder, wbase, builder.add(wrow, w), V16, 4) for w in woffs]
+    else:
+        weights = [load_vec(builder, wbase, builder.add(wrow, woffs), V16, 4)] * len(accs)
+    new = []
+    for u, acc in enumerate(accs):
+        xv = interleave([load_vec(builder, xbase, builder.add(t, xoffs[u]), V16B) for t in taps])
+        new.append(builder.call(dot, [acc, xv, weights[u]]))
+    g_next = builder.add(g, ir.Constant(I64, 1))
+    builder.cbranch(builder.icmp_signed("<", g_next, nquads), loop, next_block)
+    g.add_incoming(ir.Constant(I64, 0), entry)
+    g.add_incoming(g_next, loop)
+    for a, a0, a1 in zip(accs, starts, new):
+        a.add_incoming(a0, entry)
+        a.add_incoming(a1, loop)
+    return new
+
+
 def _row_codegen(width):
     """LLVM code of :func:`_dw_row` (``width`` = 1) / :func:`_dw_row2` (2): ``nblocks`` steps of ``width``
     blocks of 16 lanes, each block accumulated over ``nquads`` tap groups in one register (``width``
@@ -104,13 +131,10 @@ def _row_codegen(width):
         ibase = builder.inttoptr(iaddr, I8.as_pointer())
         qbase = builder.inttoptr(qaddr, I8.as_pointer())
         obase = builder.inttoptr(oaddr, I8.as_pointer())
-        dot = vpdpbusd(builder)
-        bounds = output_bounds(builder, lo, hi, off)
-        interleave_fn = _interleaver(builder)
+        bounds = vnni_ir.output_bounds(builder, lo, hi, off)
         zero = ir.Constant(I64, 0)
         fn = builder.function
         outer = fn.append_basic_block("dw_block")
-        inner = fn.append_basic_block("dw_taps")
         store = fn.append_basic_block("dw_store")
         done = fn.append_basic_block("dw_done")
         entry = builder.block
@@ -122,33 +146,14 @@ def _row_codegen(width):
         js = [builder.add(j0, ir.Constant(I64, LANES * u)) for u in range(width)]
         j4s = [builder.mul(j, ir.Constant(I64, 4)) for j in js]  # their int32 byte offsets
         acc0 = [load_vec(builder, ibase, j4, V16, 4) for j4 in j4s]
-        builder.branch(inner)
-
-        builder.position_at_end(inner)
-        g = builder.phi(I64)
-        accs = [builder.phi(V16) for _ in range(width)]
-        taps = [builder.load(builder.gep(tbase, [builder.add(builder.mul(g, ir.Constant(I64, 4)), ir.Constant(I64, i))]))
-                for i in range(4)]
-        wrow = builder.mul(g, wstride)
-        new = []
-        for u in range(width):
-            xv = interleave_fn([load_vec(builder, xbase, builder.add(t, js[u]), V16B) for t in taps])
-            wv = load_vec(builder, wbase, builder.add(wrow, j4s[u]), V16, 4)
-            new.append(builder.call(dot, [accs[u], xv, wv]))
-        g_next = builder.add(g, ir.Constant(I64, 1))
-        builder.cbranch(builder.icmp_signed("<", g_next, nquads), inner, store)
-        g.add_incoming(zero, outer)
-        g.add_incoming(g_next, inner)
-        for a, a0, a1 in zip(accs, acc0, new):
-            a.add_incoming(a0, outer)
-            a.add_incoming(a1, inner)
+        new = _tap_loop(builder, acc0, tbase, nquads, xbase, js, wbase, wstride, j4s, store)
 
         builder.position_at_end(store)
         for u in range(width):
             consts = requant_consts(builder, load_vec(builder, qbase, j4s[u], V16, 4),
                                     load_vec(builder, qbase, builder.add(qstride, j4s[u]), V16, 4),
                                     load_vec(builder, qbase, builder.add(builder.add(qstride, qstride), j4s[u]), V16, 4))
-            y = requantize(builder, new[u], consts, bounds)
+            y = vnni_ir.requantize(builder, new[u], consts, bounds)
             builder.store(y, builder.bitcast(builder.gep(obase, [js[u]]), V16B.as_pointer()), align=1)
         blk_next = builder.add(blk, ir.Constant(I64, 1))
         builder.cbranch(builder.icmp_signed("<", blk_next, nblocks), outer, done)
@@ -175,18 +180,15 @@ def _channel_codegen(width):
         wbase = builder.inttoptr(waddr, I8.as_pointer())
         qbase = builder.inttoptr(qaddr, I8.as_pointer())
         obase0 = builder.inttoptr(oaddr, I8.as_pointer())
-        dot = vpdpbusd(builder)
-        bounds = output_bounds(builder, lo, hi, off)
+        bounds = vnni_ir.output_bounds(builder, lo, hi, off)
         zero = ir.Constant(I64, 0)
         consts = requant_consts(builder, load_vec(builder, qbase, zero, V16, 4),
                                 load_vec(builder, qbase, qstride, V16, 4),
                                 load_vec(builder, qbase, builder.add(qstride, qstride), V16, 4))
         init = load_vec(builder, builder.inttoptr(iaddr, I8.as_pointer()), zero, V16, 4)
-        interleave_fn = _interleaver(builder)
         fn = builder.function
         rowblk = fn.append_basic_block("dwc_row")
         outer = fn.append_basic_block("dwc_step")
-        inner = fn.append_basic_block("dwc_taps")
         store = fn.append_basic_block("dwc_store")
         rowlatch = fn.append_basic_block("dwc_row_next")
         done = fn.append_basic_block("dwc_done")
@@ -206,29 +208,11 @@ def _channel_codegen(width):
         cols = [builder.add(col0, ir.Constant(I64, u)) for u in range(width)]
         xs = [builder.mul(col, xstep) for col in cols]  # each column's first input byte (from the row's taps)
         js = [builder.mul(col, c) for col in cols]  # and its first output byte
-        builder.branch(inner)
-
-        builder.position_at_end(inner)
-        g = builder.phi(I64)
-        accs = [builder.phi(V16) for _ in range(width)]
-        taps = [builder.load(builder.gep(tbase, [builder.add(builder.mul(g, ir.Constant(I64, 4)), ir.Constant(I64, i))]))
-                for i in range(4)]
-        wv = load_vec(builder, wbase, builder.mul(g, wstride), V16, 4)
-        new = []
-        for u in range(width):
-            xv = interleave_fn([load_vec(builder, xbase, builder.add(t, xs[u]), V16B) for t in taps])
-            new.append(builder.call(dot, [accs[u], xv, wv]))
-        g_next = builder.add(g, ir.Constant(I64, 1))
-        builder.cbranch(builder.icmp_signed("<", g_next, nquads), inner, store)
-        g.add_incoming(zero, outer)
-        g.add_incoming(g_next, inner)
-        for a, a1 in zip(accs, new):
-            a.add_incoming(init, outer)
-            a.add_incoming(a1, inner)
+        new = _tap_loop(builder, [init] * width, tbase, nquads, xbase, xs, wbase, wstride, zero, store)
 
         builder.position_at_end(store)
         for u in range(width):
-            y = requantize(builder, new[u], consts, bounds)
+            y = vnni_ir.requantize(builder, new[u], consts, bounds)
             builder.store(y, builder.bitcast(builder.gep(obase, [js[u]]), V16B.as_pointer()), align=1)
         step_next = builder.add(step, ir.Constant(I64, 1))
         builder.cbranch(builder.icmp_signed("<", step_next, nsteps), outer, rowlatch)
