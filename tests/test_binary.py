@@ -30,6 +30,7 @@ from test_elementwise import (
 from tinyzo.errors import ArithmeticContractError, UnsupportedOperatorError
 from tinyzo.graph import Model, Operator, Tensor
 from tinyzo.kernels import binary as K
+from tinyzo.kernels.conv_vnni import vnni_available
 from tinyzo.ops.binary import add_params, broadcast_strides, fuse_broadcast_dims, mul_params, prelu_params
 from tinyzo.quant import activation_range, rounding_code
 from tinyzo.spec import binary as S
@@ -238,7 +239,8 @@ def test_operator_table_is_the_spec_on_every_pair(opcode, q, rounding):
 @pytest.mark.parametrize("opcode", sorted(KERNELS))
 def test_large_same_shape_call_looks_up_the_kernels_outputs(opcode, rounding):
     """Once a same-shape int8 operator's calls add up to more than TABLE_MIN_ELEMENTS elements, its calls
-    are table lookups, equal to the kernel's direct results; before that they compute directly (no table)."""
+    are table lookups, equal to the kernel's direct results; before that they compute directly (no table).
+    ADD and SUB on an AVX-512 CPU compute in vector registers instead (no table ever; equal results)."""
     from tinyzo.ops.binary import TABLE_MIN_ELEMENTS
 
     rng = np.random.default_rng(5)
@@ -246,6 +248,8 @@ def test_large_same_shape_call_looks_up_the_kernels_outputs(opcode, rounding):
     act = "RELU" if opcode in FUSED else None
     m = binary_model(opcode, (1, 32, 32, 8), (1, 32, 32, 8), (1, 32, 32, 8), *q, act, None, rounding)
     prep = m.prepared[0]
+    simd = prep._simd is not None
+    assert simd == (opcode in ("ADD", "SUB") and vnni_available())
     p = dict(prep.params, act_min=prep.act_min, act_max=prep.act_max, rounding=rounding_code(rounding))
     x1, x2 = rand_int8(rng, (2, 32, 32, 8)), rand_int8(rng, (2, 32, 32, 8))
     assert x1.size <= TABLE_MIN_ELEMENTS
@@ -255,7 +259,7 @@ def test_large_same_shape_call_looks_up_the_kernels_outputs(opcode, rounding):
     assert x1.size > TABLE_MIN_ELEMENTS
     # the operator itself (the model would split the batch over its threads into smaller calls)
     np.testing.assert_array_equal(prep.compute(x1, x2), run_kernel(opcode, x1, x2, x1.shape, p))
-    assert prep._table is not None
+    assert (prep._table is not None) != simd
     # small calls of a fresh operator: direct until their elements add up, then looked up
     m = binary_model(opcode, (1, 32, 32, 8), (1, 32, 32, 8), (1, 32, 32, 8), *q, act, None, rounding)
     prep = m.prepared[0]
@@ -263,7 +267,7 @@ def test_large_same_shape_call_looks_up_the_kernels_outputs(opcode, rounding):
     for i in range(calls + 1):
         x1, x2 = rand_int8(rng, (1, 32, 32, 8)), rand_int8(rng, (1, 32, 32, 8))
         np.testing.assert_array_equal(prep.compute(x1, x2), run_kernel(opcode, x1, x2, x1.shape, p))
-        assert (prep._table is not None) == (i == calls)
+        assert (prep._table is not None) == (i == calls and not simd)
 
 
 def test_ops_refuse_bad_graphs():
@@ -423,3 +427,37 @@ def test_fused_relu6_bound_overflowing_int32_is_refused_like_tflm():
 
     with pytest.raises(RuntimeError, match="allocate"):
         tflm_outputs(write_tflite_parts(tensors, [op], (0, 1), (2,)), [np.zeros((1, 4), np.int8)] * 2)
+
+
+@pytest.mark.parametrize("rounding", ROUNDINGS)
+def test_simd_add_sub_equal_the_kernel_on_every_input_pair(rounding):
+    """The 16-lane ADD/SUB (tinyzo.kernels.binary_simd) equals the scalar kernels on all 65,536 input pairs,
+    for random scales, zero points and clamps (a length that leaves a partial last block)."""
+    if not vnni_available():
+        pytest.skip("this CPU has no AVX-512 VNNI (the kernel is not offered)")
+    from tinyzo.kernels.binary_simd import add_sub_s8_simd, simd_params
+    from tinyzo.ops.binary import MAX_BROADCAST_RANK
+
+    rng = np.random.default_rng(11)
+    x1, x2 = K.binary_pairs_s8()
+    x1, x2 = x1[:-7], x2[:-7]
+    ext = (1,) * (MAX_BROADCAST_RANK - 1) + (x1.size,)
+    st = broadcast_strides(ext, ext)
+    tried = 0
+    while tried < 12:
+        s1, s2, so = rng.uniform(0.001, 0.5), rng.uniform(0.001, 0.5), rng.uniform(0.002, 1.0)
+        z1, z2, zo = (int(v) for v in rng.integers(-128, 128, 3))
+        try:
+            fields = add_params(s1, z1, s2, z2, so, zo, rounding)
+        except ArithmeticContractError:
+            continue
+        lo, hi = [(-128, 127), (max(-128, zo), 127), (max(-128, zo), min(127, zo + 40))][tried % 3]
+        p = K.make_binary_params(**fields, act_min=lo, act_max=hi, rounding=rounding_code(rounding))
+        prm = simd_params(p)
+        for sub, kernel in ((0, K.add_s8), (1, K.sub_s8)):
+            want = np.empty(x1.size, np.int8)
+            kernel(x1, st, x2, st, p, want.reshape(ext))
+            got = np.empty(x1.size, np.int8)
+            add_sub_s8_simd(x1, x2, prm, sub, got)
+            np.testing.assert_array_equal(got, want)
+        tried += 1

@@ -75,17 +75,17 @@ def output_bounds(builder, lo, hi, offset):
     return tuple(splat(builder, builder.trunc(v, I32), V16) for v in (lo, hi, offset))
 
 
-def requantize(builder, acc, consts, bounds):
-    """16 int32 accumulators to 16 int8 outputs: ``clamp((acc * m + C - D [acc < 0]) >> T) + offset``,
-    bit-exact with :func:`tinyzo.kernels.requant.requantize_row_s8` (one-formula layout).
+def multiply_shift(builder, acc, consts):
+    """16 int32 values to ``(acc * m + C - D [acc < 0]) >> T`` (int32 lanes): TFLM's
+    ``MultiplyByQuantizedMultiplier`` with no positive shift, bit-exact (one-formula layout of
+    :mod:`tinyzo.kernels.requant`; ``consts`` from :func:`requant_consts`).
 
     The even and the odd lanes are computed as eight int64 lanes each, as ``vpmuldq`` multiplies
     (the low 32 bits of each 64-bit lane, sign-extended): the odd lanes are the high halves shifted
-    down; ``C`` or ``C - D`` chosen by the accumulator's sign, the shift ``vpsravq``; the two halves'
-    results (each fits int32) are put back in lane order, clamped and narrowed in 32-bit lanes.
+    down; ``C`` or ``C - D`` chosen by the value's sign, the shift ``vpsravq``; the two halves'
+    results (each fits int32) are put back in lane order.
     """
     (me, te, ce, cde), (mo, to, co, cdo) = consts
-    lo, hi, off = bounds
     k32 = splat(builder, ir.Constant(I64, 32), V8Q)
     q = builder.bitcast(acc, V8Q)
     a_even = builder.ashr(builder.shl(q, k32), k32)  # sign-extended even lanes (vpmuldq reads them as they are)
@@ -100,7 +100,20 @@ def requantize(builder, acc, consts, bounds):
         out.append(builder.ashr(p, t))  # fits int32: its low half is the result
     merged = builder.or_(builder.and_(out[0], splat(builder, ir.Constant(I64, 0xFFFFFFFF), V8Q)),
                          builder.shl(out[1], k32))
-    y = builder.bitcast(merged, V16)
+    return builder.bitcast(merged, V16)
+
+
+def clamp_offset_s8(builder, y, bounds):
+    """16 int32 values clamped to ``[lo, hi]``, plus the output offset, as 16 int8 (``bounds`` from
+    :func:`output_bounds`: the clamp bounds minus the offset, so the sum cannot overflow)."""
+    lo, hi, off = bounds
     y = builder.select(builder.icmp_signed("<", y, lo), lo, y)
     y = builder.select(builder.icmp_signed(">", y, hi), hi, y)
     return builder.trunc(builder.add(y, off), V16B)
+
+
+def requantize(builder, acc, consts, bounds):
+    """16 int32 accumulators to 16 int8 outputs: ``clamp((acc * m + C - D [acc < 0]) >> T) + offset``,
+    bit-exact with :func:`tinyzo.kernels.requant.requantize_row_s8` (one-formula layout):
+    :func:`multiply_shift` then :func:`clamp_offset_s8`."""
+    return clamp_offset_s8(builder, multiply_shift(builder, acc, consts), bounds)

@@ -54,6 +54,8 @@ from tinyzo.kernels.binary import (
     sub_s8,
     sub_s16,
 )
+from tinyzo.kernels.binary_simd import add_sub_s8_simd, simd_params
+from tinyzo.kernels.conv_vnni import vnni_available
 from tinyzo.ops.base import PreparedOp, register
 from tinyzo.ops.int16 import INT16, require_int8_or_int16, require_int16
 
@@ -217,6 +219,9 @@ class _BinaryOp(PreparedOp):
     override :meth:`quant_params` (``self.dtype`` tells int8 from int16).
     """
 
+    #: 0 (ADD) or 1 (SUB) for the 16-lane int8 kernel of :mod:`tinyzo.kernels.binary_simd`; None: not offered
+    simd_sub = None
+
     kernel = None
     kernel_s16 = None
     kernel_s32 = None
@@ -262,6 +267,7 @@ class _BinaryOp(PreparedOp):
                         if t.is_constant}
         self._table = None  # int8: every input pair's output, tabulated once calls add up (table())
         self._direct = 0  # elements computed directly so far (TABLE_MIN_ELEMENTS)
+        self._simd = self.simd_params()  # int8 ADD/SUB on AVX-512: computed in vector registers instead
 
     def _prepare_int32(self, a, b, out):
         """The unquantized int32 path (TFLM's ``kTfLiteInt32`` cases): values combined as C ``int32_t``;
@@ -321,6 +327,14 @@ class _BinaryOp(PreparedOp):
                 arrays.append(x)
         return arrays, n
 
+    def simd_params(self):
+        """The parameter vector of the 16-lane int8 kernel (:mod:`tinyzo.kernels.binary_simd`) for same-shape
+        inputs, or None where it does not apply (operators other than ADD and SUB, int16, a CPU without
+        AVX-512 and VNNI, ``NUMBA_DISABLE_JIT``)."""
+        if type(self).simd_sub is None or self.dtype != np.int8 or not vnni_available():
+            return None
+        return simd_params(self.kernel_params)
+
     def table(self) -> np.ndarray:
         """int8[65536]: this int8 operator's output for every input pair (:func:`tinyzo.kernels.binary.lookup_s8`'s
         order), computed once by the operator's own kernel."""
@@ -339,6 +353,9 @@ class _BinaryOp(PreparedOp):
         out_shape = (n,) + tuple(self._out.shape[1:])
         out = np.empty(out_shape, dtype=self.dtype)
         if self.dtype == np.int8 and x1.shape == x2.shape == out_shape:
+            if self._simd is not None:  # ADD/SUB in vector registers (bit-identical)
+                add_sub_s8_simd(x1.reshape(-1), x2.reshape(-1), self._simd, type(self).simd_sub, out.reshape(-1))
+                return out
             if self._table is not None or self._direct + out.size > TABLE_MIN_ELEMENTS:
                 # same shapes, many elements over the calls: look the outputs up in the table (bit-identical)
                 lookup_s8(x1.reshape(-1), x2.reshape(-1), self.table(), out.reshape(-1))
@@ -371,6 +388,7 @@ class Add(_AddSub):
     kernel_s16 = add_s16
     kernel_s32 = add_s32
     int32_activation = False
+    simd_sub = 0
 
 
 @register("SUB")
@@ -383,6 +401,7 @@ class Sub(_AddSub):
 
     kernel = sub_s8
     kernel_s16 = sub_s16
+    simd_sub = 1
 
 
 @register("MUL")

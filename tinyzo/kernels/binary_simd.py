@@ -1,0 +1,129 @@
+"""Int8 ADD and SUB of two same-shape tensors on 16-lane integer vectors (AVX-512 CPUs).
+
+The arithmetic of :func:`tinyzo.kernels.binary.add_s8` / :func:`~tinyzo.kernels.binary.sub_s8` (TFLM's
+``reference_integer_ops::Add``), 16 elements per step, every step in registers:
+
+    a_k = (x_k + input_k_offset) << left_shift                  (|a_k| < 2**28: int32)
+    s_k = MultiplyByQuantizedMultiplierSmallerThanOneExp(a_k, m_k, shift_k)
+    out = clamp(MBQMSmallerThanOneExp(s_1 +- s_2, m_out, shift_out) + output_offset, act_min, act_max)
+
+Every multiplier of ADD/SUB is below one (no positive shift), so each of the three multiplications
+is the one-formula requantization of :mod:`tinyzo.kernels.requant` (double or single rounding by the
+rows of :func:`tinyzo.kernels.requant.requant_params`), computed by
+:func:`tinyzo.kernels.vnni_ir.multiply_shift` on even/odd int64 lanes. The table lookup it replaces
+(:func:`tinyzo.kernels.binary.lookup_s8`) reads a 64 KiB table per element. Only offered where
+:func:`tinyzo.kernels.conv_vnni.vnni_available` (an AVX-512 CPU Numba compiles for; never under
+``NUMBA_DISABLE_JIT``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
+
+from tinyzo.kernels.requant import RQU_ROWS, requant_params
+from tinyzo.kernels.vnni_ir import I8, I32, I64, V16, V16B, clamp_offset_s8, load_vec, multiply_shift, \
+    requant_consts, splat
+
+#: elements per vector step
+LANES = 16
+#: int32 fields of the parameter vector (:func:`simd_params`)
+P_OFF1, P_OFF2, P_LSHIFT, P_Q1, P_Q2, P_QOUT, P_LO, P_HI, P_OUT_OFF = 0, 1, 2, 3, 6, 9, 12, 13, 14
+N_PARAMS = 15
+
+
+def simd_params(p) -> np.ndarray | None:
+    """int32[15] for :func:`add_sub_s8_simd` from a binary kernel's parameters ``p``
+    (:data:`tinyzo.kernels.binary.BinaryParams` of ADD or SUB): offsets, left shift, the three
+    (multiplier, ``T``, base) rows, clamp bounds minus the output offset, the output offset. None when
+    a shift is positive (not the one-formula layout; ADD/SUB never have one)."""
+    rows = []
+    for m, s in ((p.input1_multiplier, p.input1_shift), (p.input2_multiplier, p.input2_shift),
+                 (p.output_multiplier, p.output_shift)):
+        rq = requant_params(np.array([m]), np.array([s]), int(p.rounding))
+        if rq.shape[0] != RQU_ROWS:
+            return None
+        rows.extend(int(v) for v in rq[:, 0])
+    off = int(p.output_offset)
+    return np.array([p.input1_offset, p.input2_offset, p.left_shift, *rows, int(p.act_min) - off,
+                     int(p.act_max) - off, off], dtype=np.int32)
+
+
+def _codegen(context, builder, signature, args):
+    """LLVM code of :func:`_add_sub_blocks`."""
+    x1addr, x2addr, oaddr, paddr, nblocks, sub = args
+    x1 = builder.inttoptr(x1addr, I8.as_pointer())
+    x2 = builder.inttoptr(x2addr, I8.as_pointer())
+    ob = builder.inttoptr(oaddr, I8.as_pointer())
+    pb = builder.inttoptr(paddr, I32.as_pointer())
+
+    def field(i):  # parameter i as a 16-lane splat
+        return splat(builder, builder.load(builder.gep(pb, [ir.Constant(I64, i)])), V16)
+
+    def consts(i):
+        return requant_consts(builder, field(i), field(i + 1), field(i + 2))
+
+    off1, off2, lshift = field(P_OFF1), field(P_OFF2), field(P_LSHIFT)
+    q1, q2, qout = consts(P_Q1), consts(P_Q2), consts(P_QOUT)
+    bounds = (field(P_LO), field(P_HI), field(P_OUT_OFF))
+    is_sub = builder.icmp_signed("!=", sub, ir.Constant(I64, 0))
+    entry = builder.block
+    loop = builder.function.append_basic_block("addsub_block")
+    done = builder.function.append_basic_block("addsub_done")
+    builder.cbranch(builder.icmp_signed(">", nblocks, ir.Constant(I64, 0)), loop, done)
+
+    builder.position_at_end(loop)
+    blk = builder.phi(I64)
+    at = builder.mul(blk, ir.Constant(I64, LANES))
+    a1 = builder.shl(builder.add(builder.sext(load_vec(builder, x1, at, V16B), V16), off1), lshift)
+    a2 = builder.shl(builder.add(builder.sext(load_vec(builder, x2, at, V16B), V16), off2), lshift)
+    s1 = multiply_shift(builder, a1, q1)
+    s2 = multiply_shift(builder, a2, q2)
+    raw = builder.select(is_sub, builder.sub(s1, s2), builder.add(s1, s2))
+    y = clamp_offset_s8(builder, multiply_shift(builder, raw, qout), bounds)
+    builder.store(y, builder.bitcast(builder.gep(ob, [at]), V16B.as_pointer()), align=1)
+    nxt = builder.add(blk, ir.Constant(I64, 1))
+    blk.add_incoming(ir.Constant(I64, 0), entry)
+    blk.add_incoming(nxt, loop)
+    builder.cbranch(builder.icmp_signed("<", nxt, nblocks), loop, done)
+    builder.position_at_end(done)
+    return context.get_dummy_value()
+
+
+@intrinsic
+def _add_sub_blocks(typingctx, x1addr, x2addr, oaddr, paddr, nblocks, sub):
+    """``nblocks`` steps of 16 elements (addresses of int8 inputs and output, int32 parameters;
+    ``sub`` != 0 subtracts)."""
+    sig = types.void(types.uint64, types.uint64, types.uint64, types.uint64, types.int64, types.int64)
+    return sig, _codegen
+
+
+@njit(cache=True, nogil=True)
+def add_sub_s8_simd(x1, x2, prm, sub, out):
+    """``out = ADD(x1, x2)`` (``sub`` 0) or ``SUB(x1, x2)`` (1), element by element, exactly as
+    :func:`tinyzo.kernels.binary.add_s8` / ``sub_s8`` on same-shape inputs.
+
+    Args:
+        x1, x2: int8[n], C-contiguous.
+        prm: int32[15] from :func:`simd_params`.
+        sub: 0 for ADD, 1 for SUB.
+        out: int8[n], C-contiguous, written.
+    """
+    n = out.shape[0]
+    full = n // LANES
+    _add_sub_blocks(np.uint64(x1.ctypes.data), np.uint64(x2.ctypes.data), np.uint64(out.ctypes.data),
+                    np.uint64(prm.ctypes.data), full, sub)
+    rest = n - full * LANES
+    if rest:  # the last elements through 16-element buffers
+        a = np.zeros(LANES, np.int8)
+        b = np.zeros(LANES, np.int8)
+        o = np.empty(LANES, np.int8)
+        for i in range(rest):
+            a[i] = x1[full * LANES + i]
+            b[i] = x2[full * LANES + i]
+        _add_sub_blocks(np.uint64(a.ctypes.data), np.uint64(b.ctypes.data), np.uint64(o.ctypes.data),
+                        np.uint64(prm.ctypes.data), 1, sub)
+        for i in range(rest):
+            out[full * LANES + i] = o[i]
