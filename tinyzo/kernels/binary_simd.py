@@ -24,8 +24,18 @@ from numba import njit, types
 from numba.extending import intrinsic
 
 from tinyzo.kernels.requant import RQU_ROWS, requant_params
-from tinyzo.kernels.vnni_ir import I8, I32, I64, V16, V16B, clamp_offset_s8, load_vec, multiply_shift, \
-    requant_consts, splat
+from tinyzo.kernels.vnni_ir import (
+    I8,
+    I32,
+    I64,
+    V16,
+    V16B,
+    clamp_offset_s8,
+    load_vec,
+    multiply_shift,
+    requant_consts,
+    splat,
+)
 
 #: elements per vector step
 LANES = 16

@@ -37,11 +37,11 @@ import numpy as np
 from tinyzo.errors import ArithmeticContractError, InputError
 from tinyzo.kernels.binary import (
     add_s8,
-    binary_pairs_s8,
-    lookup_s8,
     add_s16,
     add_s32,
+    binary_pairs_s8,
     div_s32,
+    lookup_s8,
     make_binary_params,
     maximum_s8,
     maximum_s32,
