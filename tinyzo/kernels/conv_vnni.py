@@ -19,8 +19,16 @@ instruction, exact modulo 2**32 like C's int32 sums:
   vector accumulators stay in registers while the loop runs over K four values at a time, one
   broadcast of four input bytes per pixel and two weight vectors per step (:func:`_dot_tile16`:
   16 channels, for the last ones);
-* a block's accumulators are requantized in one vectorized pass
-  (:func:`tinyzo.kernels.requant.requantize_row_s8`) and the int8 results stored once.
+* with no positive shift (the one-formula requantization of :mod:`tinyzo.kernels.requant`, every
+  layer of the benchmark models) the tiles requantize their accumulators in registers and store
+  int8 straight into the output (:func:`_requant_tile32`, :func:`_requant_tile16`; the IR in
+  :mod:`tinyzo.kernels.vnni_ir`), the per-channel constants prepared once per block of pixels;
+  otherwise a block's accumulators are requantized in one vectorized pass
+  (:func:`tinyzo.kernels.requant.requantize_row_s8`) and the int8 results stored once;
+* an unpadded 1x1 stride-1 filter on a multiple of 4 channels reads its input rows in place; other
+  filters read their receptive fields in place from a padded copy of the input
+  (:func:`conv2d_s8_vnni_window`: each filter row padded to four bytes, a table of step offsets) or,
+  with a positive shift or a dilation along the width, gather them per pixel.
 
 :func:`vnni_available` tells whether this CPU (the one Numba compiles for) has the instruction;
 the kernel must not be compiled elsewhere (:mod:`tinyzo.ops.conv_paths` only offers the path
