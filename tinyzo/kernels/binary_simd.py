@@ -30,6 +30,7 @@ from tinyzo.kernels.vnni_ir import (
     I64,
     V16,
     V16B,
+    CountedLoop,
     clamp_offset_s8,
     load_vec,
     multiply_shift,
@@ -79,14 +80,8 @@ def _codegen(context, builder, signature, args):
     q1, q2, qout = consts(P_Q1), consts(P_Q2), consts(P_QOUT)
     bounds = (field(P_LO), field(P_HI), field(P_OUT_OFF))
     is_sub = builder.icmp_signed("!=", sub, ir.Constant(I64, 0))
-    entry = builder.block
-    loop = builder.function.append_basic_block("addsub_block")
-    done = builder.function.append_basic_block("addsub_done")
-    builder.cbranch(builder.icmp_signed(">", nblocks, ir.Constant(I64, 0)), loop, done)
-
-    builder.position_at_end(loop)
-    blk = builder.phi(I64)
-    at = builder.mul(blk, ir.Constant(I64, LANES))
+    blocks = CountedLoop(builder, nblocks, "addsub_block")
+    at = builder.mul(blocks.index, ir.Constant(I64, LANES))
     a1 = builder.shl(builder.add(builder.sext(load_vec(builder, x1, at, V16B), V16), off1), lshift)
     a2 = builder.shl(builder.add(builder.sext(load_vec(builder, x2, at, V16B), V16), off2), lshift)
     s1 = multiply_shift(builder, a1, q1)
@@ -94,11 +89,7 @@ def _codegen(context, builder, signature, args):
     raw = builder.select(is_sub, builder.sub(s1, s2), builder.add(s1, s2))
     y = clamp_offset_s8(builder, multiply_shift(builder, raw, qout), bounds)
     builder.store(y, builder.bitcast(builder.gep(ob, [at]), V16B.as_pointer()), align=1)
-    nxt = builder.add(blk, ir.Constant(I64, 1))
-    blk.add_incoming(ir.Constant(I64, 0), entry)
-    blk.add_incoming(nxt, loop)
-    builder.cbranch(builder.icmp_signed("<", nxt, nblocks), loop, done)
-    builder.position_at_end(done)
+    blocks.close()
     return context.get_dummy_value()
 
 

@@ -116,8 +116,19 @@ def mac_pairs(src, so, k_len, wf, n_pad, af, ao):
         kp += 1
 
 
+@njit(cache=True, nogil=True, inline="always")
+def copy_rows(ob, n_pad, out_flat, first, count, o):
+    """Copy the first ``o`` of each of ``count`` rows of ``ob`` (flat int8, rows ``n_pad`` apart) to output
+    pixels ``first, first + 1, ...`` of ``out_flat`` (flat int8, ``o`` channels per pixel)."""
+    for i in range(count):
+        d0 = np.uint64((first + i) * o)
+        s0 = np.uint64(i * n_pad)
+        for j in range(np.uint64(o)):
+            out_flat[d0 + j] = ob[s0 + j]
+
+
 @njit(cache=True, nogil=True)
-def _flush(acc, cnt, o, rq, p, obuf, out_flat, first):
+def flush_block(acc, cnt, o, rq, p, obuf, out_flat, first):
     """Requantize accumulator rows [0, cnt) and store them as output pixels first, first + 1, ..."""
     n_pad = acc.shape[1]
     length = cnt * n_pad
@@ -128,11 +139,7 @@ def _flush(acc, cnt, o, rq, p, obuf, out_flat, first):
     ob = obuf.reshape(-1)
     requantize_row_s8(acc.reshape(-1)[:length], rq, p["output_offset"], p["act_min"], p["act_max"],
                       p["rounding"], ob[:length])
-    for i in range(cnt):
-        dst = out_flat[(first + i) * o:(first + i + 1) * o]
-        src = obuf[i]
-        for j in range(o):
-            dst[j] = src[j]
+    copy_rows(ob, n_pad, out_flat, first, cnt, o)
 
 
 @njit(cache=True, nogil=True)
@@ -180,4 +187,4 @@ def conv2d_s8_int(x, wp, const32, rq, params, patch, acc, obuf, out):
                 gather_patch(xf, x.shape, b, oy, ox, kh, kw, sh, sw, dh, dw, ph, pw, pv, patch, np.uint64(0))
                 mac_pairs(patch, np.uint64(0), k_len, wf, npu, af, ao)
             b, oy, ox = next_pixel(b, oy, ox, oh, ow)
-        _flush(acc, cnt, o, rq, p, obuf, out_flat, first)
+        flush_block(acc, cnt, o, rq, p, obuf, out_flat, first)

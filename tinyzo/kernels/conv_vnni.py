@@ -44,18 +44,20 @@ from numba.extending import intrinsic
 
 from tinyzo.kernels.conv import fill_padded_rows
 from tinyzo.kernels.conv_gemm import gather_patch, next_pixel, window_params
-from tinyzo.kernels.conv_int import _flush
-from tinyzo.kernels.requant import RQU_ROWS
+from tinyzo.kernels.conv_int import copy_rows, flush_block
+from tinyzo.kernels.requant import RQU_ROWS, offset_bounds
 from tinyzo.kernels.vnni_ir import (
     I8,
     I32,
     I64,
     V16,
     V16B,
+    CountedLoop,
+    load_requant_consts,
     load_vec,
     output_bounds,
-    requant_consts,
     requantize,
+    splat,
     vpdpbusd,
 )
 
@@ -107,43 +109,28 @@ def _dot_loop(builder, fn, starts, vecs, xbase, xstride, wbase, nkq, wstride, qo
     ``starts`` (row-major), ``nkq`` steps of one ``vpdpbusd`` per row and vector; returns the final
     accumulators (LLVM values, row-major). Step q reads four input bytes at ``4 q`` from each row's
     start, or at ``qoff[q]`` (an i64 pointer: a table of offsets) when given."""
-    i32, i64, v16 = I32, I64, V16
-    entry = builder.block
-    loop = builder.function.append_basic_block("vnni_tile_loop")
-    done = builder.function.append_basic_block("vnni_tile_done")
-    builder.cbranch(builder.icmp_signed(">", nkq, ir.Constant(i64, 0)), loop, done)
-
-    builder.position_at_end(loop)
-    q = builder.phi(i64)
-    accs = [builder.phi(v16) for _ in starts]
+    loop = CountedLoop(builder, nkq, "vnni_tile_loop")
+    q = loop.index
+    accs = [builder.phi(V16) for _ in starts]
     wrow = builder.gep(wbase, [builder.mul(q, wstride)])
-    wv = [builder.load(builder.bitcast(builder.gep(wrow, [ir.Constant(i64, 64 * v)]), v16.as_pointer()), align=1)
-          for v in range(vecs)]
-    xoff = builder.mul(q, ir.Constant(i64, 4)) if qoff is None else builder.load(builder.gep(qoff, [q]))
-    splat = ir.Constant(ir.VectorType(i32, 16), [0] * 16)
+    wv = [load_vec(builder, wrow, ir.Constant(I64, 64 * v), V16) for v in range(vecs)]
+    xoff = builder.mul(q, ir.Constant(I64, 4)) if qoff is None else builder.load(builder.gep(qoff, [q]))
     new = []
     for r in range(MR):
-        xp = builder.gep(xbase, [builder.add(builder.mul(ir.Constant(i64, r), xstride), xoff)])
-        x4 = builder.load(builder.bitcast(xp, i32.as_pointer()), align=1)
-        x4 = builder.xor(x4, ir.Constant(i32, 0x80808080))  # int8 -> uint8 (+128 per byte)
-        xv = builder.insert_element(ir.Constant(v16, None), x4, ir.Constant(i32, 0))
-        xv = builder.shuffle_vector(xv, ir.Constant(v16, None), splat)
+        xp = builder.gep(xbase, [builder.add(builder.mul(ir.Constant(I64, r), xstride), xoff)])
+        x4 = builder.load(builder.bitcast(xp, I32.as_pointer()), align=1)
+        x4 = builder.xor(x4, ir.Constant(I32, 0x80808080))  # int8 -> uint8 (+128 per byte)
+        xv = splat(builder, x4, V16)
         for v in range(vecs):
             new.append(builder.call(fn, [accs[r * vecs + v], xv, wv[v]]))
-    q_next = builder.add(q, ir.Constant(i64, 1))
-    latch = builder.block
-    q.add_incoming(ir.Constant(i64, 0), entry)
-    q.add_incoming(q_next, latch)
+    latch = loop.close()
     for a, a0, a1 in zip(accs, starts, new):
-        a.add_incoming(a0, entry)
+        a.add_incoming(a0, loop.entry)
         a.add_incoming(a1, latch)
-    builder.cbranch(builder.icmp_signed("<", q_next, nkq), loop, done)
-
-    builder.position_at_end(done)
     final = []
-    for a0, a1 in zip(starts, new):  # every phi first: they must open the block
-        fin = builder.phi(v16)
-        fin.add_incoming(a0, entry)
+    for a0, a1 in zip(starts, new):  # after the loop: the start values when it ran no step
+        fin = builder.phi(V16)
+        fin.add_incoming(a0, loop.entry)
         fin.add_incoming(a1, latch)
         final.append(fin)
     return final
@@ -161,16 +148,15 @@ def _tile_codegen(vecs):
     """
     def codegen(context, builder, signature, args):
         xaddr, xstride, waddr, nkq, wstride, aaddr, astride = args
-        i8, i32, i64, v16 = I8, I32, I64, V16
-        abase = builder.inttoptr(aaddr, i32.as_pointer())
+        abase = builder.inttoptr(aaddr, I32.as_pointer())
 
         def acc_ptr(r, v):
-            off = builder.add(builder.mul(ir.Constant(i64, r), astride), ir.Constant(i64, 16 * v))
-            return builder.bitcast(builder.gep(abase, [off]), v16.as_pointer())
+            at = builder.add(builder.mul(ir.Constant(I64, r), astride), ir.Constant(I64, 16 * v))
+            return builder.bitcast(builder.gep(abase, [at]), V16.as_pointer())
 
         start = [builder.load(acc_ptr(r, v), align=4) for r in range(MR) for v in range(vecs)]
-        final = _dot_loop(builder, vpdpbusd(builder), start, vecs, builder.inttoptr(xaddr, i8.as_pointer()),
-                          xstride, builder.inttoptr(waddr, i8.as_pointer()), nkq, wstride)
+        final = _dot_loop(builder, vpdpbusd(builder), start, vecs, builder.inttoptr(xaddr, I8.as_pointer()),
+                          xstride, builder.inttoptr(waddr, I8.as_pointer()), nkq, wstride)
         for i, fin in enumerate(final):
             builder.store(fin, acc_ptr(i // vecs, i % vecs), align=4)
         return context.get_dummy_value()
@@ -208,25 +194,16 @@ def _fused_tile_codegen(vecs, window=False):
         obase = builder.inttoptr(oaddr, I8.as_pointer())
         wbase = builder.inttoptr(waddr, I8.as_pointer())
 
-        def qrow(row, v):  # 16 lanes of requantization row ``row`` for vector v
-            at = builder.add(builder.mul(ir.Constant(I64, row), qstride), ir.Constant(I64, 64 * v))
-            return load_vec(builder, qbase, at, V16, 4)
-
         # everything per channel once, for all the groups of MR pixels
         init = [load_vec(builder, ibase, ir.Constant(I64, 64 * v), V16, 4) for v in range(vecs)]
-        consts = [requant_consts(builder, qrow(0, v), qrow(1, v), qrow(2, v)) for v in range(vecs)]
+        consts = [load_requant_consts(builder, qbase, qstride, ir.Constant(I64, 64 * v)) for v in range(vecs)]
         bounds = output_bounds(builder, lo, hi, off)
         v8b = ir.VectorType(I8, 8)
         low8 = ir.Constant(ir.VectorType(I32, 8), list(range(8)))
         is_half = builder.icmp_signed("!=", half, ir.Constant(I64, 0))
         mr = ir.Constant(I64, MR)
-        entry = builder.block
-        group = builder.function.append_basic_block("vnni_group")
-        finish = builder.function.append_basic_block("vnni_groups_done")
-        builder.cbranch(builder.icmp_signed(">", ngroups, ir.Constant(I64, 0)), group, finish)
-
-        builder.position_at_end(group)
-        g = builder.phi(I64)
+        groups = CountedLoop(builder, ngroups, "vnni_group")
+        g = groups.index
         xg = builder.gep(xbase, [builder.mul(builder.mul(g, mr), xstride)])
         og = builder.gep(obase, [builder.mul(builder.mul(g, mr), ostride)])
         start = [init[v] for _ in range(MR) for v in range(vecs)]
@@ -243,11 +220,7 @@ def _fused_tile_codegen(vecs, window=False):
                     builder.store(builder.shuffle_vector(y, y, low8), builder.bitcast(dst, v8b.as_pointer()), align=1)
                 with otherwise:
                     builder.store(y, builder.bitcast(dst, V16B.as_pointer()), align=1)
-        g_next = builder.add(g, ir.Constant(I64, 1))
-        g.add_incoming(ir.Constant(I64, 0), entry)
-        g.add_incoming(g_next, builder.block)
-        builder.cbranch(builder.icmp_signed("<", g_next, ngroups), group, finish)
-        builder.position_at_end(finish)
+        groups.close()
         return context.get_dummy_value()
 
     return codegen
@@ -426,9 +399,7 @@ def conv2d_s8_vnni(x, wq, init, rq, params, patch, acc, obuf, out):
     i_addr = np.uint64(init.ctypes.data)
     q_addr = np.uint64(rq.ctypes.data)
     q_stride = rq.strides[0]
-    off = np.int64(p["output_offset"])
-    lo = np.int64(p["act_min"]) - off
-    hi = np.int64(p["act_max"]) - off
+    off, lo, hi = offset_bounds(p["output_offset"], p["act_min"], p["act_max"])
     for first in range(0, total, block):
         cnt = min(block, total - first)
         rows = -(-cnt // MR) * MR
@@ -457,11 +428,7 @@ def conv2d_s8_vnni(x, wq, init, rq, params, patch, acc, obuf, out):
             for r0 in range(full * MR, rows, MR):
                 _fused_tiles(src + np.uint64(r0 * stride), stride, w_addr, nkq, n_pad, j32, i_addr, q_addr, q_stride,
                              b_addr, n_pad, lo, hi, off, 0, 1)
-                for i in range(min(MR, cnt - r0)):  # copy the valid part
-                    d0 = np.uint64((first + r0 + i) * o)
-                    s0 = np.uint64(i * n_pad)
-                    for j in range(np.uint64(o)):
-                        out_flat[d0 + j] = ob[s0 + j]
+                copy_rows(ob, n_pad, out_flat, first + r0, min(MR, cnt - r0), o)  # the valid part
             continue
         for i in range(rows):
             a0 = np.uint64(i) * npu
@@ -475,7 +442,7 @@ def conv2d_s8_vnni(x, wq, init, rq, params, patch, acc, obuf, out):
             if j32 < n_pad:  # the last 16 channels
                 _dot_tile16(xr, stride, w_addr + np.uint64(j32 * 4), nkq, n_pad * 4,
                             a_addr + np.uint64((r0 * n_pad + j32) * 4), n_pad)
-        _flush(acc, cnt, o, rq, p, obuf, out_flat, first)
+        flush_block(acc, cnt, o, rq, p, obuf, out_flat, first)
 
 
 def window_quads(kh: int, kw: int, c: int, dil_h: int, row_bytes: int) -> tuple:
@@ -526,9 +493,7 @@ def conv2d_s8_vnni_window(x, wq, init, rq, qoff, params, xpad, obuf, out):
     nkq, n_pad = wq.shape[0], wq.shape[1]
     row_bytes = xpad.shape[2]
     j32 = n_pad - n_pad % 32
-    off = np.int64(p["output_offset"])
-    lo = np.int64(p["act_min"]) - off
-    hi = np.int64(p["act_max"]) - off
+    off, lo, hi = offset_bounds(p["output_offset"], p["act_min"], p["act_max"])
     x_addr = np.uint64(xpad.ctypes.data)
     w_addr = np.uint64(wq.ctypes.data)
     i_addr = np.uint64(init.ctypes.data)
@@ -553,8 +518,4 @@ def conv2d_s8_vnni_window(x, wq, init, rq, qoff, params, xpad, obuf, out):
             for ox0 in range(full * MR, ow, MR):  # the rest through obuf
                 _window_tiles(row + np.uint64(ox0 * xstride), xstride, w_addr, nkq, n_pad, j32, i_addr, q_addr,
                               q_stride, b_addr, n_pad, lo, hi, off, 0, 1, t_addr)
-                for i in range(min(MR, ow - ox0)):
-                    d0 = np.uint64((first + ox0 + i) * o)
-                    s0 = np.uint64(i * n_pad)
-                    for j in range(np.uint64(o)):
-                        of[d0 + j] = ob[s0 + j]
+                copy_rows(ob, n_pad, of, first + ox0, min(MR, ow - ox0), o)

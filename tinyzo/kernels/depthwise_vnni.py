@@ -31,7 +31,8 @@ from numba.extending import intrinsic
 
 from tinyzo.kernels import vnni_ir
 from tinyzo.kernels.conv import fill_padded_rows
-from tinyzo.kernels.vnni_ir import I8, I32, I64, V16, V16B, load_vec, requant_consts, vpdpbusd
+from tinyzo.kernels.requant import offset_bounds
+from tinyzo.kernels.vnni_ir import I8, I32, I64, V16, V16B, CountedLoop, load_vec, vpdpbusd
 
 #: output lanes per vector (one zmm of int32 accumulators)
 LANES = 16
@@ -82,21 +83,17 @@ def tap_offsets(kh: int, kw: int, dil_h: int, dil_w: int, stride_w: int, c: int,
     return np.asarray(offs, dtype=np.int64)
 
 
-def _tap_loop(builder, starts, tbase, nquads, xbase, xoffs, wbase, wstride, woffs, next_block):
-    """Emit the loop over the ``nquads`` (>= 1) tap groups of one step and branch to ``next_block``.
+def _tap_loop(builder, starts, tbase, nquads, xbase, xoffs, wbase, wstride, woffs):
+    """Emit the loop over the ``nquads`` (>= 1) tap groups of one step; the builder continues after it.
 
     ``starts``: the step's start accumulators (one per output block); block u reads its four runs at
     ``xbase + taps[4 g + i] + xoffs[u]`` and its weights at ``wbase + g * wstride + woffs[u]``, or at
     ``wbase + g * wstride + woffs`` for every block when ``woffs`` is one value (the weight vector loaded
-    once). Returns the final accumulators (LLVM values, defined in the loop block, which is
-    ``next_block``'s only predecessor)."""
+    once). Returns the final accumulators."""
     dot = vpdpbusd(builder)
     interleave = _interleaver(builder)
-    entry = builder.block
-    loop = builder.function.append_basic_block("dw_taps")
-    builder.branch(loop)
-    builder.position_at_end(loop)
-    g = builder.phi(I64)
+    loop = CountedLoop(builder, nquads, "dw_taps", check=False)
+    g = loop.index
     accs = [builder.phi(V16) for _ in starts]
     taps = [builder.load(builder.gep(tbase, [builder.add(builder.mul(g, ir.Constant(I64, 4)), ir.Constant(I64, i))]))
             for i in range(4)]
@@ -109,13 +106,10 @@ def _tap_loop(builder, starts, tbase, nquads, xbase, xoffs, wbase, wstride, woff
     for u, acc in enumerate(accs):
         xv = interleave([load_vec(builder, xbase, builder.add(t, xoffs[u]), V16B) for t in taps])
         new.append(builder.call(dot, [acc, xv, weights[u]]))
-    g_next = builder.add(g, ir.Constant(I64, 1))
-    builder.cbranch(builder.icmp_signed("<", g_next, nquads), loop, next_block)
-    g.add_incoming(ir.Constant(I64, 0), entry)
-    g.add_incoming(g_next, loop)
+    latch = loop.close()
     for a, a0, a1 in zip(accs, starts, new):
-        a.add_incoming(a0, entry)
-        a.add_incoming(a1, loop)
+        a.add_incoming(a0, loop.entry)
+        a.add_incoming(a1, latch)
     return new
 
 
@@ -132,35 +126,17 @@ def _row_codegen(width):
         qbase = builder.inttoptr(qaddr, I8.as_pointer())
         obase = builder.inttoptr(oaddr, I8.as_pointer())
         bounds = vnni_ir.output_bounds(builder, lo, hi, off)
-        zero = ir.Constant(I64, 0)
-        fn = builder.function
-        outer = fn.append_basic_block("dw_block")
-        store = fn.append_basic_block("dw_store")
-        done = fn.append_basic_block("dw_done")
-        entry = builder.block
-        builder.cbranch(builder.icmp_signed(">", nblocks, zero), outer, done)
-
-        builder.position_at_end(outer)
-        blk = builder.phi(I64)
-        j0 = builder.mul(blk, ir.Constant(I64, LANES * width))  # the step's first lane (= input byte offset)
+        blocks = CountedLoop(builder, nblocks, "dw_block")
+        j0 = builder.mul(blocks.index, ir.Constant(I64, LANES * width))  # the step's first lane (= input byte)
         js = [builder.add(j0, ir.Constant(I64, LANES * u)) for u in range(width)]
         j4s = [builder.mul(j, ir.Constant(I64, 4)) for j in js]  # their int32 byte offsets
         acc0 = [load_vec(builder, ibase, j4, V16, 4) for j4 in j4s]
-        new = _tap_loop(builder, acc0, tbase, nquads, xbase, js, wbase, wstride, j4s, store)
-
-        builder.position_at_end(store)
-        for u in range(width):
-            consts = requant_consts(builder, load_vec(builder, qbase, j4s[u], V16, 4),
-                                    load_vec(builder, qbase, builder.add(qstride, j4s[u]), V16, 4),
-                                    load_vec(builder, qbase, builder.add(builder.add(qstride, qstride), j4s[u]), V16, 4))
+        new = _tap_loop(builder, acc0, tbase, nquads, xbase, js, wbase, wstride, j4s)
+        for u in range(width):  # the channels' constants differ from lane to lane: loaded per block
+            consts = vnni_ir.load_requant_consts(builder, qbase, qstride, j4s[u])
             y = vnni_ir.requantize(builder, new[u], consts, bounds)
             builder.store(y, builder.bitcast(builder.gep(obase, [js[u]]), V16B.as_pointer()), align=1)
-        blk_next = builder.add(blk, ir.Constant(I64, 1))
-        builder.cbranch(builder.icmp_signed("<", blk_next, nblocks), outer, done)
-        blk.add_incoming(zero, entry)
-        blk.add_incoming(blk_next, store)
-
-        builder.position_at_end(done)
+        blocks.close()
         return context.get_dummy_value()
 
     return codegen
@@ -178,54 +154,25 @@ def _channel_codegen(width):
         xbase0 = builder.inttoptr(xaddr, I8.as_pointer())
         tbase = builder.inttoptr(taddr, I64.as_pointer())
         wbase = builder.inttoptr(waddr, I8.as_pointer())
-        qbase = builder.inttoptr(qaddr, I8.as_pointer())
         obase0 = builder.inttoptr(oaddr, I8.as_pointer())
         bounds = vnni_ir.output_bounds(builder, lo, hi, off)
         zero = ir.Constant(I64, 0)
-        consts = requant_consts(builder, load_vec(builder, qbase, zero, V16, 4),
-                                load_vec(builder, qbase, qstride, V16, 4),
-                                load_vec(builder, qbase, builder.add(qstride, qstride), V16, 4))
+        consts = vnni_ir.load_requant_consts(builder, builder.inttoptr(qaddr, I8.as_pointer()), qstride, zero)
         init = load_vec(builder, builder.inttoptr(iaddr, I8.as_pointer()), zero, V16, 4)
-        fn = builder.function
-        rowblk = fn.append_basic_block("dwc_row")
-        outer = fn.append_basic_block("dwc_step")
-        store = fn.append_basic_block("dwc_store")
-        rowlatch = fn.append_basic_block("dwc_row_next")
-        done = fn.append_basic_block("dwc_done")
-        entry = builder.block
-        builder.cbranch(builder.and_(builder.icmp_signed(">", nsteps, zero), builder.icmp_signed(">", nrows, zero)),
-                        rowblk, done)
-
-        builder.position_at_end(rowblk)  # output row r: its padded input rows and its output
-        r = builder.phi(I64)
-        xbase = builder.gep(xbase0, [builder.mul(r, xrow)])
-        obase = builder.gep(obase0, [builder.mul(r, orow)])
-        builder.branch(outer)
-
-        builder.position_at_end(outer)
-        step = builder.phi(I64)
-        col0 = builder.mul(step, ir.Constant(I64, width))
+        rows = CountedLoop(builder, nrows, "dwc_row")  # output row r: its padded input rows and its output
+        xbase = builder.gep(xbase0, [builder.mul(rows.index, xrow)])
+        obase = builder.gep(obase0, [builder.mul(rows.index, orow)])
+        steps = CountedLoop(builder, nsteps, "dwc_step")
+        col0 = builder.mul(steps.index, ir.Constant(I64, width))
         cols = [builder.add(col0, ir.Constant(I64, u)) for u in range(width)]
         xs = [builder.mul(col, xstep) for col in cols]  # each column's first input byte (from the row's taps)
         js = [builder.mul(col, c) for col in cols]  # and its first output byte
-        new = _tap_loop(builder, [init] * width, tbase, nquads, xbase, xs, wbase, wstride, zero, store)
-
-        builder.position_at_end(store)
+        new = _tap_loop(builder, [init] * width, tbase, nquads, xbase, xs, wbase, wstride, zero)
         for u in range(width):
             y = vnni_ir.requantize(builder, new[u], consts, bounds)
             builder.store(y, builder.bitcast(builder.gep(obase, [js[u]]), V16B.as_pointer()), align=1)
-        step_next = builder.add(step, ir.Constant(I64, 1))
-        builder.cbranch(builder.icmp_signed("<", step_next, nsteps), outer, rowlatch)
-        step.add_incoming(zero, rowblk)
-        step.add_incoming(step_next, store)
-
-        builder.position_at_end(rowlatch)
-        r_next = builder.add(r, ir.Constant(I64, 1))
-        builder.cbranch(builder.icmp_signed("<", r_next, nrows), rowblk, done)
-        r.add_incoming(zero, entry)
-        r.add_incoming(r_next, rowlatch)
-
-        builder.position_at_end(done)
+        steps.close()
+        rows.close()
         return context.get_dummy_value()
 
     return codegen
@@ -326,9 +273,7 @@ def depthwise_conv2d_s8_vnni(x, wq4, init4, rq, taps, kh, stride_h, stride_w, di
     split = xq.shape[1]  # phases of the padded rows: stride_w, or 1 in the per-channel layout
     xstep = stride_w * c
     of = out.reshape(-1)
-    off = np.int64(output_offset)
-    lo = np.int64(act_min) - off
-    hi = np.int64(act_max) - off
+    off, lo, hi = offset_bounds(output_offset, act_min, act_max)
     x_addr = np.uint64(xq.ctypes.data)
     t_addr = np.uint64(taps.ctypes.data)
     w_addr = np.uint64(wq4.ctypes.data)

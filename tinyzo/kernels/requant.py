@@ -116,6 +116,14 @@ def requant_params(multiplier, shift, rounding: int, length: int | None = None) 
     return np.ascontiguousarray(np.tile(rq, (1, length // c)))
 
 
+@njit(cache=True, nogil=True, inline="always")
+def offset_bounds(output_offset, act_min, act_max):
+    """``(offset, lo, hi)`` as int64: the output offset and the clamp bounds minus it (the clamp comes
+    before the offset, module docstring), as the vectorized requantizations take them."""
+    off = np.int64(output_offset)
+    return off, np.int64(act_min) - off, np.int64(act_max) - off
+
+
 @njit(cache=True, nogil=True)
 def requantize_row_s8(acc, rq, output_offset, act_min, act_max, rounding, out):
     """``out[i] = clamp(MultiplyByQuantizedMultiplier(acc[i], m[i], shift[i]) + output_offset)``.

@@ -25,6 +25,42 @@ V64B = ir.VectorType(I8, 64)  # 64 bytes: one zmm register of bytes
 VPDPBUSD = "llvm.x86.avx512.vpdpbusd.512"
 
 
+class CountedLoop:
+    """``for i in range(count)`` in LLVM IR (``count`` an i64 value).
+
+    ``CountedLoop(builder, count, name)`` leaves the builder in the loop body with :attr:`index` (the i64
+    loop counter, the body's first phi node: create the body's other phi nodes right after);
+    :meth:`close` branches back and leaves the builder after the loop. The other phi nodes take their
+    first value from :attr:`entry` (the block before the loop) and their next one from the block
+    :meth:`close` returns. ``check=False`` leaves out the ``count > 0`` test: the body runs at least
+    once, and the code after the loop is reached from the last iteration only.
+    """
+
+    def __init__(self, builder, count, name: str, check: bool = True):
+        self.builder, self.count = builder, count
+        self.entry = builder.block
+        fn = builder.function
+        self.body = fn.append_basic_block(name)
+        self.done = fn.append_basic_block(name + "_done")
+        if check:
+            builder.cbranch(builder.icmp_signed(">", count, ir.Constant(I64, 0)), self.body, self.done)
+        else:
+            builder.branch(self.body)
+        builder.position_at_end(self.body)
+        self.index = builder.phi(I64)
+
+    def close(self):
+        """End the body (the current block is the latch) and continue after the loop; returns the latch."""
+        b = self.builder
+        nxt = b.add(self.index, ir.Constant(I64, 1))
+        latch = b.block
+        self.index.add_incoming(ir.Constant(I64, 0), self.entry)
+        self.index.add_incoming(nxt, latch)
+        b.cbranch(b.icmp_signed("<", nxt, self.count), self.body, self.done)
+        b.position_at_end(self.done)
+        return latch
+
+
 def vpdpbusd(builder):
     """The ``vpdpbusd`` intrinsic declared in the module being built: ``(acc, u8x64, s8x64) -> acc``, each
     int32 lane plus the four products of its unsigned bytes by its signed bytes (no saturation)."""
@@ -68,6 +104,14 @@ def requant_consts(builder, mult, tsh, base):
         c = builder.add(b, builder.shl(one, builder.sub(t, one)))
         halves.append((m, t, c, builder.sub(c, builder.shl(b, one))))
     return tuple(halves)
+
+
+def load_requant_consts(builder, qbase, qstride, at):
+    """:func:`requant_consts` of the 16 lanes at byte ``at`` of the three int32 requantization rows that
+    start at the i8 pointer ``qbase``, ``qstride`` bytes apart (i64 values)."""
+    rows = [load_vec(builder, qbase, builder.add(builder.mul(ir.Constant(I64, r), qstride), at), V16, 4)
+            for r in range(3)]
+    return requant_consts(builder, *rows)
 
 
 def output_bounds(builder, lo, hi, offset):
