@@ -412,7 +412,27 @@ class DepthwiseConv2D(_ConvBase):
             self.path = conv_paths.choose_path(self.kh * self.kw, self.n_out)
         else:
             self.path = conv_paths.choose_depthwise_path(self.rq.shape[0] == RQU_ROWS)
+            self._set_layout()
         self.load_params()
+
+    def _set_layout(self) -> None:
+        """What the row kernels read besides the weights, made once per path (a training update re-runs
+        :meth:`load_params` only): the padded-row buffer's shape and, for ``vnni``, the tap offsets and the
+        requantization rows. C a multiple of 16: the channels once (16-channel blocks along the row, rows
+        not split by phase); otherwise the channels tiled along the row."""
+        if self.path != "vnni":
+            self.xq_shape = (self.hp, self.stride_w, self.xq_cols * self.n_out)
+            return
+        self.vnni_tiles = tiles = 1 if self.n_out % depthwise_vnni.LANES == 0 else self.out_w
+        row = tiles * self.n_out
+        length = -(-row // depthwise_vnni.LANES) * depthwise_vnni.LANES
+        rq = np.zeros((RQU_ROWS, length), dtype=np.int32)
+        rq[:, :row] = self.rq[:, :row]
+        rq[1, row:] = 31  # lanes past the row: multiplier 0, any valid shift (never stored)
+        self.rq4 = rq
+        split, cols = (1, self.padded_w) if tiles == 1 else (self.stride_w, self.xq_cols)
+        self.xq_shape = (self.hp, split, cols * self.n_out)
+        self.taps = depthwise_vnni.tap_offsets(self.kh, self.kw, self.dil_h, self.dil_w, split, self.n_out, cols)
 
     def set_path(self, path: str) -> None:
         """Run this layer with the depthwise kernel ``path``: "rows" (every CPU) or "vnni" (AVX512-VNNI CPUs,
@@ -433,6 +453,7 @@ class DepthwiseConv2D(_ConvBase):
                         f"operator {self.index} (DEPTHWISE_CONV_2D) has a multiplier >= 1 (a positive shift): the "
                         "vnni kernel requantizes with the one-formula layout only; use 'rows'")
             self.path = path
+            self._set_layout()
         self.forget_buffer_check()
         self.load_params()
 
@@ -461,26 +482,15 @@ class DepthwiseConv2D(_ConvBase):
             w2 = np.ascontiguousarray(self.w[0].reshape(self.kh * self.kw, self.n_out).T)
             set_path_operands(self, w2, self.out_h * ow)
             return
-        if self.path == "vnni":
-            # C a multiple of 16: the channels once (16-channel blocks along the row), else tiled along the row
-            tiles = 1 if self.n_out % depthwise_vnni.LANES == 0 else ow
+        if self.path == "vnni":  # the weights and start values in the layout of _set_layout
+            tiles = self.vnni_tiles
             row = tiles * self.n_out
-            length = -(-row // depthwise_vnni.LANES) * depthwise_vnni.LANES
-            self.wq4 = depthwise_vnni.pack_tap_quads(self.w[0], tiles, length)
-            init = np.zeros(length, dtype=np.int32)
+            self.wq4 = depthwise_vnni.pack_tap_quads(self.w[0], tiles, self.rq4.shape[1])
+            init = np.zeros(self.rq4.shape[1], dtype=np.int32)
             init[:row] = np.tile(conv_paths.wrap32(self.const - 128 * self.w.astype(np.int64).sum(axis=(0, 1, 2))),
                                  tiles)
             self.init4 = init
-            rq = np.zeros((RQU_ROWS, length), dtype=np.int32)
-            rq[:, :row] = self.rq[:, :row]
-            rq[1, row:] = 31  # lanes past the row: multiplier 0, any valid shift (never stored)
-            self.rq4 = rq
-            # the per-channel layout reads padded rows not split by phase
-            split, cols = (1, self.padded_w) if tiles == 1 else (self.stride_w, self.xq_cols)
-            self.xq_shape = (self.hp, split, cols * self.n_out)
-            self.taps = depthwise_vnni.tap_offsets(self.kh, self.kw, self.dil_h, self.dil_w, split, self.n_out, cols)
             return
-        self.xq_shape = (self.hp, self.stride_w, self.xq_cols * self.n_out)
         # int16 tiles (int8 and INT4 weights fit): half the cache footprint of int32 for the same products
         self.wtile = np.ascontiguousarray(np.tile(self.w[0].astype(np.int16), (1, 1, ow)))
         self.ctile = np.tile(self.const32, ow)
