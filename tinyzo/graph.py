@@ -52,11 +52,15 @@ def _saturating_add_int8(a: np.ndarray, delta) -> np.ndarray:
     """
     from tinyzo.kernels.elementwise import saturating_add_s8
 
+    out = np.empty(a.shape, np.int8)
+    if (type(delta) is np.ndarray and delta.shape == a.shape and a.dtype == np.int8 and delta.dtype == np.int8
+            and a.flags.c_contiguous and delta.flags.c_contiguous):  # a ZO query's node perturbation
+        saturating_add_s8(a, delta, out)
+        return out
     a = np.ascontiguousarray(a)
     delta = np.ascontiguousarray(np.broadcast_to(np.asarray(delta), a.shape))
     if delta.dtype.kind not in "iu" or a.dtype != np.int8:
         raise InputError(f"node perturbation must add an integer array to an int8 tensor, got {delta.dtype} to {a.dtype}")
-    out = np.empty_like(a)
     saturating_add_s8(a, delta, out)
     return out
 
@@ -518,10 +522,17 @@ class Model:
         prepared op's ``trainable`` is False): the training code takes int8 weights, int32 biases
         and dense filters.
         """
-        return [i for i, op in enumerate(self.operators)
-                if op.opcode in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
-                and getattr(self.prepared[i], "weights_offset", 0) == 0
-                and getattr(self.prepared[i], "trainable", True)]
+        return list(self._trainable_set[0])
+
+    @functools.cached_property
+    def _trainable_set(self) -> tuple:
+        """``(tuple, frozenset)`` of :meth:`trainable_ops` (operators and their prepared form are fixed
+        once the model is loaded, so computed once: every get/set_params checks it)."""
+        ops = tuple(i for i, op in enumerate(self.operators)
+                    if op.opcode in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+                    and getattr(self.prepared[i], "weights_offset", 0) == 0
+                    and getattr(self.prepared[i], "trainable", True))
+        return ops, frozenset(ops)
 
     def out_channel_axis(self, op_index: int) -> int:
         """Axis of operator ``op_index``'s weight tensor that indexes its output channels: 3 for
@@ -565,7 +576,7 @@ class Model:
         if getattr(self.prepared[op_index], "weights_offset", 0) != 0:
             raise InputError(f"operator {op_index} ({op.opcode}) has asymmetric weights (zero point "
                              f"{-self.prepared[op_index].weights_offset}); tinyzo trains symmetric weights only")
-        if op_index not in self.trainable_ops():
+        if op_index not in self._trainable_set[1]:
             raise InputError(f"operator {op_index} is {op.opcode}, which has no trainable weights; "
                              f"trainable operators: {self.trainable_ops()}")
         return op
@@ -618,17 +629,12 @@ class Model:
             The model output(s) as ``model(x)`` returns them (or tensor ``output``), and with
             ``intermediates=True`` a pair ``(outputs, env)``.
         """
-        if not 0 <= start < len(self.operators):
+        if not isinstance(start, (int, np.integer)) or not 0 <= start < len(self.operators):
             raise InputError(f"start must be an operator index in 0..{len(self.operators) - 1}, got {start}")
-        stateful = sorted({t for op in self.operators[start:] for t in op.inputs if t in self.variables})
-        stateful += sorted({f"operator {i}" for i, _ in self.op_states if i >= start})
+        stateful, produced_later, needed = self._segment(int(start))
         if stateful:
             raise InputError(f"operators {start}.. read variable tensors {stateful} (model state, advanced by every "
                              "run); forward_from cannot re-run them: run the stateful model with model(x)")
-        produced_later = {t for op in self.operators[start:] for t in op.outputs}
-        needed = {t for op in self.operators[start:] for t in op.inputs
-                  if t != -1 and not self.tensors[t].is_constant and not self.tensors[t].is_variable
-                  and t not in produced_later}
         missing = sorted(t for t in needed if t not in env)
         if missing:
             raise InputError(f"env lacks tensors {missing} that operators {start}.. read; "
@@ -656,6 +662,24 @@ class Model:
             outs = tuple(pick(i) for i in self.outputs)
             result = outs[0] if len(outs) == 1 else outs
         return (result, merged) if intermediates else result
+
+    def _segment(self, start: int) -> tuple:
+        """``(stateful, produced_later, needed)`` of the operators ``start:`` (:meth:`forward_from`'s checks;
+        the graph never changes, so made once per start: every query of a ZO step runs from the same one).
+        ``stateful``: the variable tensors and stateful operators they read (a list for the message);
+        ``produced_later``: the tensors they compute; ``needed``: the non-constant tensors they read and
+        earlier operators (or the model inputs) produce."""
+        cache = self.__dict__.setdefault("_segments", {})
+        if start in cache:
+            return cache[start]
+        stateful = sorted({t for op in self.operators[start:] for t in op.inputs if t in self.variables})
+        stateful += sorted({f"operator {i}" for i, _ in self.op_states if i >= start})
+        produced_later = frozenset(t for op in self.operators[start:] for t in op.outputs)
+        needed = frozenset(t for op in self.operators[start:] for t in op.inputs
+                           if t != -1 and not self.tensors[t].is_constant and not self.tensors[t].is_variable
+                           and t not in produced_later)
+        cache[start] = (stateful, produced_later, needed)
+        return cache[start]
 
     # ------------------------------------------------------------------ float helpers
     def _io_tensor(self, index, role: str) -> Tensor:

@@ -7,7 +7,7 @@ to the numpy expression they replace (element-wise float32 products and sums, no
 import numpy as np
 from numba import njit
 
-__all__ = ["accumulate_node_grad"]
+__all__ = ["accumulate_node_grad", "accumulate_node_grads", "masked_scale"]
 
 
 @njit(cache=True, nogil=True)
@@ -30,6 +30,46 @@ def accumulate_node_grad(g, coef, scale, u):
         ur = uf[i]
         for j in range(per):
             row[j] += c * np.float32(ur[j])
+
+
+#: elements of a sample's row summed over the queries at a time (float32 partial sums in the L1 cache)
+NODE_BLOCK = 512
+
+
+@njit(cache=True, nogil=True)
+def accumulate_node_grads(g, coef, scale, u):
+    """Every query's :func:`accumulate_node_grad` in one pass: for q = 0, 1, ..., m-1 in turn,
+    ``g[n, ...] += (coef[q, n] * scale) * float32(u[q, n, ...])`` in float32.
+
+    The same float32 operations in the same order per element as m calls of
+    :func:`accumulate_node_grad` (a product rounded, then added; no FMA), so the same bits, while
+    ``g`` is read and written once instead of m times.
+
+    Args:
+        g: float32[N, ...] node-output gradient accumulator (C-contiguous, updated in place).
+        coef: float32[m, N], each query's per-sample projected loss differences.
+        scale: float32 scalar, the estimator's normalization divided by N.
+        u: int8[m, N, ...], the queries' node perturbations (C-contiguous).
+    """
+    m = u.shape[0]
+    n = g.shape[0]
+    per = g.size // n
+    gf = g.reshape(-1)
+    uf = u.reshape(-1)
+    c = np.empty(m, np.float32)
+    total = np.uint64(n * per)
+    for i in range(n):
+        for q in range(m):
+            c[q] = coef[q, i] * scale
+        g0 = np.uint64(i * per)
+        for j0 in range(0, per, NODE_BLOCK):
+            width = np.uint64(min(per - j0, NODE_BLOCK))
+            a = g0 + np.uint64(j0)
+            for q in range(m):
+                cq = c[q]
+                b = np.uint64(q) * total + a
+                for j in range(width):  # flat arrays and unsigned offsets: the loop vectorizes
+                    gf[a + j] += cq * np.float32(uf[b + j])
 
 
 @njit(cache=True, nogil=True)

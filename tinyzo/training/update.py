@@ -225,7 +225,7 @@ def _check_grad(g, shape, name="g") -> np.ndarray:
         raise OptimizerError(f"{name} must be a float array (float32 gradient), got {g.dtype}")
     if g.shape != tuple(shape):
         raise OptimizerError(f"{name} has shape {g.shape}, the parameter has shape {tuple(shape)}")
-    g = g.astype(np.float32)
+    g = g.astype(np.float32, copy=False)
     if not np.all(np.isfinite(g)):
         raise OptimizerError(f"{name} contains NaN or inf")
     return g
@@ -258,14 +258,17 @@ def _scale_factor(scale, axis, shape, name="scale") -> np.ndarray:
     return (np.float32(1.0) / (s * s)).reshape(bshape).astype(np.float32)
 
 
-def qas_step(g, lr, scale, axis=None) -> np.ndarray:
+def qas_step(g, lr, scale, axis=None, inv=None) -> np.ndarray:
     """The float32 step ``d = k_c * g`` with ``k_c = (float)lr * (1.0f / (s_c * s_c))`` (QAS), shape of ``g``.
 
     Every operation float32: the square, one reciprocal per channel, the product with lr, the product with g.
     ``scale``: a float, a per-channel float32 array (channels along ``axis``), or None (s = 1).
+    ``inv``: the factors ``1.0f / (s_c * s_c)`` already made by ``_scale_factor(scale, axis, g.shape)``
+    (the optimizer keeps them between steps), or None to make them here.
     """
     g = np.asarray(g, dtype=np.float32)
-    inv = _scale_factor(scale, axis, g.shape)
+    if inv is None:
+        inv = _scale_factor(scale, axis, g.shape)
     k = (np.float32(lr) * inv).astype(np.float32)
     return (k * g).astype(np.float32)
 
@@ -503,6 +506,7 @@ class IntegerSGD:
         self.step_count = 0
         self.buffers: dict[str, np.ndarray] = {}
         self.shadow = FloatShadow() if mode == "shadow" else None
+        self._inv_cache: dict = {}
 
     @property
     def memory_name(self) -> str:
@@ -512,6 +516,18 @@ class IntegerSGD:
     def lr_at(self, step: int) -> float:
         """The scheduled learning rate at ``step``."""
         return lr_schedule(self.schedule, step, self.total_steps, self.lr, self.warmup_steps)
+
+    def _inverse_squares(self, name: str, scale, axis, shape) -> np.ndarray:
+        """``_scale_factor(scale, axis, shape)`` of parameter ``name``, made once per (scale values, axis,
+        shape): the scales of a trained layer never change, and the check and the float32 arithmetic
+        cost more than the update itself on small layers."""
+        key = (None if scale is None else np.asarray(scale).tobytes(), np.asarray(scale).dtype.str, axis, tuple(shape))
+        hit = self._inv_cache.get(name)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        inv = _scale_factor(scale, axis, shape)
+        self._inv_cache[name] = (key, inv)
+        return inv
 
     def _clamp_of(self, name, p):
         if p.dtype == np.int8:
@@ -543,7 +559,8 @@ class IntegerSGD:
             scale, axis = spec if isinstance(spec, tuple) else (spec, None)
             if p.dtype == np.int32 and axis is None and scale is not None and np.size(scale) > 1:
                 axis = -1
-            d = qas_step(g, lr_t, scale, axis) if lr_t > 0 else np.zeros(p.shape, np.float32)
+            d = qas_step(g, lr_t, scale, axis, self._inverse_squares(name, scale, axis, p.shape)) if lr_t > 0 \
+                else np.zeros(p.shape, np.float32)
             r24 = None
             if self.rounding == "stochastic":
                 seed = derive_seed(self.seed, self.step_count & 0xFFFFFFFF, ROUNDING_QUERY, param_layer_id(name))

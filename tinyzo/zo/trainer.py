@@ -22,6 +22,7 @@ replayed bit for bit from (seed, step, query, layer).
 
 from __future__ import annotations
 
+import itertools
 import numbers
 import threading
 from dataclasses import dataclass, field
@@ -32,17 +33,19 @@ from tinyzo import runtime
 from tinyzo.errors import TinyzoError
 from tinyzo.graph import Model
 from tinyzo.kernels.elementwise import saturating_add_s8
-from tinyzo.kernels.zo import accumulate_node_grad
+from tinyzo.kernels.zo import accumulate_node_grad, accumulate_node_grads
 from tinyzo.training.local_backward import local_backward
 from tinyzo.training.methods import ESTIMATORS, Method
 from tinyzo.training.methods import TARGETS as METHOD_TARGETS
 from tinyzo.training.prng import (
+    MASK32,
     MASK_SCALE,
     bernoulli_fill,
     density_threshold,
     derive_seed,
     kind_code,
     mask_seed,
+    mix_seed,
     perturbation,
     perturbation_fill_s8,
 )
@@ -250,6 +253,9 @@ class ZOTrainer(Trainer):
             else:
                 self._layer_norms[k] = {"w": self._norm(config.sigma, m), "node": self._norm(config.sigma_node, m)}
         self._step_params = None
+        # the seeds' fixed arguments checked once (derive_seed raises for one out of range)
+        derive_seed(config.seed, 0, max(0, config.queries - 1), 1_000_000 + max(self.layers))
+        self._base_seed = int(config.seed)
         self._kind = kind_code(config.direction)
         self._count_lock = threading.Lock()
         # node perturbation of the first trained layer, no weight perturbation: the perturbed forward passes
@@ -273,16 +279,27 @@ class ZOTrainer(Trainer):
         shape = self.model.tensors[self.model.operators[k].outputs[0]].shape
         return int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
 
+    def _seed(self, q: int, layer: int) -> int:
+        """``derive_seed(config.seed, step, q, layer)``; the arguments were checked once (seed and layer ids
+        in ``__init__``, the step here), so the jitted mix runs without re-validating them per query."""
+        if self.step_count > MASK32:
+            return derive_seed(self.config.seed, self.step_count, q, layer)  # raises: steps are uint32
+        return int(mix_seed(self._base_seed, self.step_count, q, layer))
+
     def query_layers(self, q: int) -> list:
         """The trained layers query ``q`` perturbs: all of them, or with ``block="layer"`` one."""
         return list(self.layers) if self._query_layer is None else [self._query_layer[q]]
 
-    def _sparse(self, d: np.ndarray, seed: int) -> np.ndarray:
-        """``d`` times the keep mask of the perturbation seeded by ``seed`` (``d`` itself when dense)."""
+    def _sparse(self, d: np.ndarray, seed: int, in_place: bool = False) -> np.ndarray:
+        """``d`` times the keep mask of the perturbation seeded by ``seed`` (``d`` itself when dense);
+        ``in_place``: the product is written into ``d``."""
         if self._threshold == MASK_SCALE:
             return d
         keep = np.empty(d.size, d.dtype)
         bernoulli_fill(mask_seed(seed), self._threshold, keep)   # sparse_mask's draws, without re-validating
+        if in_place:
+            np.multiply(d, keep.reshape(d.shape), out=d)
+            return d
         return d * keep.reshape(d.shape)
 
     # ------------------------------------------------------------------ the step, in visible calls
@@ -300,10 +317,10 @@ class ZOTrainer(Trainer):
             if k not in active:
                 continue
             w, b = self.params_of(k)
-            sw = derive_seed(c.seed, self.step_count, q, 2 * k)
+            sw = self._seed(q, 2 * k)
             d = {"w": self._sparse(perturbation(c.direction, sw, w.shape, c.sigma), sw)}
             if c.train_bias and b is not None:
-                sb = derive_seed(c.seed, self.step_count, q, 2 * k + 1)
+                sb = self._seed(q, 2 * k + 1)
                 d["b"] = self._sigma_b[k] * self._sparse(perturbation(c.direction, sb, b.shape, 1), sb).astype(np.int64)
             if k in self.channel_masks:
                 d["w"] = d["w"] * self.view[k].weight_mask(self.channel_masks[k])
@@ -312,22 +329,26 @@ class ZOTrainer(Trainer):
             out[k] = d
         return out
 
-    def node_directions(self, q: int, shapes: dict):
+    def node_directions(self, q: int, shapes: dict, out: dict | None = None):
         """Per-sample integer output perturbations of query ``q`` (seed layer id ``1_000_000 + k``):
-        ``{layer: int8[shape]}``, the values of :func:`tinyzo.training.prng.perturbation`."""
+        ``{layer: int8[shape]}``, the values of :func:`tinyzo.training.prng.perturbation`.
+
+        ``out``: optional ``{layer: int8[shape]}`` C-contiguous arrays to write them into (a slot of
+        the step's stacked perturbations, :meth:`estimate`); new arrays otherwise.
+        """
         c = self.config
         active = self.query_layers(q)
-        out = {}
+        dirs = {}
         for k in self.node_layers:
             if k not in active:
                 continue
             # generated straight into int8 (exact: |value| <= 127 for every validated sigma_node and
             # direction), without an int32 array and a cast per query
-            seed = derive_seed(c.seed, self.step_count, q, 1_000_000 + k)
-            u = np.empty(shapes[k], np.int8)
+            seed = self._seed(q, 1_000_000 + k)
+            u = np.empty(shapes[k], np.int8) if out is None else out[k]
             perturbation_fill_s8(self._kind, seed, c.sigma_node, u.reshape(-1))
-            out[k] = self._sparse(u, seed)
-        return out
+            dirs[k] = self._sparse(u, seed, in_place=True)
+        return dirs
 
     @property
     def perturbed_start(self) -> int:
@@ -386,17 +407,18 @@ class ZOTrainer(Trainer):
         return query_norm(self.config.estimator, self.config.direction, sigma, m,
                           factor=MASK_SCALE / self._threshold)
 
-    def query(self, env, y, base, base_mean, q: int, node_shapes: dict):
+    def query(self, env, y, base, base_mean, q: int, node_shapes: dict, node_out: dict | None = None):
         """Query ``q``: its perturbations and projected loss differences.
 
         Returns ``(dirs, node_dirs, coef float32[N], coef_mean float32)``: ``coef`` per sample and
         ``coef_mean`` for the batch's float32 mean loss, :func:`tinyzo.zo.estimators.projected_difference`
         of ``L(theta + delta)`` and ``L(theta)`` (rge; ``base`` per sample, ``base_mean`` their float32
-        mean) or ``L(theta - delta)`` (spsa, sign-spsa).
+        mean) or ``L(theta - delta)`` (spsa, sign-spsa). ``node_out``: where the node perturbations
+        are written (:meth:`node_directions`).
         """
         c = self.config
         dirs = self.directions(q)
-        ndirs = self.node_directions(q, node_shapes)
+        ndirs = self.node_directions(q, node_shapes, node_out)
         plus = self.perturbed_losses(env, y, dirs, ndirs, +1)
         other = base if c.estimator == "rge" else self.perturbed_losses(env, y, dirs, ndirs, -1)
         other_mean = base_mean if c.estimator == "rge" else self.mean_loss(other)
@@ -404,28 +426,54 @@ class ZOTrainer(Trainer):
         coef_mean = projected_difference(c.estimator, self.mean_loss(plus), other_mean)
         return dirs, ndirs, coef, coef_mean
 
-    def queries(self, env, y, base, base_mean, node_shapes: dict):
+    def queries(self, env, y, base, base_mean, node_shapes: dict, node_out=None):
         """Every query's :meth:`query` result, in query order (an iterator).
+
+        ``node_out``: None, or a function ``q -> {layer: int8 array}`` giving where query ``q`` writes
+        its node perturbations (:meth:`node_directions`).
 
         Node perturbation alone leaves the model untouched (a query only adds to activations of its
         own forward pass), so with more than one tinyzo thread (:mod:`tinyzo.runtime`) and several
-        queries the queries run on the thread pool, each forward pass unsplit: 92 ms vs 110 ms per
-        step with the batch split over 2 threads instead (and 116 ms on 1 thread) for the
-        benchmark's node setting, measured here with both cores busy (docs/benchmarks.md). The
-        results are consumed in query order, so the estimate is the same bits. Weight perturbation
-        changes the model's weights during a query: its queries run one after the other.
+        queries the queries run on the calling thread and the pool's threads at once, each forward
+        pass unsplit, each thread taking the next query not yet taken (the calling thread works
+        instead of waiting; a thread slowed by the machine takes fewer). The results are returned in
+        query order, so the estimate is the same bits. Weight perturbation changes the model's weights
+        during a query: its queries run one after the other.
         """
         c = self.config
-        if self.weight_layers or c.queries < 2 or runtime.get_num_threads() < 2:
+        threads = runtime.get_num_threads()
+
+        def run(q):
+            return self.query(env, y, base, base_mean, q, node_shapes, None if node_out is None else node_out(q))
+
+        if self.weight_layers or c.queries < 2 or threads < 2:
             for q in range(c.queries):
-                yield self.query(env, y, base, base_mean, q, node_shapes)
+                yield run(q)
             return
 
-        def one(q):
-            with runtime.single_threaded():
-                return self.query(env, y, base, base_mean, q, node_shapes)
+        results = [None] * c.queries
+        taken = itertools.count()
+        failed = threading.Event()
 
-        yield from runtime.pool().map(one, range(c.queries))
+        def worker():
+            with runtime.single_threaded():
+                while not failed.is_set():
+                    q = next(taken)  # atomic under the GIL: every query is taken once
+                    if q >= c.queries:
+                        return
+                    try:
+                        results[q] = run(q)
+                    except BaseException:
+                        failed.set()
+                        raise
+
+        helpers = [runtime.pool().submit(worker) for _ in range(min(threads, c.queries) - 1)]
+        try:
+            worker()
+        finally:
+            for f in helpers:
+                f.result()  # waits for every helper; re-raises a helper's error
+        yield from results
 
     def accumulate(self, grads: dict, g_nodes: dict, dirs, ndirs, coef, coef_mean, n: int) -> None:
         """Add one query's term ``coef * delta * norm`` to the weight gradients and the node output gradients."""
@@ -486,8 +534,22 @@ class ZOTrainer(Trainer):
         node_shapes = {k: env[self.model.operators[k].outputs[0]].shape for k in self.node_layers}
         grads = {}
         g_nodes = {k: np.zeros(s, np.float32) for k, s in node_shapes.items()}
-        for dirs, ndirs, coef, coef_mean in self.queries(env, y, base, base_mean, node_shapes):
-            self.accumulate(grads, g_nodes, dirs, ndirs, coef, coef_mean, n)  # in query order
+        # every query's node perturbations of a layer in one int8[m_k, N, ...] array (m_k: the queries that
+        # perturb it), summed into the layer's output gradient in one pass after the queries
+        node_queries = {k: [q for q in range(c.queries) if k in self.query_layers(q)] for k in self.node_layers}
+        stacked = {k: np.empty((len(qs),) + tuple(node_shapes[k]), np.int8) for k, qs in node_queries.items() if qs}
+        slot = {k: {q: i for i, q in enumerate(qs)} for k, qs in node_queries.items()}
+
+        def node_out(q):
+            return {k: stacked[k][slot[k][q]] for k in stacked if q in slot[k]}
+
+        coefs = []
+        for dirs, _, coef, coef_mean in self.queries(env, y, base, base_mean, node_shapes, node_out):
+            self.accumulate(grads, g_nodes, dirs, {}, coef, coef_mean, n)  # weight perturbations, in query order
+            coefs.append(np.ascontiguousarray(coef, dtype=np.float32))
+        for k, u in stacked.items():  # g_nodes[k] += (coef_q[n] * scale) * u_q[n] for q in order, float32
+            scale = np.float32(self._layer_norms[k]["node"] / n)
+            accumulate_node_grads(g_nodes[k], np.stack([coefs[q] for q in node_queries[k]]), scale, u)
         for k, (g_w, g_b) in zip(self.node_layers, self.local_backwards(env, g_nodes)):
             grads[f"{k}/w"] = g_w
             if c.train_bias:
