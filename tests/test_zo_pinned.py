@@ -89,3 +89,27 @@ def test_single_threaded_is_thread_local():
         assert runtime.get_num_threads() == 2
     finally:
         runtime.set_num_threads(before)
+
+
+@pytest.mark.parametrize("case", ["node-rge-shadow", "mixed-rge-bias"])
+def test_layer_by_layer_update_is_the_one_shot_update(case, monkeypatch):
+    """ZOTrainer.step updates each node layer as soon as its gradient is known (while the thread pool
+    computes the others'): the pinned runs take that path, and with it turned off (the trainer's
+    gradients, then one optimizer step) the bits are the same."""
+    from tinyzo.training.update import IntegerSGD
+    from tinyzo.zo.trainer import ZOTrainer
+
+    calls = []
+    real = IntegerSGD.update_params
+
+    def spy(self, params, grads, scales):
+        calls.append(sorted(params))
+        return real(self, params, grads, scales)
+
+    monkeypatch.setattr(IntegerSGD, "update_params", spy)
+    assert zo_pinned.run_case(case) == PINNED[case]
+    per_step = [c for c in calls if c]
+    assert per_step and all(len({name.split("/")[0] for name in c}) == 1 for c in per_step[:3])
+    calls.clear()
+    monkeypatch.setattr(ZOTrainer, "_updates_per_layer", lambda self: False)
+    assert zo_pinned.run_case(case) == PINNED[case]

@@ -110,13 +110,18 @@ class Trainer:
     def apply_update(self, grads: dict, optimizer=None) -> None:
         """One step of ``optimizer`` (default :attr:`optimizer`) on ``grads`` (masked first) and write the
         new parameters into the model."""
+        self.write_update(grads, (optimizer or self.optimizer).step)
+
+    def write_update(self, grads: dict, update) -> None:
+        """``update(params, grads, scales) -> new params`` (an optimizer's ``step``, or ``update_params``
+        for part of a step) on ``grads`` (masked first); the new parameters go into the model."""
         grads = self.mask_gradients(grads)
         params = {}
         for key in grads:
             k, part = key.split("/")
             w, b = self.params_of(int(k))
             params[key] = w if part == "w" else b
-        new = (optimizer or self.optimizer).step(params, grads, {key: self.scales[key] for key in grads})
+        new = update(params, grads, {key: self.scales[key] for key in grads})
         for k in self.layers:
             w, b = new.get(f"{k}/w"), new.get(f"{k}/b")
             if w is not None or b is not None:

@@ -538,6 +538,18 @@ class IntegerSGD:
 
     def step(self, params: dict, grads: dict, scales: dict) -> dict:
         """One update of every parameter in ``params``; returns ``{name: new int array}``."""
+        out = self.update_params(params, grads, scales)
+        self.end_step()
+        return out
+
+    def end_step(self) -> None:
+        """Close a step whose parameters :meth:`update_params` updated (the schedule moves on)."""
+        self.step_count += 1
+
+    def update_params(self, params: dict, grads: dict, scales: dict) -> dict:
+        """:meth:`step` for some of a step's parameters, without ending the step: a trainer may update
+        each layer as soon as its gradient is known, then call :meth:`end_step` once. Every parameter's
+        update depends on its own gradient, state and name only, so the results are :meth:`step`'s."""
         if set(grads) != set(params):
             raise OptimizerError(f"grads and params must have the same names; params only: "
                                  f"{sorted(set(params) - set(grads))}, grads only: {sorted(set(grads) - set(params))}")
@@ -570,7 +582,6 @@ class IntegerSGD:
             else:
                 new = np.clip(round_subtract(p, d, self.rounding, r24), lo, hi)
             out[name] = new.astype(p.dtype)
-        self.step_count += 1
         return out
 
     # ------------------------------------------------------------------ checkpoints

@@ -22,6 +22,7 @@ replayed bit for bit from (seed, step, query, layer).
 
 from __future__ import annotations
 
+import concurrent.futures
 import itertools
 import numbers
 import threading
@@ -509,9 +510,43 @@ class ZOTrainer(Trainer):
         # the parameters do not change until the update: read them once, not once per query
         self._step_params = {k: self.model.get_params(k) for k in self.layers}
         try:
-            return super().step(xq, y)
+            if not self._updates_per_layer():
+                return super().step(xq, y)
+            # Trainer.step with each node layer updated as soon as its gradient is known, while the
+            # pool computes the other layers' (each parameter's update depends on its own gradient
+            # and state only: the same bits as one update after the estimate)
+            y = np.asarray(y)
+            lr = self.optimizer.lr_at(self.optimizer.step_count)
+            env, logits, losses = self.base_pass(xq, y)
+            updated = set()
+
+            def on_layer(layer_grads):
+                self.write_update(layer_grads, self.optimizer.update_params)
+                updated.update(layer_grads)
+
+            grads = self.estimate(env, y, losses, on_layer)
+            rest = {key: g for key, g in grads.items() if key not in updated}
+            if rest:
+                self.write_update(rest, self.optimizer.update_params)
+            self.optimizer.end_step()
+            self.step_count += 1
+            loss = self.mean_loss(losses)
+            acc = float(np.mean(np.argmax(logits.reshape(len(y), -1), axis=1) == y))
+            return {"loss": float(loss), "accuracy": acc, "forward_passes": self.forward_passes,
+                    "backward_passes": self.backward_passes, "lr": float(lr)}
         finally:
             self._step_params = None
+
+    def _updates_per_layer(self) -> bool:
+        """Whether :meth:`step` may update each node layer as its gradient comes: node layers to train,
+        an optimizer with ``update_params`` (:class:`~tinyzo.training.update.IntegerSGD`) whose ``step`` is
+        its own (not replaced on the instance, as the layer-selection probe does), and a class that
+        changes neither how the gradients are made nor how they are applied (e.g. not the hybrid trainer)."""
+        cls = type(self)
+        return (bool(self.node_layers) and hasattr(self.optimizer, "update_params")
+                and "step" not in vars(self.optimizer)
+                and cls.gradients is ZOTrainer.gradients and cls.estimate is ZOTrainer.estimate
+                and cls.apply_update is Trainer.apply_update and cls.base_pass is ZOTrainer.base_pass)
 
     def gradients(self, xq, y):
         """``(grads, logits, base losses)`` of one batch (:meth:`step` has the estimate)."""
@@ -525,9 +560,14 @@ class ZOTrainer(Trainer):
         self.forward_passes += 1
         return env, logits, self.losses(logits, y)
 
-    def estimate(self, env, y, base) -> dict:
+    def estimate(self, env, y, base, on_layer=None) -> dict:
         """The ZO gradient estimate of the trained layers from the base pass ``env`` and its per-sample
-        losses ``base``: ``{"<op>/w", "<op>/b": float32}`` (queries, then the node layers' local backward)."""
+        losses ``base``: ``{"<op>/w", "<op>/b": float32}`` (queries, then the node layers' local backward).
+
+        ``on_layer``: optional ``f({"<k>/w": g_w, "<k>/b": g_b})`` called on the calling thread with
+        each node-perturbed layer's gradients as soon as they are known, while the other layers' are
+        still being computed (:meth:`step` updates the layer there).
+        """
         c = self.config
         base_mean = self.mean_loss(base)
         n = len(y)
@@ -547,39 +587,60 @@ class ZOTrainer(Trainer):
         for dirs, _, coef, coef_mean in self.queries(env, y, base, base_mean, node_shapes, node_out):
             self.accumulate(grads, g_nodes, dirs, {}, coef, coef_mean, n)  # weight perturbations, in query order
             coefs.append(np.ascontiguousarray(coef, dtype=np.float32))
-        for k, u in stacked.items():  # g_nodes[k] += (coef_q[n] * scale) * u_q[n] for q in order, float32
-            scale = np.float32(self._layer_norms[k]["node"] / n)
-            accumulate_node_grads(g_nodes[k], np.stack([coefs[q] for q in node_queries[k]]), scale, u)
-        for k, (g_w, g_b) in zip(self.node_layers, self.local_backwards(env, g_nodes)):
-            grads[f"{k}/w"] = g_w
+
+        def node_grad(k):  # g_nodes[k] += (coef_q[n] * scale) * u_q[n] for q in order, float32
+            if k in stacked:
+                scale = np.float32(self._layer_norms[k]["node"] / n)
+                accumulate_node_grads(g_nodes[k], np.stack([coefs[q] for q in node_queries[k]]), scale, stacked[k])
+            return g_nodes[k]
+
+        for k, (g_w, g_b) in self._node_layer_grads(env, node_grad):
+            layer = {f"{k}/w": g_w}
             if c.train_bias:
-                grads[f"{k}/b"] = g_b
+                layer[f"{k}/b"] = g_b
+            grads.update(layer)
+            if on_layer is not None:
+                on_layer(layer)
         return grads
 
     def local_backwards(self, env, g_nodes: dict) -> list:
         """``[(g_w, g_b)]`` of every node layer (:func:`tinyzo.training.local_backward.local_backward` of its
-        input, output and accumulated output gradient ``g_nodes[k]``), in :attr:`node_layers` order.
+        input, output and accumulated output gradient ``g_nodes[k]``), in :attr:`node_layers` order
+        (with more than one tinyzo thread, on the thread pool: :meth:`_node_layer_grads`)."""
+        done = dict(self._node_layer_grads(env, g_nodes.__getitem__))
+        return [done[k] for k in self.node_layers]
+
+    def _node_layer_grads(self, env, output_grad):
+        """``(k, (g_w, g_b))`` of every node layer ``k``, in the order they are finished (an iterator):
+        :func:`tinyzo.training.local_backward.local_backward` of its input, output and output gradient
+        ``output_grad(k)`` (which may compute it).
 
         The layers are independent: with more than one tinyzo thread they run on the thread pool, the
-        costliest first (the layer's multiply-adds), each in one thread, so the same bits come out.
-        With kernels over flat arrays (no reference counting in the loops) this halves the phase on 2
-        threads (3.8 -> 2.0 ms per step for the benchmark's 6 layers, measured here); the earlier
-        kernels were slower on 2 threads than on one.
+        costliest first (the layer's multiply-adds), each in one thread, so the same bits come out,
+        and the calling thread takes each result as it comes (:meth:`step` updates that layer while
+        the others' are computed). With kernels over flat arrays (no reference counting in the loops)
+        this halves the phase on 2 threads (3.8 -> 2.0 ms per step for the benchmark's 6 layers,
+        measured here); the earlier kernels were slower on 2 threads than on one.
         """
         def one(k):
             op = self.model.operators[k]
             with runtime.single_threaded():
-                return local_backward(self.model, k, env[op.inputs[0]], env[op.outputs[0]], g_nodes[k])
+                return local_backward(self.model, k, env[op.inputs[0]], env[op.outputs[0]], output_grad(k))
 
         layers = list(self.node_layers)
         if runtime.get_num_threads() < 2 or len(layers) < 2:
-            return [one(k) for k in layers]
-
+            for k in layers:
+                yield k, one(k)
+            return
         pool = runtime.pool()
         # a layer's weight-gradient work is its forward multiply-adds
-        futures = {k: pool.submit(one, k) for k in sorted(layers, key=lambda k: self.model.prepared[k].macs(),
+        futures = {pool.submit(one, k): k for k in sorted(layers, key=lambda k: self.model.prepared[k].macs(),
                                                           reverse=True)}
-        return [futures[k].result() for k in layers]
+        try:
+            for f in concurrent.futures.as_completed(futures):
+                yield futures[f], f.result()
+        finally:
+            concurrent.futures.wait(futures)  # none left running on an error (or an abandoned iterator)
 
     # ------------------------------------------------------------------ memory
     def memory_spec(self, lean: bool = False) -> dict:
