@@ -68,23 +68,27 @@ MR = 4
 VNNI_LANES = 16
 
 
+def compiled_cpu_features() -> set:
+    """The LLVM features (``"+avx512vnni"``, ...) of the CPU Numba compiles for (``NUMBA_CPU_NAME`` and
+    ``NUMBA_CPU_FEATURES``, else the host); empty with ``NUMBA_DISABLE_JIT=1`` (no LLVM code runs)."""
+    try:
+        import llvmlite.binding as llvm
+        from numba.core import config
+    except ImportError:  # pragma: no cover - numba always brings llvmlite
+        return set()
+    if config.DISABLE_JIT:
+        return set()
+    if config.CPU_NAME not in (None, "host"):
+        return set((config.CPU_FEATURES or "").split(","))
+    return set(llvm.get_host_cpu_features().flatten().split(","))
+
+
 def vnni_available() -> bool:
     """Whether Numba compiles for a CPU with AVX512-VNNI (and AVX512-BW): the ``vnni`` path can run.
 
     False with ``NUMBA_DISABLE_JIT=1`` too: the micro-kernel is LLVM code, it has no Python form.
     """
-    try:
-        import llvmlite.binding as llvm
-        from numba.core import config
-    except ImportError:  # pragma: no cover - numba always brings llvmlite
-        return False
-    if config.DISABLE_JIT:
-        return False
-    if config.CPU_NAME not in (None, "host"):
-        feats = (config.CPU_FEATURES or "").split(",")
-    else:
-        feats = llvm.get_host_cpu_features().flatten().split(",")
-    return {"+avx512f", "+avx512bw", "+avx512vnni"} <= set(feats)
+    return {"+avx512f", "+avx512bw", "+avx512vnni"} <= compiled_cpu_features()
 
 
 def pack_weight_quads(w2: np.ndarray, n_pad: int) -> np.ndarray:

@@ -54,7 +54,13 @@ from tinyzo.kernels.binary import (
     sub_s8,
     sub_s16,
 )
-from tinyzo.kernels.binary_simd import add_sub_s8_simd, simd_params
+from tinyzo.kernels.binary_simd import (
+    add_sub_s8_lut,
+    add_sub_s8_simd,
+    simd_params,
+    simd_tables,
+    vbmi_available,
+)
 from tinyzo.kernels.conv_vnni import vnni_available
 from tinyzo.ops.base import PreparedOp, register
 from tinyzo.ops.int16 import INT16, require_int8_or_int16, require_int16
@@ -221,6 +227,9 @@ class _BinaryOp(PreparedOp):
 
     #: 0 (ADD) or 1 (SUB) for the 16-lane int8 kernel of :mod:`tinyzo.kernels.binary_simd`; None: not offered
     simd_sub = None
+    #: the vector kernels' parameters and tables (made by the int8 prepare where they apply)
+    _simd = None
+    _simd_tables = None
 
     kernel = None
     kernel_s16 = None
@@ -268,6 +277,8 @@ class _BinaryOp(PreparedOp):
         self._table = None  # int8: every input pair's output, tabulated once calls add up (table())
         self._direct = 0  # elements computed directly so far (TABLE_MIN_ELEMENTS)
         self._simd = self.simd_params()  # int8 ADD/SUB on AVX-512: computed in vector registers instead
+        # and with AVX512-VBMI, each input's rescaling looked up in a 256-entry table (binary_simd.add_sub_s8_lut)
+        self._simd_tables = simd_tables(self._simd) if self._simd is not None and vbmi_available() else None
 
     def _prepare_int32(self, a, b, out):
         """The unquantized int32 path (TFLM's ``kTfLiteInt32`` cases): values combined as C ``int32_t``;
@@ -353,6 +364,10 @@ class _BinaryOp(PreparedOp):
         out_shape = (n,) + tuple(self._out.shape[1:])
         out = np.empty(out_shape, dtype=self.dtype)
         if self.dtype == np.int8 and x1.shape == x2.shape == out_shape:
+            if self._simd_tables is not None:  # ADD/SUB with the inputs' rescaling looked up (bit-identical)
+                add_sub_s8_lut(x1.reshape(-1), x2.reshape(-1), self._simd, self._simd_tables, type(self).simd_sub,
+                               out.reshape(-1))
+                return out
             if self._simd is not None:  # ADD/SUB in vector registers (bit-identical)
                 add_sub_s8_simd(x1.reshape(-1), x2.reshape(-1), self._simd, type(self).simd_sub, out.reshape(-1))
                 return out
