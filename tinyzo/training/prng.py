@@ -362,6 +362,18 @@ def perturbation_fill_s8(kind, state, sigma, out):
 
 
 @njit(cache=True, nogil=True)
+def perturbation_fill_s8_layers(kind, base_seed, step, query, layer_ids, sigma, outs, seeds):
+    """:func:`perturbation_fill_s8` of several layers of one query in one call (one GIL release instead
+    of two calls per layer when queries run on several threads): ``outs[i]`` (int8[n_i]) gets the values
+    seeded by ``mix_seed(base_seed, step, query, layer_ids[i])``, which is written to ``seeds[i]``
+    (int64). ``outs``: a tuple of C-contiguous 1-D int8 arrays, one per entry of ``layer_ids``."""
+    for i in range(len(outs)):
+        seed = mix_seed(base_seed, step, query, layer_ids[i])
+        seeds[i] = seed
+        perturbation_fill_s8(kind, seed, sigma, outs[i])
+
+
+@njit(cache=True, nogil=True)
 def bernoulli_fill(state, threshold, out):
     """Fill ``out`` (1-D, any integer dtype) with 0/1 keep flags from the stream after ``state``.
 

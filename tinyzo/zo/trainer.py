@@ -48,7 +48,7 @@ from tinyzo.training.prng import (
     mask_seed,
     mix_seed,
     perturbation,
-    perturbation_fill_s8,
+    perturbation_fill_s8_layers,
 )
 from tinyzo.training.trainer import Trainer
 from tinyzo.training.update import IntegerSGD
@@ -339,17 +339,19 @@ class ZOTrainer(Trainer):
         """
         c = self.config
         active = self.query_layers(q)
-        dirs = {}
-        for k in self.node_layers:
-            if k not in active:
-                continue
-            # generated straight into int8 (exact: |value| <= 127 for every validated sigma_node and
-            # direction), without an int32 array and a cast per query
-            seed = self._seed(q, 1_000_000 + k)
-            u = np.empty(shapes[k], np.int8) if out is None else out[k]
-            perturbation_fill_s8(self._kind, seed, c.sigma_node, u.reshape(-1))
-            dirs[k] = self._sparse(u, seed, in_place=True)
-        return dirs
+        layers = [k for k in self.node_layers if k in active]
+        if not layers:
+            return {}
+        # generated straight into int8 (exact: |value| <= 127 for every validated sigma_node and
+        # direction), without an int32 array and a cast per query, every layer in one jitted call
+        dirs = {k: np.empty(shapes[k], np.int8) if out is None else out[k] for k in layers}
+        if self.step_count > MASK32:
+            self._seed(q, 0)  # raises: steps are uint32
+        seeds = np.empty(len(layers), np.int64)
+        perturbation_fill_s8_layers(self._kind, self._base_seed, self.step_count, q,
+                                    np.array([1_000_000 + k for k in layers], np.int64), c.sigma_node,
+                                    tuple(dirs[k].reshape(-1) for k in layers), seeds)
+        return {k: self._sparse(dirs[k], int(seed), in_place=True) for k, seed in zip(layers, seeds)}
 
     @property
     def perturbed_start(self) -> int:
