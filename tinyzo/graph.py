@@ -663,6 +663,13 @@ class Model:
             result = outs[0] if len(outs) == 1 else outs
         return (result, merged) if intermediates else result
 
+    def inputs_from(self, start: int) -> list:
+        """The tensors operators ``start:`` read that earlier operators (or the model inputs) produce:
+        what :meth:`forward_from` needs in its ``env`` (sorted tensor indices)."""
+        if not isinstance(start, (int, np.integer)) or not 0 <= start < len(self.operators):
+            raise InputError(f"start must be an operator index in 0..{len(self.operators) - 1}, got {start}")
+        return sorted(self._segment(int(start))[2])
+
     def _segment(self, start: int) -> tuple:
         """``(stateful, produced_later, needed)`` of the operators ``start:`` (:meth:`forward_from`'s checks;
         the graph never changes, so made once per start: every query of a ZO step runs from the same one).

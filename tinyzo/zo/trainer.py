@@ -63,6 +63,10 @@ class ZOConfigError(TinyzoError):
 TARGETS = tuple(t for t in METHOD_TARGETS if t != "mixed")
 #: the largest sigma_node whose integer-Gaussian node perturbations fit int8 (max |v| = 124 at 36, 128 at 37)
 GAUSSIAN_NODE_SIGMA_MAX = 36
+#: node-perturbation queries stacked along the batch into one forward pass (ZOTrainer.queries): 2 here
+#: takes about 5% off the passes' kernels per sample and halves their Python; more lets the activations
+#: outgrow the caches (8 queries stacked were no faster)
+QUERY_GROUP = 2
 #: integer perturbation directions the trainer draws (tinyzo.training.prng.perturbation)
 DIRECTIONS = ("rademacher", "gaussian", "uniform")
 #: how the queries of a step cover the trained layers: all at once, or one layer per query
@@ -402,6 +406,40 @@ class ZOTrainer(Trainer):
             for k, (w, b) in saved.items():
                 self.model.set_params(k, w, b)
 
+    def group_perturbed_losses(self, env, y, stacked_dirs: dict, groups: int, sign: int = 1) -> np.ndarray:
+        """Per-sample losses of ``groups`` node-perturbation queries in one forward pass of
+        ``groups * N`` samples: float32[groups, N], row g the losses with node perturbation
+        ``sign * stacked_dirs[k][g * N:(g + 1) * N]`` (what :meth:`perturbed_losses` gives for that query;
+        the int8 forward pass computes every sample alone, so the bits are the same).
+
+        Node perturbation alone (no weight-perturbed layer) and every query perturbing every node layer
+        (``block="none"``). ``stacked_dirs``: ``{layer: int8[groups * N, ...]}``, the queries' perturbations
+        one after the other along the batch (:meth:`estimate`'s stacked arrays give them without a copy).
+        """
+        n = len(y)
+        add = {self.model.operators[k].outputs[0]: (u if sign > 0 else -u) for k, u in stacked_dirs.items()}
+        start, env2 = self.first, {}
+        if start in stacked_dirs and self._output_is_cached(start):
+            # each query's output of the first node layer: the base pass's plus its perturbation
+            t = self.model.operators[start].outputs[0]
+            base = np.ascontiguousarray(env[t], dtype=np.int8)
+            u = np.ascontiguousarray(add.pop(t))
+            moved = np.empty((groups * n,) + base.shape[1:], np.int8)
+            for g in range(groups):
+                saturating_add_s8(base, u[g * n:(g + 1) * n], moved[g * n:(g + 1) * n])
+            env2[t] = moved
+            start += 1
+        if start < len(self.model.operators):
+            for t in self.model.inputs_from(start):  # the other cached inputs, once per query of the group
+                if t not in env2:
+                    env2[t] = np.concatenate([env[t]] * groups)
+            logits = self.model.forward_from(env2, start, add=add or None, output=self.loss_tensor)
+        else:  # the node-perturbed layer is the model's last operator: its output is the loss tensor
+            logits = env2[self.loss_tensor]
+        with self._count_lock:
+            self.forward_passes += groups
+        return self.losses(logits, np.tile(np.asarray(y), groups)).reshape(groups, n)
+
     def _norm(self, sigma, queries: int | None = None):
         """The estimate's float32 normalization for perturbation size ``sigma`` (a number or a
         per-channel array) over ``queries`` (default: all) queries, divided by the keep probability of a
@@ -429,54 +467,90 @@ class ZOTrainer(Trainer):
         coef_mean = projected_difference(c.estimator, self.mean_loss(plus), other_mean)
         return dirs, ndirs, coef, coef_mean
 
-    def queries(self, env, y, base, base_mean, node_shapes: dict, node_out=None):
+    def query_group(self, env, y, base, base_mean, qs: range, node_shapes: dict, stacked: dict) -> list:
+        """:meth:`query` of the consecutive queries ``qs`` in one forward pass per sign
+        (:meth:`group_perturbed_losses`); ``stacked``: ``{layer: int8[m, N, ...]}``, every query's slot
+        (query q writes ``stacked[k][q]``). Returns the queries' results in order."""
+        c = self.config
+        q0, g = qs[0], len(qs)
+        ndirs = [self.node_directions(q, node_shapes, {k: a[q] for k, a in stacked.items()}) for q in qs]
+        block = {k: a[q0:q0 + g].reshape((g * a.shape[1],) + a.shape[2:]) for k, a in stacked.items()}
+        plus = self.group_perturbed_losses(env, y, block, g, +1)
+        minus = None if c.estimator == "rge" else self.group_perturbed_losses(env, y, block, g, -1)
+        out = []
+        for i, q in enumerate(qs):
+            other = base if minus is None else minus[i]
+            other_mean = base_mean if minus is None else self.mean_loss(other)
+            coef = projected_difference(c.estimator, plus[i], other)
+            coef_mean = projected_difference(c.estimator, self.mean_loss(plus[i]), other_mean)
+            out.append(({}, ndirs[i], coef, coef_mean))
+        return out
+
+    def queries(self, env, y, base, base_mean, node_shapes: dict, node_out=None, stacked=None):
         """Every query's :meth:`query` result, in query order (an iterator).
 
         ``node_out``: None, or a function ``q -> {layer: int8 array}`` giving where query ``q`` writes
-        its node perturbations (:meth:`node_directions`).
+        its node perturbations (:meth:`node_directions`); ``stacked``: None, or the arrays behind it,
+        ``{layer: int8[m, N, ...]}`` with query q's slot ``[q]`` (:meth:`estimate`'s).
 
         Node perturbation alone leaves the model untouched (a query only adds to activations of its
-        own forward pass), so with more than one tinyzo thread (:mod:`tinyzo.runtime`) and several
-        queries the queries run on the calling thread and the pool's threads at once, each forward
-        pass unsplit, each thread taking the next query not yet taken (the calling thread works
-        instead of waiting; a thread slowed by the machine takes fewer). The results are returned in
-        query order, so the estimate is the same bits. Weight perturbation changes the model's weights
-        during a query: its queries run one after the other.
+        own forward pass). With the stacked slots and every query perturbing every node layer, the
+        queries go :data:`QUERY_GROUP` at a time through one forward pass of ``QUERY_GROUP * N`` samples
+        (:meth:`query_group`: half the passes' Python and kernel calls, the same bits). With more than one
+        tinyzo thread (:mod:`tinyzo.runtime`) the queries (or groups) run on the calling thread and the
+        pool's threads at once, each forward pass unsplit, each thread taking the next one not yet taken
+        (the calling thread works instead of waiting; a thread slowed by the machine takes fewer). The
+        results are returned in query order, so the estimate is the same bits. Weight perturbation
+        changes the model's weights during a query: its queries run one after the other.
         """
         c = self.config
         threads = runtime.get_num_threads()
-
-        def run(q):
-            return self.query(env, y, base, base_mean, q, node_shapes, None if node_out is None else node_out(q))
-
-        if self.weight_layers or c.queries < 2 or threads < 2:
+        if self.weight_layers:
             for q in range(c.queries):
-                yield run(q)
+                yield self.query(env, y, base, base_mean, q, node_shapes, None if node_out is None else node_out(q))
+            return
+        if stacked is not None and self._query_layer is None and set(stacked) == set(self.node_layers):
+            tasks = [range(q, min(q + QUERY_GROUP, c.queries)) for q in range(0, c.queries, QUERY_GROUP)]
+
+            def run(qs):
+                return self.query_group(env, y, base, base_mean, qs, node_shapes, stacked)
+        else:
+            tasks = [range(q, q + 1) for q in range(c.queries)]
+
+            def run(qs):
+                q = qs[0]
+                return [self.query(env, y, base, base_mean, q, node_shapes,
+                                   None if node_out is None else node_out(q))]
+
+        if len(tasks) < 2 or threads < 2:
+            for qs in tasks:
+                yield from run(qs)
             return
 
-        results = [None] * c.queries
+        results = [None] * len(tasks)
         taken = itertools.count()
         failed = threading.Event()
 
         def worker():
             with runtime.single_threaded():
                 while not failed.is_set():
-                    q = next(taken)  # atomic under the GIL: every query is taken once
-                    if q >= c.queries:
+                    i = next(taken)  # atomic under the GIL: every task is taken once
+                    if i >= len(tasks):
                         return
                     try:
-                        results[q] = run(q)
+                        results[i] = run(tasks[i])
                     except BaseException:
                         failed.set()
                         raise
 
-        helpers = [runtime.pool().submit(worker) for _ in range(min(threads, c.queries) - 1)]
+        helpers = [runtime.pool().submit(worker) for _ in range(min(threads, len(tasks)) - 1)]
         try:
             worker()
         finally:
             for f in helpers:
                 f.result()  # waits for every helper; re-raises a helper's error
-        yield from results
+        for group in results:
+            yield from group
 
     def accumulate(self, grads: dict, g_nodes: dict, dirs, ndirs, coef, coef_mean, n: int) -> None:
         """Add one query's term ``coef * delta * norm`` to the weight gradients and the node output gradients."""
@@ -586,7 +660,7 @@ class ZOTrainer(Trainer):
             return {k: stacked[k][slot[k][q]] for k in stacked if q in slot[k]}
 
         coefs = []
-        for dirs, _, coef, coef_mean in self.queries(env, y, base, base_mean, node_shapes, node_out):
+        for dirs, _, coef, coef_mean in self.queries(env, y, base, base_mean, node_shapes, node_out, stacked):
             self.accumulate(grads, g_nodes, dirs, {}, coef, coef_mean, n)  # weight perturbations, in query order
             coefs.append(np.ascontiguousarray(coef, dtype=np.float32))
 
