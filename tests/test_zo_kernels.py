@@ -5,7 +5,7 @@ import pytest
 
 from tinyzo.graph import _saturating_add_int8
 from tinyzo.kernels.elementwise import saturating_add_s8
-from tinyzo.kernels.zo import accumulate_node_grad
+from tinyzo.kernels.zo import accumulate_acc_grads, accumulate_node_grad, masked_scale
 
 
 @pytest.mark.parametrize("dtype, lim", [(np.int8, 127), (np.int16, 300), (np.int32, 2**31 - 1), (np.int64, 2**40)])
@@ -51,3 +51,25 @@ def test_masked_scale_equals_numpy_expression_including_signed_zeros():
     out = np.empty_like(g)
     masked_scale(g, y, lo, hi, scale, out)
     np.testing.assert_array_equal(out.view(np.uint32), want.view(np.uint32))   # bits: -0.0 stays -0.0
+
+
+@pytest.mark.parametrize("shape", [(5, 3, 4, 8), (7, 1, 1, 10), (3, 40, 40, 3)])
+def test_fused_acc_grads_equal_the_query_loop_then_the_mask(shape):
+    """accumulate_acc_grads (the ZO step's one pass) gives the bits of the per-query accumulation into a
+    zeroed gradient followed by masked_scale, for rows longer and shorter than its block."""
+    rng = np.random.default_rng(2)
+    m, n, ch = 3, shape[0], shape[-1]
+    u = rng.integers(-2, 3, (m,) + shape).astype(np.int8)
+    coef = (rng.standard_normal((m, n)) * np.exp(rng.uniform(-8, 2, (m, n)))).astype(np.float32)
+    scale = np.float32(0.37)
+    y = rng.integers(-128, 128, shape).astype(np.int8)
+    y.flat[:6] = [-128, 127, -5, 6, -128, 0]
+    cscale = rng.uniform(0.01, 3, ch).astype(np.float32)
+    g = np.zeros(shape, np.float32)
+    for q in range(m):
+        accumulate_node_grad(g, coef[q], scale, u[q])
+    want = np.empty(shape, np.float32)
+    masked_scale(g, y, -128, 6, cscale, want)
+    got = np.empty(shape, np.float32)
+    accumulate_acc_grads(coef, scale, u, y, -128, 6, cscale, got)
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))

@@ -7,7 +7,7 @@ to the numpy expression they replace (element-wise float32 products and sums, no
 import numpy as np
 from numba import njit
 
-__all__ = ["accumulate_node_grad", "accumulate_node_grads", "masked_scale"]
+__all__ = ["accumulate_acc_grads", "accumulate_node_grad", "masked_scale"]
 
 
 @njit(cache=True, nogil=True)
@@ -37,39 +37,51 @@ NODE_BLOCK = 512
 
 
 @njit(cache=True, nogil=True)
-def accumulate_node_grads(g, coef, scale, u):
-    """Every query's :func:`accumulate_node_grad` in one pass: for q = 0, 1, ..., m-1 in turn,
-    ``g[n, ...] += (coef[q, n] * scale) * float32(u[q, n, ...])`` in float32.
-
-    The same float32 operations in the same order per element as m calls of
-    :func:`accumulate_node_grad` (a product rounded, then added; no FMA), so the same bits, while
-    ``g`` is read and written once instead of m times.
+def accumulate_acc_grads(coef, scale, u, y, lo, hi, cscale, out):
+    """Every query's :func:`accumulate_node_grad` into a zeroed gradient, then :func:`masked_scale`, in one
+    pass: ``out = (g * [lo < y < hi]) * cscale[c]`` with ``g = sum_q (coef[q, n] * scale) * float32(u[q, n, ...])``
+    summed from +0.0 in query order (c: the last axis). The same float32 operations in the same order
+    as m calls of the one and a call of the other (a product rounded, then added; no FMA), so the same
+    bits, while each perturbation is read once and the node gradient never goes to memory.
 
     Args:
-        g: float32[N, ...] node-output gradient accumulator (C-contiguous, updated in place).
-        coef: float32[m, N], each query's per-sample projected loss differences.
-        scale: float32 scalar, the estimator's normalization divided by N.
-        u: int8[m, N, ...], the queries' node perturbations (C-contiguous).
+        coef: float32[m, N]; scale: float32 scalar; u: int8[m, N, ..., C]; y: int8[N, ..., C] the layer's
+        output; lo, hi: its clamp bounds; cscale: float32[C]; out: float32[N, ..., C] (written).
+        All C-contiguous.
     """
     m = u.shape[0]
-    n = g.shape[0]
-    per = g.size // n
-    gf = g.reshape(-1)
+    n = out.shape[0]
+    per = out.size // n
+    ch = cscale.shape[0]
+    rows = per // ch  # positions of a sample, ch channels each
+    block = max(1, NODE_BLOCK // ch)  # positions summed at a time
+    of = out.reshape(-1)
     uf = u.reshape(-1)
+    yf = y.reshape(-1)
     c = np.empty(m, np.float32)
+    acc = np.empty(block * ch, np.float32)
     total = np.uint64(n * per)
+    chu = np.uint64(ch)
     for i in range(n):
         for q in range(m):
             c[q] = coef[q, i] * scale
-        g0 = np.uint64(i * per)
-        for j0 in range(0, per, NODE_BLOCK):
-            width = np.uint64(min(per - j0, NODE_BLOCK))
-            a = g0 + np.uint64(j0)
+        for r0 in range(0, rows, block):
+            nr = min(rows - r0, block)
+            width = np.uint64(nr * ch)
+            a = np.uint64(i * per + r0 * ch)
+            for j in range(width):
+                acc[j] = np.float32(0.0)
             for q in range(m):
                 cq = c[q]
                 b = np.uint64(q) * total + a
-                for j in range(width):  # flat arrays and unsigned offsets: the loop vectorizes
-                    gf[a + j] += cq * np.float32(uf[b + j])
+                for j in range(width):
+                    acc[j] += cq * np.float32(uf[b + j])
+            for r in range(nr):
+                e0 = np.uint64(r) * chu
+                for k in range(chu):
+                    v = yf[a + e0 + k]
+                    keep = np.float32(1.0) if (v > lo and v < hi) else np.float32(0.0)
+                    of[a + e0 + k] = (acc[e0 + k] * keep) * cscale[k]
 
 
 @njit(cache=True, nogil=True)

@@ -36,6 +36,18 @@ def _weight_scales(model, op_index: int) -> np.ndarray:
     return np.full(n_out, s[0]) if s.size == 1 else s
 
 
+def acc_grad_scale(model, op_index: int) -> tuple:
+    """``(scale float32[C], act_min, act_max)`` of operator ``op_index``'s chain rule through its output:
+    ``dL/dacc[c] = dL/dy[c] * scale[c] * [act_min < y[c] < act_max]`` with ``scale = s_x s_w[c] / s_y``
+    (:func:`output_grad_to_acc_grad`; fixed for a layer, so a trainer may compute it once)."""
+    prep = model.prepared[op_index]
+    op = model.operators[op_index]
+    s_x = float(model.tensors[op.inputs[0]].quant.scale[0])
+    s_y = float(model.tensors[op.outputs[0]].quant.scale[0])
+    scale = (s_x * _weight_scales(model, op_index) / s_y).astype(np.float32)
+    return scale, int(prep.act_min), int(prep.act_max)
+
+
 def output_grad_to_acc_grad(model, op_index: int, y, g_y) -> np.ndarray:
     """``dL/dacc`` (float32, y's shape) from ``dL/dy`` for operator ``op_index``'s int8 output ``y``.
 
@@ -44,21 +56,17 @@ def output_grad_to_acc_grad(model, op_index: int, y, g_y) -> np.ndarray:
     per output channel (last axis) and the clamp mask of the fused activation (gradient only where
     ``act_min < y < act_max``).
     """
-    prep = model.prepared[op_index]
-    op = model.operators[op_index]
-    s_x = float(model.tensors[op.inputs[0]].quant.scale[0])
-    s_y = float(model.tensors[op.outputs[0]].quant.scale[0])
     y = np.asarray(y)
     g_y = np.asarray(g_y, dtype=np.float32)
     if y.shape != g_y.shape:
         raise InputError(f"output gradient shape {g_y.shape} differs from the output's {y.shape}")
-    scale = (s_x * _weight_scales(model, op_index) / s_y).astype(np.float32)
+    scale, lo, hi = acc_grad_scale(model, op_index)
     if y.ndim < 1 or y.shape[-1] != scale.size:
         raise InputError(f"output {y.shape} of operator {op_index} must end in its {scale.size} output channels")
 
     # (g_y * [act_min < y < act_max]) * scale[c] in float32, one fused loop
     out = np.empty(g_y.shape, np.float32)
-    masked_scale(np.ascontiguousarray(g_y), np.ascontiguousarray(y), int(prep.act_min), int(prep.act_max), scale, out)
+    masked_scale(np.ascontiguousarray(g_y), np.ascontiguousarray(y), lo, hi, scale, out)
     return out
 
 
@@ -78,9 +86,14 @@ def local_backward(model, op_index: int, x, y, g_y):
     """
     if op_index not in model.trainable_ops():
         raise InputError(f"operator {op_index} ({model.operators[op_index].opcode}) has no trainable weights")
+    return local_backward_from_acc(model, op_index, x, output_grad_to_acc_grad(model, op_index, y, g_y))
+
+
+def local_backward_from_acc(model, op_index: int, x, d_acc):
+    """:func:`local_backward` from ``d_acc`` = ``dL/dacc`` (float32, the output's shape, as
+    :func:`output_grad_to_acc_grad` makes it): ``(g_w, g_b)`` float32 of the weights' and bias's shapes."""
     op = model.operators[op_index]
     prep = model.prepared[op_index]
-    d_acc = output_grad_to_acc_grad(model, op_index, y, g_y)
     zp_x = int(model.tensors[op.inputs[0]].quant.zero_point[0])
     w_shape = model.tensors[op.inputs[1]].shape
     x = np.ascontiguousarray(x, dtype=np.int8)

@@ -34,8 +34,8 @@ from tinyzo import runtime
 from tinyzo.errors import TinyzoError
 from tinyzo.graph import Model
 from tinyzo.kernels.elementwise import saturating_add_s8
-from tinyzo.kernels.zo import accumulate_node_grad, accumulate_node_grads
-from tinyzo.training.local_backward import local_backward
+from tinyzo.kernels.zo import accumulate_acc_grads, accumulate_node_grad
+from tinyzo.training.local_backward import acc_grad_scale, local_backward_from_acc, output_grad_to_acc_grad
 from tinyzo.training.methods import ESTIMATORS, Method
 from tinyzo.training.methods import TARGETS as METHOD_TARGETS
 from tinyzo.training.prng import (
@@ -258,6 +258,8 @@ class ZOTrainer(Trainer):
             else:
                 self._layer_norms[k] = {"w": self._norm(config.sigma, m), "node": self._norm(config.sigma_node, m)}
         self._step_params = None
+        # each node layer's requantization scale and clamp (its local backward's chain rule), made once
+        self._acc_scales = {k: acc_grad_scale(model, k) for k in self.node_layers}
         # the seeds' fixed arguments checked once (derive_seed raises for one out of range)
         derive_seed(config.seed, 0, max(0, config.queries - 1), 1_000_000 + max(self.layers))
         self._base_seed = int(config.seed)
@@ -664,13 +666,18 @@ class ZOTrainer(Trainer):
             self.accumulate(grads, g_nodes, dirs, {}, coef, coef_mean, n)  # weight perturbations, in query order
             coefs.append(np.ascontiguousarray(coef, dtype=np.float32))
 
-        def node_grad(k):  # g_nodes[k] += (coef_q[n] * scale) * u_q[n] for q in order, float32
-            if k in stacked:
-                scale = np.float32(self._layer_norms[k]["node"] / n)
-                accumulate_node_grads(g_nodes[k], np.stack([coefs[q] for q in node_queries[k]]), scale, stacked[k])
-            return g_nodes[k]
+        def acc_grad(k):  # dL/dacc of layer k: the queries' sum (coef_q[n] * scale) * u_q[n] in query order
+            y_k = env[self.model.operators[k].outputs[0]]  # through the layer's clamp and requantization scale
+            if k not in stacked:
+                return output_grad_to_acc_grad(self.model, k, y_k, g_nodes[k])
+            cscale, lo, hi = self._acc_scales[k]
+            out = np.empty(node_shapes[k], np.float32)
+            accumulate_acc_grads(np.stack([coefs[q] for q in node_queries[k]]),
+                                 np.float32(self._layer_norms[k]["node"] / n), stacked[k],
+                                 np.ascontiguousarray(y_k), lo, hi, cscale, out)
+            return out
 
-        for k, (g_w, g_b) in self._node_layer_grads(env, node_grad):
+        for k, (g_w, g_b) in self._node_layer_grads(env, acc_grad):
             layer = {f"{k}/w": g_w}
             if c.train_bias:
                 layer[f"{k}/b"] = g_b
@@ -683,13 +690,16 @@ class ZOTrainer(Trainer):
         """``[(g_w, g_b)]`` of every node layer (:func:`tinyzo.training.local_backward.local_backward` of its
         input, output and accumulated output gradient ``g_nodes[k]``), in :attr:`node_layers` order
         (with more than one tinyzo thread, on the thread pool: :meth:`_node_layer_grads`)."""
-        done = dict(self._node_layer_grads(env, g_nodes.__getitem__))
+        def acc_grad(k):
+            return output_grad_to_acc_grad(self.model, k, env[self.model.operators[k].outputs[0]], g_nodes[k])
+
+        done = dict(self._node_layer_grads(env, acc_grad))
         return [done[k] for k in self.node_layers]
 
-    def _node_layer_grads(self, env, output_grad):
+    def _node_layer_grads(self, env, acc_grad):
         """``(k, (g_w, g_b))`` of every node layer ``k``, in the order they are finished (an iterator):
-        :func:`tinyzo.training.local_backward.local_backward` of its input, output and output gradient
-        ``output_grad(k)`` (which may compute it).
+        :func:`tinyzo.training.local_backward.local_backward_from_acc` of its input and its accumulator
+        gradient ``acc_grad(k)`` (which computes it).
 
         The layers are independent: with more than one tinyzo thread they run on the thread pool, the
         costliest first (the layer's multiply-adds), each in one thread, so the same bits come out,
@@ -699,9 +709,8 @@ class ZOTrainer(Trainer):
         measured here); the earlier kernels were slower on 2 threads than on one.
         """
         def one(k):
-            op = self.model.operators[k]
             with runtime.single_threaded():
-                return local_backward(self.model, k, env[op.inputs[0]], env[op.outputs[0]], output_grad(k))
+                return local_backward_from_acc(self.model, k, env[self.model.operators[k].inputs[0]], acc_grad(k))
 
         layers = list(self.node_layers)
         if runtime.get_num_threads() < 2 or len(layers) < 2:
