@@ -459,3 +459,31 @@ def test_zo_node_step_replays_zotrainer_step(digits, layers, estimator):
                                out_zero_point=qo[1], seed=7, step=0, lr=0.05, queries=2, estimator=estimator,
                                sigma_node=1)
     _check_against_trainer(model, xq, y, cfg, new, rec)
+
+
+@pytest.mark.parametrize("m, o, k", [(37, 5, 13), (130, 9, 96), (200, 3, 900)])
+def test_sparse_and_dense_row_kernels_give_the_same_bits(m, o, k):
+    """rows_weight_grad_sparse_range (zero terms skipped one by one) and rows_weight_grad_range (groups of
+    eight) equal each other and the spec's double sums, for zero patterns from none to whole channels and
+    chunks, row counts that leave partial groups and chunks, and rows too long for a chunk of eight."""
+    rng = np.random.default_rng(m + o + k)
+    for zeros in (0.0, 0.5, 0.97):
+        dacc = (rng.standard_normal((m, o)) * np.exp(rng.uniform(-20, 5, (m, o)))).astype(np.float32)
+        dacc[rng.random((m, o)) < zeros] = 0.0
+        dacc[:, 0] = 0.0  # a channel with no gradient at all
+        dacc[: min(m, 17), -1] = 0.0  # a channel whose first rows are zero
+        cols = rng.integers(-255, 256, (m, k)).astype(np.float32)
+        got = {}
+        for sparse in (False, True):
+            gw, gb = np.zeros((o, k)), np.zeros(o)
+            local_grad.rows_weight_grad(dacc, cols, gw, gb, sparse)
+            got[sparse] = (gw, gb)
+        np.testing.assert_array_equal(got[True][0], got[False][0])
+        np.testing.assert_array_equal(got[True][1], got[False][1])
+        assert local_grad.prefer_sparse(dacc) == (zeros > 0.4)
+    x = cols.astype(np.int64).reshape(m, 1, 1, k)  # the last pattern against the spec's sums (zp 0)
+    gw, gb = st.local_weight_grad(dacc.reshape(m, -1).tolist(), x.reshape(m, -1).tolist(), 0, in_shape=(1, 1, k),
+                                  out_shape=(1, 1, o), kernel=(1, 1), stride=(1, 1), dilation=(1, 1), padding=(0, 0),
+                                  depth_multiplier=0)
+    assert_f32_equal(gw, got[True][0].astype(np.float32).reshape(-1))
+    assert_f32_equal(gb, got[True][1].astype(np.float32))

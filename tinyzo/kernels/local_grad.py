@@ -22,7 +22,8 @@ from numba import njit
 
 from tinyzo.kernels.float_conv import patch_copy
 
-__all__ = ["depthwise_weight_grad", "im2col_f32", "rows_weight_grad", "rows_weight_grad_range"]
+__all__ = ["depthwise_weight_grad", "im2col_f32", "prefer_sparse", "rows_weight_grad", "rows_weight_grad_range",
+           "rows_weight_grad_sparse_range"]
 
 
 @njit(cache=True, nogil=True)
@@ -39,14 +40,32 @@ def im2col_f32(x, zp, kw_, sh, sw, dh, dw_, ph, pw, oh, ow, cols):
     patch_copy(xf, cols.reshape((cols.shape[0], kh, kw_, c)), sh, sw, dh, dw_, ph, pw, oh, ow, False)
 
 
-def rows_weight_grad(dacc, cols, gw, gb):
+def rows_weight_grad(dacc, cols, gw, gb, sparse=None):
     """``gw[o, :] += dacc[m, o] * cols[m, :]`` and ``gb[o] += dacc[m, o]`` for m = 0, 1, ... in order.
 
     ``dacc``: float32[M, O] (the output gradient, one row per output position); ``cols``: float32[M, K]
     holding the integers ``x - zp`` (exact); ``gw``: float64[O, K] and ``gb``: float64[O], zeroed by the
-    caller (all C-contiguous).
+    caller (all C-contiguous). ``sparse``: run :func:`rows_weight_grad_sparse_range` (True) or
+    :func:`rows_weight_grad_range` (False); None chooses by the share of zeros in ``dacc``
+    (:func:`prefer_sparse`). Both give the same bits.
     """
-    rows_weight_grad_range(dacc, cols, gw, gb, 0, dacc.shape[1])
+    if sparse is None:
+        sparse = prefer_sparse(dacc)
+    kernel = rows_weight_grad_sparse_range if sparse else rows_weight_grad_range
+    kernel(dacc, cols, gw, gb, 0, dacc.shape[1])
+
+
+#: the share of nonzero ``dacc`` below which :func:`rows_weight_grad` skips the zero terms one by one
+#: (measured here on random zeros: at half zeros the sparse kernel takes 0.75-0.8 of the dense one's
+#: time, at 30% zeros 1.2 times it, with none 1.5 times it; on a ReLU layer of the digits model, half
+#: zeros, 0.8 of it)
+SPARSE_BELOW = 0.6
+
+
+def prefer_sparse(dacc) -> bool:
+    """Whether :func:`rows_weight_grad_sparse_range` is the faster kernel for ``dacc`` (float32[M, O]):
+    fewer than :data:`SPARSE_BELOW` of its values nonzero (a ReLU layer's gradient is about half zeros)."""
+    return np.count_nonzero(dacc) < SPARSE_BELOW * dacc.size
 
 
 #: rows of ``cols`` per pass of :func:`rows_weight_grad_range` over the weight gradient
@@ -108,6 +127,68 @@ def rows_weight_grad_range(dacc, cols, gw, gb, o_lo, o_hi):
             g0 = np.uint64(o) * ku
             for k in range(ku):
                 gwf[g0 + k] += d * xs[k]
+
+
+#: bytes of the double-precision copy of a chunk of ``cols`` rows in :func:`rows_weight_grad_sparse_range`
+CHUNK_BYTES = 24 << 10
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"})
+def rows_weight_grad_sparse_range(dacc, cols, gw, gb, o_lo, o_hi):
+    """:func:`rows_weight_grad_range` skipping each zero term (the same bits; faster when many are zero).
+
+    The rows go in chunks whose values are converted to double once for every output channel (about
+    :data:`CHUNK_BYTES`, 8 to 64 rows); each channel lists its rows of the chunk with a nonzero
+    ``dacc`` (written without a branch per row) and adds them in increasing row order, eight at a time
+    as :func:`rows_weight_grad_range` does: the same sequence of additions minus the zero terms, which
+    change nothing.
+    """
+    m_total, o_total = dacc.shape
+    k_len = cols.shape[1]
+    ku = np.uint64(k_len)
+    ot = np.uint64(o_total)
+    rows = CHUNK_BYTES // (8 * max(1, k_len))
+    rows = min(64, max(ROW_GROUP, rows - rows % ROW_GROUP))
+    xs = np.empty(rows * k_len, np.float64)
+    rix = np.empty(rows, np.uint64)
+    dv = np.empty(rows, np.float64)
+    gwf = gw.reshape(-1)
+    df = dacc.reshape(-1)
+    cf = cols.reshape(-1)
+    for m0 in range(0, m_total, rows):
+        m1 = min(m_total, m0 + rows)
+        c0 = np.uint64(m0) * ku
+        for j in range(np.uint64(m1 - m0) * ku):
+            xs[j] = np.float64(cf[c0 + j])
+        for o in range(o_lo, o_hi):
+            nz = 0
+            for m in range(m0, m1):
+                d = np.float64(df[np.uint64(m) * ot + np.uint64(o)])
+                rix[nz] = np.uint64(m - m0) * ku  # written always, kept when d != 0
+                dv[nz] = d
+                nz += d != 0.0
+            if nz == 0:
+                continue
+            g0 = np.uint64(o) * ku
+            b = gb[o]
+            for i in range(nz):
+                b += dv[i]
+            gb[o] = b
+            full = nz - nz % ROW_GROUP
+            for t in range(0, full, ROW_GROUP):
+                d0, d1, d2, d3 = dv[t], dv[t + 1], dv[t + 2], dv[t + 3]
+                d4, d5, d6, d7 = dv[t + 4], dv[t + 5], dv[t + 6], dv[t + 7]
+                r0, r1, r2, r3 = rix[t], rix[t + 1], rix[t + 2], rix[t + 3]
+                r4, r5, r6, r7 = rix[t + 4], rix[t + 5], rix[t + 6], rix[t + 7]
+                for k in range(ku):
+                    gwf[g0 + k] = (((((((gwf[g0 + k] + d0 * xs[r0 + k]) + d1 * xs[r1 + k]) + d2 * xs[r2 + k])
+                                      + d3 * xs[r3 + k]) + d4 * xs[r4 + k]) + d5 * xs[r5 + k])
+                                   + d6 * xs[r6 + k]) + d7 * xs[r7 + k]
+            for t in range(full, nz):
+                d = dv[t]
+                r = rix[t]
+                for k in range(ku):
+                    gwf[g0 + k] += d * xs[r + k]
 
 
 @njit(cache=True, nogil=True)
