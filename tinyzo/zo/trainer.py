@@ -64,8 +64,8 @@ TARGETS = tuple(t for t in METHOD_TARGETS if t != "mixed")
 #: the largest sigma_node whose integer-Gaussian node perturbations fit int8 (max |v| = 124 at 36, 128 at 37)
 GAUSSIAN_NODE_SIGMA_MAX = 36
 #: node-perturbation queries stacked along the batch into one forward pass (ZOTrainer.queries): 2 here
-#: takes about 5% off the passes' kernels per sample and halves their Python; more lets the activations
-#: outgrow the caches (8 queries stacked were no faster)
+#: takes about 5% off the passes' kernels per sample and halves their Python; 4 was no faster on MCUNet
+#: and MobileNetV2 (the activations outgrow the caches), 8 no faster on the digits model
 QUERY_GROUP = 2
 #: integer perturbation directions the trainer draws (tinyzo.training.prng.perturbation)
 DIRECTIONS = ("rademacher", "gaussian", "uniform")
