@@ -429,17 +429,19 @@ def test_fused_relu6_bound_overflowing_int32_is_refused_like_tflm():
         tflm_outputs(write_tflite_parts(tensors, [op], (0, 1), (2,)), [np.zeros((1, 4), np.int8)] * 2)
 
 
+@pytest.mark.parametrize("kind", ["simd", "lut"])
 @pytest.mark.parametrize("rounding", ROUNDINGS)
-def test_lut_add_sub_equal_the_kernel_on_every_input_pair(rounding):
-    """The 64-lane table-lookup ADD/SUB (binary_simd.add_sub_s8_lut, vpermi2b) equals the scalar kernels on
-    all 65,536 input pairs, for random scales, zero points and clamps; lengths that leave a tail for the
-    16-lane kernel and its buffer."""
-    from tinyzo.kernels.binary_simd import add_sub_s8_lut, simd_params, simd_tables, vbmi_available
+def test_vector_add_sub_equal_the_kernel_on_every_input_pair(kind, rounding):
+    """The 16-lane ADD/SUB (binary_simd.add_sub_s8_simd) and the 64-lane table-lookup one
+    (add_sub_s8_lut, vpermi2b) equal the scalar kernels on all 65,536 input pairs, for random scales, zero
+    points and clamps; lengths that leave partial last blocks (the lookup's tail goes to the 16-lane
+    kernel and its buffer)."""
+    from tinyzo.kernels.binary_simd import add_sub_s8_lut, add_sub_s8_simd, simd_params, simd_tables, vbmi_available
     from tinyzo.ops.binary import MAX_BROADCAST_RANK
 
-    if not vbmi_available():
-        pytest.skip("this CPU has no AVX-512 VBMI (the kernel is not offered)")
-    rng = np.random.default_rng(12)
+    if not (vbmi_available() if kind == "lut" else vnni_available()):
+        pytest.skip(f"this CPU lacks the AVX-512 extension the {kind} kernel needs (it is not offered)")
+    rng = np.random.default_rng(11)
     x1, x2 = K.binary_pairs_s8()
     tried = 0
     while tried < 12:
@@ -452,7 +454,7 @@ def test_lut_add_sub_equal_the_kernel_on_every_input_pair(rounding):
         lo, hi = [(-128, 127), (max(-128, zo), 127), (max(-128, zo), min(127, zo + 40))][tried % 3]
         p = K.make_binary_params(**fields, act_min=lo, act_max=hi, rounding=rounding_code(rounding))
         prm = simd_params(p)
-        tables = simd_tables(prm)
+        tables = simd_tables(prm) if kind == "lut" else None
         cut = x1.size - [0, 7, 64 + 23][tried % 3]
         a, b = x1[:cut], x2[:cut]
         ext = (1,) * (MAX_BROADCAST_RANK - 1) + (a.size,)
@@ -461,40 +463,9 @@ def test_lut_add_sub_equal_the_kernel_on_every_input_pair(rounding):
             want = np.empty(a.size, np.int8)
             kernel(a, st, b, st, p, want.reshape(ext))
             got = np.empty(a.size, np.int8)
-            add_sub_s8_lut(a, b, prm, tables, sub, got)
-            np.testing.assert_array_equal(got, want)
-        tried += 1
-
-
-@pytest.mark.parametrize("rounding", ROUNDINGS)
-def test_simd_add_sub_equal_the_kernel_on_every_input_pair(rounding):
-    """The 16-lane ADD/SUB (tinyzo.kernels.binary_simd) equals the scalar kernels on all 65,536 input pairs,
-    for random scales, zero points and clamps (a length that leaves a partial last block)."""
-    if not vnni_available():
-        pytest.skip("this CPU has no AVX-512 VNNI (the kernel is not offered)")
-    from tinyzo.kernels.binary_simd import add_sub_s8_simd, simd_params
-    from tinyzo.ops.binary import MAX_BROADCAST_RANK
-
-    rng = np.random.default_rng(11)
-    x1, x2 = K.binary_pairs_s8()
-    x1, x2 = x1[:-7], x2[:-7]
-    ext = (1,) * (MAX_BROADCAST_RANK - 1) + (x1.size,)
-    st = broadcast_strides(ext, ext)
-    tried = 0
-    while tried < 12:
-        s1, s2, so = rng.uniform(0.001, 0.5), rng.uniform(0.001, 0.5), rng.uniform(0.002, 1.0)
-        z1, z2, zo = (int(v) for v in rng.integers(-128, 128, 3))
-        try:
-            fields = add_params(s1, z1, s2, z2, so, zo, rounding)
-        except ArithmeticContractError:
-            continue
-        lo, hi = [(-128, 127), (max(-128, zo), 127), (max(-128, zo), min(127, zo + 40))][tried % 3]
-        p = K.make_binary_params(**fields, act_min=lo, act_max=hi, rounding=rounding_code(rounding))
-        prm = simd_params(p)
-        for sub, kernel in ((0, K.add_s8), (1, K.sub_s8)):
-            want = np.empty(x1.size, np.int8)
-            kernel(x1, st, x2, st, p, want.reshape(ext))
-            got = np.empty(x1.size, np.int8)
-            add_sub_s8_simd(x1, x2, prm, sub, got)
+            if kind == "lut":
+                add_sub_s8_lut(a, b, prm, tables, sub, got)
+            else:
+                add_sub_s8_simd(a, b, prm, sub, got)
             np.testing.assert_array_equal(got, want)
         tried += 1
