@@ -651,11 +651,11 @@ class ZOTrainer(Trainer):
         n = len(y)
         node_shapes = {k: env[self.model.operators[k].outputs[0]].shape for k in self.node_layers}
         grads = {}
-        g_nodes = {k: np.zeros(s, np.float32) for k, s in node_shapes.items()}
         # every query's node perturbations of a layer in one int8[m_k, N, ...] array (m_k: the queries that
-        # perturb it), summed into the layer's output gradient in one pass after the queries
+        # perturb it), summed into the layer's accumulator gradient in one pass after the queries
         node_queries = {k: [q for q in range(c.queries) if k in self.query_layers(q)] for k in self.node_layers}
-        stacked = {k: np.empty((len(qs),) + tuple(node_shapes[k]), np.int8) for k, qs in node_queries.items() if qs}
+        # (every node layer has a query: all perturb it, or block="layer" gives each layer one at least)
+        stacked = {k: np.empty((len(qs),) + tuple(node_shapes[k]), np.int8) for k, qs in node_queries.items()}
         slot = {k: {q: i for i, q in enumerate(qs)} for k, qs in node_queries.items()}
 
         def node_out(q):
@@ -663,13 +663,11 @@ class ZOTrainer(Trainer):
 
         coefs = []
         for dirs, _, coef, coef_mean in self.queries(env, y, base, base_mean, node_shapes, node_out, stacked):
-            self.accumulate(grads, g_nodes, dirs, {}, coef, coef_mean, n)  # weight perturbations, in query order
+            self.accumulate(grads, {}, dirs, {}, coef, coef_mean, n)  # weight perturbations, in query order
             coefs.append(np.ascontiguousarray(coef, dtype=np.float32))
 
         def acc_grad(k):  # dL/dacc of layer k: the queries' sum (coef_q[n] * scale) * u_q[n] in query order
             y_k = env[self.model.operators[k].outputs[0]]  # through the layer's clamp and requantization scale
-            if k not in stacked:
-                return output_grad_to_acc_grad(self.model, k, y_k, g_nodes[k])
             cscale, lo, hi = self._acc_scales[k]
             out = np.empty(node_shapes[k], np.float32)
             accumulate_acc_grads(np.stack([coefs[q] for q in node_queries[k]]),
