@@ -86,3 +86,19 @@ def test_single_rounding_survives_npz(tmp_path):
 def test_unknown_rounding_is_refused():
     with pytest.raises((ValueError, tinyzo.TinyzoError)):
         tinyzo.load(model_path("hello_world_int8"), rounding="nearest")
+
+
+def test_inputs_from_names_what_forward_from_needs(person):
+    """Model.inputs_from(start): the tensors forward_from(env, start) reads from earlier operators; an env
+    of just those runs, one fewer is refused, a bad start is an InputError."""
+    x = np.zeros((2,) + tuple(person.tensors[person.inputs[0]].shape[1:]), np.int8)
+    y, env = person(x, intermediates=True)
+    for start in (0, 3, len(person.operators) - 1):
+        need = person.inputs_from(start)
+        assert need and all(isinstance(t, int) for t in need)
+        np.testing.assert_array_equal(person.forward_from({t: env[t] for t in need}, start), y)
+        with pytest.raises(InputError, match="lacks tensors"):
+            person.forward_from({t: env[t] for t in need[1:]}, start)
+    for bad in (-1, len(person.operators), "3"):
+        with pytest.raises(InputError, match="start must be"):
+            person.inputs_from(bad)

@@ -323,3 +323,33 @@ def test_bad_arguments():
     for fn, msg in cases:
         with pytest.raises(OptimizerError, match=msg):
             fn()
+
+
+def test_update_params_per_layer_then_end_step_is_one_step():
+    """A trainer may update each layer as its gradient comes (update_params per part, then end_step): the
+    new parameters, the shadow residuals, the momentum buffers and the schedule are those of one step()."""
+    rng = np.random.default_rng(5)
+    params = {f"{k}/w": rng.integers(-127, 128, (3, 4), dtype=np.int8) for k in (1, 2)}
+    params.update({f"{k}/b": rng.integers(-1000, 1000, 3, dtype=np.int32) for k in (1, 2)})
+    scales = {name: (np.array([0.02, 0.05, 0.1], np.float32), 0) if name.endswith("/w") else np.float32(0.001)
+              for name in params}
+    kwargs = {"lr": 0.3, "momentum": 0.9, "mode": "shadow", "rounding": "stochastic", "seed": 9,
+              "schedule": "cosine", "total_steps": 5}
+    whole, parts = IntegerSGD(**kwargs), IntegerSGD(**kwargs)
+    p_whole, p_parts = dict(params), dict(params)
+    for _ in range(3):
+        grads = {name: rng.standard_normal(p.shape).astype(np.float32) for name, p in params.items()}
+        p_whole = whole.step(p_whole, grads, scales)
+        new = {}
+        for layer in ("2", "1"):  # in any order
+            names = [n for n in p_parts if n.split("/")[0] == layer]
+            new.update(parts.update_params({n: p_parts[n] for n in names}, {n: grads[n] for n in names},
+                                           {n: scales[n] for n in names}))
+        parts.end_step()
+        p_parts = new
+        for name in params:
+            np.testing.assert_array_equal(p_parts[name], p_whole[name])
+    state_a, state_b = whole.state_dict(), parts.state_dict()
+    assert state_a.keys() == state_b.keys()
+    for key in state_a:
+        np.testing.assert_array_equal(state_a[key], state_b[key])

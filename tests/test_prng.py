@@ -606,3 +606,18 @@ def test_rademacher_byte_table():
 
     for v in (0, 1, 0x80, 0xA5, 0xFF):
         np.testing.assert_array_equal(RADEMACHER_BYTES[v], [1 if (v >> j) & 1 else -1 for j in range(8)])
+
+
+def test_fill_of_several_layers_is_each_layers_fill():
+    """perturbation_fill_s8_layers (a ZO query's node perturbations in one call) gives each layer the
+    values and the seed of perturbation_fill_s8 with mix_seed(base, step, query, layer id)."""
+    sizes, ids = (33, 1, 200, 64), np.array([1_000_004, 1_000_005, 7, 1_000_011], np.int64)
+    for kind, sigma in ((k.RADEMACHER, 1), (k.RADEMACHER, 3), (k.GAUSSIAN, 5), (k.UNIFORM, 2)):
+        outs = tuple(np.empty(n, np.int8) for n in sizes)
+        seeds = np.empty(len(sizes), np.int64)
+        k.perturbation_fill_s8_layers(kind, 12345, 17, 3, ids, sigma, outs, seeds)
+        for n, layer, out, seed in zip(sizes, ids, outs, seeds):
+            assert seed == k.derive_seed(12345, 17, 3, int(layer))
+            want = np.empty(n, np.int8)
+            k.perturbation_fill_s8(kind, int(seed), sigma, want)
+            np.testing.assert_array_equal(out, want)
