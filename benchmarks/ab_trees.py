@@ -16,6 +16,10 @@ calls (as a short benchmark sees them) and over the 100 after, and at batch 32 (
 "CONV_2D 3x3", ADD, ...) instead sums, at batch 1 and 32, the best time of every operator of that
 kind timed alone on one thread (bench_models.breakdown, best of 50 runs at batch 1, 7 at batch 32): a
 steadier measure of one kernel than whole-model times on a shared machine.
+
+``python benchmarks/ab_trees.py TREE --zo`` instead times the tree's ZO step in bench_zo.py's main
+setting (node perturbation, RGE, 8 queries, last 6 layers, batch 32 of the digits model): the median
+of 60 steps after 3 warm-up steps, with 1 and with 2 tinyzo threads.
 """
 
 import sys
@@ -33,8 +37,13 @@ def main(argv=None) -> None:
             raise SystemExit("--op needs an operator kind, e.g. DEPTHWISE_CONV_2D")
         op = argv[i + 1]
         del argv[i:i + 2]
+    if len(argv) == 2 and argv[1] == "--zo":
+        root = str(Path(argv[0]).resolve())
+        sys.path[:0] = [root, root + "/benchmarks"]
+        zo_steps(root)
+        return
     if len(argv) != 2:
-        raise SystemExit("usage: python benchmarks/ab_trees.py TREE MODEL[,MODEL...] [--op KIND]")
+        raise SystemExit("usage: python benchmarks/ab_trees.py TREE MODEL[,MODEL...] [--op KIND]  |  TREE --zo")
     root = str(Path(argv[0]).resolve())
     sys.path[:0] = [root, root + "/benchmarks"]
     from bench_models import MODELS, best_time, breakdown, load_model
@@ -62,6 +71,35 @@ def main(argv=None) -> None:
         b32 = best_time(lambda m=model, x=x32: m(x), 8)
         print(f"{name}: batch 1 first 22 calls {first * 1e3:.3f} ms, next 100 {steady * 1e3:.3f} ms; "
               f"batch 32 {b32 * 1e3:.2f} ms", flush=True)
+
+
+def zo_steps(root: str) -> None:
+    """Print the median ZO step of bench_zo.py's main setting in the tree ``root`` (on ``sys.path``), 1 and 2 threads."""
+    import time
+
+    import tinyzo
+    from bench_zo import MODEL, ZO_SETTINGS, load_batches
+    from tinyzo import runtime
+    from tinyzo.zo.trainer import ZOConfig, ZOTrainer
+
+    if not str(Path(tinyzo.__file__).resolve()).startswith(root):
+        raise SystemExit(f"imported {tinyzo.__file__}, not the tree {root}")
+    name, (opts, last) = next(iter(ZO_SETTINGS.items()))
+    out = []
+    for threads in (1, 2):
+        runtime.set_num_threads(threads)
+        model = tinyzo.load(MODEL)
+        batches = load_batches(model, 8)
+        trainer = ZOTrainer(model, ZOConfig(layers=model.trainable_ops()[-last:], seed=0, **opts), total_steps=100)
+        for i in range(3):
+            trainer.step(*batches[i % 8])
+        ts = []
+        for i in range(60):
+            t0 = time.perf_counter()
+            trainer.step(*batches[i % 8])
+            ts.append(time.perf_counter() - t0)
+        out.append(f"{threads} thread{'s' if threads > 1 else ''} {np.median(ts) * 1e3:.2f} ms")
+    print(f"{name}: ZO step " + ", ".join(out), flush=True)
 
 
 if __name__ == "__main__":
