@@ -454,7 +454,7 @@ def test_vector_add_sub_equal_the_kernel_on_every_input_pair(kind, rounding):
         lo, hi = [(-128, 127), (max(-128, zo), 127), (max(-128, zo), min(127, zo + 40))][tried % 3]
         p = K.make_binary_params(**fields, act_min=lo, act_max=hi, rounding=rounding_code(rounding))
         prm = simd_params(p)
-        tables = simd_tables(prm) if kind == "lut" else None
+        tables = simd_tables(p) if kind == "lut" else None
         cut = x1.size - [0, 7, 64 + 23][tried % 3]
         a, b = x1[:cut], x2[:cut]
         ext = (1,) * (MAX_BROADCAST_RANK - 1) + (a.size,)

@@ -80,6 +80,16 @@ def _scaled_input(x, offset, multiplier, shift, p):
     return multiply_by_quantized_multiplier(shifted, multiplier, shift, p.rounding)
 
 
+@njit(cache=True)
+def scaled_inputs_s8(p, out):
+    """ADD/SUB's rescaled inputs for every int8 value: ``out[k, u]`` (int32[2, 256]) is input ``k + 1``'s
+    :func:`_scaled_input` of the int8 whose byte is ``u`` (``u`` for 0..127, ``u - 256`` after)."""
+    for u in range(256):
+        x = u if u < 128 else u - 256
+        out[0, u] = _scaled_input(x, p.input1_offset, p.input1_multiplier, p.input1_shift, p)
+        out[1, u] = _scaled_input(x, p.input2_offset, p.input2_multiplier, p.input2_shift, p)
+
+
 @njit(cache=True, inline="always")
 def add_func(x, y, p):
     """One output of TFLM's int8 ADD (``AddFunc``); see :func:`tinyzo.spec.binary.add_func`."""

@@ -16,7 +16,7 @@ rows of :func:`tinyzo.kernels.requant.requant_params`), computed by
 ``NUMBA_DISABLE_JIT``).
 
 Each input's rescaled value ``s_k`` depends on its int8 value alone, so :func:`add_sub_s8_lut` takes
-it from a 256-entry table instead (:func:`simd_tables`, made once per operator by the same formula):
+it from a 256-entry table instead (:func:`simd_tables`, made once per operator by the scalar kernels):
 64 elements per step, each int32 table split in four byte planes looked up by ``vpermi2b`` (128
 bytes per lookup, the sign bit choosing between two), the planes interleaved into int32 lanes, and
 only the output multiplication left (one of the three): 0.54 -> 0.3 ns per element here.
@@ -29,6 +29,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
+from tinyzo.kernels.binary import scaled_inputs_s8
 from tinyzo.kernels.conv_vnni import compiled_cpu_features, vnni_available
 from tinyzo.kernels.requant import RQU_ROWS, requant_params
 from tinyzo.kernels.vnni_ir import (
@@ -80,21 +81,15 @@ def vbmi_available() -> bool:
     return vnni_available() and "+avx512vbmi" in compiled_cpu_features()
 
 
-def simd_tables(prm: np.ndarray) -> np.ndarray:
-    """int8[2, 4, 256] for :func:`add_sub_s8_lut` from :func:`simd_params`' vector: byte plane ``b`` (0 the
-    lowest) of input k's rescaled value ``s_k`` (module docstring) for every int8 input, indexed by the
-    input's byte (``x & 255``: 0..127 then -128..-1). The values are the kernel's own formula
-    (:func:`tinyzo.kernels.vnni_ir.multiply_shift`) in int64."""
-    x = np.arange(256, dtype=np.int64)
-    x = np.where(x < 128, x, x - 256)
-    out = np.empty((2, 4, 256), np.int8)
-    for k, (off, q) in enumerate(((P_OFF1, P_Q1), (P_OFF2, P_Q2))):
-        a = (x + int(prm[off])) << int(prm[P_LSHIFT])
-        m, t, b = (int(v) for v in prm[q:q + 3])
-        c = b + (1 << (t - 1))
-        s_k = ((a * m + np.where(a < 0, c - 2 * b, c)) >> t).astype(np.int32)
-        out[k] = s_k.view(np.uint8).reshape(256, 4).T.view(np.int8)
-    return out
+def simd_tables(p) -> np.ndarray:
+    """int8[2, 4, 256] for :func:`add_sub_s8_lut` from the ADD/SUB kernel parameters ``p``
+    (:data:`tinyzo.kernels.binary.BinaryParams`): byte plane ``b`` (0 the lowest) of input k's rescaled
+    value ``s_k`` (module docstring) for every int8 input, indexed by the input's byte (``x & 255``:
+    0..127 then -128..-1), computed by the scalar kernels' own rescaling
+    (:func:`tinyzo.kernels.binary.scaled_inputs_s8`)."""
+    s = np.empty((2, 256), np.int32)
+    scaled_inputs_s8(p, s)
+    return s.view(np.uint8).reshape(2, 256, 4).transpose(0, 2, 1).copy().view(np.int8)
 
 
 #: the byte ``e`` of a 64-byte step sits at ``16 * k + 4 * L + i`` of the four int32 vectors' packed outputs

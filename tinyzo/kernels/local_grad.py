@@ -110,11 +110,8 @@ def rows_weight_grad_range(dacc, cols, gw, gb, o_lo, o_hi):
                     and d7 == 0.0):
                 continue
             gb[o] = (((((((gb[o] + d0) + d1) + d2) + d3) + d4) + d5) + d6) + d7
-            g0 = np.uint64(o) * ku
-            for k in range(ku):
-                gwf[g0 + k] = (((((((gwf[g0 + k] + d0 * xs[k]) + d1 * xs[ku + k]) + d2 * xs[2 * ku + k])
-                                  + d3 * xs[3 * ku + k]) + d4 * xs[4 * ku + k]) + d5 * xs[5 * ku + k])
-                               + d6 * xs[6 * ku + k]) + d7 * xs[7 * ku + k]
+            _add_rows8(gwf, np.uint64(o) * ku, ku, xs, np.uint64(0), ku, 2 * ku, 3 * ku, 4 * ku, 5 * ku, 6 * ku,
+                       7 * ku, d0, d1, d2, d3, d4, d5, d6, d7)
     for m in range(m_full, m_total):
         c0 = np.uint64(m) * ku
         for k in range(ku):
@@ -124,9 +121,25 @@ def rows_weight_grad_range(dacc, cols, gw, gb, o_lo, o_hi):
             if d == 0.0:
                 continue
             gb[o] += d
-            g0 = np.uint64(o) * ku
-            for k in range(ku):
-                gwf[g0 + k] += d * xs[k]
+            _add_row(gwf, np.uint64(o) * ku, ku, xs, np.uint64(0), d)
+
+
+@njit(cache=True, inline="always", fastmath={"contract"})
+def _add_rows8(gwf, g0, ku, xs, r0, r1, r2, r3, r4, r5, r6, r7, d0, d1, d2, d3, d4, d5, d6, d7):
+    """``gw[o, k] = (((gw[o, k] + d0 x0[k]) + d1 x1[k]) + ...) + d7 x7[k]`` for every k: the eight rows at
+    offsets ``r0..r7`` of ``xs`` with factors ``d0..d7``, added in order into the row of ``gw`` at ``g0``
+    (the sequence of additions of one row at a time, an eighth of the loads and stores of ``gw``)."""
+    for k in range(ku):
+        gwf[g0 + k] = (((((((gwf[g0 + k] + d0 * xs[r0 + k]) + d1 * xs[r1 + k]) + d2 * xs[r2 + k])
+                          + d3 * xs[r3 + k]) + d4 * xs[r4 + k]) + d5 * xs[r5 + k])
+                       + d6 * xs[r6 + k]) + d7 * xs[r7 + k]
+
+
+@njit(cache=True, inline="always", fastmath={"contract"})
+def _add_row(gwf, g0, ku, xs, r, d):
+    """``gw[o, k] += d * xs[r + k]`` for every k (one row into the row of ``gw`` at ``g0``)."""
+    for k in range(ku):
+        gwf[g0 + k] += d * xs[r + k]
 
 
 #: bytes of the double-precision copy of a chunk of ``cols`` rows in :func:`rows_weight_grad_sparse_range`
@@ -176,19 +189,11 @@ def rows_weight_grad_sparse_range(dacc, cols, gw, gb, o_lo, o_hi):
             gb[o] = b
             full = nz - nz % ROW_GROUP
             for t in range(0, full, ROW_GROUP):
-                d0, d1, d2, d3 = dv[t], dv[t + 1], dv[t + 2], dv[t + 3]
-                d4, d5, d6, d7 = dv[t + 4], dv[t + 5], dv[t + 6], dv[t + 7]
-                r0, r1, r2, r3 = rix[t], rix[t + 1], rix[t + 2], rix[t + 3]
-                r4, r5, r6, r7 = rix[t + 4], rix[t + 5], rix[t + 6], rix[t + 7]
-                for k in range(ku):
-                    gwf[g0 + k] = (((((((gwf[g0 + k] + d0 * xs[r0 + k]) + d1 * xs[r1 + k]) + d2 * xs[r2 + k])
-                                      + d3 * xs[r3 + k]) + d4 * xs[r4 + k]) + d5 * xs[r5 + k])
-                                   + d6 * xs[r6 + k]) + d7 * xs[r7 + k]
+                _add_rows8(gwf, g0, ku, xs, rix[t], rix[t + 1], rix[t + 2], rix[t + 3], rix[t + 4], rix[t + 5],
+                           rix[t + 6], rix[t + 7], dv[t], dv[t + 1], dv[t + 2], dv[t + 3], dv[t + 4], dv[t + 5],
+                           dv[t + 6], dv[t + 7])
             for t in range(full, nz):
-                d = dv[t]
-                r = rix[t]
-                for k in range(ku):
-                    gwf[g0 + k] += d * xs[r + k]
+                _add_row(gwf, g0, ku, xs, rix[t], dv[t])
 
 
 @njit(cache=True, nogil=True)

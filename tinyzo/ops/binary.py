@@ -278,7 +278,7 @@ class _BinaryOp(PreparedOp):
         self._direct = 0  # elements computed directly so far (TABLE_MIN_ELEMENTS)
         self._simd = self.simd_params()  # int8 ADD/SUB on AVX-512: computed in vector registers instead
         # and with AVX512-VBMI, each input's rescaling looked up in a 256-entry table (binary_simd.add_sub_s8_lut)
-        self._simd_tables = simd_tables(self._simd) if self._simd is not None and vbmi_available() else None
+        self._simd_tables = simd_tables(self.kernel_params) if self._simd is not None and vbmi_available() else None
 
     def _prepare_int32(self, a, b, out):
         """The unquantized int32 path (TFLM's ``kTfLiteInt32`` cases): values combined as C ``int32_t``;

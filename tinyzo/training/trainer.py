@@ -134,14 +134,22 @@ class Trainer:
         accuracy at the parameters before the step; pass counts are totals)."""
         y = np.asarray(y)
         lr = self.optimizer.lr_at(self.optimizer.step_count)
-        grads, logits, losses = self.gradients(xq, y)
+        logits, losses, updated = self.train_on(xq, y)
         loss = self.mean_loss(losses)
         acc = float(np.mean(np.argmax(logits.reshape(len(y), -1), axis=1) == y))
-        if grads is not None:
-            self.apply_update(grads)
+        if updated:
             self.step_count += 1
         return {"loss": float(loss), "accuracy": acc, "forward_passes": self.forward_passes,
                 "backward_passes": self.backward_passes, "lr": float(lr)}
+
+    def train_on(self, xq, y) -> tuple:
+        """The work of :meth:`step`: the gradients (:meth:`gradients`) and, unless they are None, the
+        update (:meth:`apply_update`). Returns ``(logits, per-sample losses, updated)``; a subclass may
+        interleave the two (the ZO trainer updates each layer as its gradient comes)."""
+        grads, logits, losses = self.gradients(xq, y)
+        if grads is not None:
+            self.apply_update(grads)
+        return logits, losses, grads is not None
 
     # ------------------------------------------------------------------ memory
     def memory_spec(self, lean: bool = False) -> dict:

@@ -262,7 +262,6 @@ class ZOTrainer(Trainer):
         self._acc_scales = {k: acc_grad_scale(model, k) for k in self.node_layers}
         # the seeds' fixed arguments checked once (derive_seed raises for one out of range)
         derive_seed(config.seed, 0, max(0, config.queries - 1), 1_000_000 + max(self.layers))
-        self._base_seed = int(config.seed)
         self._kind = kind_code(config.direction)
         self._count_lock = threading.Lock()
         # node perturbation of the first trained layer, no weight perturbation: the perturbed forward passes
@@ -286,12 +285,16 @@ class ZOTrainer(Trainer):
         shape = self.model.tensors[self.model.operators[k].outputs[0]].shape
         return int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
 
+    def _seed_step(self) -> int:
+        """The step as the seeds' ``step`` argument (uint32: :func:`derive_seed` raises past 2**32 - 1)."""
+        if self.step_count > MASK32:
+            derive_seed(self.config.seed, self.step_count, 0, 0)
+        return self.step_count
+
     def _seed(self, q: int, layer: int) -> int:
         """``derive_seed(config.seed, step, q, layer)``; the arguments were checked once (seed and layer ids
-        in ``__init__``, the step here), so the jitted mix runs without re-validating them per query."""
-        if self.step_count > MASK32:
-            return derive_seed(self.config.seed, self.step_count, q, layer)  # raises: steps are uint32
-        return int(mix_seed(self._base_seed, self.step_count, q, layer))
+        in ``__init__``, the step by :meth:`_seed_step`), so the jitted mix runs without re-validating them."""
+        return int(mix_seed(self.config.seed, self._seed_step(), q, layer))
 
     def query_layers(self, q: int) -> list:
         """The trained layers query ``q`` perturbs: all of them, or with ``block="layer"`` one."""
@@ -351,10 +354,8 @@ class ZOTrainer(Trainer):
         # generated straight into int8 (exact: |value| <= 127 for every validated sigma_node and
         # direction), without an int32 array and a cast per query, every layer in one jitted call
         dirs = {k: np.empty(shapes[k], np.int8) if out is None else out[k] for k in layers}
-        if self.step_count > MASK32:
-            self._seed(q, 0)  # raises: steps are uint32
         seeds = np.empty(len(layers), np.int64)
-        perturbation_fill_s8_layers(self._kind, self._base_seed, self.step_count, q,
+        perturbation_fill_s8_layers(self._kind, self.config.seed, self._seed_step(), q,
                                     np.array([1_000_000 + k for k in layers], np.int64), c.sigma_node,
                                     tuple(dirs[k].reshape(-1) for k in layers), seeds)
         return {k: self._sparse(dirs[k], int(seed), in_place=True) for k, seed in zip(layers, seeds)}
@@ -588,32 +589,29 @@ class ZOTrainer(Trainer):
         # the parameters do not change until the update: read them once, not once per query
         self._step_params = {k: self.model.get_params(k) for k in self.layers}
         try:
-            if not self._updates_per_layer():
-                return super().step(xq, y)
-            # Trainer.step with each node layer updated as soon as its gradient is known, while the
-            # pool computes the other layers' (each parameter's update depends on its own gradient
-            # and state only: the same bits as one update after the estimate)
-            y = np.asarray(y)
-            lr = self.optimizer.lr_at(self.optimizer.step_count)
-            env, logits, losses = self.base_pass(xq, y)
-            updated = set()
-
-            def on_layer(layer_grads):
-                self.write_update(layer_grads, self.optimizer.update_params)
-                updated.update(layer_grads)
-
-            grads = self.estimate(env, y, losses, on_layer)
-            rest = {key: g for key, g in grads.items() if key not in updated}
-            if rest:
-                self.write_update(rest, self.optimizer.update_params)
-            self.optimizer.end_step()
-            self.step_count += 1
-            loss = self.mean_loss(losses)
-            acc = float(np.mean(np.argmax(logits.reshape(len(y), -1), axis=1) == y))
-            return {"loss": float(loss), "accuracy": acc, "forward_passes": self.forward_passes,
-                    "backward_passes": self.backward_passes, "lr": float(lr)}
+            return super().step(xq, y)
         finally:
             self._step_params = None
+
+    def train_on(self, xq, y) -> tuple:
+        """:meth:`Trainer.train_on` with each node layer updated as soon as its gradient is known, while
+        the pool computes the other layers' (each parameter's update depends on its own gradient and
+        state only: the same bits as one update after the estimate); see :meth:`_updates_per_layer`."""
+        if not self._updates_per_layer():
+            return super().train_on(xq, y)
+        env, logits, losses = self.base_pass(xq, y)
+        updated = set()
+
+        def on_layer(layer_grads):
+            self.write_update(layer_grads, self.optimizer.update_params)
+            updated.update(layer_grads)
+
+        grads = self.estimate(env, y, losses, on_layer)
+        rest = {key: g for key, g in grads.items() if key not in updated}
+        if rest:
+            self.write_update(rest, self.optimizer.update_params)
+        self.optimizer.end_step()
+        return logits, losses, True
 
     def _updates_per_layer(self) -> bool:
         """Whether :meth:`step` may update each node layer as its gradient comes: node layers to train,
