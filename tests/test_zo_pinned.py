@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 SCRIPT = Path(__file__).with_name("zo_pinned.py")
@@ -113,3 +114,82 @@ def test_layer_by_layer_update_is_the_one_shot_update(case, monkeypatch):
     calls.clear()
     monkeypatch.setattr(ZOTrainer, "_updates_per_layer", lambda self: False)
     assert zo_pinned.run_case(case) == PINNED[case]
+
+
+def _node_trainer():
+    import tinyzo
+    from tinyzo.zo.trainer import ZOConfig, ZOTrainer
+
+    model = tinyzo.load(zo_pinned.REF)
+    cfg = ZOConfig(layers=model.trainable_ops()[-6:], seed=1, target="node", estimator="rge", queries=2, lr=5e-4)
+    rng = np.random.default_rng(0)
+    return ZOTrainer(model, cfg), rng.integers(-128, 128, (8, 32, 32, 1), dtype=np.int8), rng.integers(0, 10, 8)
+
+
+def test_layer_gradients_share_the_calling_thread_and_the_pool(monkeypatch):
+    """With 2 threads the node layers' local backward runs on the calling thread and one pool thread
+    (never more threads than tinyzo's), every layer once."""
+    import threading
+
+    from tinyzo import runtime
+    from tinyzo.zo import trainer as trainer_mod
+
+    seen = []
+    real = trainer_mod.local_backward_from_acc
+    pool_started = threading.Event()
+
+    def spy(model, k, x, d):
+        main = threading.current_thread() is threading.main_thread()
+        seen.append((k, main))
+        if main:  # a pool thread may wake slowly: give it the time to take a layer (the small layers are quick)
+            pool_started.wait(10)
+        else:
+            pool_started.set()
+        return real(model, k, x, d)
+
+    monkeypatch.setattr(trainer_mod, "local_backward_from_acc", spy)
+    before = runtime.get_num_threads()
+    runtime.set_num_threads(2)
+    try:
+        trainer, x, y = _node_trainer()
+        for _ in range(3):
+            trainer.step(x, y)
+    finally:
+        runtime.set_num_threads(before)
+    per_step = [seen[i:i + 6] for i in range(0, len(seen), 6)]
+    assert len(seen) == 18 and all(sorted(k for k, _ in s) == sorted(trainer.node_layers) for s in per_step)
+    assert any(main for _, main in seen) and not all(main for _, main in seen)
+
+
+def test_layer_gradient_error_on_the_pool_is_raised(monkeypatch):
+    """A failing layer on the pool thread reaches the caller of step, and no layer is left running."""
+    import threading
+
+    from tinyzo import runtime
+    from tinyzo.zo import trainer as trainer_mod
+
+    real = trainer_mod.local_backward_from_acc
+    running = []
+    pool_started = threading.Event()
+
+    def failing(model, k, x, d):
+        running.append(1)
+        try:
+            if threading.current_thread() is not threading.main_thread():
+                pool_started.set()
+                raise RuntimeError(f"layer {k} failed on the pool")
+            pool_started.wait(10)  # the pool thread takes a layer (it may wake slowly)
+            return real(model, k, x, d)
+        finally:
+            running.pop()
+
+    monkeypatch.setattr(trainer_mod, "local_backward_from_acc", failing)
+    before = runtime.get_num_threads()
+    runtime.set_num_threads(2)
+    try:
+        trainer, x, y = _node_trainer()
+        with pytest.raises(RuntimeError, match="failed on the pool"):
+            trainer.step(x, y)
+        assert running == []
+    finally:
+        runtime.set_num_threads(before)
