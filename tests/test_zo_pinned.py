@@ -116,12 +116,13 @@ def test_layer_by_layer_update_is_the_one_shot_update(case, monkeypatch):
     assert zo_pinned.run_case(case) == PINNED[case]
 
 
-def _node_trainer():
+def _node_trainer(queries=2):
     import tinyzo
     from tinyzo.zo.trainer import ZOConfig, ZOTrainer
 
     model = tinyzo.load(zo_pinned.REF)
-    cfg = ZOConfig(layers=model.trainable_ops()[-6:], seed=1, target="node", estimator="rge", queries=2, lr=5e-4)
+    cfg = ZOConfig(layers=model.trainable_ops()[-6:], seed=1, target="node", estimator="rge", queries=queries,
+                   lr=5e-4)
     rng = np.random.default_rng(0)
     return ZOTrainer(model, cfg), rng.integers(-128, 128, (8, 32, 32, 1), dtype=np.int8), rng.integers(0, 10, 8)
 
@@ -193,3 +194,36 @@ def test_layer_gradient_error_on_the_pool_is_raised(monkeypatch):
         assert running == []
     finally:
         runtime.set_num_threads(before)
+
+
+def test_query_group_size():
+    from tinyzo.zo.trainer import MAX_QUERY_GROUP, QUERY_GROUP, query_group_size
+
+    assert query_group_size(8, 1) == QUERY_GROUP == 2
+    assert query_group_size(8, 2) == MAX_QUERY_GROUP == 4
+    assert [query_group_size(8, t) for t in (3, 4, 8)] == [3, 2, 2]
+    assert query_group_size(50, 2) == 4 and query_group_size(1, 2) == 2
+
+
+def test_query_groups_of_any_size_give_the_same_bits():
+    """8 node queries: pairs on 1 thread, groups of 4 on 2 threads, of 3 (3, 3, 2) on 3 threads: the same
+    weights, biases and losses after every step."""
+    from tinyzo import runtime
+
+    def run(threads):
+        before = runtime.get_num_threads()
+        runtime.set_num_threads(threads)
+        try:
+            trainer, x, y = _node_trainer(queries=8)
+            out = []
+            for _ in range(2):
+                out.append(trainer.step(x, y)["loss"])
+                out.extend(a for k in trainer.layers for a in trainer.model.get_params(k) if a is not None)
+            return out
+        finally:
+            runtime.set_num_threads(before)
+
+    ref = run(1)
+    for threads in (2, 3):
+        got = run(threads)
+        assert len(got) == len(ref) and all(np.array_equal(a, b) for a, b in zip(ref, got))

@@ -66,8 +66,12 @@ TARGETS = tuple(t for t in METHOD_TARGETS if t != "mixed")
 GAUSSIAN_NODE_SIGMA_MAX = 36
 #: node-perturbation queries stacked along the batch into one forward pass (ZOTrainer.queries): 2 here
 #: takes about 5% off the passes' kernels per sample and halves their Python; 4 was no faster on MCUNet
-#: and MobileNetV2 (the activations outgrow the caches), 8 no faster on the digits model
+#: and MobileNetV2 on one thread (the activations outgrow the caches), 8 no faster on the digits model
 QUERY_GROUP = 2
+#: with several threads, one group per thread up to this many queries (fewer tasks, fewer hand-offs
+#: between the threads): 8 queries on 2 threads, the queries' phase 2-10% shorter than pairs on the
+#: digits model, MCUNet, MobileNetV2 and DS-CNN (docs/benchmarks.md, sixth round)
+MAX_QUERY_GROUP = 4
 #: integer perturbation directions the trainer draws (tinyzo.training.prng.perturbation)
 DIRECTIONS = ("rademacher", "gaussian", "uniform")
 #: how the queries of a step cover the trained layers: all at once, or one layer per query
@@ -193,6 +197,15 @@ class ZOConfig:
             ch = np.asarray(chans)
             if ch.size == 0 or ch.ndim != 1 or ch.dtype.kind not in "iu" or ch.min() < 0 or ch.max() >= n_out:
                 raise ZOConfigError(f"channels of layer {k} must be a non-empty list of indices in [0, {n_out - 1}]")
+
+
+def query_group_size(queries: int, threads: int) -> int:
+    """Node-perturbation queries per forward pass (:meth:`ZOTrainer.queries`), for ``queries`` >= 1 queries
+    on ``threads`` >= 1 tinyzo threads: :data:`QUERY_GROUP` on one thread; with several, one group per
+    thread (``ceil(queries / threads)``) between :data:`QUERY_GROUP` and :data:`MAX_QUERY_GROUP`."""
+    if threads < 2:
+        return QUERY_GROUP
+    return min(MAX_QUERY_GROUP, max(QUERY_GROUP, -(-queries // threads)))
 
 
 class ZOTrainer(Trainer):
@@ -499,10 +512,10 @@ class ZOTrainer(Trainer):
 
         Node perturbation alone leaves the model untouched (a query only adds to activations of its
         own forward pass). With the stacked slots and every query perturbing every node layer, the
-        queries go :data:`QUERY_GROUP` at a time through one forward pass of ``QUERY_GROUP * N`` samples
-        (:meth:`query_group`: half the passes' Python and kernel calls, the same bits). With more than one
-        tinyzo thread (:mod:`tinyzo.runtime`) the queries (or groups) run on the calling thread and the
-        pool's threads at once, each forward pass unsplit, each thread taking the next one not yet taken
+        queries go ``g`` at a time through one forward pass of ``g * N`` samples (:meth:`query_group`:
+        fewer passes' Python and kernel calls, the same bits; ``g``: :func:`query_group_size`). With more
+        than one tinyzo thread (:mod:`tinyzo.runtime`) the queries (or groups) run on the calling thread
+        and the pool's threads at once, each forward pass unsplit, each thread taking the next one not yet taken
         (the calling thread works instead of waiting; a thread slowed by the machine takes fewer). The
         results are returned in query order, so the estimate is the same bits. Weight perturbation
         changes the model's weights during a query: its queries run one after the other.
@@ -514,7 +527,8 @@ class ZOTrainer(Trainer):
                 yield self.query(env, y, base, base_mean, q, node_shapes, None if node_out is None else node_out(q))
             return
         if stacked is not None and self._query_layer is None and set(stacked) == set(self.node_layers):
-            tasks = [range(q, min(q + QUERY_GROUP, c.queries)) for q in range(0, c.queries, QUERY_GROUP)]
+            g = query_group_size(c.queries, threads)
+            tasks = [range(q, min(q + g, c.queries)) for q in range(0, c.queries, g)]
 
             def run(qs):
                 return self.query_group(env, y, base, base_mean, qs, node_shapes, stacked)
