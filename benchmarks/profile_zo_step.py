@@ -10,13 +10,16 @@ phase                     calls timed
 ========================  ==========================================================================
 base forward              ``ZOTrainer.base_pass`` (the unperturbed pass, activations kept)
 perturb                   ``ZOTrainer.directions``, ``ZOTrainer.node_directions``
-perturbed forwards        ``ZOTrainer.perturbed_losses`` (apply/undo weights, the partial forward)
+perturbed forwards        ``ZOTrainer.perturbed_losses`` (apply/undo weights, the partial forward) and
+                          ``ZOTrainer.group_perturbed_losses`` (a group of node queries in one pass)
 node adds                 the saturating add of node perturbations (``tinyzo.graph._saturating_add_int8``)
 losses                    ``Trainer.losses``, ``Trainer.mean_loss``, ``projected_difference``
-estimate                  ``ZOTrainer.accumulate`` (weight and node-output gradient accumulation)
-local backward            ``local_backward`` / ``ZOTrainer.local_backwards`` (node layers: output
-                          gradient -> weight and bias gradients; on the thread pool with 2 threads)
-update                    ``Trainer.apply_update`` (masks, the optimizer step, writing the weights)
+estimate                  ``ZOTrainer.accumulate`` (weight and node-output gradient accumulation),
+                          ``kernels.zo.accumulate_acc_grads`` (a node layer's queries summed)
+local backward            ``local_backward`` / ``local_backward_from_acc`` / ``ZOTrainer.local_backwards``
+                          (node layers: output gradient -> weight and bias gradients)
+update                    ``Trainer.apply_update`` / ``Trainer.write_update`` (masks, the optimizer step,
+                          writing the weights; per node layer as its gradient comes)
 rest                      everything else inside ``step`` (Python glue)
 ========================  ==========================================================================
 
@@ -79,23 +82,34 @@ class PhaseTimer:
         return timed
 
 
-def instrument(trainer, timer: PhaseTimer) -> None:
-    """Wrap the trainer's phase methods (instance attributes) and the module-level helpers it calls."""
+def instrument(trainer, timer: PhaseTimer):
+    """Wrap the trainer's phase methods (instance attributes) and the module-level helpers it calls;
+    returns a function that puts the module-level helpers back."""
     import tinyzo.graph as graph
     import tinyzo.zo.trainer as zt
+
+    saved = [(mod, name, getattr(mod, name)) for mod, name in (
+        (graph, "_saturating_add_int8"), (zt, "local_backward"), (zt, "local_backward_from_acc"),
+        (zt, "accumulate_acc_grads"), (zt, "projected_difference")) if hasattr(mod, name)]
+
+    def restore():
+        for mod, name, fn in saved:
+            setattr(mod, name, fn)
 
     if hasattr(graph, "_saturating_add_int8"):  # the node perturbation added inside a forward pass
         graph._saturating_add_int8 = timer.wrap("node adds", graph._saturating_add_int8)
 
     for name, phase in (("base_pass", "base forward"), ("directions", "perturb"), ("node_directions", "perturb"),
-                        ("perturbed_losses", "perturbed forwards"), ("losses", "losses"),
-                        ("mean_loss", "losses"), ("accumulate", "estimate"), ("local_backwards", "local backward"),
-                        ("apply_update", "update")):
+                        ("perturbed_losses", "perturbed forwards"), ("group_perturbed_losses", "perturbed forwards"),
+                        ("losses", "losses"), ("mean_loss", "losses"), ("accumulate", "estimate"),
+                        ("local_backwards", "local backward"), ("apply_update", "update"), ("write_update", "update")):
         if hasattr(trainer, name):
             setattr(trainer, name, timer.wrap(phase, getattr(trainer, name)))
-    for name, phase in (("local_backward", "local backward"), ("projected_difference", "losses")):
+    for name, phase in (("local_backward", "local backward"), ("local_backward_from_acc", "local backward"),
+                        ("accumulate_acc_grads", "estimate"), ("projected_difference", "losses")):
         if hasattr(zt, name):
             setattr(zt, name, timer.wrap(phase, getattr(zt, name)))
+    return restore
 
 
 def main(argv=None):
@@ -121,13 +135,16 @@ def main(argv=None):
     for i in range(3):
         trainer.step(*batches[i % len(batches)])
     timer = PhaseTimer()
-    instrument(trainer, timer)
+    restore = instrument(trainer, timer)
     step = trainer.step
     t_all = 0.0
-    for i in range(args.steps):
-        t0 = time.perf_counter()
-        step(*batches[i % len(batches)])
-        t_all += time.perf_counter() - t0
+    try:
+        for i in range(args.steps):
+            t0 = time.perf_counter()
+            step(*batches[i % len(batches)])
+            t_all += time.perf_counter() - t0
+    finally:
+        restore()
     per = {p: 1e3 * v / args.steps for p, v in timer.total.items()}
     per["rest"] = 1e3 * t_all / args.steps - sum(per.values())
     total = 1e3 * t_all / args.steps
