@@ -51,3 +51,43 @@ def test_keep_freed_memory_once_per_process(monkeypatch):
     monkeypatch.delenv("TINYZO_KEEP_MALLOC")
     has_mallopt = hasattr(ctypes.CDLL(None), "mallopt")
     assert runtime.keep_freed_memory() is has_mallopt
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_share_tasks_runs_every_task_once(threads):
+    import threading
+
+    before = runtime.get_num_threads()
+    runtime.set_num_threads(threads)
+    try:
+        seen, lock = [], threading.Lock()
+
+        def task(i):
+            with lock:
+                seen.append((i, threading.get_ident(), runtime.get_num_threads()))
+
+        runtime.share_tasks(20, task)
+    finally:
+        runtime.set_num_threads(before)
+    assert sorted(i for i, _, _ in seen) == list(range(20))
+    assert all(n == 1 for _, _, n in seen) or threads == 1  # each task single-threaded
+    if threads == 1:
+        assert [i for i, _, _ in seen] == list(range(20))  # in order, on the calling thread
+        assert {t for _, t, _ in seen} == {threading.get_ident()}
+
+
+def test_share_tasks_stops_and_reraises_after_an_error():
+    before = runtime.get_num_threads()
+    runtime.set_num_threads(2)
+    started = []
+    try:
+        def task(i):
+            started.append(i)
+            if i == 3:
+                raise RuntimeError("task 3 failed")
+
+        with pytest.raises(RuntimeError, match="task 3 failed"):
+            runtime.share_tasks(1000, task)
+    finally:
+        runtime.set_num_threads(before)
+    assert 3 in started and len(started) < 1000

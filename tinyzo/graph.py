@@ -405,8 +405,8 @@ class Model:
         """Run operators ``start:`` on a batch held in ``env``, in chunks spread over threads (see :mod:`tinyzo.runtime`).
 
         The batch is cut into equal chunks of at most :meth:`chunk_samples` samples (at least one per
-        thread); the threads (the calling one included) take chunks in turn and copy each chunk's
-        result into arrays allocated once for the whole batch.
+        thread); the threads (the calling one included, :func:`tinyzo.runtime.share_tasks`) take chunks
+        in turn and copy each chunk's result into arrays allocated once for the whole batch.
         """
         import threading
 
@@ -429,37 +429,20 @@ class Model:
             return self._run_ops({k: v[s] for k, v in env.items()}, start, keep_all, sub_add, outputs)
 
         lock = threading.Lock()
-        todo = iter(slices)
         out: dict = {}
-        failed = []
 
-        def worker():
-            while not failed:
-                with lock:
-                    s = next(todo, None)
-                if s is None:
-                    return
-                try:
-                    res = part(s)
-                    m = s.stop - s.start
-                    with lock:  # rows per sample: 1, except a constant output stacked per sample (F3)
-                        if not out:
-                            out.update({k: np.empty((n * (a.shape[0] // m),) + a.shape[1:], a.dtype)
-                                        for k, a in res.items()})
-                    for k, a in res.items():
-                        r = a.shape[0] // m
-                        out[k][s.start * r:s.stop * r] = a
-                except BaseException:
-                    failed.append(True)
-                    raise
+        def merge(i):  # each chunk's result copied into the whole batch's arrays as it comes (bounded memory)
+            s = slices[i]
+            res = part(s)
+            m = s.stop - s.start
+            with lock:  # rows per sample: 1, except a constant output stacked per sample (F3)
+                if not out:
+                    out.update({k: np.empty((n * (a.shape[0] // m),) + a.shape[1:], a.dtype) for k, a in res.items()})
+            for k, a in res.items():
+                r = a.shape[0] // m
+                out[k][s.start * r:s.stop * r] = a
 
-        # the calling thread is one of the workers: one thread hand-off fewer
-        futures = [runtime.pool().submit(worker) for _ in range(min(threads, len(slices)) - 1)]
-        try:
-            worker()
-        finally:
-            for f in futures:
-                f.result()
+        runtime.share_tasks(len(slices), merge)
         return out
 
     def _run_batch(self, arrays, keep_all: bool) -> dict:

@@ -14,6 +14,7 @@ CPUs (at most 8); :func:`set_num_threads` changes it.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -81,6 +82,42 @@ def pool() -> ThreadPoolExecutor:
     if _state["pool"] is None:
         _state["pool"] = ThreadPoolExecutor(max_workers=get_num_threads(), thread_name_prefix="tinyzo")
     return _state["pool"]
+
+
+def share_tasks(n_tasks: int, task) -> None:
+    """Run ``task(i)`` for every ``i`` in ``range(n_tasks)`` on the calling thread and up to
+    ``get_num_threads() - 1`` pool threads at once, each thread taking the next task not yet taken (the
+    calling thread works instead of waiting, and a thread slowed by the machine takes fewer), each inside
+    :func:`single_threaded` (a task never waits on the pool from a pool thread). In order on the
+    calling thread alone when there is one thread or one task. After a task raises no task starts; the
+    call returns once every thread has stopped and re-raises the error.
+    """
+    threads = min(get_num_threads(), n_tasks)
+    if threads < 2:
+        for i in range(n_tasks):
+            task(i)
+        return
+    taken = itertools.count()
+    failed = threading.Event()
+
+    def worker():
+        with single_threaded():
+            while not failed.is_set():
+                i = next(taken)  # atomic under the GIL: every task is taken once
+                if i >= n_tasks:
+                    return
+                try:
+                    task(i)
+                except BaseException:
+                    failed.set()
+                    raise
+
+    helpers = [pool().submit(worker) for _ in range(threads - 1)]
+    try:
+        worker()
+    finally:
+        for f in helpers:
+            f.result()  # waits for every helper; re-raises a helper's error
 
 
 def limit_blas_threads() -> None:

@@ -514,9 +514,8 @@ class ZOTrainer(Trainer):
         own forward pass). With the stacked slots and every query perturbing every node layer, the
         queries go ``g`` at a time through one forward pass of ``g * N`` samples (:meth:`query_group`:
         fewer passes' Python and kernel calls, the same bits; ``g``: :func:`query_group_size`). With more
-        than one tinyzo thread (:mod:`tinyzo.runtime`) the queries (or groups) run on the calling thread
-        and the pool's threads at once, each forward pass unsplit, each thread taking the next one not yet taken
-        (the calling thread works instead of waiting; a thread slowed by the machine takes fewer). The
+        than one tinyzo thread the queries (or groups) run on the calling thread and the pool's threads
+        at once (:func:`tinyzo.runtime.share_tasks`), each forward pass unsplit. The
         results are returned in query order, so the estimate is the same bits. Weight perturbation
         changes the model's weights during a query: its queries run one after the other.
         """
@@ -540,33 +539,12 @@ class ZOTrainer(Trainer):
                 return [self.query(env, y, base, base_mean, q, node_shapes,
                                    None if node_out is None else node_out(q))]
 
-        if len(tasks) < 2 or threads < 2:
-            for qs in tasks:
-                yield from run(qs)
-            return
-
         results = [None] * len(tasks)
-        taken = itertools.count()
-        failed = threading.Event()
 
-        def worker():
-            with runtime.single_threaded():
-                while not failed.is_set():
-                    i = next(taken)  # atomic under the GIL: every task is taken once
-                    if i >= len(tasks):
-                        return
-                    try:
-                        results[i] = run(tasks[i])
-                    except BaseException:
-                        failed.set()
-                        raise
+        def take(i):
+            results[i] = run(tasks[i])
 
-        helpers = [runtime.pool().submit(worker) for _ in range(min(threads, len(tasks)) - 1)]
-        try:
-            worker()
-        finally:
-            for f in helpers:
-                f.result()  # waits for every helper; re-raises a helper's error
+        runtime.share_tasks(len(tasks), take)
         for group in results:
             yield from group
 
